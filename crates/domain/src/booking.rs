@@ -1,0 +1,569 @@
+//! The Booking aggregate: a client's request for time on resources, with its
+//! reservations, tasks and status machine
+//! `requested → confirmed → in_progress → completed`, and
+//! `requested|confirmed → cancelled`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::Validator;
+use crate::event::{EventDecodeError, decode, payload_of};
+use crate::time::TimeRange;
+use crate::{Aggregate, DomainError, DomainEvent, FieldError};
+
+const MAX_TITLE: usize = 200;
+const MAX_NOTES: usize = 10_000;
+const MAX_LABEL: usize = 100;
+const MAX_HEADCOUNT: u32 = 1_000_000;
+/// Most reservations one booking may hold.
+pub const MAX_RESERVATIONS: usize = 100;
+const MAX_TASKS: usize = 500;
+
+/// Who the booking is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// Name.
+    pub name: String,
+    /// Email address, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Phone number, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+/// The descriptive fields of a booking (payload of `booking.requested`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingDetails {
+    /// What the booking is for.
+    pub title: String,
+    /// Who it is for.
+    pub client: Client,
+    /// When the booked event starts.
+    pub starts_at: DateTime<Utc>,
+    /// When it ends.
+    pub ends_at: DateTime<Utc>,
+    /// Expected number of people.
+    pub headcount: u32,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+/// A reservation of a resource for a half-open range (payload of
+/// `reservation.added`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// Id, chosen by the caller (UUID v7).
+    pub reservation_id: Uuid,
+    /// The reserved resource.
+    pub resource_id: Uuid,
+    /// Inclusive start.
+    pub starts_at: DateTime<Utc>,
+    /// Exclusive end.
+    pub ends_at: DateTime<Utc>,
+    /// What the resource is for in this booking (`hall`, `chef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl Reservation {
+    /// Its time range.
+    pub fn range(&self) -> TimeRange {
+        TimeRange {
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+        }
+    }
+}
+
+/// A task attached to a booking (payload of `task.added`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// Id, chosen by the caller (UUID v7).
+    pub task_id: Uuid,
+    /// What to do.
+    pub title: String,
+    /// When it is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// The resource (usually staff) it is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee_id: Option<Uuid>,
+}
+
+/// Where a booking is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    /// Asked for; holds its reservations.
+    Requested,
+    /// Agreed.
+    Confirmed,
+    /// Happening.
+    InProgress,
+    /// Done (terminal).
+    Completed,
+    /// Called off (terminal).
+    Cancelled,
+}
+
+impl BookingStatus {
+    /// The wire name (`in_progress`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Requested => "requested",
+            BookingStatus::Confirmed => "confirmed",
+            BookingStatus::InProgress => "in_progress",
+            BookingStatus::Completed => "completed",
+            BookingStatus::Cancelled => "cancelled",
+        }
+    }
+
+    fn is_terminal(self) -> bool {
+        matches!(self, BookingStatus::Completed | BookingStatus::Cancelled)
+    }
+}
+
+/// Commands on a booking. Times that depend on the clock (`now`) are passed
+/// in so that decisions stay pure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BookingCommand {
+    /// Creates the booking with its initial reservations, all or nothing.
+    Request {
+        /// Descriptive fields.
+        details: BookingDetails,
+        /// Reservations to hold from the start.
+        reservations: Vec<Reservation>,
+    },
+    /// `requested → confirmed`.
+    Confirm,
+    /// `confirmed → in_progress`.
+    Start,
+    /// `in_progress → completed`; releases what is still ahead of `now`.
+    Complete {
+        /// The clock.
+        now: DateTime<Utc>,
+    },
+    /// `requested|confirmed → cancelled`; releases what is still ahead of `now`.
+    Cancel {
+        /// Why, if said.
+        reason: Option<String>,
+        /// The clock.
+        now: DateTime<Utc>,
+    },
+    /// Adds one reservation.
+    AddReservation(Reservation),
+    /// Releases one reservation from `now` on (all of it if not yet begun).
+    ReleaseReservation {
+        /// Which one.
+        reservation_id: Uuid,
+        /// The clock.
+        now: DateTime<Utc>,
+    },
+    /// Adds a task.
+    AddTask(Task),
+    /// Marks a task done.
+    CompleteTask {
+        /// Which one.
+        task_id: Uuid,
+    },
+}
+
+/// Events of a booking's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BookingEvent {
+    /// `booking.requested`
+    Requested(BookingDetails),
+    /// `reservation.added`
+    ReservationAdded(Reservation),
+    /// `booking.confirmed`
+    Confirmed,
+    /// `booking.started`
+    Started,
+    /// `booking.completed`
+    Completed,
+    /// `booking.cancelled`
+    Cancelled {
+        /// Why, if said.
+        reason: Option<String>,
+    },
+    /// `reservation.released`: the reservation no longer holds its resource
+    /// from `released_from` on; at or before its start, it is gone entirely.
+    ReservationReleased {
+        /// Which one.
+        reservation_id: Uuid,
+        /// From when the resource is free again.
+        released_from: DateTime<Utc>,
+    },
+    /// `task.added`
+    TaskAdded(Task),
+    /// `task.completed`
+    TaskCompleted {
+        /// Which one.
+        task_id: Uuid,
+    },
+}
+
+/// A booking's state, folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Booking {
+    /// `None` until requested.
+    pub details: Option<BookingDetails>,
+    /// Current status (meaningful once requested).
+    pub status: Option<BookingStatus>,
+    /// Reservations still holding time (released ones are shortened or gone).
+    pub reservations: Vec<Reservation>,
+    /// Tasks with whether each is done.
+    pub tasks: Vec<(Task, bool)>,
+}
+
+impl Aggregate for Booking {
+    type Command = BookingCommand;
+    type Event = BookingEvent;
+    const STREAM_TYPE: &'static str = "booking";
+
+    fn evolve(&mut self, event: &BookingEvent) {
+        match event {
+            BookingEvent::Requested(details) => {
+                self.details = Some(details.clone());
+                self.status = Some(BookingStatus::Requested);
+            }
+            BookingEvent::ReservationAdded(r) => self.reservations.push(r.clone()),
+            BookingEvent::Confirmed => self.status = Some(BookingStatus::Confirmed),
+            BookingEvent::Started => self.status = Some(BookingStatus::InProgress),
+            BookingEvent::Completed => self.status = Some(BookingStatus::Completed),
+            BookingEvent::Cancelled { .. } => self.status = Some(BookingStatus::Cancelled),
+            BookingEvent::ReservationReleased {
+                reservation_id,
+                released_from,
+            } => {
+                if let Some(i) = self.reservation_index(*reservation_id) {
+                    if *released_from <= self.reservations[i].starts_at {
+                        self.reservations.remove(i);
+                    } else {
+                        let r = &mut self.reservations[i];
+                        r.ends_at = r.ends_at.min(*released_from);
+                    }
+                }
+            }
+            BookingEvent::TaskAdded(task) => self.tasks.push((task.clone(), false)),
+            BookingEvent::TaskCompleted { task_id } => {
+                if let Some(entry) = self.tasks.iter_mut().find(|(t, _)| t.task_id == *task_id) {
+                    entry.1 = true;
+                }
+            }
+        }
+    }
+
+    fn decide(&self, command: BookingCommand) -> Result<Vec<BookingEvent>, DomainError> {
+        if let BookingCommand::Request {
+            details,
+            reservations,
+        } = command
+        {
+            if self.details.is_some() {
+                return Err(DomainError::AlreadyExists("booking"));
+            }
+            return request(details, reservations);
+        }
+        let status = self.status.ok_or(DomainError::NotFound("booking"))?;
+        match command {
+            BookingCommand::Request { .. } => unreachable!("handled above"),
+            BookingCommand::Confirm => {
+                transition(status, "confirm", &[BookingStatus::Requested])?;
+                Ok(vec![BookingEvent::Confirmed])
+            }
+            BookingCommand::Start => {
+                transition(status, "start", &[BookingStatus::Confirmed])?;
+                Ok(vec![BookingEvent::Started])
+            }
+            BookingCommand::Complete { now } => {
+                transition(status, "complete", &[BookingStatus::InProgress])?;
+                let mut events = vec![BookingEvent::Completed];
+                events.extend(self.release_all_from(now));
+                Ok(events)
+            }
+            BookingCommand::Cancel { reason, now } => {
+                transition(
+                    status,
+                    "cancel",
+                    &[BookingStatus::Requested, BookingStatus::Confirmed],
+                )?;
+                if let Some(reason) = &reason {
+                    let mut v = Validator::default();
+                    v.check(
+                        reason.chars().count() <= MAX_NOTES,
+                        "reason",
+                        format!("must be at most {MAX_NOTES} characters"),
+                    );
+                    v.finish()?;
+                }
+                let mut events = vec![BookingEvent::Cancelled { reason }];
+                events.extend(self.release_all_from(now));
+                Ok(events)
+            }
+            BookingCommand::AddReservation(reservation) => {
+                self.require_open(status, "add a reservation to")?;
+                validate_reservation(&reservation, "").map_err(|e| DomainError::Invalid(vec![e]))?;
+                if self.reservation_index(reservation.reservation_id).is_some() {
+                    return Err(DomainError::AlreadyExists("reservation"));
+                }
+                if self.reservations.len() >= MAX_RESERVATIONS {
+                    return Err(DomainError::invalid(
+                        "reservations",
+                        format!("a booking holds at most {MAX_RESERVATIONS} reservations"),
+                    ));
+                }
+                Ok(vec![BookingEvent::ReservationAdded(reservation)])
+            }
+            BookingCommand::ReleaseReservation {
+                reservation_id,
+                now,
+            } => {
+                let i = self
+                    .reservation_index(reservation_id)
+                    .ok_or(DomainError::UnknownChild("reservation"))?;
+                self.require_open(status, "release a reservation of")?;
+                release_from(&self.reservations[i], now).map(|e| vec![e]).ok_or_else(|| {
+                    DomainError::InvalidTransition("the reservation is already over".into())
+                })
+            }
+            BookingCommand::AddTask(task) => {
+                self.require_open(status, "add a task to")?;
+                let mut v = Validator::default();
+                v.text(&task.title, "title", MAX_TITLE);
+                v.check(
+                    self.tasks.len() < MAX_TASKS,
+                    "tasks",
+                    format!("a booking holds at most {MAX_TASKS} tasks"),
+                );
+                v.finish()?;
+                if self.tasks.iter().any(|(t, _)| t.task_id == task.task_id) {
+                    return Err(DomainError::AlreadyExists("task"));
+                }
+                Ok(vec![BookingEvent::TaskAdded(Task {
+                    title: task.title.trim().to_owned(),
+                    ..task
+                })])
+            }
+            BookingCommand::CompleteTask { task_id } => {
+                let (_, done) = self
+                    .tasks
+                    .iter()
+                    .find(|(t, _)| t.task_id == task_id)
+                    .ok_or(DomainError::UnknownChild("task"))?;
+                if status == BookingStatus::Cancelled {
+                    return Err(DomainError::InvalidTransition(
+                        "cannot complete a task of a cancelled booking".into(),
+                    ));
+                }
+                if *done {
+                    return Err(DomainError::InvalidTransition(
+                        "the task is already completed".into(),
+                    ));
+                }
+                Ok(vec![BookingEvent::TaskCompleted { task_id }])
+            }
+        }
+    }
+}
+
+impl Booking {
+    fn reservation_index(&self, id: Uuid) -> Option<usize> {
+        self.reservations.iter().position(|r| r.reservation_id == id)
+    }
+
+    fn require_open(&self, status: BookingStatus, action: &str) -> Result<(), DomainError> {
+        if status.is_terminal() {
+            return Err(DomainError::InvalidTransition(format!(
+                "cannot {action} a booking that is {}",
+                status.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Releases every reservation that still holds time after `now`.
+    fn release_all_from(&self, now: DateTime<Utc>) -> Vec<BookingEvent> {
+        self.reservations
+            .iter()
+            .filter_map(|r| release_from(r, now))
+            .collect()
+    }
+}
+
+/// The release of `r` from `now` on, or `None` when it is already over.
+fn release_from(r: &Reservation, now: DateTime<Utc>) -> Option<BookingEvent> {
+    (r.ends_at > now).then(|| BookingEvent::ReservationReleased {
+        reservation_id: r.reservation_id,
+        released_from: now.max(r.starts_at),
+    })
+}
+
+fn transition(
+    from: BookingStatus,
+    action: &str,
+    allowed: &[BookingStatus],
+) -> Result<(), DomainError> {
+    if allowed.contains(&from) {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidTransition(format!(
+            "cannot {action} a booking that is {}",
+            from.as_str()
+        )))
+    }
+}
+
+fn request(
+    details: BookingDetails,
+    reservations: Vec<Reservation>,
+) -> Result<Vec<BookingEvent>, DomainError> {
+    let mut v = Validator::default();
+    v.text(&details.title, "title", MAX_TITLE);
+    v.text(&details.client.name, "client.name", MAX_TITLE);
+    if let Some(email) = &details.client.email {
+        v.check(is_plausible_email(email), "client.email", "is not an email address");
+    }
+    if let Some(phone) = &details.client.phone {
+        v.text(phone, "client.phone", 50);
+    }
+    if let Err(e) = TimeRange::new(details.starts_at, details.ends_at, "") {
+        v.push(e);
+    }
+    v.check(
+        details.headcount <= MAX_HEADCOUNT,
+        "headcount",
+        format!("must be at most {MAX_HEADCOUNT}"),
+    );
+    if let Some(notes) = &details.notes {
+        v.check(
+            notes.chars().count() <= MAX_NOTES,
+            "notes",
+            format!("must be at most {MAX_NOTES} characters"),
+        );
+    }
+    v.check(
+        reservations.len() <= MAX_RESERVATIONS,
+        "reservations",
+        format!("at most {MAX_RESERVATIONS} reservations"),
+    );
+    for (i, r) in reservations.iter().enumerate() {
+        if let Err(e) = validate_reservation(r, &format!("reservations[{i}].")) {
+            v.push(e);
+        }
+    }
+    v.finish()?;
+
+    let details = BookingDetails {
+        title: details.title.trim().to_owned(),
+        ..details
+    };
+    let mut events = vec![BookingEvent::Requested(details)];
+    events.extend(reservations.into_iter().map(BookingEvent::ReservationAdded));
+    Ok(events)
+}
+
+fn validate_reservation(r: &Reservation, prefix: &str) -> Result<(), FieldError> {
+    TimeRange::new(r.starts_at, r.ends_at, prefix)?;
+    if let Some(label) = &r.label
+        && label.chars().count() > MAX_LABEL
+    {
+        return Err(FieldError::new(
+            format!("{prefix}label"),
+            format!("must be at most {MAX_LABEL} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A deliberately loose check: one `@` with text on both sides, no spaces.
+/// Deliverability is the mail server's call, not ours.
+fn is_plausible_email(email: &str) -> bool {
+    email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.contains('@'))
+}
+
+impl DomainEvent for BookingEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            BookingEvent::Requested(_) => "booking.requested",
+            BookingEvent::ReservationAdded(_) => "reservation.added",
+            BookingEvent::Confirmed => "booking.confirmed",
+            BookingEvent::Started => "booking.started",
+            BookingEvent::Completed => "booking.completed",
+            BookingEvent::Cancelled { .. } => "booking.cancelled",
+            BookingEvent::ReservationReleased { .. } => "reservation.released",
+            BookingEvent::TaskAdded(_) => "task.added",
+            BookingEvent::TaskCompleted { .. } => "task.completed",
+        }
+    }
+
+    fn schema_version(&self) -> i32 {
+        crate::upcast::current_version(self.event_type())
+    }
+
+    fn to_payload(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            BookingEvent::Requested(d) => payload_of(d),
+            BookingEvent::ReservationAdded(r) => payload_of(r),
+            BookingEvent::Confirmed | BookingEvent::Started | BookingEvent::Completed => json!({}),
+            BookingEvent::Cancelled { reason } => json!({ "reason": reason }),
+            BookingEvent::ReservationReleased {
+                reservation_id,
+                released_from,
+            } => json!({ "reservation_id": reservation_id, "released_from": released_from }),
+            BookingEvent::TaskAdded(t) => payload_of(t),
+            BookingEvent::TaskCompleted { task_id } => json!({ "task_id": task_id }),
+        }
+    }
+
+    fn from_payload(event_type: &str, payload: serde_json::Value) -> Result<Self, EventDecodeError> {
+        #[derive(Deserialize)]
+        struct Cancelled {
+            reason: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Released {
+            reservation_id: Uuid,
+            released_from: DateTime<Utc>,
+        }
+        #[derive(Deserialize)]
+        struct TaskRef {
+            task_id: Uuid,
+        }
+        Ok(match event_type {
+            "booking.requested" => BookingEvent::Requested(decode(event_type, payload)?),
+            "reservation.added" => BookingEvent::ReservationAdded(decode(event_type, payload)?),
+            "booking.confirmed" => BookingEvent::Confirmed,
+            "booking.started" => BookingEvent::Started,
+            "booking.completed" => BookingEvent::Completed,
+            "booking.cancelled" => {
+                let c: Cancelled = decode(event_type, payload)?;
+                BookingEvent::Cancelled { reason: c.reason }
+            }
+            "reservation.released" => {
+                let r: Released = decode(event_type, payload)?;
+                BookingEvent::ReservationReleased {
+                    reservation_id: r.reservation_id,
+                    released_from: r.released_from,
+                }
+            }
+            "task.added" => BookingEvent::TaskAdded(decode(event_type, payload)?),
+            "task.completed" => {
+                let t: TaskRef = decode(event_type, payload)?;
+                BookingEvent::TaskCompleted { task_id: t.task_id }
+            }
+            other => return Err(EventDecodeError::UnknownType(other.to_owned())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

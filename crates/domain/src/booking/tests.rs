@@ -1,0 +1,453 @@
+use super::*;
+use crate::aggregate::harness::given;
+use chrono::{Duration, TimeZone};
+
+fn t(h: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2027, 6, 12, 0, 0, 0).unwrap() + Duration::hours(h)
+}
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn details() -> BookingDetails {
+    BookingDetails {
+        title: "Smith wedding".into(),
+        client: Client {
+            name: "Ann Smith".into(),
+            email: Some("ann@example.com".into()),
+            phone: None,
+        },
+        starts_at: t(14),
+        ends_at: t(23),
+        headcount: 120,
+        notes: None,
+    }
+}
+
+fn reservation(n: u128, from: i64, to: i64) -> Reservation {
+    Reservation {
+        reservation_id: id(n),
+        resource_id: id(100 + n),
+        starts_at: t(from),
+        ends_at: t(to),
+        label: Some("hall".into()),
+    }
+}
+
+fn requested() -> Vec<BookingEvent> {
+    vec![
+        BookingEvent::Requested(details()),
+        BookingEvent::ReservationAdded(reservation(1, 12, 24)),
+    ]
+}
+
+fn with(mut history: Vec<BookingEvent>, more: &[BookingEvent]) -> Vec<BookingEvent> {
+    history.extend_from_slice(more);
+    history
+}
+
+fn status_of(booking: &Booking) -> BookingStatus {
+    booking.status.unwrap()
+}
+
+#[test]
+fn request_records_the_booking_and_its_reservations() {
+    let state = given::<Booking>([])
+        .when(BookingCommand::Request {
+            details: details(),
+            reservations: vec![reservation(1, 12, 24), reservation(2, 14, 16)],
+        })
+        .then([
+            BookingEvent::Requested(details()),
+            BookingEvent::ReservationAdded(reservation(1, 12, 24)),
+            BookingEvent::ReservationAdded(reservation(2, 14, 16)),
+        ]);
+    assert_eq!(status_of(&state), BookingStatus::Requested);
+    assert_eq!(state.reservations.len(), 2);
+}
+
+#[test]
+fn request_twice_is_refused() {
+    assert_eq!(
+        given::<Booking>(requested())
+            .when(BookingCommand::Request {
+                details: details(),
+                reservations: vec![]
+            })
+            .then_refused(),
+        DomainError::AlreadyExists("booking")
+    );
+}
+
+#[test]
+fn request_names_every_invalid_field() {
+    let mut bad = details();
+    bad.title = String::new();
+    bad.client.name = " ".into();
+    bad.client.email = Some("not-an-email".into());
+    bad.ends_at = bad.starts_at;
+    bad.headcount = MAX_HEADCOUNT + 1;
+    let mut long_label = reservation(1, 5, 4);
+    long_label.label = Some("x".repeat(101));
+    let mut second = reservation(2, 1, 2);
+    second.label = Some("x".repeat(101));
+    given::<Booking>([])
+        .when(BookingCommand::Request {
+            details: bad,
+            reservations: vec![long_label, second],
+        })
+        .then_invalid(&[
+            "title",
+            "client.name",
+            "client.email",
+            "ends_at",
+            "headcount",
+            "reservations[0].ends_at",
+            "reservations[1].label",
+        ]);
+}
+
+#[test]
+fn request_with_too_long_range_or_too_many_reservations_is_refused() {
+    let mut long = details();
+    long.ends_at = long.starts_at + Duration::days(400);
+    given::<Booking>([])
+        .when(BookingCommand::Request {
+            details: long,
+            reservations: vec![],
+        })
+        .then_invalid(&["ends_at"]);
+    let many = (0..=MAX_RESERVATIONS as u128)
+        .map(|n| reservation(n, 1, 2))
+        .collect();
+    given::<Booking>([])
+        .when(BookingCommand::Request {
+            details: details(),
+            reservations: many,
+        })
+        .then_invalid(&["reservations"]);
+}
+
+#[test]
+fn the_happy_path_runs_requested_confirmed_in_progress_completed() {
+    let state = given::<Booking>(requested())
+        .when(BookingCommand::Confirm)
+        .then([BookingEvent::Confirmed]);
+    assert_eq!(status_of(&state), BookingStatus::Confirmed);
+    let history = with(requested(), &[BookingEvent::Confirmed]);
+    let state = given::<Booking>(history.clone())
+        .when(BookingCommand::Start)
+        .then([BookingEvent::Started]);
+    assert_eq!(status_of(&state), BookingStatus::InProgress);
+    // Completing at 20:00 frees the rest of the 12:00–24:00 reservation.
+    let state = given::<Booking>(with(history, &[BookingEvent::Started]))
+        .when(BookingCommand::Complete { now: t(20) })
+        .then([
+            BookingEvent::Completed,
+            BookingEvent::ReservationReleased {
+                reservation_id: id(1),
+                released_from: t(20),
+            },
+        ]);
+    assert_eq!(status_of(&state), BookingStatus::Completed);
+    assert_eq!(state.reservations[0].ends_at, t(20));
+}
+
+#[test]
+fn every_transition_outside_the_machine_is_refused() {
+    use BookingStatus::*;
+    let histories: Vec<(BookingStatus, Vec<BookingEvent>)> = vec![
+        (Requested, requested()),
+        (Confirmed, with(requested(), &[BookingEvent::Confirmed])),
+        (
+            InProgress,
+            with(requested(), &[BookingEvent::Confirmed, BookingEvent::Started]),
+        ),
+        (
+            Completed,
+            with(
+                requested(),
+                &[
+                    BookingEvent::Confirmed,
+                    BookingEvent::Started,
+                    BookingEvent::Completed,
+                ],
+            ),
+        ),
+        (
+            Cancelled,
+            with(requested(), &[BookingEvent::Cancelled { reason: None }]),
+        ),
+    ];
+    let allowed = |command: &BookingCommand, from: BookingStatus| match command {
+        BookingCommand::Confirm => from == Requested,
+        BookingCommand::Start => from == Confirmed,
+        BookingCommand::Complete { .. } => from == InProgress,
+        BookingCommand::Cancel { .. } => matches!(from, Requested | Confirmed),
+        _ => unreachable!(),
+    };
+    for (status, history) in histories {
+        for command in [
+            BookingCommand::Confirm,
+            BookingCommand::Start,
+            BookingCommand::Complete { now: t(0) },
+            BookingCommand::Cancel {
+                reason: None,
+                now: t(0),
+            },
+        ] {
+            let outcome = Booking::from_events(history.iter()).decide(command.clone());
+            if allowed(&command, status) {
+                assert!(outcome.is_ok(), "{command:?} from {status:?}");
+            } else {
+                assert!(
+                    matches!(outcome, Err(DomainError::InvalidTransition(_))),
+                    "{command:?} from {status:?} gave {outcome:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn commands_on_a_missing_booking_are_not_found() {
+    for command in [
+        BookingCommand::Confirm,
+        BookingCommand::AddReservation(reservation(1, 1, 2)),
+        BookingCommand::CompleteTask { task_id: id(1) },
+    ] {
+        assert_eq!(
+            given::<Booking>([]).when(command).then_refused(),
+            DomainError::NotFound("booking")
+        );
+    }
+}
+
+#[test]
+fn cancel_releases_only_what_is_ahead() {
+    let history = with(
+        requested(),
+        &[
+            BookingEvent::ReservationAdded(reservation(2, 2, 4)),
+            BookingEvent::ReservationAdded(reservation(3, 30, 40)),
+        ],
+    );
+    // At 13:00: #1 (12–24) is under way, #2 (2–4) is over, #3 (30–40) is ahead.
+    let state = given::<Booking>(history)
+        .when(BookingCommand::Cancel {
+            reason: Some("rain".into()),
+            now: t(13),
+        })
+        .then([
+            BookingEvent::Cancelled {
+                reason: Some("rain".into()),
+            },
+            BookingEvent::ReservationReleased {
+                reservation_id: id(1),
+                released_from: t(13),
+            },
+            BookingEvent::ReservationReleased {
+                reservation_id: id(3),
+                released_from: t(30),
+            },
+        ]);
+    let left: Vec<_> = state
+        .reservations
+        .iter()
+        .map(|r| (r.reservation_id, r.ends_at))
+        .collect();
+    assert_eq!(left, [(id(1), t(13)), (id(2), t(4))]);
+}
+
+#[test]
+fn add_reservation_validates_and_refuses_duplicates_and_closed_bookings() {
+    given::<Booking>(requested())
+        .when(BookingCommand::AddReservation(reservation(5, 1, 3)))
+        .then([BookingEvent::ReservationAdded(reservation(5, 1, 3))]);
+    given::<Booking>(requested())
+        .when(BookingCommand::AddReservation(reservation(5, 3, 1)))
+        .then_invalid(&["ends_at"]);
+    assert_eq!(
+        given::<Booking>(requested())
+            .when(BookingCommand::AddReservation(reservation(1, 1, 3)))
+            .then_refused(),
+        DomainError::AlreadyExists("reservation")
+    );
+    let cancelled = with(requested(), &[BookingEvent::Cancelled { reason: None }]);
+    assert!(matches!(
+        given::<Booking>(cancelled)
+            .when(BookingCommand::AddReservation(reservation(5, 1, 3)))
+            .then_refused(),
+        DomainError::InvalidTransition(_)
+    ));
+}
+
+#[test]
+fn a_booking_holds_a_bounded_number_of_reservations() {
+    let mut history = vec![BookingEvent::Requested(details())];
+    history.extend((0..MAX_RESERVATIONS as u128).map(|n| BookingEvent::ReservationAdded(reservation(n, 1, 2))));
+    given::<Booking>(history)
+        .when(BookingCommand::AddReservation(reservation(999, 1, 2)))
+        .then_invalid(&["reservations"]);
+}
+
+#[test]
+fn release_frees_a_future_reservation_whole_and_an_ongoing_one_from_now() {
+    let future = given::<Booking>(requested())
+        .when(BookingCommand::ReleaseReservation {
+            reservation_id: id(1),
+            now: t(1),
+        })
+        .then([BookingEvent::ReservationReleased {
+            reservation_id: id(1),
+            released_from: t(12),
+        }]);
+    assert!(future.reservations.is_empty());
+    let ongoing = given::<Booking>(requested())
+        .when(BookingCommand::ReleaseReservation {
+            reservation_id: id(1),
+            now: t(15),
+        })
+        .then([BookingEvent::ReservationReleased {
+            reservation_id: id(1),
+            released_from: t(15),
+        }]);
+    assert_eq!(ongoing.reservations[0].ends_at, t(15));
+}
+
+#[test]
+fn release_of_an_unknown_released_or_past_reservation_is_refused() {
+    assert_eq!(
+        given::<Booking>(requested())
+            .when(BookingCommand::ReleaseReservation {
+                reservation_id: id(9),
+                now: t(1)
+            })
+            .then_refused(),
+        DomainError::UnknownChild("reservation")
+    );
+    let released = with(
+        requested(),
+        &[BookingEvent::ReservationReleased {
+            reservation_id: id(1),
+            released_from: t(12),
+        }],
+    );
+    assert_eq!(
+        given::<Booking>(released)
+            .when(BookingCommand::ReleaseReservation {
+                reservation_id: id(1),
+                now: t(1)
+            })
+            .then_refused(),
+        DomainError::UnknownChild("reservation")
+    );
+    assert!(matches!(
+        given::<Booking>(requested())
+            .when(BookingCommand::ReleaseReservation {
+                reservation_id: id(1),
+                now: t(30)
+            })
+            .then_refused(),
+        DomainError::InvalidTransition(_)
+    ));
+}
+
+fn task(n: u128) -> Task {
+    Task {
+        task_id: id(n),
+        title: "Set up tables".into(),
+        due_at: Some(t(13)),
+        assignee_id: Some(id(77)),
+    }
+}
+
+#[test]
+fn tasks_are_added_and_completed_once() {
+    let state = given::<Booking>(requested())
+        .when(BookingCommand::AddTask(task(1)))
+        .then([BookingEvent::TaskAdded(task(1))]);
+    assert_eq!(state.tasks, [(task(1), false)]);
+    let history = with(requested(), &[BookingEvent::TaskAdded(task(1))]);
+    let state = given::<Booking>(history.clone())
+        .when(BookingCommand::CompleteTask { task_id: id(1) })
+        .then([BookingEvent::TaskCompleted { task_id: id(1) }]);
+    assert!(state.tasks[0].1);
+    let done = with(history, &[BookingEvent::TaskCompleted { task_id: id(1) }]);
+    assert!(matches!(
+        given::<Booking>(done)
+            .when(BookingCommand::CompleteTask { task_id: id(1) })
+            .then_refused(),
+        DomainError::InvalidTransition(_)
+    ));
+}
+
+#[test]
+fn task_rejections() {
+    let mut untitled = task(2);
+    untitled.title = " ".into();
+    given::<Booking>(requested())
+        .when(BookingCommand::AddTask(untitled))
+        .then_invalid(&["title"]);
+    let history = with(requested(), &[BookingEvent::TaskAdded(task(1))]);
+    assert_eq!(
+        given::<Booking>(history.clone())
+            .when(BookingCommand::AddTask(task(1)))
+            .then_refused(),
+        DomainError::AlreadyExists("task")
+    );
+    assert_eq!(
+        given::<Booking>(history.clone())
+            .when(BookingCommand::CompleteTask { task_id: id(5) })
+            .then_refused(),
+        DomainError::UnknownChild("task")
+    );
+    let cancelled = with(history, &[BookingEvent::Cancelled { reason: None }]);
+    assert!(matches!(
+        given::<Booking>(cancelled.clone())
+            .when(BookingCommand::AddTask(task(3)))
+            .then_refused(),
+        DomainError::InvalidTransition(_)
+    ));
+    assert!(matches!(
+        given::<Booking>(cancelled)
+            .when(BookingCommand::CompleteTask { task_id: id(1) })
+            .then_refused(),
+        DomainError::InvalidTransition(_)
+    ));
+}
+
+#[test]
+fn cancel_reason_is_bounded() {
+    given::<Booking>(requested())
+        .when(BookingCommand::Cancel {
+            reason: Some("x".repeat(MAX_NOTES + 1)),
+            now: t(0),
+        })
+        .then_invalid(&["reason"]);
+}
+
+#[test]
+fn events_round_trip_through_their_payloads() {
+    let events = [
+        BookingEvent::Requested(details()),
+        BookingEvent::ReservationAdded(reservation(1, 1, 2)),
+        BookingEvent::Confirmed,
+        BookingEvent::Started,
+        BookingEvent::Completed,
+        BookingEvent::Cancelled {
+            reason: Some("r".into()),
+        },
+        BookingEvent::ReservationReleased {
+            reservation_id: id(1),
+            released_from: t(3),
+        },
+        BookingEvent::TaskAdded(task(1)),
+        BookingEvent::TaskCompleted { task_id: id(1) },
+    ];
+    for event in events {
+        let back = BookingEvent::from_payload(event.event_type(), event.to_payload()).unwrap();
+        assert_eq!(back, event);
+    }
+}

@@ -1,0 +1,21 @@
+//! muster's domain: aggregates, commands, events and the pure decisions
+//! between them.
+//!
+//! Nothing here performs I/O. Every rule of the product that can be decided
+//! from an aggregate's own history lives here and is tested without a
+//! database; the store supplies history and enforces the cross-aggregate rules
+//! (capacity across bookings) with the pure helpers in [`capacity`].
+
+pub mod aggregate;
+pub mod booking;
+pub mod capacity;
+pub mod error;
+pub mod event;
+pub mod resource;
+pub mod time;
+pub mod upcast;
+pub mod working_hours;
+
+pub use aggregate::Aggregate;
+pub use error::{DomainError, FieldError};
+pub use event::DomainEvent;

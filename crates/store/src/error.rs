@@ -1,0 +1,85 @@
+//! The one error type of the store layer.
+
+use chrono::{DateTime, Utc};
+use muster_domain::DomainError;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// An existing reservation that stands in the way of a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReservationConflict {
+    /// The contested resource.
+    pub resource_id: Uuid,
+    /// The booking holding it.
+    pub booking_id: Uuid,
+    /// The reservation holding it.
+    pub reservation_id: Uuid,
+    /// Start of the conflicting reservation.
+    pub starts_at: DateTime<Utc>,
+    /// End of the conflicting reservation.
+    pub ends_at: DateTime<Utc>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A business rule refused the command.
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// The client's `If-Match` version is not the stream's current one.
+    #[error("stale version: expected {expected}, stream is at {actual}")]
+    PreconditionFailed {
+        /// What the client expected.
+        expected: i64,
+        /// The stream's version.
+        actual: i64,
+    },
+    /// Concurrent writers kept winning the race for the stream, past the
+    /// retry budget.
+    #[error("the stream kept changing concurrently; retry")]
+    ConcurrencyConflict,
+    /// The command would put a resource over its capacity.
+    #[error("the resource is already reserved at that time")]
+    ReservationConflict(Vec<ReservationConflict>),
+    /// A resource decrease would leave existing reservations over capacity.
+    #[error("existing reservations need capacity {needed}")]
+    CapacityInUse {
+        /// The peak of existing future reservations.
+        needed: usize,
+    },
+    /// A referenced resource does not exist in the tenant.
+    #[error("resource {0} does not exist")]
+    UnknownResource(Uuid),
+    /// A referenced resource is retired and cannot be reserved.
+    #[error("resource {0} is retired")]
+    RetiredResource(Uuid),
+    /// A concurrent request with the same idempotency key committed its
+    /// answer first; replay that answer.
+    #[error("the idempotency key was used by a concurrent request")]
+    IdempotencyKeyTaken,
+    /// A stored event could not be read back.
+    #[error("stored event {position} is unreadable: {source}")]
+    CorruptEvent {
+        /// Its position.
+        position: i64,
+        /// Why.
+        #[source]
+        source: muster_domain::event::EventDecodeError,
+    },
+    /// The database is unreachable, overloaded or timed out: retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&error) {
+            StoreError::Unavailable(error)
+        } else {
+            StoreError::Database(error)
+        }
+    }
+}

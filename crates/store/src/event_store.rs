@@ -1,0 +1,252 @@
+//! The event store: atomic multi-event appends with an expected version, and
+//! gap-free reads in position order.
+
+use chrono::{DateTime, Utc};
+use muster_domain::DomainEvent;
+use muster_domain::upcast::upcast;
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// Who and what caused an append; stored with every event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventMetadata {
+    /// Id of the command (one per HTTP command request).
+    pub command_id: Uuid,
+    /// Correlation id of the request (`X-Correlation-Id`, or generated).
+    pub correlation_id: String,
+    /// What caused these events: the command's id for commands.
+    pub causation_id: Uuid,
+    /// Who: the API key id.
+    pub actor: String,
+    /// The tenant.
+    pub tenant: String,
+}
+
+/// An event as stored, payload already upcast to the current schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedEvent {
+    /// Global position, increasing in commit-safe read order.
+    pub position: i64,
+    /// The stream's kind (`booking`, `resource`).
+    pub stream_type: String,
+    /// The stream (aggregate) id.
+    pub stream_id: Uuid,
+    /// Version within the stream, from 1.
+    pub stream_version: i32,
+    /// Dotted type name.
+    pub event_type: String,
+    /// Schema version of `payload` (the current one, after upcasting).
+    pub schema_version: i32,
+    /// Payload.
+    pub payload: serde_json::Value,
+    /// Metadata (command, correlation, causation, actor, tenant).
+    pub metadata: serde_json::Value,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The events of one stream, decoded, with the stream's version and the
+/// position of its last event.
+pub(crate) struct LoadedStream<E> {
+    pub events: Vec<E>,
+    pub version: i64,
+    pub last_position: Option<i64>,
+}
+
+/// Reads one stream in version order and decodes it, upcasting old payloads.
+pub(crate) async fn read_stream<E: DomainEvent>(
+    conn: &mut PgConnection,
+    tenant: &str,
+    stream_type: &str,
+    stream_id: Uuid,
+) -> Result<LoadedStream<E>, StoreError> {
+    let rows = sqlx::query!(
+        r#"select position, event_type, schema_version, payload
+             from events
+            where tenant_id = $1 and stream_id = $2 and stream_type = $3
+            order by stream_version"#,
+        tenant,
+        stream_id,
+        stream_type,
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    let mut last_position = None;
+    for row in rows {
+        let corrupt = |source| StoreError::CorruptEvent {
+            position: row.position,
+            source,
+        };
+        let payload = upcast(&row.event_type, row.schema_version, row.payload).map_err(corrupt)?;
+        events.push(E::from_payload(&row.event_type, payload).map_err(corrupt)?);
+        last_position = Some(row.position);
+    }
+    Ok(LoadedStream {
+        version: events.len() as i64,
+        events,
+        last_position,
+    })
+}
+
+/// Why an append failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AppendError {
+    /// Another writer appended to the stream since `expected_version`.
+    #[error("stream version conflict")]
+    VersionConflict,
+    /// Anything else.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Appends `events` to a stream at `expected_version + 1..`, atomically
+/// within the caller's transaction, and returns the last event's position.
+///
+/// The transaction must commit promptly after this: the epoch lock taken
+/// here holds back every reader until it ends.
+pub(crate) async fn append<E: DomainEvent>(
+    conn: &mut PgConnection,
+    tenant: &str,
+    stream_type: &str,
+    stream_id: Uuid,
+    expected_version: i64,
+    events: &[E],
+    metadata: &EventMetadata,
+) -> Result<i64, AppendError> {
+    let first = i32::try_from(expected_version + 1).map_err(|_| AppendError::VersionConflict)?;
+    let versions: Vec<i32> = (first..).take(events.len()).collect();
+    let types: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
+    let schema_versions: Vec<i32> = events.iter().map(DomainEvent::schema_version).collect();
+    let payloads: Vec<serde_json::Value> = events.iter().map(DomainEvent::to_payload).collect();
+    let metadata = serde_json::to_value(metadata).expect("metadata is plain data");
+
+    // The epoch lock must be held before the first nextval(): the
+    // materialised CTE is evaluated before any row is produced, so before
+    // the column default draws a position (see muster_safe_position).
+    let result = sqlx::query_scalar!(
+        r#"with epoch as materialized (
+               select pg_advisory_xact_lock_shared(muster_position_lock_key(last_value))
+                 from events_position_seq
+           ),
+           appended as (
+               insert into events (tenant_id, stream_type, stream_id, stream_version,
+                                   event_type, schema_version, payload, metadata)
+               select $1, $2, $3, e.version, e.event_type, e.schema_version, e.payload, $8
+                 from epoch, unnest($4::int4[], $5::text[], $6::int4[], $7::jsonb[])
+                          as e(version, event_type, schema_version, payload)
+               returning position
+           )
+           select max(position) as "position!" from appended"#,
+        tenant,
+        stream_type,
+        stream_id,
+        &versions,
+        &types as &[&str],
+        &schema_versions,
+        &payloads,
+        metadata,
+    )
+    .fetch_one(conn)
+    .await;
+    match result {
+        Ok(position) => Ok(position),
+        Err(e) if crate::db::violates(&e, "events_pkey") => Err(AppendError::VersionConflict),
+        Err(e) => Err(AppendError::Database(e)),
+    }
+}
+
+impl Store {
+    /// The highest position up to which every event is committed or will
+    /// never exist: reads up to it can never skip an event.
+    pub async fn safe_position(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar!(r#"select muster_safe_position() as "position!""#)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Every tenant's events after `after`, in position order, at most
+    /// `limit`, never past the safe position: a reader that resumes from the
+    /// last position it saw misses nothing and sees nothing twice.
+    pub async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        // Two statements on purpose: the read's snapshot must be taken
+        // after the safe position was computed.
+        let horizon = self.safe_position().await?;
+        let rows = sqlx::query_as!(
+            EventRow,
+            r#"select position, stream_type, stream_id, stream_version, event_type,
+                      schema_version, payload, metadata, recorded_at
+                 from events
+                where position > $1 and position <= $2
+                order by position
+                limit $3"#,
+            after,
+            horizon,
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(EventRow::into_recorded).collect()
+    }
+
+    /// One tenant's events after `after`, like [`Store::read_all`].
+    pub async fn read_tenant(
+        &self,
+        tenant: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let horizon = self.safe_position().await?;
+        let rows = sqlx::query_as!(
+            EventRow,
+            r#"select position, stream_type, stream_id, stream_version, event_type,
+                      schema_version, payload, metadata, recorded_at
+                 from events
+                where tenant_id = $1 and position > $2 and position <= $3
+                order by position
+                limit $4"#,
+            tenant,
+            after,
+            horizon,
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(EventRow::into_recorded).collect()
+    }
+}
+
+/// One row of `events` as read back.
+struct EventRow {
+    position: i64,
+    stream_type: String,
+    stream_id: Uuid,
+    stream_version: i32,
+    event_type: String,
+    schema_version: i32,
+    payload: serde_json::Value,
+    metadata: serde_json::Value,
+    recorded_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
+        let position = self.position;
+        let payload = upcast(&self.event_type, self.schema_version, self.payload)
+            .map_err(|source| StoreError::CorruptEvent { position, source })?;
+        Ok(RecordedEvent {
+            position,
+            stream_type: self.stream_type,
+            stream_id: self.stream_id,
+            stream_version: self.stream_version,
+            schema_version: muster_domain::upcast::current_version(&self.event_type),
+            event_type: self.event_type,
+            payload,
+            metadata: self.metadata,
+            recorded_at: self.recorded_at,
+        })
+    }
+}

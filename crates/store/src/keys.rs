@@ -1,0 +1,169 @@
+//! Tenants and API keys.
+//!
+//! A key reads `mk.<tenant>.<64 hex digits>`. Naming the tenant in the key
+//! lets lookups stay within one tenant (SPEC §10); only the SHA-256 of the
+//! whole key is stored.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Everything, including keys and webhooks.
+    Admin,
+    /// Commands and queries.
+    Planner,
+    /// Queries, reports and the event feed.
+    Analyst,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Planner => "planner",
+            Role::Analyst => "analyst",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "planner" => Ok(Role::Planner),
+            "analyst" => Ok(Role::Analyst),
+            other => Err(format!("unknown role {other:?} (admin, planner or analyst)")),
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's tenant; everything the caller touches is scoped to it.
+    pub tenant: String,
+    /// The key's id (the actor in event metadata).
+    pub key_id: Uuid,
+    /// The key's role.
+    pub role: Role,
+}
+
+/// Whether `tenant` is a valid tenant id (the `tenants` check constraint).
+pub fn is_valid_tenant(tenant: &str) -> bool {
+    let mut chars = tenant.chars();
+    tenant.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// SHA-256 of a presented key.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The tenant a key names, if it is shaped like a key at all.
+fn tenant_of(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("mk.")?;
+    let (tenant, secret) = rest.rsplit_once('.')?;
+    (secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()) && is_valid_tenant(tenant))
+        .then_some(tenant)
+}
+
+impl Store {
+    /// Creates the tenant unless it exists.
+    pub async fn ensure_tenant(&self, tenant: &str) -> Result<(), StoreError> {
+        sqlx::query!(
+            "insert into tenants (tenant_id) values ($1) on conflict do nothing",
+            tenant
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Creates a key for `tenant` (creating the tenant if needed) and returns
+    /// it in clear; this is the only time it is ever seen.
+    pub async fn create_key(&self, tenant: &str, role: Role) -> Result<String, StoreError> {
+        self.ensure_tenant(tenant).await?;
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let key = format!("mk.{tenant}.{}", hex::encode(secret));
+        sqlx::query!(
+            "insert into api_keys (tenant_id, key_id, key_hash, role) values ($1, $2, $3, $4)",
+            tenant,
+            Uuid::now_v7(),
+            &hash_key(&key)[..],
+            role.as_str(),
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(key)
+    }
+
+    /// The principal of a presented key, or `None` if it is unknown or
+    /// revoked.
+    pub async fn authenticate(&self, key: &str) -> Result<Option<Principal>, StoreError> {
+        let Some(tenant) = tenant_of(key) else {
+            return Ok(None);
+        };
+        let row = sqlx::query!(
+            r#"select key_id, role from api_keys
+                where tenant_id = $1 and key_hash = $2 and revoked_at is null"#,
+            tenant,
+            &hash_key(key)[..],
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|r| {
+            Some(Principal {
+                tenant: tenant.to_owned(),
+                key_id: r.key_id,
+                role: r.role.parse().ok()?,
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_keys_name_a_tenant() {
+        let secret = "ab".repeat(32);
+        assert_eq!(tenant_of(&format!("mk.acme.{secret}")), Some("acme"));
+        assert_eq!(tenant_of(&format!("mk.Acme.{secret}")), None);
+        assert_eq!(tenant_of(&format!("xx.acme.{secret}")), None);
+        assert_eq!(tenant_of("mk.acme.short"), None);
+        assert_eq!(tenant_of(""), None);
+    }
+
+    #[test]
+    fn tenant_ids_follow_the_table_check() {
+        assert!(is_valid_tenant("default"));
+        assert!(is_valid_tenant("a-b_9"));
+        assert!(!is_valid_tenant("-x"));
+        assert!(!is_valid_tenant(""));
+        assert!(!is_valid_tenant(&"a".repeat(64)));
+        assert!(!is_valid_tenant("UPPER"));
+    }
+}

@@ -1,0 +1,35 @@
+//! muster's Postgres store: the event store (append with optimistic
+//! concurrency, gap-free reads), idempotency records, the reservation
+//! working set that enforces capacity, tenants and API keys, and the command
+//! executor that ties them into one transaction per command.
+
+pub mod commands;
+pub mod db;
+pub mod error;
+pub mod event_store;
+pub mod idempotency;
+pub mod keys;
+pub mod reservations;
+
+pub use commands::{CommandContext, CommandOutcome};
+pub use error::{ReservationConflict, StoreError};
+pub use event_store::{EventMetadata, RecordedEvent};
+pub use keys::{Principal, Role};
+
+/// The store: a handle on the database pool. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: sqlx::PgPool,
+}
+
+impl Store {
+    /// A store on `pool`.
+    pub fn new(pool: sqlx::PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool, for readiness checks and metrics.
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+}
