@@ -1,1 +1,100 @@
-//! placeholder
+//! muster's HTTP API: axum routers, authentication and roles, problem+json
+//! errors, and the OpenAPI document.
+
+pub mod auth;
+mod commands;
+pub mod error;
+pub mod extract;
+pub mod observability;
+pub mod openapi;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use muster_store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use error::ApiError;
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Requests per second per API key (0: unlimited).
+    pub rate_limit: u32,
+    /// Burst size of the per-key rate limit.
+    pub rate_burst: u32,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout: Duration,
+}
+
+/// Shared state of every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Limits.
+    pub config: Arc<ApiConfig>,
+    /// Verified-key cache.
+    pub keys: Arc<auth::KeyCache>,
+    /// Per-key rate limiter.
+    pub limiter: Arc<auth::RateLimiter>,
+    /// Prometheus renderer.
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// State for `store` with `config`.
+    pub fn new(store: Store, config: ApiConfig) -> Self {
+        Self {
+            limiter: Arc::new(auth::RateLimiter::new(config.rate_limit, config.rate_burst)),
+            config: Arc::new(config),
+            keys: Arc::default(),
+            metrics: observability::prometheus(),
+            store,
+        }
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::resources::router())
+        .merge(routes::bookings::router())
+        .merge(routes::events::router())
+        .split_for_parts();
+    let doc = openapi::finish(doc);
+    Router::new()
+        .merge(v1)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(routes::ops::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observability::observe,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route".into())
+}
+
+async fn method_not_allowed() -> Response {
+    let mut response = ApiError::BadRequest("method not allowed on this route".into()).into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}

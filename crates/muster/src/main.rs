@@ -1,1 +1,84 @@
-fn main() {}
+//! `muster`: the one binary, with a role per subcommand.
+
+use clap::Parser;
+use muster::config::{Cli, Command, HttpArgs, KeysCommand, LogFormat};
+use muster::startup::{Application, Database, ensure_admin_key, shutdown_signal};
+use muster_store::Store;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("muster: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("muster: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let url = cli.database.database_url.clone().map(|u| u.0);
+    let database = Database::open(url, &cli.database.data_dir).await?;
+    let result = run_role(&cli, &database).await;
+    database.close().await;
+    result
+}
+
+async fn run_role(cli: &Cli, database: &Database) -> anyhow::Result<()> {
+    let pool_settings = cli.database.pool();
+    match &cli.command {
+        Command::Serve(http) => {
+            let store = Store::new(muster_store::db::connect_lazy(database.options.clone(), &pool_settings));
+            muster_store::db::migrate(store.pool()).await?;
+            if database.embedded.is_some() {
+                ensure_admin_key(&store, &cli.database.data_dir).await?;
+            }
+            serve(http, database, cli).await
+        }
+        Command::Api(http) => serve(http, database, cli).await,
+        Command::Migrate => {
+            let store = Store::new(muster_store::db::connect_lazy(database.options.clone(), &pool_settings));
+            muster_store::db::migrate(store.pool()).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Create { tenant, role },
+        } => {
+            let store = Store::new(muster_store::db::connect_lazy(database.options.clone(), &pool_settings));
+            let key = store.create_key(tenant, *role).await?;
+            println!("{key}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(http: &HttpArgs, database: &Database, cli: &Cli) -> anyhow::Result<()> {
+    let app = Application::build(
+        http.listen,
+        database.options.clone(),
+        &cli.database.pool(),
+        http.api(),
+    )
+    .await?;
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -107,6 +107,9 @@ impl WriteSide for Booking {
                     reservation_id: *reservation_id,
                     released_from: *released_from,
                 }),
+                BookingEvent::TaskAdded(task) => task
+                    .assignee_id
+                    .map(|resource_id| WriteEffect::RequireResource { resource_id }),
                 _ => None,
             })
             .collect()

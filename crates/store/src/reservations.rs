@@ -41,6 +41,12 @@ pub enum WriteEffect {
         /// The resource.
         resource_id: Uuid,
     },
+    /// The command refers to this resource (a task's assignee), which must
+    /// exist in the tenant.
+    RequireResource {
+        /// The resource.
+        resource_id: Uuid,
+    },
     /// A booking reserves a resource.
     Reserve {
         /// The reserving booking.
@@ -75,6 +81,7 @@ pub(crate) async fn apply(
                 capacity,
             } => change_capacity(conn, tenant, *resource_id, *capacity).await?,
             WriteEffect::RetireResource { resource_id } => retire(conn, tenant, *resource_id).await?,
+            WriteEffect::RequireResource { resource_id } => require(conn, tenant, *resource_id).await?,
             WriteEffect::Reserve {
                 booking_id,
                 reservation,
@@ -155,6 +162,22 @@ async fn change_capacity(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+async fn require(conn: &mut PgConnection, tenant: &str, resource_id: Uuid) -> Result<(), StoreError> {
+    let exists = sqlx::query_scalar!(
+        r#"select exists(select 1 from reservable_resources
+                          where tenant_id = $1 and resource_id = $2) as "exists!""#,
+        tenant,
+        resource_id,
+    )
+    .fetch_one(conn)
+    .await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::UnknownResource(resource_id))
+    }
 }
 
 async fn retire(conn: &mut PgConnection, tenant: &str, resource_id: Uuid) -> Result<(), StoreError> {

@@ -1,0 +1,279 @@
+//! The one error type of the HTTP layer, answered as RFC 9457
+//! `application/problem+json`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use muster_domain::{DomainError, FieldError};
+use muster_store::{ReservationConflict, StoreError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A problem document (RFC 9457). `type` is stable; `detail` is for humans.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the kind of problem, e.g.
+    /// `urn:muster:problem:validation`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What went wrong this time.
+    pub detail: String,
+    /// For validation problems: each offending field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<FieldProblem>)]
+    pub errors: Vec<FieldError>,
+    /// For reservation conflicts: the reservations in the way.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<ConflictingReservation>)]
+    pub conflicts: Vec<ReservationConflict>,
+    /// For a stale `If-Match`: the entity's current version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<i64>,
+}
+
+/// One invalid field of a request.
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "schema-only mirror of muster_domain::FieldError")]
+pub struct FieldProblem {
+    /// JSON path of the field, e.g. `reservations[0].ends_at`.
+    field: String,
+    /// What is wrong with it.
+    message: String,
+}
+
+/// A reservation that stands in the way of a requested one.
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "schema-only mirror of muster_store::ReservationConflict")]
+pub struct ConflictingReservation {
+    resource_id: uuid::Uuid,
+    booking_id: uuid::Uuid,
+    reservation_id: uuid::Uuid,
+    starts_at: chrono::DateTime<chrono::Utc>,
+    ends_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Everything an HTTP request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request (syntax, headers, query string).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed but invalid fields.
+    #[error("invalid request")]
+    Validation(Vec<FieldError>),
+    /// No or unknown API key.
+    #[error("missing or unknown API key")]
+    Unauthorized,
+    /// The key's role may not do this.
+    #[error("the {0} role may not do this")]
+    Forbidden(&'static str),
+    /// No such entity in the caller's tenant.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with the entity's state.
+    #[error("{detail}")]
+    Conflict {
+        /// Problem type slug.
+        slug: &'static str,
+        /// What conflicts.
+        detail: String,
+    },
+    /// A reservation would exceed a resource's capacity.
+    #[error("the resource is already reserved at that time")]
+    ReservationConflict(Vec<ReservationConflict>),
+    /// `If-Match` names a version that is no longer current.
+    #[error("the entity is at version {current}, not {expected}")]
+    PreconditionFailed {
+        /// What the client sent.
+        expected: i64,
+        /// The current version.
+        current: i64,
+    },
+    /// Body over the configured limit.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// Body not sent as JSON.
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
+    /// The same `Idempotency-Key` was used with another request.
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyMismatch,
+    /// Per-key rate limit exceeded.
+    #[error("rate limit exceeded; retry after {0} s")]
+    RateLimited(u64),
+    /// The database is unavailable or the request took too long.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault on our side; details are logged, never sent.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) | ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } | ApiError::ReservationConflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::Validation(_) => "validation",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Conflict { slug, .. } => slug,
+            ApiError::ReservationConflict(_) => "reservation-conflict",
+            ApiError::PreconditionFailed { .. } => "stale-version",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::UnsupportedMediaType => "unsupported-media-type",
+            ApiError::IdempotencyMismatch => "idempotency-key-reused",
+            ApiError::RateLimited(_) => "rate-limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    /// Whether a replay of the same request must get this same answer:
+    /// refusals are final, while races, limits and outages are not.
+    pub fn is_final(&self) -> bool {
+        let status = self.status();
+        status.is_client_error()
+            && !matches!(
+                self,
+                ApiError::RateLimited(_)
+                    | ApiError::Unauthorized
+                    | ApiError::Conflict {
+                        slug: "concurrency-conflict",
+                        ..
+                    }
+            )
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        let mut problem = Problem {
+            problem_type: format!("urn:muster:problem:{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors: Vec::new(),
+            conflicts: Vec::new(),
+            current_version: None,
+        };
+        match self {
+            ApiError::Validation(errors) => {
+                problem.errors.clone_from(errors);
+                problem.detail = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+            }
+            ApiError::ReservationConflict(conflicts) => problem.conflicts.clone_from(conflicts),
+            ApiError::PreconditionFailed { current, .. } => problem.current_version = Some(*current),
+            _ => {}
+        }
+        problem
+    }
+}
+
+/// Renders a problem document with its status and content type.
+pub fn problem_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_value(self.problem()).unwrap_or_default();
+        let mut response = problem_response(self.status(), &body);
+        let headers = response.headers_mut();
+        match self {
+            ApiError::RateLimited(seconds) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::Invalid(errors) => ApiError::Validation(errors),
+            DomainError::NotFound(what) | DomainError::UnknownChild(what) => ApiError::NotFound(what.into()),
+            DomainError::AlreadyExists(what) => ApiError::Conflict {
+                slug: "already-exists",
+                detail: format!("{what} already exists"),
+            },
+            DomainError::InvalidTransition(detail) => ApiError::Conflict {
+                slug: "invalid-transition",
+                detail,
+            },
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Rejected(e) => e.into(),
+            StoreError::PreconditionFailed { expected, actual } => ApiError::PreconditionFailed {
+                expected,
+                current: actual,
+            },
+            StoreError::ConcurrencyConflict => ApiError::Conflict {
+                slug: "concurrency-conflict",
+                detail: "the entity kept changing concurrently; retry".into(),
+            },
+            StoreError::ReservationConflict(conflicts) => ApiError::ReservationConflict(conflicts),
+            StoreError::CapacityInUse { needed } => ApiError::Conflict {
+                slug: "capacity-in-use",
+                detail: format!("existing reservations need a capacity of at least {needed}"),
+            },
+            StoreError::UnknownResource(id) => {
+                ApiError::Validation(vec![FieldError::new("resource_id", format!("no resource {id}"))])
+            }
+            StoreError::RetiredResource(id) => ApiError::Conflict {
+                slug: "resource-retired",
+                detail: format!("resource {id} is retired and cannot be reserved"),
+            },
+            StoreError::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable("the database is unavailable; retry shortly".into())
+            }
+            e @ (StoreError::Database(_) | StoreError::CorruptEvent { .. } | StoreError::IdempotencyKeyTaken) => {
+                tracing::error!(error = &e as &dyn std::error::Error, "store failure");
+                ApiError::Internal
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Request extractors: command input (auth, headers, JSON body) and ids.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, Method, header};
+use muster_domain::FieldError;
+use muster_store::idempotency::IdempotencyClaim;
+use muster_store::{CommandContext, Principal};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::auth::{Auth, WRITERS};
+use crate::{ApiError, AppState};
+
+/// The request's correlation id, set by the observability middleware.
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
+/// A command request: an authorised writer, its body `T`, and the
+/// conditions it runs under (`If-Match`, `Idempotency-Key`).
+#[derive(Debug)]
+pub struct Command<T> {
+    /// The caller.
+    pub principal: Principal,
+    /// The parsed body.
+    pub body: T,
+    /// The store's view of the request.
+    pub context: CommandContext,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let auth = Auth::from_request_parts(&mut parts, state).await?;
+        let principal = auth.require(WRITERS)?.clone();
+        let if_match = if_match(&parts.headers)?;
+        let idempotency_key = idempotency_key(&parts.headers)?;
+        let correlation_id = parts
+            .extensions
+            .get::<CorrelationId>()
+            .map_or_else(|| Uuid::now_v7().to_string(), |c| c.0.clone());
+
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(state.config.body_limit))?;
+        let value = parse_json(&parts.headers, &bytes)?;
+        let idempotency = idempotency_key.map(|key| IdempotencyClaim {
+            fingerprint: fingerprint(&parts.method, parts.uri.path(), &value),
+            key,
+        });
+        let body = deserialize(value)?;
+        Ok(Command {
+            context: CommandContext {
+                tenant: principal.tenant.clone(),
+                actor: principal.key_id.to_string(),
+                correlation_id,
+                command_id: Uuid::now_v7(),
+                if_match,
+                idempotency,
+            },
+            principal,
+            body,
+        })
+    }
+}
+
+/// An empty body reads as `{}`, so that body-less commands (confirm) accept
+/// both. A non-empty body must be JSON.
+fn parse_json(headers: &HeaderMap, bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json") || mime.to_ascii_lowercase().ends_with("+json")
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+}
+
+/// Deserialises a body, naming the offending field on failure.
+fn deserialize<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        ApiError::Validation(vec![FieldError::new(field_of(&path, &message), message)])
+    })
+}
+
+/// The field an error is about: the path, or for missing and unknown
+/// fields (reported at their parent) the parent path plus the field name.
+fn field_of(path: &str, message: &str) -> String {
+    let parent = if path == "." { "" } else { path };
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match named {
+        Some(name) if parent.is_empty() => name.to_owned(),
+        Some(name) if !parent.ends_with(name) => format!("{parent}.{name}"),
+        _ if parent.is_empty() => "body".to_owned(),
+        _ => parent.to_owned(),
+    }
+}
+
+/// SHA-256 over method, path and the canonical (key-sorted) body, so that
+/// the same request with reordered keys or other whitespace matches.
+fn fingerprint(method: &Method, path: &str, body: &serde_json::Value) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_str());
+    hasher.update(b" ");
+    hasher.update(path);
+    hasher.update(b"\n");
+    hasher.update(body.to_string());
+    hasher.finalize().into()
+}
+
+/// `If-Match: 3` or `If-Match: "3"` (an ETag); `*` means any version.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let unquoted = text.trim_start_matches("W/").trim_matches('"');
+    unquoted
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest("If-Match must be a version number, e.g. \"3\"".into()))
+}
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or("");
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Parses an id from the path. An id that is not a UUID names nothing, so
+/// it is a 404 like any unknown id.
+pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(what.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_named_for_every_kind_of_body_error() {
+        assert_eq!(field_of(".", "missing field `title`"), "title");
+        assert_eq!(field_of("client", "missing field `name`"), "client.name");
+        assert_eq!(field_of(".", "unknown field `colour`, expected one of"), "colour");
+        assert_eq!(field_of("reservations[0].starts_at", "premature end of input"), "reservations[0].starts_at");
+        assert_eq!(field_of(".", "invalid type: string, expected a map"), "body");
+    }
+
+    #[test]
+    fn if_match_accepts_numbers_and_etags_only() {
+        let mut h = HeaderMap::new();
+        assert_eq!(if_match(&h).unwrap(), None);
+        h.insert(header::IF_MATCH, "\"3\"".parse().unwrap());
+        assert_eq!(if_match(&h).unwrap(), Some(3));
+        h.insert(header::IF_MATCH, "7".parse().unwrap());
+        assert_eq!(if_match(&h).unwrap(), Some(7));
+        h.insert(header::IF_MATCH, "abc".parse().unwrap());
+        assert!(if_match(&h).is_err());
+        h.insert(header::IF_MATCH, "*".parse().unwrap());
+        assert_eq!(if_match(&h).unwrap(), None);
+    }
+
+    #[test]
+    fn fingerprints_ignore_key_order_but_not_values() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":2}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{ "b":2, "a":1 }"#).unwrap();
+        let c: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":3}"#).unwrap();
+        let f = |v| fingerprint(&Method::POST, "/v1/x", v);
+        assert_eq!(f(&a), f(&b));
+        assert_ne!(f(&a), f(&c));
+    }
+}
+
+/// The ids in the request path, in order. An undecodable path names
+/// nothing, so it is a 404 like any unknown id.
+#[derive(Debug)]
+pub struct PathIds(pub Vec<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathIds {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound("path".into()))?;
+        Ok(PathIds(params.iter().map(|(_, v)| v.to_owned()).collect()))
+    }
+}
+
+impl PathIds {
+    /// The `i`-th id as a UUID, or 404 for `what`.
+    pub fn id(&self, i: usize, what: &str) -> Result<Uuid, ApiError> {
+        parse_id(self.0.get(i).map_or("", String::as_str), what)
+    }
+}
+
+/// Query-string parameters, with a problem+json 400 when they do not parse.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(QueryParams)
+            .map_err(|e| {
+                ApiError::Validation(vec![FieldError::new(
+                    field_of(&e.path().to_string(), &e.inner().to_string()),
+                    e.inner().to_string(),
+                )])
+            })
+    }
+}

@@ -1,0 +1,449 @@
+//! Booking commands: request (with reservations), the status machine,
+//! reservations and tasks.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use muster_domain::booking::{
+    Booking, BookingCommand, BookingDetails, BookingStatus, Client, Reservation, Task,
+};
+use muster_store::CommandOutcome;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{CommandAnswer, CommandHeaders, to_json};
+use crate::commands::{Answering, run};
+use crate::extract::{Command, PathIds};
+use crate::{ApiError, AppState};
+
+/// The booking routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(request_booking))
+        .routes(routes!(confirm_booking))
+        .routes(routes!(start_booking))
+        .routes(routes!(complete_booking))
+        .routes(routes!(cancel_booking))
+        .routes(routes!(add_reservation))
+        .routes(routes!(release_reservation))
+        .routes(routes!(add_task))
+        .routes(routes!(complete_task))
+}
+
+/// An empty body (`{}` or nothing).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoBody {}
+
+/// Who a booking is for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientBody {
+    /// Name.
+    #[schema(example = "Ann Smith")]
+    name: String,
+    /// Email address.
+    #[schema(example = "ann@example.com")]
+    email: Option<String>,
+    /// Phone number.
+    phone: Option<String>,
+}
+
+/// A reservation to hold: a resource for `[starts_at, ends_at)`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationBody {
+    /// The resource.
+    resource_id: Uuid,
+    /// Inclusive start (RFC 3339 with offset).
+    starts_at: DateTime<Utc>,
+    /// Exclusive end, after the start.
+    ends_at: DateTime<Utc>,
+    /// What the resource is for in this booking.
+    label: Option<String>,
+}
+
+impl ReservationBody {
+    fn into_reservation(self) -> Reservation {
+        Reservation {
+            reservation_id: Uuid::now_v7(),
+            resource_id: self.resource_id,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            label: self.label,
+        }
+    }
+}
+
+/// A booking to request, with the reservations it needs (all or nothing).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBookingBody {
+    /// What it is.
+    #[schema(example = "Smith wedding")]
+    title: String,
+    /// Who it is for.
+    client: ClientBody,
+    /// Start (RFC 3339 with offset).
+    starts_at: DateTime<Utc>,
+    /// End, after the start.
+    ends_at: DateTime<Utc>,
+    /// Expected number of people.
+    #[serde(default)]
+    headcount: u32,
+    /// Free text.
+    notes: Option<String>,
+    /// Reservations to hold from the start.
+    #[serde(default)]
+    reservations: Vec<ReservationBody>,
+}
+
+/// Why a booking is cancelled.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    /// Free text.
+    reason: Option<String>,
+}
+
+/// A task to add.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskBody {
+    /// What to do.
+    title: String,
+    /// When it is due.
+    due_at: Option<DateTime<Utc>>,
+    /// The resource it is assigned to.
+    assignee_id: Option<Uuid>,
+}
+
+/// A reservation as held.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReservationAnswer {
+    /// Its id (for `DELETE .../reservations/{rid}`).
+    reservation_id: Uuid,
+    /// The resource.
+    resource_id: Uuid,
+    /// Start.
+    starts_at: DateTime<Utc>,
+    /// End.
+    ends_at: DateTime<Utc>,
+    /// Label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+}
+
+impl From<&Reservation> for ReservationAnswer {
+    fn from(r: &Reservation) -> Self {
+        Self {
+            reservation_id: r.reservation_id,
+            resource_id: r.resource_id,
+            starts_at: r.starts_at,
+            ends_at: r.ends_at,
+            label: r.label.clone(),
+        }
+    }
+}
+
+/// Booking statuses.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusBody {
+    /// Asked for.
+    Requested,
+    /// Agreed.
+    Confirmed,
+    /// Happening.
+    InProgress,
+    /// Done.
+    Completed,
+    /// Called off.
+    Cancelled,
+}
+
+impl From<BookingStatus> for StatusBody {
+    fn from(s: BookingStatus) -> Self {
+        match s {
+            BookingStatus::Requested => StatusBody::Requested,
+            BookingStatus::Confirmed => StatusBody::Confirmed,
+            BookingStatus::InProgress => StatusBody::InProgress,
+            BookingStatus::Completed => StatusBody::Completed,
+            BookingStatus::Cancelled => StatusBody::Cancelled,
+        }
+    }
+}
+
+/// The answer to a booking command.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookingAnswer {
+    #[serde(flatten)]
+    command: CommandAnswer,
+    /// Status after the command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusBody>,
+    /// Reservations created by the command.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reservations: Vec<ReservationAnswer>,
+    /// The task created by the command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<Uuid>,
+}
+
+/// Where a command's body names resources, for "no such resource" errors.
+enum ResourceField {
+    /// `reservations[i].resource_id`, by the order of these resource ids.
+    Reservations(Vec<Uuid>),
+    /// One named field.
+    Named(&'static str),
+}
+
+fn answer(
+    status: StatusCode,
+    booking_status: Option<BookingStatus>,
+    reservations: Vec<ReservationAnswer>,
+    task_id: Option<Uuid>,
+    resource_field: ResourceField,
+) -> Answering<impl Fn(&CommandOutcome) -> serde_json::Value, impl Fn(Uuid) -> String> {
+    Answering {
+        status,
+        render: move |o: &CommandOutcome| {
+            to_json(&BookingAnswer {
+                command: CommandAnswer::from(o),
+                status: booking_status.map(StatusBody::from),
+                reservations: reservations.clone(),
+                task_id,
+            })
+        },
+        resource_field: move |id| match &resource_field {
+            ResourceField::Reservations(ids) => {
+                let i = ids.iter().position(|r| *r == id).unwrap_or(0);
+                format!("reservations[{i}].resource_id")
+            }
+            ResourceField::Named(name) => (*name).to_owned(),
+        },
+    }
+}
+
+/// Request a booking, with its reservations (all or nothing).
+#[utoipa::path(post, path = "/v1/bookings", tag = "bookings",
+    params(CommandHeaders), request_body = RequestBookingBody,
+    responses((status = 201, description = "Requested", body = BookingAnswer)))]
+async fn request_booking(
+    State(state): State<AppState>,
+    command: Command<RequestBookingBody>,
+) -> Result<Response, ApiError> {
+    let body = command.body;
+    let reservations: Vec<Reservation> = body
+        .reservations
+        .into_iter()
+        .map(ReservationBody::into_reservation)
+        .collect();
+    let answers = reservations.iter().map(ReservationAnswer::from).collect();
+    let field = ResourceField::Reservations(reservations.iter().map(|r| r.resource_id).collect());
+    let details = BookingDetails {
+        title: body.title,
+        client: Client {
+            name: body.client.name,
+            email: body.client.email,
+            phone: body.client.phone,
+        },
+        starts_at: body.starts_at,
+        ends_at: body.ends_at,
+        headcount: body.headcount,
+        notes: body.notes,
+    };
+    run::<Booking, _, _>(
+        &state,
+        command.context,
+        Uuid::now_v7(),
+        BookingCommand::Request {
+            details,
+            reservations,
+        },
+        answer(
+            StatusCode::CREATED,
+            Some(BookingStatus::Requested),
+            answers,
+            None,
+            field,
+        ),
+    )
+    .await
+}
+
+/// Runs a status-machine command on the booking in the path.
+async fn transition(
+    state: &AppState,
+    ids: &PathIds,
+    context: muster_store::CommandContext,
+    command: BookingCommand,
+    after: BookingStatus,
+) -> Result<Response, ApiError> {
+    let id = ids.id(0, "booking")?;
+    run::<Booking, _, _>(
+        state,
+        context,
+        id,
+        command,
+        answer(StatusCode::OK, Some(after), Vec::new(), None, ResourceField::Named("resource_id")),
+    )
+    .await
+}
+
+/// Confirm a requested booking.
+#[utoipa::path(post, path = "/v1/bookings/{id}/confirm", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
+    responses((status = 200, description = "Confirmed", body = BookingAnswer)))]
+async fn confirm_booking(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<NoBody>,
+) -> Result<Response, ApiError> {
+    transition(&state, &ids, command.context, BookingCommand::Confirm, BookingStatus::Confirmed).await
+}
+
+/// Start a confirmed booking.
+#[utoipa::path(post, path = "/v1/bookings/{id}/start", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
+    responses((status = 200, description = "Started", body = BookingAnswer)))]
+async fn start_booking(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<NoBody>,
+) -> Result<Response, ApiError> {
+    transition(&state, &ids, command.context, BookingCommand::Start, BookingStatus::InProgress).await
+}
+
+/// Complete a booking in progress; releases what remains of its reservations.
+#[utoipa::path(post, path = "/v1/bookings/{id}/complete", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
+    responses((status = 200, description = "Completed", body = BookingAnswer)))]
+async fn complete_booking(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<NoBody>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    transition(&state, &ids, command.context, BookingCommand::Complete { now }, BookingStatus::Completed).await
+}
+
+/// Cancel a requested or confirmed booking; releases its future reservations.
+#[utoipa::path(post, path = "/v1/bookings/{id}/cancel", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
+    request_body(content = Option<CancelBody>),
+    responses((status = 200, description = "Cancelled", body = BookingAnswer)))]
+async fn cancel_booking(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<CancelBody>,
+) -> Result<Response, ApiError> {
+    let cancel = BookingCommand::Cancel {
+        reason: command.body.reason,
+        now: Utc::now(),
+    };
+    transition(&state, &ids, command.context, cancel, BookingStatus::Cancelled).await
+}
+
+/// Add a reservation to a booking; 409 with the conflicts if the resource is full.
+#[utoipa::path(post, path = "/v1/bookings/{id}/reservations", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
+    request_body = ReservationBody,
+    responses((status = 201, description = "Reserved", body = BookingAnswer)))]
+async fn add_reservation(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<ReservationBody>,
+) -> Result<Response, ApiError> {
+    let id = ids.id(0, "booking")?;
+    let reservation = command.body.into_reservation();
+    let answers = vec![ReservationAnswer::from(&reservation)];
+    run::<Booking, _, _>(
+        &state,
+        command.context,
+        id,
+        BookingCommand::AddReservation(reservation),
+        answer(StatusCode::CREATED, None, answers, None, ResourceField::Named("resource_id")),
+    )
+    .await
+}
+
+/// Release a reservation: all of it if it has not begun, the rest if under way.
+#[utoipa::path(delete, path = "/v1/bookings/{id}/reservations/{rid}", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"),
+           ("rid" = Uuid, Path, description = "Reservation id"), CommandHeaders),
+    responses((status = 200, description = "Released", body = BookingAnswer)))]
+async fn release_reservation(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<NoBody>,
+) -> Result<Response, ApiError> {
+    let id = ids.id(0, "booking")?;
+    let reservation_id = ids.id(1, "reservation")?;
+    run::<Booking, _, _>(
+        &state,
+        command.context,
+        id,
+        BookingCommand::ReleaseReservation {
+            reservation_id,
+            now: Utc::now(),
+        },
+        answer(StatusCode::OK, None, Vec::new(), None, ResourceField::Named("resource_id")),
+    )
+    .await
+}
+
+/// Add a task to a booking.
+#[utoipa::path(post, path = "/v1/bookings/{id}/tasks", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
+    request_body = TaskBody,
+    responses((status = 201, description = "Added", body = BookingAnswer)))]
+async fn add_task(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<TaskBody>,
+) -> Result<Response, ApiError> {
+    let id = ids.id(0, "booking")?;
+    let body = command.body;
+    let task = Task {
+        task_id: Uuid::now_v7(),
+        title: body.title,
+        due_at: body.due_at,
+        assignee_id: body.assignee_id,
+    };
+    let task_id = task.task_id;
+    run::<Booking, _, _>(
+        &state,
+        command.context,
+        id,
+        BookingCommand::AddTask(task),
+        answer(StatusCode::CREATED, None, Vec::new(), Some(task_id), ResourceField::Named("assignee_id")),
+    )
+    .await
+}
+
+/// Mark a task done.
+#[utoipa::path(post, path = "/v1/bookings/{id}/tasks/{tid}/complete", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"),
+           ("tid" = Uuid, Path, description = "Task id"), CommandHeaders),
+    responses((status = 200, description = "Completed", body = BookingAnswer)))]
+async fn complete_task(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<NoBody>,
+) -> Result<Response, ApiError> {
+    let id = ids.id(0, "booking")?;
+    let task_id = ids.id(1, "task")?;
+    run::<Booking, _, _>(
+        &state,
+        command.context,
+        id,
+        BookingCommand::CompleteTask { task_id },
+        answer(StatusCode::OK, None, Vec::new(), None, ResourceField::Named("resource_id")),
+    )
+    .await
+}

@@ -1,0 +1,57 @@
+//! The `/v1` routes, one module per area.
+
+pub mod bookings;
+pub mod events;
+pub mod ops;
+pub mod resources;
+
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// The answer to a command: the entity, its version after the command, and
+/// the position of its last event (pass it as `consistent_with` to read
+/// your own write).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandAnswer {
+    /// The entity's id.
+    pub id: Uuid,
+    /// Its version after the command; send it as `If-Match` to guard the
+    /// next change.
+    pub version: i64,
+    /// Position of its last event in the global event order.
+    pub position: i64,
+}
+
+impl From<&muster_store::CommandOutcome> for CommandAnswer {
+    fn from(o: &muster_store::CommandOutcome) -> Self {
+        Self {
+            id: o.stream_id,
+            version: o.version,
+            position: o.position,
+        }
+    }
+}
+
+/// Headers every command accepts.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(dead_code, reason = "documents headers that the Command extractor reads")]
+pub struct CommandHeaders {
+    /// Makes the command safe to retry: the same key with the same body
+    /// returns the first answer and changes nothing; with another body, 422.
+    #[param(rename = "Idempotency-Key", value_type = Option<String>, max_length = 255)]
+    idempotency_key: Option<String>,
+    /// Guards against lost updates: the version the change is based on;
+    /// 412 if the entity has moved on.
+    #[param(rename = "If-Match", value_type = Option<String>)]
+    if_match: Option<String>,
+    /// Correlates this request's logs and events; generated if absent.
+    #[param(rename = "X-Correlation-Id", value_type = Option<String>, max_length = 128)]
+    correlation_id: Option<String>,
+}
+
+/// Serialises an answer; answers are plain data, so this cannot fail.
+pub(crate) fn to_json<T: Serialize>(answer: &T) -> serde_json::Value {
+    serde_json::to_value(answer).unwrap_or_default()
+}

@@ -1,0 +1,166 @@
+//! Typed configuration: every setting is a flag and an environment variable,
+//! read once at boot; invalid values stop the process with one clear line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use muster_api::ApiConfig;
+use muster_store::Role;
+use muster_store::db::PoolSettings;
+use sqlx::postgres::PgConnectOptions;
+
+/// muster: event-sourced scheduling of bookings on shared resources.
+#[derive(Debug, Parser)]
+#[command(name = "muster", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Database and data directory.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Log output format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process (migrates first).
+    Serve(HttpArgs),
+    /// Run the HTTP API only (expects a migrated database).
+    Api(HttpArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// Key subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once.
+    Create {
+        /// Tenant id (created if new): lower case letters, digits, `-`, `_`.
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: String,
+        /// admin, planner or analyst.
+        #[arg(long)]
+        role: Role,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A database URL, which may hold a password: never printed.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub PgConnectOptions);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatabaseUrl(<redacted>)")
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PgConnectOptions::from_str(s)
+            .map(DatabaseUrl)
+            .map_err(|_| "not a valid postgres:// URL".to_owned())
+    }
+}
+
+/// Where the data lives.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Postgres to use; unset runs a private cluster under the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<DatabaseUrl>,
+    /// Directory for the embedded cluster and the admin key.
+    #[arg(long, env = "MUSTER_DATA_DIR", default_value = "./.muster", global = true)]
+    pub data_dir: PathBuf,
+    /// Most database connections per process.
+    #[arg(long, env = "MUSTER_DB_POOL_SIZE", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub pool_size: u32,
+    /// How long a request waits for a database connection before a 503 (ms).
+    #[arg(long, env = "MUSTER_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub acquire_timeout_ms: u64,
+    /// Server-side statement timeout (ms).
+    #[arg(long, env = "MUSTER_STATEMENT_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub statement_timeout_ms: u64,
+}
+
+impl DatabaseArgs {
+    /// Pool settings.
+    pub fn pool(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.pool_size,
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+        }
+    }
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Address to listen on.
+    #[arg(long, env = "MUSTER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Largest request body (bytes).
+    #[arg(long, env = "MUSTER_BODY_LIMIT", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1024..=16_777_216))]
+    pub body_limit: u64,
+    /// Requests per second per API key; 0 disables the limit.
+    #[arg(long, env = "MUSTER_RATE_LIMIT", default_value_t = 100)]
+    pub rate_limit: u32,
+    /// Burst of the per-key rate limit.
+    #[arg(long, env = "MUSTER_RATE_BURST", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+    /// Longest a request may take before it is answered 503 (ms).
+    #[arg(long, env = "MUSTER_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+}
+
+impl HttpArgs {
+    /// The API layer's limits.
+    pub fn api(&self) -> ApiConfig {
+        ApiConfig {
+            body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+        }
+    }
+}
+
+fn parse_tenant(s: &str) -> Result<String, String> {
+    if muster_store::keys::is_valid_tenant(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("use 1 to 63 lower case letters, digits, '-' or '_', starting with a letter or digit".into())
+    }
+}

@@ -1,0 +1,152 @@
+//! Wiring: database, HTTP listener, graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use muster_api::{ApiConfig, AppState};
+use muster_store::db::PoolSettings;
+use muster_store::{Role, Store};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tokio::net::TcpListener;
+
+use crate::embedded::{EmbeddedPostgres, write_private};
+
+/// A built HTTP application: the listener is bound, so the port is known
+/// before it serves (tests bind port 0).
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    store: Store,
+}
+
+impl Application {
+    /// Binds `listen` and builds the router over a pool for `database`.
+    pub async fn build(
+        listen: SocketAddr,
+        database: PgConnectOptions,
+        pool: &PoolSettings,
+        api: ApiConfig,
+    ) -> anyhow::Result<Self> {
+        let store = Store::new(muster_store::db::connect_lazy(database, pool));
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let router = muster_api::router(AppState::new(store.clone(), api));
+        Ok(Self {
+            listener,
+            router,
+            store,
+        })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The store it serves from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(address = %self.listener.local_addr()?, "muster is listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.store.pool().close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+/// The database a process uses: the configured one, or the embedded cluster.
+pub struct Database {
+    /// How to connect.
+    pub options: PgConnectOptions,
+    /// The embedded cluster, when there is one (stopped on drop of the process).
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// Uses `url`, or brings up the embedded cluster under `data_dir`.
+    pub async fn open(url: Option<PgConnectOptions>, data_dir: &Path) -> anyhow::Result<Self> {
+        if let Some(options) = url {
+            return Ok(Self {
+                options,
+                embedded: None,
+            });
+        }
+        let dir = data_dir.to_owned();
+        let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir)).await??;
+        ensure_database(&embedded).await?;
+        Ok(Self {
+            options: embedded.connect_options(),
+            embedded: Some(embedded),
+        })
+    }
+
+    /// Stops the embedded cluster if this process started it.
+    pub async fn close(self) {
+        if let Some(embedded) = self.embedded {
+            let _ = tokio::task::spawn_blocking(move || embedded.stop()).await;
+        }
+    }
+}
+
+/// Creates the cluster's `muster` database on first start.
+async fn ensure_database(embedded: &EmbeddedPostgres) -> anyhow::Result<()> {
+    let mut conn = embedded
+        .connect_options_for("postgres")
+        .connect()
+        .await
+        .context("connecting to the embedded cluster")?;
+    let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = 'muster')")
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        sqlx::query("create database muster").execute(&mut conn).await?;
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// On the embedded default: tenant `default` with an admin key written to
+/// `$MUSTER_DATA_DIR/admin.key` (mode 0600) on first start.
+pub async fn ensure_admin_key(store: &Store, data_dir: &Path) -> anyhow::Result<()> {
+    let path = data_dir.join("admin.key");
+    if path.exists() {
+        tracing::info!(path = %path.display(), "admin key of tenant 'default' is in this file");
+        return Ok(());
+    }
+    let key = store.create_key("default", Role::Admin).await?;
+    write_private(&path, &format!("{key}\n"))?;
+    tracing::info!(path = %path.display(), "created tenant 'default'; its admin key is in this file");
+    Ok(())
+}
