@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::event_store::{AppendError, EventMetadata, append, read_stream};
+use crate::event_store::{AppendError, EventMetadata, append_to_stream, read_stream};
 use crate::idempotency::{IdempotencyClaim, insert_answer};
 use crate::reservations::{self, WriteEffect};
 use crate::{Store, StoreError};
@@ -300,7 +300,7 @@ async fn append_events<A: WriteSide>(
         actor: ctx.actor.clone(),
         tenant: ctx.tenant.clone(),
     };
-    match append(conn, &ctx.tenant, A::STREAM_TYPE, stream_id, version, events, &metadata).await {
+    match append_to_stream(conn, &ctx.tenant, A::STREAM_TYPE, stream_id, version, events, &metadata).await {
         Ok(position) => Ok(position),
         Err(AppendError::VersionConflict) => Err(AttemptError::Retry("version")),
         Err(AppendError::Database(e)) => Err(e.into()),

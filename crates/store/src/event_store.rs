@@ -94,7 +94,7 @@ pub(crate) async fn read_stream<E: DomainEvent>(
 
 /// Why an append failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum AppendError {
+pub enum AppendError {
     /// Another writer appended to the stream since `expected_version`.
     #[error("stream version conflict")]
     VersionConflict,
@@ -108,7 +108,7 @@ pub(crate) enum AppendError {
 ///
 /// The transaction must commit promptly after this: the epoch lock taken
 /// here holds back every reader until it ends.
-pub(crate) async fn append<E: DomainEvent>(
+pub async fn append_to_stream<E: DomainEvent>(
     conn: &mut PgConnection,
     tenant: &str,
     stream_type: &str,

@@ -10,6 +10,8 @@ pub mod event_store;
 pub mod idempotency;
 pub mod keys;
 pub mod reservations;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use commands::{CommandContext, CommandOutcome};
 pub use error::{ReservationConflict, StoreError};
