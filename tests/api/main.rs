@@ -1,1 +1,11 @@
+//! Black-box tests of the HTTP API: each test spawns the app on port 0 with
+//! its own database and drives it over HTTP.
 
+mod auth;
+mod bookings;
+mod events;
+mod helpers;
+mod idempotency;
+mod operations;
+mod resources;
+mod two_processes;

@@ -34,7 +34,10 @@ impl KeyCache {
         {
             return Ok(principal.clone());
         }
-        let principal = store.authenticate(key).await?.ok_or(ApiError::Unauthorized)?;
+        let principal = store
+            .authenticate(key)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         let mut cache = self.lock();
         if cache.len() >= KEY_CACHE_MAX {
             cache.clear();

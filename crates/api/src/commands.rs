@@ -78,7 +78,10 @@ where
     if error.is_final() {
         let problem = serde_json::to_value(error.problem()).unwrap_or_default();
         let status = error.problem().status;
-        if !state.store.remember_answer(&tenant, claim, status, &problem).await?
+        if !state
+            .store
+            .remember_answer(&tenant, claim, status, &problem)
+            .await?
             && let Some(stored) = state.store.find_answer(&tenant, &claim.key).await?
         {
             return replay(&stored, claim);

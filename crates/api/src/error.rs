@@ -46,7 +46,10 @@ pub struct FieldProblem {
 
 /// A reservation that stands in the way of a requested one.
 #[derive(ToSchema)]
-#[expect(dead_code, reason = "schema-only mirror of muster_store::ReservationConflict")]
+#[expect(
+    dead_code,
+    reason = "schema-only mirror of muster_store::ReservationConflict"
+)]
 pub struct ConflictingReservation {
     resource_id: uuid::Uuid,
     booking_id: uuid::Uuid,
@@ -116,7 +119,9 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Validation(_) | ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Validation(_) | ApiError::IdempotencyMismatch => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -187,7 +192,9 @@ impl ApiError {
                     .join("; ");
             }
             ApiError::ReservationConflict(conflicts) => problem.conflicts.clone_from(conflicts),
-            ApiError::PreconditionFailed { current, .. } => problem.current_version = Some(*current),
+            ApiError::PreconditionFailed { current, .. } => {
+                problem.current_version = Some(*current)
+            }
             _ => {}
         }
         problem
@@ -229,7 +236,9 @@ impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         match error {
             DomainError::Invalid(errors) => ApiError::Validation(errors),
-            DomainError::NotFound(what) | DomainError::UnknownChild(what) => ApiError::NotFound(what.into()),
+            DomainError::NotFound(what) | DomainError::UnknownChild(what) => {
+                ApiError::NotFound(what.into())
+            }
             DomainError::AlreadyExists(what) => ApiError::Conflict {
                 slug: "already-exists",
                 detail: format!("{what} already exists"),
@@ -259,9 +268,10 @@ impl From<StoreError> for ApiError {
                 slug: "capacity-in-use",
                 detail: format!("existing reservations need a capacity of at least {needed}"),
             },
-            StoreError::UnknownResource(id) => {
-                ApiError::Validation(vec![FieldError::new("resource_id", format!("no resource {id}"))])
-            }
+            StoreError::UnknownResource(id) => ApiError::Validation(vec![FieldError::new(
+                "resource_id",
+                format!("no resource {id}"),
+            )]),
             StoreError::RetiredResource(id) => ApiError::Conflict {
                 slug: "resource-retired",
                 detail: format!("resource {id} is retired and cannot be reserved"),
@@ -270,7 +280,9 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly".into())
             }
-            e @ (StoreError::Database(_) | StoreError::CorruptEvent { .. } | StoreError::IdempotencyKeyTaken) => {
+            e @ (StoreError::Database(_)
+            | StoreError::CorruptEvent { .. }
+            | StoreError::IdempotencyKeyTaken) => {
                 tracing::error!(error = &e as &dyn std::error::Error, "store failure");
                 ApiError::Internal
             }

@@ -79,7 +79,8 @@ fn parse_json(headers: &HeaderMap, bytes: &[u8]) -> Result<serde_json::Value, Ap
         .and_then(|v| v.split(';').next())
         .is_some_and(|mime| {
             let mime = mime.trim();
-            mime.eq_ignore_ascii_case("application/json") || mime.to_ascii_lowercase().ends_with("+json")
+            mime.eq_ignore_ascii_case("application/json")
+                || mime.to_ascii_lowercase().ends_with("+json")
         });
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
@@ -170,9 +171,18 @@ mod tests {
     fn fields_are_named_for_every_kind_of_body_error() {
         assert_eq!(field_of(".", "missing field `title`"), "title");
         assert_eq!(field_of("client", "missing field `name`"), "client.name");
-        assert_eq!(field_of(".", "unknown field `colour`, expected one of"), "colour");
-        assert_eq!(field_of("reservations[0].starts_at", "premature end of input"), "reservations[0].starts_at");
-        assert_eq!(field_of(".", "invalid type: string, expected a map"), "body");
+        assert_eq!(
+            field_of(".", "unknown field `colour`, expected one of"),
+            "colour"
+        );
+        assert_eq!(
+            field_of("reservations[0].starts_at", "premature end of input"),
+            "reservations[0].starts_at"
+        );
+        assert_eq!(
+            field_of(".", "invalid type: string, expected a map"),
+            "body"
+        );
     }
 
     #[test]
@@ -238,7 +248,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
         _state: &S,
     ) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
-        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
             .map(QueryParams)
             .map_err(|e| {

@@ -85,7 +85,9 @@ pub fn router(state: AppState) -> Router {
             observability::observe,
         ))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal.into_response()
+        }))
         .with_state(state)
 }
 
@@ -94,7 +96,8 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> Response {
-    let mut response = ApiError::BadRequest("method not allowed on this route".into()).into_response();
+    let mut response =
+        ApiError::BadRequest("method not allowed on this route".into()).into_response();
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
 }

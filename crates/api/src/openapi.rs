@@ -41,13 +41,22 @@ const PROBLEMS: &[(&str, &str)] = &[
     ("401", "Missing or unknown API key"),
     ("403", "The key's role may not do this"),
     ("404", "No such entity in the caller's tenant"),
-    ("409", "Conflicts with the entity's state or another reservation"),
+    (
+        "409",
+        "Conflicts with the entity's state or another reservation",
+    ),
     ("412", "If-Match names a stale version"),
     ("413", "Body too large"),
     ("415", "Body is not JSON"),
-    ("422", "Invalid fields, or an Idempotency-Key reused for another request"),
+    (
+        "422",
+        "Invalid fields, or an Idempotency-Key reused for another request",
+    ),
     ("429", "Rate limit exceeded; see Retry-After"),
-    ("503", "Database unavailable or request timed out; see Retry-After"),
+    (
+        "503",
+        "Database unavailable or request timed out; see Retry-After",
+    ),
 ];
 
 /// Adds bearer security and the shared problem responses to every `/v1`
@@ -67,7 +76,10 @@ pub fn finish(mut doc: OpenApiDoc) -> OpenApiDoc {
         .into_iter()
         .flatten()
         {
-            operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+            operation.security = Some(vec![SecurityRequirement::new(
+                "bearer",
+                Vec::<String>::new(),
+            )]);
             for (status, description) in PROBLEMS {
                 operation
                     .responses
@@ -80,9 +92,9 @@ pub fn finish(mut doc: OpenApiDoc) -> OpenApiDoc {
                                 .content(
                                     "application/problem+json",
                                     ContentBuilder::new()
-                                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                                            "Problem",
-                                        ))))
+                                        .schema(Some(RefOr::Ref(
+                                            utoipa::openapi::Ref::from_schema_name("Problem"),
+                                        )))
                                         .build(),
                                 )
                                 .build(),

@@ -306,7 +306,8 @@ impl Aggregate for Booking {
             }
             BookingCommand::AddReservation(reservation) => {
                 self.require_open(status, "add a reservation to")?;
-                validate_reservation(&reservation, "").map_err(|e| DomainError::Invalid(vec![e]))?;
+                validate_reservation(&reservation, "")
+                    .map_err(|e| DomainError::Invalid(vec![e]))?;
                 if self.reservation_index(reservation.reservation_id).is_some() {
                     return Err(DomainError::AlreadyExists("reservation"));
                 }
@@ -326,9 +327,11 @@ impl Aggregate for Booking {
                     .reservation_index(reservation_id)
                     .ok_or(DomainError::UnknownChild("reservation"))?;
                 self.require_open(status, "release a reservation of")?;
-                release_from(&self.reservations[i], now).map(|e| vec![e]).ok_or_else(|| {
-                    DomainError::InvalidTransition("the reservation is already over".into())
-                })
+                release_from(&self.reservations[i], now)
+                    .map(|e| vec![e])
+                    .ok_or_else(|| {
+                        DomainError::InvalidTransition("the reservation is already over".into())
+                    })
             }
             BookingCommand::AddTask(task) => {
                 self.require_open(status, "add a task to")?;
@@ -372,7 +375,9 @@ impl Aggregate for Booking {
 
 impl Booking {
     fn reservation_index(&self, id: Uuid) -> Option<usize> {
-        self.reservations.iter().position(|r| r.reservation_id == id)
+        self.reservations
+            .iter()
+            .position(|r| r.reservation_id == id)
     }
 
     fn require_open(&self, status: BookingStatus, action: &str) -> Result<(), DomainError> {
@@ -425,7 +430,11 @@ fn request(
     v.text(&details.title, "title", MAX_TITLE);
     v.text(&details.client.name, "client.name", MAX_TITLE);
     if let Some(email) = &details.client.email {
-        v.check(is_plausible_email(email), "client.email", "is not an email address");
+        v.check(
+            is_plausible_email(email),
+            "client.email",
+            "is not an email address",
+        );
     }
     if let Some(phone) = &details.client.phone {
         v.text(phone, "client.phone", 50);
@@ -484,9 +493,9 @@ fn validate_reservation(r: &Reservation, prefix: &str) -> Result<(), FieldError>
 fn is_plausible_email(email: &str) -> bool {
     email.len() <= 254
         && !email.chars().any(char::is_whitespace)
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.contains('@'))
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        })
 }
 
 impl DomainEvent for BookingEvent {
@@ -524,7 +533,10 @@ impl DomainEvent for BookingEvent {
         }
     }
 
-    fn from_payload(event_type: &str, payload: serde_json::Value) -> Result<Self, EventDecodeError> {
+    fn from_payload(
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Result<Self, EventDecodeError> {
         #[derive(Deserialize)]
         struct Cancelled {
             reason: Option<String>,

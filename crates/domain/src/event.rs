@@ -18,7 +18,8 @@ pub trait DomainEvent: Sized + Clone {
 
     /// Rebuilds an event from a stored payload that is already upcast to the
     /// current schema version (see [`crate::upcast`]).
-    fn from_payload(event_type: &str, payload: serde_json::Value) -> Result<Self, EventDecodeError>;
+    fn from_payload(event_type: &str, payload: serde_json::Value)
+    -> Result<Self, EventDecodeError>;
 }
 
 /// A stored event could not be turned back into a domain event.

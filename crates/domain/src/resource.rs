@@ -148,7 +148,10 @@ impl Aggregate for Resource {
 impl Resource {
     /// The profile of a registered, not retired resource.
     fn live_profile(&self) -> Result<&ResourceProfile, DomainError> {
-        let profile = self.profile.as_ref().ok_or(DomainError::NotFound("resource"))?;
+        let profile = self
+            .profile
+            .as_ref()
+            .ok_or(DomainError::NotFound("resource"))?;
         if self.retired {
             return Err(DomainError::InvalidTransition(
                 "the resource is retired".into(),
@@ -175,7 +178,11 @@ fn validate_profile(p: &ResourceProfile) -> Result<(), DomainError> {
 
 fn validate_changes(c: &ResourceChanges) -> Result<(), DomainError> {
     let mut v = Validator::default();
-    v.check(!c.is_empty(), "body", "must name at least one field to change");
+    v.check(
+        !c.is_empty(),
+        "body",
+        "must name at least one field to change",
+    );
     if let Some(name) = &c.name {
         v.text(name, "name", MAX_NAME);
     }
@@ -200,7 +207,11 @@ fn check_capacity(v: &mut Validator, capacity: u32) {
 }
 
 fn check_tags(v: &mut Validator, tags: &[String]) {
-    v.check(tags.len() <= MAX_TAGS, "tags", format!("at most {MAX_TAGS} tags"));
+    v.check(
+        tags.len() <= MAX_TAGS,
+        "tags",
+        format!("at most {MAX_TAGS} tags"),
+    );
     for (i, tag) in tags.iter().enumerate() {
         v.text(tag, &format!("tags[{i}]"), MAX_TAG);
     }
@@ -245,10 +256,7 @@ fn only_differences(current: &ResourceProfile, changes: ResourceChanges) -> Reso
             .name
             .map(|n| n.trim().to_owned())
             .filter(|n| *n != current.name),
-        tags: changes
-            .tags
-            .map(dedup_tags)
-            .filter(|t| *t != current.tags),
+        tags: changes.tags.map(dedup_tags).filter(|t| *t != current.tags),
         capacity: changes.capacity.filter(|c| *c != current.capacity),
         working_hours: changes
             .working_hours
@@ -277,7 +285,10 @@ impl DomainEvent for ResourceEvent {
         }
     }
 
-    fn from_payload(event_type: &str, payload: serde_json::Value) -> Result<Self, EventDecodeError> {
+    fn from_payload(
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Result<Self, EventDecodeError> {
         Ok(match event_type {
             "resource.registered" => ResourceEvent::Registered(decode(event_type, payload)?),
             "resource.updated" => ResourceEvent::Updated(decode(event_type, payload)?),

@@ -16,7 +16,11 @@ pub fn current_version(event_type: &str) -> i32 {
 }
 
 /// Brings a stored payload of `version` up to [`current_version`].
-pub fn upcast(event_type: &str, version: i32, mut payload: Value) -> Result<Value, EventDecodeError> {
+pub fn upcast(
+    event_type: &str,
+    version: i32,
+    mut payload: Value,
+) -> Result<Value, EventDecodeError> {
     let target = current_version(event_type);
     if version > target {
         return Err(EventDecodeError::FutureVersion {
@@ -48,7 +52,9 @@ fn booking_requested_v1_to_v2(payload: Value) -> Value {
     let mut client = Map::new();
     client.insert(
         "name".into(),
-        fields.remove("client_name").unwrap_or(Value::String(String::new())),
+        fields
+            .remove("client_name")
+            .unwrap_or(Value::String(String::new())),
     );
     if let Some(email) = fields.remove("client_email") {
         client.insert("email".into(), email);
@@ -68,7 +74,10 @@ mod tests {
                         "starts_at": "2027-01-01T10:00:00Z", "ends_at": "2027-01-01T12:00:00Z",
                         "headcount": 3});
         let v2 = upcast("booking.requested", 1, v1).unwrap();
-        assert_eq!(v2["client"], json!({"name": "Ann", "email": "ann@example.com"}));
+        assert_eq!(
+            v2["client"],
+            json!({"name": "Ann", "email": "ann@example.com"})
+        );
         assert!(v2.get("client_name").is_none());
         assert_eq!(v2["title"], "Gala");
     }

@@ -95,7 +95,12 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<DatabaseUrl>,
     /// Directory for the embedded cluster and the admin key.
-    #[arg(long, env = "MUSTER_DATA_DIR", default_value = "./.muster", global = true)]
+    #[arg(
+        long,
+        env = "MUSTER_DATA_DIR",
+        default_value = "./.muster",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Most database connections per process.
     #[arg(long, env = "MUSTER_DB_POOL_SIZE", default_value_t = 32,
@@ -161,6 +166,9 @@ fn parse_tenant(s: &str) -> Result<String, String> {
     if muster_store::keys::is_valid_tenant(s) {
         Ok(s.to_owned())
     } else {
-        Err("use 1 to 63 lower case letters, digits, '-' or '_', starting with a letter or digit".into())
+        Err(
+            "use 1 to 63 lower case letters, digits, '-' or '_', starting with a letter or digit"
+                .into(),
+        )
     }
 }

@@ -146,7 +146,10 @@ impl EmbeddedPostgres {
         if !self.started_here {
             return;
         }
-        match self.run_tool("pg_ctl", &["stop", "-w", "-m", "fast", "-D", &self.dir_str()]) {
+        match self.run_tool(
+            "pg_ctl",
+            &["stop", "-w", "-m", "fast", "-D", &self.dir_str()],
+        ) {
             Ok(()) => tracing::info!("embedded Postgres stopped"),
             Err(e) => tracing::error!(error = %e, "could not stop the embedded Postgres"),
         }
@@ -157,7 +160,8 @@ impl EmbeddedPostgres {
         rand::rng().fill_bytes(&mut secret);
         let password = hex::encode(secret);
         write_private(password_file, &password)?;
-        fs::create_dir_all(&self.cluster_dir).map_err(io(format!("creating {}", self.cluster_dir.display())))?;
+        fs::create_dir_all(&self.cluster_dir)
+            .map_err(io(format!("creating {}", self.cluster_dir.display())))?;
         // initdb reads the password from a file that its user can read.
         let pwfile = self.cluster_dir.with_extension("initpw");
         write_private(&pwfile, &password)?;
@@ -202,7 +206,9 @@ impl EmbeddedPostgres {
     /// The port of a postmaster already running on this cluster.
     fn running_port(&self) -> Option<u16> {
         let pid_file = fs::read_to_string(self.cluster_dir.join("postmaster.pid")).ok()?;
-        let status = self.tool("pg_ctl", &["status", "-D", &self.dir_str()]).ok()?;
+        let status = self
+            .tool("pg_ctl", &["status", "-D", &self.dir_str()])
+            .ok()?;
         if !status.status.success() {
             return None;
         }
@@ -229,7 +235,9 @@ impl EmbeddedPostgres {
     }
 
     fn run_tool(&self, name: &'static str, args: &[&str]) -> Result<(), EmbeddedError> {
-        let output = self.tool(name, args).map_err(io(format!("running {name}")))?;
+        let output = self
+            .tool(name, args)
+            .map_err(io(format!("running {name}")))?;
         if output.status.success() {
             Ok(())
         } else {
@@ -261,7 +269,7 @@ fn find_bin_dir() -> Option<PathBuf> {
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
         .collect();
-    debian.sort_by(|a, b| b.0.cmp(&a.0));
+    debian.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -278,8 +286,12 @@ fn running_as_root() -> bool {
 }
 
 fn free_port() -> Result<u16, EmbeddedError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port".into()))?;
-    Ok(listener.local_addr().map_err(io("finding a free port".into()))?.port())
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port".into()))?;
+    Ok(listener
+        .local_addr()
+        .map_err(io("finding a free port".into()))?
+        .port())
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, EmbeddedError> {
@@ -303,8 +315,11 @@ fn chown(path: &Path, user: &str) -> Result<(), EmbeddedError> {
         let out = Command::new("id").args([flag, user]).output().ok()?;
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     };
-    let (uid, gid) = id("-u").zip(id("-g")).ok_or(EmbeddedError::NoUnprivilegedUser)?;
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(format!("chown {}", path.display())))
+    let (uid, gid) = id("-u")
+        .zip(id("-g"))
+        .ok_or(EmbeddedError::NoUnprivilegedUser)?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(io(format!("chown {}", path.display())))
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> EmbeddedError {

@@ -38,7 +38,10 @@ async fn run_role(cli: &Cli, database: &Database) -> anyhow::Result<()> {
     let pool_settings = cli.database.pool();
     match &cli.command {
         Command::Serve(http) => {
-            let store = Store::new(muster_store::db::connect_lazy(database.options.clone(), &pool_settings));
+            let store = Store::new(muster_store::db::connect_lazy(
+                database.options.clone(),
+                &pool_settings,
+            ));
             muster_store::db::migrate(store.pool()).await?;
             if database.embedded.is_some() {
                 ensure_admin_key(&store, &cli.database.data_dir).await?;
@@ -47,7 +50,10 @@ async fn run_role(cli: &Cli, database: &Database) -> anyhow::Result<()> {
         }
         Command::Api(http) => serve(http, database, cli).await,
         Command::Migrate => {
-            let store = Store::new(muster_store::db::connect_lazy(database.options.clone(), &pool_settings));
+            let store = Store::new(muster_store::db::connect_lazy(
+                database.options.clone(),
+                &pool_settings,
+            ));
             muster_store::db::migrate(store.pool()).await?;
             tracing::info!("migrations applied");
             Ok(())
@@ -55,7 +61,10 @@ async fn run_role(cli: &Cli, database: &Database) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Create { tenant, role },
         } => {
-            let store = Store::new(muster_store::db::connect_lazy(database.options.clone(), &pool_settings));
+            let store = Store::new(muster_store::db::connect_lazy(
+                database.options.clone(),
+                &pool_settings,
+            ));
             let key = store.create_key(tenant, *role).await?;
             println!("{key}");
             Ok(())
@@ -75,10 +84,17 @@ async fn serve(http: &HttpArgs, database: &Database, cli: &Cli) -> anyhow::Resul
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }

@@ -53,7 +53,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "muster is listening");
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
@@ -127,11 +130,14 @@ async fn ensure_database(embedded: &EmbeddedPostgres) -> anyhow::Result<()> {
         .connect()
         .await
         .context("connecting to the embedded cluster")?;
-    let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = 'muster')")
-        .fetch_one(&mut conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists(select 1 from pg_database where datname = 'muster')")
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
-        sqlx::query("create database muster").execute(&mut conn).await?;
+        sqlx::query("create database muster")
+            .execute(&mut conn)
+            .await?;
     }
     conn.close().await?;
     Ok(())

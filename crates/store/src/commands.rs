@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use muster_domain::Aggregate;
 use muster_domain::booking::{Booking, BookingCommand, BookingEvent};
 use muster_domain::resource::{Resource, ResourceCommand, ResourceEvent};
-use muster_domain::Aggregate;
 use rand::Rng;
 use sqlx::PgConnection;
 use tracing::Instrument;
@@ -75,10 +75,12 @@ impl WriteSide for Resource {
                     resource_id: stream_id,
                     capacity: p.capacity,
                 }),
-                ResourceEvent::Updated(c) => c.capacity.map(|capacity| WriteEffect::ChangeCapacity {
-                    resource_id: stream_id,
-                    capacity,
-                }),
+                ResourceEvent::Updated(c) => {
+                    c.capacity.map(|capacity| WriteEffect::ChangeCapacity {
+                        resource_id: stream_id,
+                        capacity,
+                    })
+                }
                 ResourceEvent::Retired => Some(WriteEffect::RetireResource {
                     resource_id: stream_id,
                 }),
@@ -130,7 +132,9 @@ enum AttemptError {
 impl From<StoreError> for AttemptError {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::Database(db) if crate::db::is_transient(db) => AttemptError::Retry("deadlock"),
+            StoreError::Database(db) if crate::db::is_transient(db) => {
+                AttemptError::Retry("deadlock")
+            }
             _ => AttemptError::Fail(e),
         }
     }
@@ -223,8 +227,13 @@ impl Store {
         let (state, version, last_position) = if A::creates(&command) {
             (A::default(), 0, None)
         } else {
-            let stream = read_stream::<A::Event>(&mut tx, &ctx.tenant, A::STREAM_TYPE, stream_id).await?;
-            (A::from_events(stream.events.iter()), stream.version, stream.last_position)
+            let stream =
+                read_stream::<A::Event>(&mut tx, &ctx.tenant, A::STREAM_TYPE, stream_id).await?;
+            (
+                A::from_events(stream.events.iter()),
+                stream.version,
+                stream.last_position,
+            )
         };
         if let Some(expected) = ctx.if_match
             && expected != version
@@ -300,7 +309,17 @@ async fn append_events<A: WriteSide>(
         actor: ctx.actor.clone(),
         tenant: ctx.tenant.clone(),
     };
-    match append_to_stream(conn, &ctx.tenant, A::STREAM_TYPE, stream_id, version, events, &metadata).await {
+    match append_to_stream(
+        conn,
+        &ctx.tenant,
+        A::STREAM_TYPE,
+        stream_id,
+        version,
+        events,
+        &metadata,
+    )
+    .await
+    {
         Ok(position) => Ok(position),
         Err(AppendError::VersionConflict) => Err(AttemptError::Retry("version")),
         Err(AppendError::Database(e)) => Err(e.into()),

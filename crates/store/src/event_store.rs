@@ -163,9 +163,11 @@ impl Store {
     /// The highest position up to which every event is committed or will
     /// never exist: reads up to it can never skip an event.
     pub async fn safe_position(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar!(r#"select muster_safe_position() as "position!""#)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar!(r#"select muster_safe_position() as "position!""#)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Every tenant's events after `after`, in position order, at most

@@ -34,7 +34,11 @@ impl StoredAnswer {
 
 impl Store {
     /// The answer stored under `key`, if any.
-    pub async fn find_answer(&self, tenant: &str, key: &str) -> Result<Option<StoredAnswer>, StoreError> {
+    pub async fn find_answer(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<StoredAnswer>, StoreError> {
         let row = sqlx::query!(
             r#"select request_fingerprint, status_code, response
                  from idempotency_keys

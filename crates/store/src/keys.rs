@@ -49,7 +49,9 @@ impl FromStr for Role {
             "admin" => Ok(Role::Admin),
             "planner" => Ok(Role::Planner),
             "analyst" => Ok(Role::Analyst),
-            other => Err(format!("unknown role {other:?} (admin, planner or analyst)")),
+            other => Err(format!(
+                "unknown role {other:?} (admin, planner or analyst)"
+            )),
         }
     }
 }

@@ -80,8 +80,12 @@ pub(crate) async fn apply(
                 resource_id,
                 capacity,
             } => change_capacity(conn, tenant, *resource_id, *capacity).await?,
-            WriteEffect::RetireResource { resource_id } => retire(conn, tenant, *resource_id).await?,
-            WriteEffect::RequireResource { resource_id } => require(conn, tenant, *resource_id).await?,
+            WriteEffect::RetireResource { resource_id } => {
+                retire(conn, tenant, *resource_id).await?
+            }
+            WriteEffect::RequireResource { resource_id } => {
+                require(conn, tenant, *resource_id).await?
+            }
             WriteEffect::Reserve {
                 booking_id,
                 reservation,
@@ -164,7 +168,11 @@ async fn change_capacity(
     Ok(())
 }
 
-async fn require(conn: &mut PgConnection, tenant: &str, resource_id: Uuid) -> Result<(), StoreError> {
+async fn require(
+    conn: &mut PgConnection,
+    tenant: &str,
+    resource_id: Uuid,
+) -> Result<(), StoreError> {
     let exists = sqlx::query_scalar!(
         r#"select exists(select 1 from reservable_resources
                           where tenant_id = $1 and resource_id = $2) as "exists!""#,
@@ -180,7 +188,11 @@ async fn require(conn: &mut PgConnection, tenant: &str, resource_id: Uuid) -> Re
     }
 }
 
-async fn retire(conn: &mut PgConnection, tenant: &str, resource_id: Uuid) -> Result<(), StoreError> {
+async fn retire(
+    conn: &mut PgConnection,
+    tenant: &str,
+    resource_id: Uuid,
+) -> Result<(), StoreError> {
     sqlx::query!(
         "update reservable_resources set retired = true where tenant_id = $1 and resource_id = $2",
         tenant,

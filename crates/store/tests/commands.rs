@@ -128,7 +128,10 @@ async fn concurrent_bookings_never_exceed_capacity() {
             Err(e) => panic!("unexpected error {e}"),
         }
     }
-    assert!(won > 0 && lost > 0, "the race had no contention: {won} won, {lost} lost");
+    assert!(
+        won > 0 && lost > 0,
+        "the race had no contention: {won} won, {lost} lost"
+    );
     assert!(peak_concurrency(&held_ranges(&store, single).await) <= 1);
     assert!(peak_concurrency(&held_ranges(&store, triple).await) <= 3);
     // All or nothing: every stored reservation belongs to a booking whose
@@ -141,10 +144,11 @@ async fn concurrent_bookings_never_exceed_capacity() {
     .await
     .unwrap();
     assert_eq!(orphans, 0);
-    let added: i64 = sqlx::query_scalar("select count(*) from events where event_type = 'reservation.added'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let added: i64 =
+        sqlx::query_scalar("select count(*) from events where event_type = 'reservation.added'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     let rows: i64 = sqlx::query_scalar("select count(*) from reservations")
         .fetch_one(&db.pool)
         .await
@@ -198,11 +202,12 @@ async fn cancelling_and_releasing_free_the_slot() {
     let second = book(&store, vec![(room, 11, 13)]).await.unwrap();
 
     // Releasing one reservation frees it too.
-    let rid: Uuid = sqlx::query_scalar("select reservation_id from reservations where booking_id = $1")
-        .bind(second)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let rid: Uuid =
+        sqlx::query_scalar("select reservation_id from reservations where booking_id = $1")
+            .bind(second)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     store
         .execute::<Booking>(
             &ctx(None),
@@ -251,8 +256,13 @@ async fn lowering_capacity_below_current_reservations_is_refused() {
             ..Default::default()
         })
     };
-    let refused = store.execute::<Resource>(&ctx(None), room, lower(1), answer).await;
-    assert!(matches!(refused, Err(StoreError::CapacityInUse { needed: 2 })));
+    let refused = store
+        .execute::<Resource>(&ctx(None), room, lower(1), answer)
+        .await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::CapacityInUse { needed: 2 })
+    ));
     store
         .execute::<Resource>(&ctx(None), room, lower(5), answer)
         .await
@@ -282,11 +292,13 @@ async fn concurrent_commands_on_one_stream_lose_no_update() {
     for adder in adders {
         adder.await.unwrap().unwrap();
     }
-    let tasks: i64 = sqlx::query_scalar("select count(*) from events where stream_id = $1 and event_type = 'task.added'")
-        .bind(booking)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let tasks: i64 = sqlx::query_scalar(
+        "select count(*) from events where stream_id = $1 and event_type = 'task.added'",
+    )
+    .bind(booking)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(tasks, 20);
 }
 
@@ -327,7 +339,12 @@ async fn of_two_concurrent_writers_with_the_same_if_match_one_wins() {
                     assignee_id: None,
                 };
                 store
-                    .execute::<Booking>(&ctx(Some(1)), booking, BookingCommand::AddTask(task), answer)
+                    .execute::<Booking>(
+                        &ctx(Some(1)),
+                        booking,
+                        BookingCommand::AddTask(task),
+                        answer,
+                    )
                     .await
             })
         })

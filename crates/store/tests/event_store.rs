@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use muster_domain::booking::BookingEvent;
+use muster_store::Store;
 use muster_store::event_store::{AppendError, EventMetadata, append_to_stream};
 use muster_store::testing::TestDatabase;
-use muster_store::Store;
 use rand::Rng;
 use uuid::Uuid;
 
@@ -29,9 +29,17 @@ fn metadata() -> EventMetadata {
 async fn append_held(store: &Store, count: usize, hold: Duration) -> i64 {
     let mut tx = store.pool().begin().await.unwrap();
     let events = vec![BookingEvent::Confirmed; count];
-    let last = append_to_stream(&mut tx, "t", "booking", Uuid::now_v7(), 0, &events, &metadata())
-        .await
-        .unwrap();
+    let last = append_to_stream(
+        &mut tx,
+        "t",
+        "booking",
+        Uuid::now_v7(),
+        0,
+        &events,
+        &metadata(),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(hold).await;
     tx.commit().await.unwrap();
     last
@@ -94,7 +102,10 @@ async fn a_tailing_reader_sees_every_event_once_in_order_while_writers_commit_ou
     done.store(true, Ordering::SeqCst);
     let seen = reader.await.unwrap();
 
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "positions not strictly increasing");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "positions not strictly increasing"
+    );
     let in_table: BTreeSet<i64> = sqlx::query_scalar("select position from events")
         .fetch_all(&db.pool)
         .await
@@ -116,24 +127,39 @@ async fn the_safe_position_waits_for_a_transaction_that_drew_an_earlier_position
 
     // T1 draws a position and stays open; T2 draws a later one and commits.
     let mut t1 = store.pool().begin().await.unwrap();
-    let p1 = append_to_stream(&mut t1, "t", "booking", Uuid::now_v7(), 0, &[BookingEvent::Confirmed], &metadata())
-        .await
-        .unwrap();
+    let p1 = append_to_stream(
+        &mut t1,
+        "t",
+        "booking",
+        Uuid::now_v7(),
+        0,
+        &[BookingEvent::Confirmed],
+        &metadata(),
+    )
+    .await
+    .unwrap();
     let p2 = append_held(&store, 1, Duration::ZERO).await;
     assert!(p2 > p1);
 
     // A naive "position > last" reader already sees p2 and would skip p1.
-    let naive: Vec<i64> = sqlx::query_scalar("select position from events where position > 0 order by position")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    let naive: Vec<i64> =
+        sqlx::query_scalar("select position from events where position > 0 order by position")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(naive, vec![p2]);
     // The store does not read past p1 while it can still commit.
     assert!(store.safe_position().await.unwrap() < p1);
     assert!(store.read_all(0, 100).await.unwrap().is_empty());
 
     t1.commit().await.unwrap();
-    let read: Vec<i64> = store.read_all(0, 100).await.unwrap().iter().map(|e| e.position).collect();
+    let read: Vec<i64> = store
+        .read_all(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
     assert_eq!(read, vec![p1, p2]);
 }
 
@@ -142,12 +168,26 @@ async fn a_rolled_back_append_does_not_hold_readers_back() {
     let db = TestDatabase::new().await;
     let store = Store::new(db.pool.clone());
     let mut tx = store.pool().begin().await.unwrap();
-    append_to_stream(&mut tx, "t", "booking", Uuid::now_v7(), 0, &[BookingEvent::Confirmed], &metadata())
-        .await
-        .unwrap();
+    append_to_stream(
+        &mut tx,
+        "t",
+        "booking",
+        Uuid::now_v7(),
+        0,
+        &[BookingEvent::Confirmed],
+        &metadata(),
+    )
+    .await
+    .unwrap();
     tx.rollback().await.unwrap();
     let p = append_held(&store, 1, Duration::ZERO).await;
-    let read: Vec<i64> = store.read_all(0, 100).await.unwrap().iter().map(|e| e.position).collect();
+    let read: Vec<i64> = store
+        .read_all(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
     assert_eq!(read, vec![p]);
 }
 
@@ -157,18 +197,23 @@ async fn a_multi_event_append_is_atomic_and_a_stale_version_is_refused() {
     let store = Store::new(db.pool.clone());
     let stream = Uuid::now_v7();
     let mut conn = store.pool().acquire().await.unwrap();
-    let events = [BookingEvent::Confirmed, BookingEvent::Started, BookingEvent::Completed];
+    let events = [
+        BookingEvent::Confirmed,
+        BookingEvent::Started,
+        BookingEvent::Completed,
+    ];
     append_to_stream(&mut conn, "t", "booking", stream, 0, &events, &metadata())
         .await
         .unwrap();
     // Version 2 is taken: the whole append fails, nothing of it is stored.
     let stale = append_to_stream(&mut conn, "t", "booking", stream, 1, &events, &metadata()).await;
     assert!(matches!(stale, Err(AppendError::VersionConflict)));
-    let versions: Vec<i32> = sqlx::query_scalar("select stream_version from events where stream_id = $1 order by 1")
-        .bind(stream)
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    let versions: Vec<i32> =
+        sqlx::query_scalar("select stream_version from events where stream_id = $1 order by 1")
+            .bind(stream)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(versions, vec![1, 2, 3]);
 }
 

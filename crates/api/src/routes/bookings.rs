@@ -290,7 +290,13 @@ async fn transition(
         context,
         id,
         command,
-        answer(StatusCode::OK, Some(after), Vec::new(), None, ResourceField::Named("resource_id")),
+        answer(
+            StatusCode::OK,
+            Some(after),
+            Vec::new(),
+            None,
+            ResourceField::Named("resource_id"),
+        ),
     )
     .await
 }
@@ -304,7 +310,14 @@ async fn confirm_booking(
     ids: PathIds,
     command: Command<NoBody>,
 ) -> Result<Response, ApiError> {
-    transition(&state, &ids, command.context, BookingCommand::Confirm, BookingStatus::Confirmed).await
+    transition(
+        &state,
+        &ids,
+        command.context,
+        BookingCommand::Confirm,
+        BookingStatus::Confirmed,
+    )
+    .await
 }
 
 /// Start a confirmed booking.
@@ -316,7 +329,14 @@ async fn start_booking(
     ids: PathIds,
     command: Command<NoBody>,
 ) -> Result<Response, ApiError> {
-    transition(&state, &ids, command.context, BookingCommand::Start, BookingStatus::InProgress).await
+    transition(
+        &state,
+        &ids,
+        command.context,
+        BookingCommand::Start,
+        BookingStatus::InProgress,
+    )
+    .await
 }
 
 /// Complete a booking in progress; releases what remains of its reservations.
@@ -329,7 +349,14 @@ async fn complete_booking(
     command: Command<NoBody>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
-    transition(&state, &ids, command.context, BookingCommand::Complete { now }, BookingStatus::Completed).await
+    transition(
+        &state,
+        &ids,
+        command.context,
+        BookingCommand::Complete { now },
+        BookingStatus::Completed,
+    )
+    .await
 }
 
 /// Cancel a requested or confirmed booking; releases its future reservations.
@@ -346,7 +373,14 @@ async fn cancel_booking(
         reason: command.body.reason,
         now: Utc::now(),
     };
-    transition(&state, &ids, command.context, cancel, BookingStatus::Cancelled).await
+    transition(
+        &state,
+        &ids,
+        command.context,
+        cancel,
+        BookingStatus::Cancelled,
+    )
+    .await
 }
 
 /// Add a reservation to a booking; 409 with the conflicts if the resource is full.
@@ -367,7 +401,13 @@ async fn add_reservation(
         command.context,
         id,
         BookingCommand::AddReservation(reservation),
-        answer(StatusCode::CREATED, None, answers, None, ResourceField::Named("resource_id")),
+        answer(
+            StatusCode::CREATED,
+            None,
+            answers,
+            None,
+            ResourceField::Named("resource_id"),
+        ),
     )
     .await
 }
@@ -392,7 +432,13 @@ async fn release_reservation(
             reservation_id,
             now: Utc::now(),
         },
-        answer(StatusCode::OK, None, Vec::new(), None, ResourceField::Named("resource_id")),
+        answer(
+            StatusCode::OK,
+            None,
+            Vec::new(),
+            None,
+            ResourceField::Named("resource_id"),
+        ),
     )
     .await
 }
@@ -421,7 +467,13 @@ async fn add_task(
         command.context,
         id,
         BookingCommand::AddTask(task),
-        answer(StatusCode::CREATED, None, Vec::new(), Some(task_id), ResourceField::Named("assignee_id")),
+        answer(
+            StatusCode::CREATED,
+            None,
+            Vec::new(),
+            Some(task_id),
+            ResourceField::Named("assignee_id"),
+        ),
     )
     .await
 }
@@ -443,7 +495,13 @@ async fn complete_task(
         command.context,
         id,
         BookingCommand::CompleteTask { task_id },
-        answer(StatusCode::OK, None, Vec::new(), None, ResourceField::Named("resource_id")),
+        answer(
+            StatusCode::OK,
+            None,
+            Vec::new(),
+            None,
+            ResourceField::Named("resource_id"),
+        ),
     )
     .await
 }

@@ -87,7 +87,10 @@ async fn list_events(
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(invalid("limit", "must be between 1 and 1000"));
     }
-    let events = state.store.read_tenant(&principal.tenant, after, limit).await?;
+    let events = state
+        .store
+        .read_tenant(&principal.tenant, after, limit)
+        .await?;
     let next_after = events.last().map_or(after, |e| e.position);
     Ok(Json(FeedPage {
         next_after,

@@ -36,7 +36,10 @@ impl From<&muster_store::CommandOutcome> for CommandAnswer {
 /// Headers every command accepts.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Header)]
-#[expect(dead_code, reason = "documents headers that the Command extractor reads")]
+#[expect(
+    dead_code,
+    reason = "documents headers that the Command extractor reads"
+)]
 pub struct CommandHeaders {
     /// Makes the command safe to retry: the same key with the same body
     /// returns the first answer and changes nothing; with another body, 422.

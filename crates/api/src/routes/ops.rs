@@ -40,7 +40,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable".to_owned())
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database unreachable".to_owned(),
+            )
         }
     }
 }
@@ -50,7 +53,8 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let pool = state.store.pool();
     let idle = pool.num_idle() as f64;
     metrics::gauge!("muster_db_pool_connections", "state" => "idle").set(idle);
-    metrics::gauge!("muster_db_pool_connections", "state" => "busy").set(f64::from(pool.size()) - idle);
+    metrics::gauge!("muster_db_pool_connections", "state" => "busy")
+        .set(f64::from(pool.size()) - idle);
     (
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(),

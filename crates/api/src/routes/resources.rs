@@ -114,7 +114,10 @@ fn working_hours(windows: Vec<WorkingWindowBody>) -> Result<Vec<WorkingWindow>, 
     for (i, w) in windows.into_iter().enumerate() {
         let mut time = |text: &str, name: &str| {
             text.parse::<TimeOfDay>().map_err(|message| {
-                errors.push(FieldError::new(format!("working_hours[{i}].{name}"), message));
+                errors.push(FieldError::new(
+                    format!("working_hours[{i}].{name}"),
+                    message,
+                ));
             })
         };
         if let (Ok(start), Ok(end)) = (time(&w.start, "start"), time(&w.end, "end")) {
@@ -146,7 +149,8 @@ fn weekday(day: WeekdayBody) -> Weekday {
 
 fn answering(
     status: StatusCode,
-) -> Answering<impl Fn(&muster_store::CommandOutcome) -> serde_json::Value, impl Fn(Uuid) -> String> {
+) -> Answering<impl Fn(&muster_store::CommandOutcome) -> serde_json::Value, impl Fn(Uuid) -> String>
+{
     Answering {
         status,
         render: |o: &muster_store::CommandOutcome| to_json(&CommandAnswer::from(o)),

@@ -162,7 +162,10 @@ fn every_transition_outside_the_machine_is_refused() {
         (Confirmed, with(requested(), &[BookingEvent::Confirmed])),
         (
             InProgress,
-            with(requested(), &[BookingEvent::Confirmed, BookingEvent::Started]),
+            with(
+                requested(),
+                &[BookingEvent::Confirmed, BookingEvent::Started],
+            ),
         ),
         (
             Completed,
@@ -286,7 +289,9 @@ fn add_reservation_validates_and_refuses_duplicates_and_closed_bookings() {
 #[test]
 fn a_booking_holds_a_bounded_number_of_reservations() {
     let mut history = vec![BookingEvent::Requested(details())];
-    history.extend((0..MAX_RESERVATIONS as u128).map(|n| BookingEvent::ReservationAdded(reservation(n, 1, 2))));
+    history.extend(
+        (0..MAX_RESERVATIONS as u128).map(|n| BookingEvent::ReservationAdded(reservation(n, 1, 2))),
+    );
     given::<Booking>(history)
         .when(BookingCommand::AddReservation(reservation(999, 1, 2)))
         .then_invalid(&["reservations"]);

@@ -159,11 +159,15 @@ fn retire_once_then_never_again() {
     let mut history = registered();
     history.push(ResourceEvent::Retired);
     assert!(matches!(
-        given::<Resource>(history).when(ResourceCommand::Retire).then_refused(),
+        given::<Resource>(history)
+            .when(ResourceCommand::Retire)
+            .then_refused(),
         DomainError::InvalidTransition(_)
     ));
     assert_eq!(
-        given::<Resource>([]).when(ResourceCommand::Retire).then_refused(),
+        given::<Resource>([])
+            .when(ResourceCommand::Retire)
+            .then_refused(),
         DomainError::NotFound("resource")
     );
 }

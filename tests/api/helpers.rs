@@ -1,0 +1,186 @@
+//! Spawning the app on port 0 with its own database, and a small client.
+
+use std::time::Duration;
+
+use muster::Application;
+use muster_api::ApiConfig;
+use muster_store::Role;
+use muster_store::db::PoolSettings;
+use muster_store::testing::TestDatabase;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A running app with keys for tenant `acme` (every role) and `other`.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    pub admin: String,
+    pub planner: String,
+    pub analyst: String,
+    pub other_tenant: String,
+}
+
+/// The answer to a request.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+pub fn api_config() -> ApiConfig {
+    ApiConfig {
+        body_limit: 65_536,
+        rate_limit: 0,
+        rate_burst: 1,
+        request_timeout: Duration::from_secs(10),
+    }
+}
+
+pub fn pool_settings() -> PoolSettings {
+    PoolSettings {
+        max_connections: 20,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(10),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(api_config()).await
+}
+
+pub async fn spawn_app_with(config: ApiConfig) -> TestApp {
+    let db = TestDatabase::new().await;
+    let app = Application::build(
+        "127.0.0.1:0".parse().unwrap(),
+        db.options.clone(),
+        &pool_settings(),
+        config,
+    )
+    .await
+    .expect("the app builds");
+    let port = app.port();
+    let store = app.store().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        admin: store.create_key("acme", Role::Admin).await.unwrap(),
+        planner: store.create_key("acme", Role::Planner).await.unwrap(),
+        analyst: store.create_key("acme", Role::Analyst).await.unwrap(),
+        other_tenant: store.create_key("other", Role::Admin).await.unwrap(),
+        db,
+    }
+}
+
+impl TestApp {
+    /// Sends `body` (as JSON, if any) with `key` and extra headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("the request is answered");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.send(Method::POST, path, Some(&self.planner), Some(body), &[])
+            .await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Answer {
+        self.send(Method::GET, path, Some(key), None, &[]).await
+    }
+
+    /// Registers a resource and returns its id.
+    pub async fn resource(&self, capacity: u32) -> String {
+        let answer = self
+            .post(
+                "/v1/resources",
+                &json!({"name": "Hall", "kind": "room", "capacity": capacity, "timezone": "Europe/Berlin"}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Requests a booking holding `resource` from `from` to `to`.
+    pub async fn book(&self, resource: &str, from: &str, to: &str) -> Answer {
+        self.post("/v1/bookings", &booking(resource, from, to))
+            .await
+    }
+}
+
+/// A booking body with one reservation.
+pub fn booking(resource: &str, from: &str, to: &str) -> Value {
+    json!({
+        "title": "Smith wedding",
+        "client": {"name": "Ann Smith", "email": "ann@example.com"},
+        "starts_at": from, "ends_at": to, "headcount": 120,
+        "reservations": [{"resource_id": resource, "starts_at": from, "ends_at": to, "label": "hall"}]
+    })
+}
+
+/// The field names of a validation problem.
+pub fn fields(answer: &Answer) -> Vec<String> {
+    answer.body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts a problem+json answer of `status` and `type` suffix.
+#[track_caller]
+pub fn assert_problem(answer: &Answer, status: u16, kind: &str) {
+    assert_eq!(answer.status.as_u16(), status, "{:?}", answer.body);
+    assert_eq!(
+        answer.headers["content-type"], "application/problem+json",
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(
+        answer.body["type"],
+        format!("urn:muster:problem:{kind}"),
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(answer.body["status"], status);
+}
+
+/// Events stored in the test database.
+pub async fn event_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from events")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+}

@@ -1,0 +1,131 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{assert_problem, booking, event_count, spawn_app};
+
+#[tokio::test]
+async fn the_same_key_and_body_return_the_first_answer_and_append_nothing() {
+    let app = spawn_app().await;
+    let hall = app.resource(1).await;
+    let body = booking(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z");
+    let key = [("idempotency-key", "book-1")];
+    let first = app
+        .send(
+            Method::POST,
+            "/v1/bookings",
+            Some(&app.planner),
+            Some(&body),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let events = event_count(&app).await;
+    let again = app
+        .send(
+            Method::POST,
+            "/v1/bookings",
+            Some(&app.planner),
+            Some(&body),
+            &key,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(event_count(&app).await, events);
+
+    let mut other = body.clone();
+    other["title"] = json!("Another");
+    let reused = app
+        .send(
+            Method::POST,
+            "/v1/bookings",
+            Some(&app.planner),
+            Some(&other),
+            &key,
+        )
+        .await;
+    assert_problem(&reused, 422, "idempotency-key-reused");
+    assert_eq!(event_count(&app).await, events);
+}
+
+#[tokio::test]
+async fn a_refusal_is_replayed_too() {
+    let app = spawn_app().await;
+    let hall = app.resource(1).await;
+    let body = booking(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z");
+    app.post("/v1/bookings", &body).await;
+    let key = [("idempotency-key", "clash")];
+    let refused = app
+        .send(
+            Method::POST,
+            "/v1/bookings",
+            Some(&app.planner),
+            Some(&body),
+            &key,
+        )
+        .await;
+    assert_problem(&refused, 409, "reservation-conflict");
+    let again = app
+        .send(
+            Method::POST,
+            "/v1/bookings",
+            Some(&app.planner),
+            Some(&body),
+            &key,
+        )
+        .await;
+    assert_problem(&again, 409, "reservation-conflict");
+    assert_eq!(again.body, refused.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_with_one_key_create_one_booking() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let hall = app.resource(1).await;
+    let body = booking(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z");
+    let before = event_count(&app).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let app = app.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                app.send(
+                    Method::POST,
+                    "/v1/bookings",
+                    Some(&app.planner),
+                    Some(&body),
+                    &[("idempotency-key", "race")],
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    assert!(
+        answers.iter().all(|a| a.status == StatusCode::CREATED),
+        "{answers:?}"
+    );
+    assert!(answers.iter().all(|a| a.body == answers[0].body));
+    // booking.requested + reservation.added, once.
+    assert_eq!(event_count(&app).await, before + 2);
+}
+
+#[tokio::test]
+async fn a_malformed_key_is_refused() {
+    let app = spawn_app().await;
+    let long = "k".repeat(300);
+    let answer = app
+        .send(
+            Method::POST,
+            "/v1/resources",
+            Some(&app.planner),
+            Some(&json!({"name":"A","kind":"room"})),
+            &[("idempotency-key", long.as_str())],
+        )
+        .await;
+    assert_problem(&answer, 400, "bad-request");
+}

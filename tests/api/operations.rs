@@ -1,0 +1,96 @@
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer_without_a_key() {
+    let app = spawn_app().await;
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    let hall = app.resource(1).await;
+    app.book(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z")
+        .await;
+    app.book(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z")
+        .await;
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "muster_appends_total",
+        "muster_append_duration_seconds_bucket",
+        "muster_reservation_conflicts_total",
+        "muster_db_pool_connections",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(metrics.contains(r#"route="/v1/bookings""#));
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_docs_page_are_served() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app
+        .client
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/resources",
+        "/v1/bookings",
+        "/v1/bookings/{id}/reservations/{rid}",
+        "/v1/events",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["paths"]["/v1/bookings"]["post"]["responses"]["409"].is_object());
+    let docs = app
+        .client
+        .get(format!("{}/docs/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = spawn_app().await;
+    let missing = app.get("/v1/nothing", &app.admin).await;
+    crate::helpers::assert_problem(&missing, 404, "not-found");
+    let method = app
+        .send(
+            reqwest::Method::PUT,
+            "/v1/bookings",
+            Some(&app.admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+}
