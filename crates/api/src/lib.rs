@@ -76,7 +76,7 @@ pub fn router(state: AppState) -> Router {
     let doc = openapi::finish(doc);
     Router::new()
         .merge(v1)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", doc))
         .merge(routes::ops::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
