@@ -94,3 +94,58 @@ async fn unknown_routes_and_methods_are_problems() {
         .await;
     assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn requests_fail_fast_with_503_while_the_database_is_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Nothing listens there: the database is "down".
+    let options = sqlx::postgres::PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(port)
+        .username("muster")
+        .database("muster");
+    let mut settings = crate::helpers::pool_settings();
+    settings.acquire_timeout = std::time::Duration::from_millis(500);
+    let app = muster::Application::build(
+        "127.0.0.1:0".parse().unwrap(),
+        options,
+        &settings,
+        crate::helpers::api_config(),
+    )
+    .await
+    .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let client = reqwest::Client::new();
+
+    let started = std::time::Instant::now();
+    let answer = client
+        .post(format!("{address}/v1/resources"))
+        .bearer_auth(format!("mk.acme.{}", "ab".repeat(32)))
+        .json(&serde_json::json!({"name": "A", "kind": "room"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers()["retry-after"], "1");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["type"], "urn:muster:problem:unavailable");
+
+    let health = client
+        .get(format!("{address}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = client
+        .get(format!("{address}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -1,1 +1,417 @@
-fn main() {}
+//! `muster-bench`: drives load against a running muster and measures a
+//! baseline on the same database in the same run.
+//!
+//! Scenario `commands`: create-booking-with-one-reservation commands from N
+//! concurrent clients for T seconds (closed loop), or at a fixed rate (open
+//! loop, latency measured from each request's scheduled start so that a
+//! stall is not hidden). The baseline is pgbench's single-row INSERT rate
+//! with the same client count and duration on the same database.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::{TimeZone, Utc};
+use clap::{Args, Parser, Subcommand};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+/// Benchmarks for muster.
+#[derive(Debug, Parser)]
+#[command(name = "muster-bench")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Create-booking-with-one-reservation commands, beside pgbench.
+    Commands(CommandsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CommandsArgs {
+    /// Base URL of the running muster.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API key (planner or admin); or use --key-file.
+    #[arg(long, env = "MUSTER_BENCH_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// File holding the API key.
+    #[arg(long, default_value = ".muster/admin.key")]
+    key_file: PathBuf,
+    /// The database muster uses, for the pgbench baseline.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Concurrent clients (closed loop), also pgbench's client count.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Measured seconds of each run.
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Unmeasured warm-up seconds before the muster run.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Open loop at this many commands per second instead of a closed loop.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// How many resources the bookings spread over.
+    #[arg(long, default_value_t = 1000)]
+    resources: usize,
+    /// Skip the pgbench baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().scenario {
+        Scenario::Commands(args) => commands(args).await,
+    }
+}
+
+/// What one load run measured.
+struct Measured {
+    ok: u64,
+    conflicts: u64,
+    errors: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+impl Measured {
+    fn new() -> Self {
+        Self {
+            ok: 0,
+            conflicts: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+        }
+    }
+
+    fn merge(&mut self, other: &Measured) {
+        self.ok += other.ok;
+        self.conflicts += other.conflicts;
+        self.errors += other.errors;
+        self.latency.add(&other.latency).expect("same bounds");
+    }
+
+    fn record(&mut self, status: Option<u16>, latency: Duration) {
+        match status {
+            Some(201) => self.ok += 1,
+            Some(409) => self.conflicts += 1,
+            _ => self.errors += 1,
+        }
+        self.latency.saturating_record(
+            u64::try_from(latency.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+    }
+
+    fn per_second(&self) -> f64 {
+        (self.ok + self.conflicts) as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn ms(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
+    let key = match &args.key {
+        Some(key) => key.clone(),
+        None => std::fs::read_to_string(&args.key_file)
+            .with_context(|| format!("reading the key from {}", args.key_file.display()))?
+            .trim()
+            .to_owned(),
+    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients.max(256))
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let target = Target {
+        http,
+        url: args.url.trim_end_matches('/').to_owned(),
+        key,
+    };
+    eprintln!("registering {} resources", args.resources);
+    let resources = Arc::new(target.register_resources(args.resources).await?);
+
+    let baseline = if args.no_baseline {
+        None
+    } else {
+        let url = args.database_url.as_deref().context(
+            "the baseline needs --database-url (or DATABASE_URL); or pass --no-baseline",
+        )?;
+        eprintln!(
+            "pgbench baseline: {} clients, {} s",
+            args.clients, args.duration
+        );
+        Some(pgbench_insert_rate(url, args.clients, args.duration)?)
+    };
+
+    let target = Arc::new(target);
+    if args.warmup > 0 {
+        eprintln!("warm-up {} s", args.warmup);
+        closed_loop(
+            &target,
+            &resources,
+            args.clients,
+            Duration::from_secs(args.warmup),
+        )
+        .await;
+    }
+    let duration = Duration::from_secs(args.duration);
+    let measured = match args.rate {
+        Some(rate) => {
+            eprintln!("open loop at {rate}/s for {} s", args.duration);
+            open_loop(&target, &resources, rate, duration).await
+        }
+        None => {
+            eprintln!("closed loop, {} clients, {} s", args.clients, args.duration);
+            closed_loop(&target, &resources, args.clients, duration).await
+        }
+    };
+
+    let mode = args.rate.map_or_else(
+        || format!("closed loop, {} clients", args.clients),
+        |r| format!("open loop at {r}/s"),
+    );
+    println!(
+        "scenario: commands (create booking with one reservation), {mode}, {} s",
+        args.duration
+    );
+    println!(
+        "muster:   {:.0} commands/s ({} created, {} conflicts, {} errors)",
+        measured.per_second(),
+        measured.ok,
+        measured.conflicts,
+        measured.errors
+    );
+    println!(
+        "latency:  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        measured.ms(0.50),
+        measured.ms(0.90),
+        measured.ms(0.99),
+        measured.latency.max() as f64 / 1000.0
+    );
+    if let Some(baseline) = baseline {
+        println!(
+            "pgbench:  {baseline:.0} single-row inserts/s ({} clients, same database, same run)",
+            args.clients
+        );
+        println!(
+            "ratio:    {:.1} % of pgbench",
+            100.0 * measured.per_second() / baseline
+        );
+    }
+    if measured.errors > 0 {
+        bail!("{} requests failed", measured.errors);
+    }
+    Ok(())
+}
+
+/// The server under test.
+struct Target {
+    http: reqwest::Client,
+    url: String,
+    key: String,
+}
+
+impl Target {
+    async fn register_resources(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(count);
+        for n in 0..count {
+            let response = self
+                .http
+                .post(format!("{}/v1/resources", self.url))
+                .bearer_auth(&self.key)
+                .json(&json!({"name": format!("bench room {n}"), "kind": "room"}))
+                .send()
+                .await?;
+            if response.status() != 201 {
+                bail!(
+                    "registering a resource: {} {}",
+                    response.status(),
+                    response.text().await?
+                );
+            }
+            let body: serde_json::Value = response.json().await?;
+            ids.push(body["id"].as_str().context("an id")?.to_owned());
+        }
+        Ok(ids)
+    }
+
+    /// Sends one booking with one reservation on a random resource and hour
+    /// (among ten years of hours, so that conflicts stay rare).
+    async fn book(&self, resources: &[String]) -> (Option<u16>, Duration) {
+        let (resource, start) = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            let hour = rng.random_range(0..24 * 3650);
+            (
+                &resources[rng.random_range(0..resources.len())],
+                Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::hours(hour),
+            )
+        };
+        let end = start + chrono::Duration::hours(1);
+        let body = json!({
+            "title": "bench", "client": {"name": "Bench Client"},
+            "starts_at": start, "ends_at": end, "headcount": 2,
+            "reservations": [{"resource_id": resource, "starts_at": start, "ends_at": end}]
+        });
+        let started = Instant::now();
+        let status = self
+            .http
+            .post(format!("{}/v1/bookings", self.url))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16());
+        (status, started.elapsed())
+    }
+}
+
+async fn closed_loop(
+    target: &Arc<Target>,
+    resources: &Arc<Vec<String>>,
+    clients: usize,
+    duration: Duration,
+) -> Measured {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (target, resources) = (target.clone(), resources.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut measured = Measured::new();
+            while Instant::now() < deadline {
+                let (status, latency) = target.book(&resources).await;
+                measured.record(status, latency);
+            }
+            measured
+        }));
+    }
+    let mut total = Measured::new();
+    for task in tasks {
+        if let Ok(m) = task.await {
+            total.merge(&m);
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// Fixed-rate arrivals; latency counts from the scheduled start.
+async fn open_loop(
+    target: &Arc<Target>,
+    resources: &Arc<Vec<String>>,
+    rate: u64,
+    duration: Duration,
+) -> Measured {
+    let started = Instant::now();
+    let total = (rate * duration.as_secs()) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    // Bounds in-flight requests so that an overloaded server shows as
+    // latency, not as unbounded memory here.
+    let in_flight = Arc::new(Semaphore::new(4096));
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let scheduled = started + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let (target, resources) = (target.clone(), resources.clone());
+        tasks.push(tokio::spawn(async move {
+            let (status, _) = target.book(&resources).await;
+            drop(permit);
+            (status, scheduled.elapsed())
+        }));
+    }
+    let mut measured = Measured::new();
+    for task in tasks {
+        if let Ok((status, latency)) = task.await {
+            measured.record(status, latency);
+        }
+    }
+    measured.elapsed = started.elapsed();
+    measured
+}
+
+/// pgbench's rate of single-row INSERT transactions on `url`.
+fn pgbench_insert_rate(url: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+    let pgbench = find_tool("pgbench")
+        .context("pgbench not found (Debian: postgresql-contrib or postgresql)")?;
+    let psql = find_tool("psql").context("psql not found")?;
+    let setup = Command::new(psql)
+        .args([url, "-q", "-c"])
+        .arg("create table if not exists muster_bench_baseline (id bigserial primary key, payload text not null)")
+        .status()?;
+    if !setup.success() {
+        bail!("could not create the baseline table");
+    }
+    let script = std::env::temp_dir().join(format!("muster-bench-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        "insert into muster_bench_baseline (payload) values ('x');\n",
+    )?;
+    let output = Command::new(pgbench)
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "-f",
+        ])
+        .arg(&script)
+        .arg(url)
+        .output()?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix("tps = ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .context("no tps line in pgbench's output")
+}
+
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .collect();
+    debian.sort();
+    debian.reverse();
+    on_path
+        .into_iter()
+        .chain(debian)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}

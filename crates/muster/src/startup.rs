@@ -31,6 +31,10 @@ impl Application {
         api: ApiConfig,
     ) -> anyhow::Result<Self> {
         let store = Store::new(muster_store::db::connect_lazy(database, pool));
+        tokio::spawn(muster_store::wakeup::run_notifier(
+            store.pool().clone(),
+            store.append_signal(),
+        ));
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;

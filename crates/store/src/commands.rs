@@ -179,6 +179,7 @@ impl Store {
                 match self.attempt::<A>(ctx, stream_id, command.clone(), &answer).await {
                     Ok(outcome) => {
                         if outcome.appended > 0 {
+                            self.appended.appended();
                             metrics::counter!("muster_appends_total", "stream_type" => A::STREAM_TYPE)
                                 .increment(1);
                             metrics::counter!("muster_appended_events_total", "stream_type" => A::STREAM_TYPE)

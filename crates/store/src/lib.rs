@@ -12,6 +12,7 @@ pub mod keys;
 pub mod reservations;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod wakeup;
 
 pub use commands::{CommandContext, CommandOutcome};
 pub use error::{ReservationConflict, StoreError};
@@ -22,12 +23,22 @@ pub use keys::{Principal, Role};
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: sqlx::PgPool,
+    appended: wakeup::AppendSignal,
 }
 
 impl Store {
-    /// A store on `pool`.
+    /// A store on `pool`. Readers are woken only if
+    /// [`wakeup::run_notifier`] runs with [`Store::append_signal`].
     pub fn new(pool: sqlx::PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            appended: wakeup::AppendSignal::default(),
+        }
+    }
+
+    /// The signal raised after every committed append.
+    pub fn append_signal(&self) -> wakeup::AppendSignal {
+        self.appended.clone()
     }
 
     /// The pool, for readiness checks and metrics.

@@ -259,3 +259,48 @@ async fn old_payloads_are_upcast_on_read() {
         .unwrap();
     assert_eq!(outcome.version, 2);
 }
+
+#[tokio::test]
+async fn committed_appends_wake_listeners_outside_the_append_transaction() {
+    let db = TestDatabase::new().await;
+    let store = Store::new(db.pool.clone());
+    tokio::spawn(muster_store::wakeup::run_notifier(
+        db.pool.clone(),
+        store.append_signal(),
+    ));
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
+        .await
+        .unwrap();
+    listener
+        .listen(muster_store::wakeup::CHANNEL)
+        .await
+        .unwrap();
+
+    let ctx = muster_store::CommandContext {
+        tenant: "t".into(),
+        actor: "test".into(),
+        correlation_id: "c".into(),
+        command_id: Uuid::now_v7(),
+        if_match: None,
+        idempotency: None,
+    };
+    let profile = muster_domain::resource::ResourceProfile {
+        name: "Room".into(),
+        kind: "room".into(),
+        capacity: 1,
+        timezone: "UTC".into(),
+        working_hours: vec![],
+        tags: vec![],
+    };
+    store
+        .execute::<muster_domain::resource::Resource>(
+            &ctx,
+            Uuid::now_v7(),
+            muster_domain::resource::ResourceCommand::Register(profile),
+            |_| (201, serde_json::Value::Null),
+        )
+        .await
+        .unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(2), listener.recv()).await;
+    assert!(woken.is_ok(), "no wake-up within 2 s");
+}
