@@ -14,6 +14,10 @@ use tokio::net::TcpListener;
 
 use crate::embedded::{EmbeddedPostgres, write_private};
 
+/// Concurrent group-commit writers: enough to keep a batch in flight while
+/// the next one forms, few enough to leave connections for other commands.
+const WRITE_BATCHERS: usize = 4;
+
 /// A built HTTP application: the listener is bound, so the port is known
 /// before it serves (tests bind port 0).
 pub struct Application {
@@ -30,7 +34,8 @@ impl Application {
         pool: &PoolSettings,
         api: ApiConfig,
     ) -> anyhow::Result<Self> {
-        let store = Store::new(muster_store::db::connect_lazy(database, pool));
+        let store = Store::new(muster_store::db::connect_lazy(database, pool))
+            .with_batching(WRITE_BATCHERS);
         tokio::spawn(muster_store::wakeup::run_notifier(
             store.pool().clone(),
             store.append_signal(),

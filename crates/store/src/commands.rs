@@ -12,7 +12,9 @@ use sqlx::PgConnection;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::event_store::{AppendError, EventMetadata, append_to_stream, read_stream};
+use crate::event_store::{
+    AppendError, EventData, EventMetadata, StreamAppend, append_to_stream, read_stream,
+};
 use crate::idempotency::{IdempotencyClaim, insert_answer};
 use crate::reservations::{self, WriteEffect};
 use crate::{Store, StoreError};
@@ -173,20 +175,17 @@ impl Store {
             command_id = %ctx.command_id,
         );
         async move {
+            let started = Instant::now();
+            if let Some(outcome) = self.try_batched::<A>(ctx, stream_id, &command).await? {
+                self.record_append(A::STREAM_TYPE, &outcome, started);
+                return Ok(outcome);
+            }
             let mut attempt = 1;
             loop {
                 let started = Instant::now();
                 match self.attempt::<A>(ctx, stream_id, command.clone(), &answer).await {
                     Ok(outcome) => {
-                        if outcome.appended > 0 {
-                            self.appended.appended();
-                            metrics::counter!("muster_appends_total", "stream_type" => A::STREAM_TYPE)
-                                .increment(1);
-                            metrics::counter!("muster_appended_events_total", "stream_type" => A::STREAM_TYPE)
-                                .increment(outcome.appended as u64);
-                            metrics::histogram!("muster_append_duration_seconds", "stream_type" => A::STREAM_TYPE)
-                                .record(started.elapsed().as_secs_f64());
-                        }
+                        self.record_append(A::STREAM_TYPE, &outcome, started);
                         return Ok(outcome);
                     }
                     Err(AttemptError::Fail(e)) => return Err(e),
@@ -212,6 +211,62 @@ impl Store {
         }
         .instrument(span)
         .await
+    }
+
+    /// Runs a stream-creating command through the group-commit batcher, when
+    /// there is one and the command does not need its own transaction (an
+    /// idempotency record or an If-Match). `None`: run it alone.
+    async fn try_batched<A>(
+        &self,
+        ctx: &CommandContext,
+        stream_id: Uuid,
+        command: &A::Command,
+    ) -> Result<Option<CommandOutcome>, StoreError>
+    where
+        A: WriteSide,
+        A::Command: Clone,
+    {
+        let Some(batcher) = &self.batcher else {
+            return Ok(None);
+        };
+        if ctx.idempotency.is_some() || ctx.if_match.is_some() || !A::creates(command) {
+            return Ok(None);
+        }
+        let events = A::default().decide(command.clone())?;
+        let effects = A::effects(stream_id, &events);
+        if !crate::batch::Creation::batchable(&effects) {
+            return Ok(None);
+        }
+        let append = StreamAppend {
+            tenant: ctx.tenant.clone(),
+            stream_type: A::STREAM_TYPE,
+            stream_id,
+            expected_version: 0,
+            events: events.iter().map(EventData::of).collect(),
+            metadata: metadata(ctx),
+        };
+        match batcher.submit(append, effects).await {
+            Some(verdict) => verdict.map(|position| {
+                Some(CommandOutcome {
+                    stream_id,
+                    version: events.len() as i64,
+                    position,
+                    appended: events.len(),
+                })
+            }),
+            None => Ok(None),
+        }
+    }
+
+    fn record_append(&self, stream_type: &'static str, outcome: &CommandOutcome, started: Instant) {
+        if outcome.appended > 0 {
+            self.appended.appended();
+            metrics::counter!("muster_appends_total", "stream_type" => stream_type).increment(1);
+            metrics::counter!("muster_appended_events_total", "stream_type" => stream_type)
+                .increment(outcome.appended as u64);
+            metrics::histogram!("muster_append_duration_seconds", "stream_type" => stream_type)
+                .record(started.elapsed().as_secs_f64());
+        }
     }
 
     async fn attempt<A>(
@@ -324,6 +379,16 @@ async fn append_events<A: WriteSide>(
         Ok(position) => Ok(position),
         Err(AppendError::VersionConflict) => Err(AttemptError::Retry("version")),
         Err(AppendError::Database(e)) => Err(e.into()),
+    }
+}
+
+fn metadata(ctx: &CommandContext) -> EventMetadata {
+    EventMetadata {
+        command_id: ctx.command_id,
+        correlation_id: ctx.correlation_id.clone(),
+        causation_id: ctx.command_id,
+        actor: ctx.actor.clone(),
+        tenant: ctx.tenant.clone(),
     }
 }
 

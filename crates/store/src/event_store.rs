@@ -103,6 +103,45 @@ pub enum AppendError {
     Database(#[from] sqlx::Error),
 }
 
+/// One event, type-erased for storage.
+#[derive(Debug, Clone)]
+pub struct EventData {
+    /// Dotted type name.
+    pub event_type: &'static str,
+    /// Schema version of the payload.
+    pub schema_version: i32,
+    /// Payload.
+    pub payload: serde_json::Value,
+}
+
+impl EventData {
+    /// The storable form of a domain event.
+    pub fn of<E: DomainEvent>(event: &E) -> Self {
+        Self {
+            event_type: event.event_type(),
+            schema_version: event.schema_version(),
+            payload: event.to_payload(),
+        }
+    }
+}
+
+/// Events to append to one stream after `expected_version`.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    /// The tenant.
+    pub tenant: String,
+    /// The stream's kind.
+    pub stream_type: &'static str,
+    /// The stream.
+    pub stream_id: Uuid,
+    /// The version the events were decided on.
+    pub expected_version: i64,
+    /// The events, in order.
+    pub events: Vec<EventData>,
+    /// Metadata stored with each of them.
+    pub metadata: EventMetadata,
+}
+
 /// Appends `events` to a stream at `expected_version + 1..`, atomically
 /// within the caller's transaction, and returns the last event's position.
 ///
@@ -111,52 +150,100 @@ pub enum AppendError {
 pub async fn append_to_stream<E: DomainEvent>(
     conn: &mut PgConnection,
     tenant: &str,
-    stream_type: &str,
+    stream_type: &'static str,
     stream_id: Uuid,
     expected_version: i64,
     events: &[E],
     metadata: &EventMetadata,
 ) -> Result<i64, AppendError> {
-    let first = i32::try_from(expected_version + 1).map_err(|_| AppendError::VersionConflict)?;
-    let versions: Vec<i32> = (first..).take(events.len()).collect();
-    let types: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
-    let schema_versions: Vec<i32> = events.iter().map(DomainEvent::schema_version).collect();
-    let payloads: Vec<serde_json::Value> = events.iter().map(DomainEvent::to_payload).collect();
-    let metadata = serde_json::to_value(metadata).expect("metadata is plain data");
+    let append = StreamAppend {
+        tenant: tenant.to_owned(),
+        stream_type,
+        stream_id,
+        expected_version,
+        events: events.iter().map(EventData::of).collect(),
+        metadata: metadata.clone(),
+    };
+    let positions = append_to_streams(conn, std::slice::from_ref(&append)).await?;
+    Ok(positions[0])
+}
+
+/// Appends to several streams in one statement, all or nothing, and returns
+/// the last position of each, in the order given.
+pub async fn append_to_streams(
+    conn: &mut PgConnection,
+    appends: &[StreamAppend],
+) -> Result<Vec<i64>, AppendError> {
+    let rows: usize = appends.iter().map(|a| a.events.len()).sum();
+    let mut tenants = Vec::with_capacity(rows);
+    let mut stream_types = Vec::with_capacity(rows);
+    let mut stream_ids = Vec::with_capacity(rows);
+    let mut versions = Vec::with_capacity(rows);
+    let mut types = Vec::with_capacity(rows);
+    let mut schema_versions = Vec::with_capacity(rows);
+    let mut payloads = Vec::with_capacity(rows);
+    let mut metadata = Vec::with_capacity(rows);
+    for append in appends {
+        let first =
+            i32::try_from(append.expected_version + 1).map_err(|_| AppendError::VersionConflict)?;
+        let meta = serde_json::to_value(&append.metadata).expect("metadata is plain data");
+        for (version, event) in (first..).zip(&append.events) {
+            tenants.push(append.tenant.as_str());
+            stream_types.push(append.stream_type);
+            stream_ids.push(append.stream_id);
+            versions.push(version);
+            types.push(event.event_type);
+            schema_versions.push(event.schema_version);
+            payloads.push(event.payload.clone());
+            metadata.push(meta.clone());
+        }
+    }
 
     // The epoch lock must be held before the first nextval(): the
     // materialised CTE is evaluated before any row is produced, so before
     // the column default draws a position (see muster_safe_position).
-    let result = sqlx::query_scalar!(
+    let result = sqlx::query!(
         r#"with epoch as materialized (
                select pg_advisory_xact_lock_shared(muster_position_lock_key(last_value))
                  from events_position_seq
-           ),
-           appended as (
-               insert into events (tenant_id, stream_type, stream_id, stream_version,
-                                   event_type, schema_version, payload, metadata)
-               select $1, $2, $3, e.version, e.event_type, e.schema_version, e.payload, $8
-                 from epoch, unnest($4::int4[], $5::text[], $6::int4[], $7::jsonb[])
-                          as e(version, event_type, schema_version, payload)
-               returning position
            )
-           select max(position) as "position!" from appended"#,
-        tenant,
-        stream_type,
-        stream_id,
+           insert into events (tenant_id, stream_type, stream_id, stream_version,
+                               event_type, schema_version, payload, metadata)
+           select e.tenant_id, e.stream_type, e.stream_id, e.version, e.event_type,
+                  e.schema_version, e.payload, e.metadata
+             from epoch, unnest($1::text[], $2::text[], $3::uuid[], $4::int4[], $5::text[],
+                                $6::int4[], $7::jsonb[], $8::jsonb[])
+                      as e(tenant_id, stream_type, stream_id, version, event_type,
+                           schema_version, payload, metadata)
+           returning stream_id, position"#,
+        &tenants as &[&str],
+        &stream_types as &[&str],
+        &stream_ids,
         &versions,
         &types as &[&str],
         &schema_versions,
         &payloads,
-        metadata,
+        &metadata,
     )
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await;
-    match result {
-        Ok(position) => Ok(position),
-        Err(e) if crate::db::violates(&e, "events_pkey") => Err(AppendError::VersionConflict),
-        Err(e) => Err(AppendError::Database(e)),
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(e) if crate::db::violates(&e, "events_pkey") => {
+            return Err(AppendError::VersionConflict);
+        }
+        Err(e) => return Err(AppendError::Database(e)),
+    };
+    let mut last: std::collections::HashMap<Uuid, i64> =
+        std::collections::HashMap::with_capacity(appends.len());
+    for row in rows {
+        let entry = last.entry(row.stream_id).or_insert(row.position);
+        *entry = (*entry).max(row.position);
     }
+    Ok(appends
+        .iter()
+        .map(|a| last.get(&a.stream_id).copied().unwrap_or(0))
+        .collect())
 }
 
 impl Store {

@@ -3,6 +3,7 @@
 //! working set that enforces capacity, tenants and API keys, and the command
 //! executor that ties them into one transaction per command.
 
+mod batch;
 pub mod commands;
 pub mod db;
 pub mod error;
@@ -24,6 +25,7 @@ pub use keys::{Principal, Role};
 pub struct Store {
     pool: sqlx::PgPool,
     appended: wakeup::AppendSignal,
+    batcher: Option<batch::Batcher>,
 }
 
 impl Store {
@@ -33,7 +35,15 @@ impl Store {
         Self {
             pool,
             appended: wakeup::AppendSignal::default(),
+            batcher: None,
         }
+    }
+
+    /// Writes stream-creating commands in batches (group commit) with
+    /// `writers` concurrent batch writers. Needs a Tokio runtime.
+    pub fn with_batching(mut self, writers: usize) -> Self {
+        self.batcher = Some(batch::Batcher::start(self.pool.clone(), writers));
+        self
     }
 
     /// The signal raised after every committed append.

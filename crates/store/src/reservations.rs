@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use muster_domain::booking::Reservation;
 use muster_domain::capacity::{blocking_reservations, peak_concurrency};
-use muster_domain::time::TimeRange;
+use muster_domain::time::{MAX_RANGE, TimeRange};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -75,7 +75,7 @@ pub(crate) async fn apply(
             WriteEffect::RegisterResource {
                 resource_id,
                 capacity,
-            } => register(conn, tenant, *resource_id, *capacity).await?,
+            } => register_many(conn, &[(tenant, *resource_id, *capacity)]).await?,
             WriteEffect::ChangeCapacity {
                 resource_id,
                 capacity,
@@ -99,23 +99,6 @@ pub(crate) async fn apply(
     if !reserves.is_empty() {
         reserve(conn, tenant, &reserves).await?;
     }
-    Ok(())
-}
-
-async fn register(
-    conn: &mut PgConnection,
-    tenant: &str,
-    resource_id: Uuid,
-    capacity: u32,
-) -> Result<(), StoreError> {
-    sqlx::query!(
-        "insert into reservable_resources (tenant_id, resource_id, capacity) values ($1, $2, $3)",
-        tenant,
-        resource_id,
-        capacity as i32,
-    )
-    .execute(conn)
-    .await?;
     Ok(())
 }
 
@@ -234,105 +217,230 @@ async fn reserve(
     tenant: &str,
     reserves: &[(Uuid, &Reservation)],
 ) -> Result<(), StoreError> {
-    let mut resource_ids: Vec<Uuid> = reserves.iter().map(|(_, r)| r.resource_id).collect();
-    resource_ids.sort_unstable();
-    resource_ids.dedup();
-
-    let capacities: HashMap<Uuid, (u32, bool)> = sqlx::query!(
-        r#"select resource_id, capacity, retired from reservable_resources
-            where tenant_id = $1 and resource_id = any($2)
-            order by resource_id
-              for no key update"#,
-        tenant,
-        &resource_ids,
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|r| (r.resource_id, (r.capacity as u32, r.retired)))
-    .collect();
-    for (_, r) in reserves {
-        match capacities.get(&r.resource_id) {
-            None => return Err(StoreError::UnknownResource(r.resource_id)),
-            Some((_, true)) => return Err(StoreError::RetiredResource(r.resource_id)),
-            Some(_) => {}
-        }
-    }
-
-    let (ids, starts, ends): (Vec<Uuid>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = reserves
+    let wanted: Vec<Wanted<'_>> = reserves
         .iter()
-        .map(|(_, r)| (r.resource_id, r.starts_at, r.ends_at))
+        .map(|(booking_id, reservation)| Wanted {
+            tenant,
+            booking_id: *booking_id,
+            reservation,
+        })
         .collect();
-    // Read after the locks were granted, so it sees every reservation
-    // committed by the writers we waited for.
-    let rows = sqlx::query_as!(
-        ReservationConflict,
-        r#"select distinct r.resource_id, r.booking_id, r.reservation_id, r.starts_at, r.ends_at
-             from reservations r
-             join unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) as c(resource_id, starts_at, ends_at)
-               on r.resource_id = c.resource_id
-              and tstzrange(r.starts_at, r.ends_at) && tstzrange(c.starts_at, c.ends_at)
-            where r.tenant_id = $1"#,
-        tenant,
-        &ids,
-        &starts,
-        &ends,
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let mut ledger = Ledger::load(conn, &wanted).await?;
+    ledger.admit(&wanted)?;
+    insert_reservations(conn, &wanted).await
+}
 
-    let mut held: HashMap<Uuid, Vec<ReservationConflict>> = HashMap::new();
-    for row in rows {
-        held.entry(row.resource_id).or_default().push(row);
-    }
-    let mut conflicts = Vec::new();
-    for (booking_id, r) in reserves {
-        let existing = held.entry(r.resource_id).or_default();
-        let ranges: Vec<TimeRange> = existing
+/// A reservation a command wants to add.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wanted<'a> {
+    pub tenant: &'a str,
+    pub booking_id: Uuid,
+    pub reservation: &'a Reservation,
+}
+
+type ResourceKey = (String, Uuid);
+
+/// The locked resources of one transaction and the reservations they hold
+/// around the wanted ranges: what admitting a command is checked against.
+pub(crate) struct Ledger {
+    capacities: HashMap<ResourceKey, (u32, bool)>,
+    held: HashMap<ResourceKey, Vec<ReservationConflict>>,
+}
+
+impl Ledger {
+    /// Locks every resource `wanted` names (FOR NO KEY UPDATE, in key order,
+    /// so that concurrent writers never deadlock on each other), then reads
+    /// the reservations overlapping the wanted ranges. The read comes after
+    /// the locks were granted, so it sees every reservation committed by
+    /// the writers we waited for.
+    pub(crate) async fn load(
+        conn: &mut PgConnection,
+        wanted: &[Wanted<'_>],
+    ) -> Result<Self, StoreError> {
+        let mut keys: Vec<(&str, Uuid)> = wanted
             .iter()
-            .map(|e| TimeRange {
-                starts_at: e.starts_at,
-                ends_at: e.ends_at,
-            })
+            .map(|w| (w.tenant, w.reservation.resource_id))
             .collect();
-        let capacity = capacities[&r.resource_id].0;
-        let blocking = blocking_reservations(&ranges, &r.range(), capacity);
-        if blocking.is_empty() {
-            // Later reservations of the same command count this one too.
-            existing.push(ReservationConflict {
-                resource_id: r.resource_id,
-                booking_id: *booking_id,
-                reservation_id: r.reservation_id,
-                starts_at: r.starts_at,
-                ends_at: r.ends_at,
-            });
-        } else {
-            conflicts.extend(blocking.into_iter().map(|i| existing[i].clone()));
+        keys.sort_unstable();
+        keys.dedup();
+        let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.into_iter().unzip();
+        let capacities = sqlx::query!(
+            r#"select tenant_id, resource_id, capacity, retired from reservable_resources
+                where (tenant_id, resource_id) in (select * from unnest($1::text[], $2::uuid[]))
+                order by tenant_id, resource_id
+                  for no key update"#,
+            &tenants as &[&str],
+            &ids,
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| ((r.tenant_id, r.resource_id), (r.capacity as u32, r.retired)))
+        .collect();
+
+        let (tenants, ids, starts, ends) = wanted.iter().fold(
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+            |(mut t, mut i, mut s, mut e), w| {
+                t.push(w.tenant);
+                i.push(w.reservation.resource_id);
+                s.push(w.reservation.starts_at);
+                e.push(w.reservation.ends_at);
+                (t, i, s, e)
+            },
+        );
+        let rows = sqlx::query!(
+            r#"select distinct r.tenant_id, r.resource_id, r.booking_id, r.reservation_id,
+                      r.starts_at, r.ends_at
+                 from reservations r
+                 join unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::timestamptz[])
+                          as c(tenant_id, resource_id, starts_at, ends_at)
+                   on r.tenant_id = c.tenant_id
+                  and r.resource_id = c.resource_id
+                  -- The range scan: no reservation is longer than MAX_RANGE.
+                  and r.starts_at > c.starts_at - make_interval(secs => $5)
+                  and r.starts_at < c.ends_at
+                  and r.ends_at > c.starts_at"#,
+            &tenants as &[&str],
+            &ids,
+            &starts as &[DateTime<Utc>],
+            &ends as &[DateTime<Utc>],
+            MAX_RANGE.num_seconds() as f64,
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut held: HashMap<ResourceKey, Vec<ReservationConflict>> = HashMap::new();
+        for r in rows {
+            held.entry((r.tenant_id, r.resource_id))
+                .or_default()
+                .push(ReservationConflict {
+                    resource_id: r.resource_id,
+                    booking_id: r.booking_id,
+                    reservation_id: r.reservation_id,
+                    starts_at: r.starts_at,
+                    ends_at: r.ends_at,
+                });
         }
-    }
-    if !conflicts.is_empty() {
-        conflicts.sort_by_key(|c| (c.resource_id, c.starts_at, c.reservation_id));
-        conflicts.dedup();
-        metrics::counter!("muster_reservation_conflicts_total").increment(1);
-        return Err(StoreError::ReservationConflict(conflicts));
+        Ok(Self { capacities, held })
     }
 
-    let (res_ids, booking_ids, labels): (Vec<Uuid>, Vec<Uuid>, Vec<Option<String>>) = reserves
-        .iter()
-        .map(|(b, r)| (r.reservation_id, *b, r.label.clone()))
-        .collect();
+    /// Admits one command's reservations, all or none: each must name a
+    /// live resource and fit its capacity given what is held, including
+    /// the command's own earlier reservations. Admitted ones count against
+    /// later commands checked on this ledger.
+    pub(crate) fn admit(&mut self, wanted: &[Wanted<'_>]) -> Result<(), StoreError> {
+        let mut admitted: Vec<(ResourceKey, ReservationConflict)> =
+            Vec::with_capacity(wanted.len());
+        let mut conflicts = Vec::new();
+        for w in wanted {
+            let r = w.reservation;
+            let key = (w.tenant.to_owned(), r.resource_id);
+            let capacity = match self.capacities.get(&key) {
+                None => return Err(StoreError::UnknownResource(r.resource_id)),
+                Some((_, true)) => return Err(StoreError::RetiredResource(r.resource_id)),
+                Some((capacity, false)) => *capacity,
+            };
+            let existing: Vec<&ReservationConflict> = self
+                .held
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .chain(admitted.iter().filter(|(k, _)| *k == key).map(|(_, c)| c))
+                .collect();
+            let ranges: Vec<TimeRange> = existing
+                .iter()
+                .map(|e| TimeRange {
+                    starts_at: e.starts_at,
+                    ends_at: e.ends_at,
+                })
+                .collect();
+            let blocking = blocking_reservations(&ranges, &r.range(), capacity);
+            if blocking.is_empty() {
+                admitted.push((
+                    key,
+                    ReservationConflict {
+                        resource_id: r.resource_id,
+                        booking_id: w.booking_id,
+                        reservation_id: r.reservation_id,
+                        starts_at: r.starts_at,
+                        ends_at: r.ends_at,
+                    },
+                ));
+            } else {
+                conflicts.extend(blocking.into_iter().map(|i| existing[i].clone()));
+            }
+        }
+        if !conflicts.is_empty() {
+            conflicts.sort_by_key(|c| (c.resource_id, c.starts_at, c.reservation_id));
+            conflicts.dedup();
+            metrics::counter!("muster_reservation_conflicts_total").increment(1);
+            return Err(StoreError::ReservationConflict(conflicts));
+        }
+        for (key, reservation) in admitted {
+            self.held.entry(key).or_default().push(reservation);
+        }
+        Ok(())
+    }
+}
+
+/// Inserts admitted reservations.
+pub(crate) async fn insert_reservations(
+    conn: &mut PgConnection,
+    wanted: &[Wanted<'_>],
+) -> Result<(), StoreError> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut tenants = Vec::with_capacity(wanted.len());
+    let mut ids = Vec::with_capacity(wanted.len());
+    let mut bookings = Vec::with_capacity(wanted.len());
+    let mut resources = Vec::with_capacity(wanted.len());
+    let mut starts = Vec::with_capacity(wanted.len());
+    let mut ends = Vec::with_capacity(wanted.len());
+    let mut labels = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        tenants.push(w.tenant);
+        ids.push(w.reservation.reservation_id);
+        bookings.push(w.booking_id);
+        resources.push(w.reservation.resource_id);
+        starts.push(w.reservation.starts_at);
+        ends.push(w.reservation.ends_at);
+        labels.push(w.reservation.label.clone());
+    }
     sqlx::query!(
         r#"insert into reservations
                (tenant_id, reservation_id, booking_id, resource_id, starts_at, ends_at, label)
-           select $1, * from unnest($2::uuid[], $3::uuid[], $4::uuid[],
-                                    $5::timestamptz[], $6::timestamptz[], $7::text[])"#,
-        tenant,
-        &res_ids,
-        &booking_ids,
+           select * from unnest($1::text[], $2::uuid[], $3::uuid[], $4::uuid[],
+                                $5::timestamptz[], $6::timestamptz[], $7::text[])"#,
+        &tenants as &[&str],
         &ids,
+        &bookings,
+        &resources,
         &starts,
         &ends,
         &labels as &[Option<String>],
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Registers resources as reservable.
+pub(crate) async fn register_many(
+    conn: &mut PgConnection,
+    resources: &[(&str, Uuid, u32)],
+) -> Result<(), StoreError> {
+    if resources.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = resources.iter().map(|r| r.0).collect();
+    let ids: Vec<Uuid> = resources.iter().map(|r| r.1).collect();
+    let capacities: Vec<i32> = resources.iter().map(|r| r.2 as i32).collect();
+    sqlx::query!(
+        r#"insert into reservable_resources (tenant_id, resource_id, capacity)
+           select * from unnest($1::text[], $2::uuid[], $3::int4[])"#,
+        &tenants as &[&str],
+        &ids,
+        &capacities,
     )
     .execute(conn)
     .await?;

@@ -97,12 +97,20 @@ async fn held_ranges(store: &Store, resource_id: Uuid) -> Vec<TimeRange> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_bookings_never_exceed_capacity() {
     let db = TestDatabase::new().await;
-    let store = Store::new(db.pool.clone());
+    race_for_capacity(&db, Store::new(db.pool.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_bookings_never_exceed_capacity_in_group_commit_batches() {
+    let db = TestDatabase::new().await;
+    race_for_capacity(&db, Store::new(db.pool.clone()).with_batching(3)).await;
+}
+
+/// 48 racers for overlapping slots on a capacity-1 and a capacity-3
+/// resource, some booking both at once (all or nothing).
+async fn race_for_capacity(db: &TestDatabase, store: Store) {
     let single = resource(&store, 1).await;
     let triple = resource(&store, 3).await;
-
-    // 48 racers for overlapping slots on both resources, some booking both
-    // at once (all or nothing).
     let mut racers = Vec::new();
     for i in 0..48i64 {
         let store = store.clone();
