@@ -149,11 +149,19 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
         let url = args.database_url.as_deref().context(
             "the baseline needs --database-url (or DATABASE_URL); or pass --no-baseline",
         )?;
-        eprintln!(
-            "pgbench baseline: {} clients, {} s",
-            args.clients, args.duration
-        );
-        Some(pgbench_insert_rate(url, args.clients, args.duration)?)
+        Some(match args.rate {
+            Some(rate) => {
+                eprintln!("pgbench baseline: {rate} inserts/s for {} s", args.duration);
+                Baseline::Latency(pgbench_insert_latency(url, rate, args.duration)?)
+            }
+            None => {
+                eprintln!(
+                    "pgbench baseline: {} clients, {} s",
+                    args.clients, args.duration
+                );
+                Baseline::Rate(pgbench_insert_rate(url, args.clients, args.duration)?)
+            }
+        })
     };
 
     let target = Arc::new(target);
@@ -201,16 +209,34 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
         measured.ms(0.99),
         measured.latency.max() as f64 / 1000.0
     );
-    if let Some(baseline) = baseline {
-        println!(
-            "pgbench:  {baseline:.0} single-row inserts/s ({} clients, same database, same run)",
-            args.clients
-        );
-        println!(
-            "ratio:    {:.1} % of pgbench",
-            100.0 * measured.per_second() / baseline
-        );
+    match baseline {
+        Some(Baseline::Rate(rate)) => {
+            println!(
+                "pgbench:  {rate:.0} single-row inserts/s ({} clients, same database, same run)",
+                args.clients
+            );
+            println!(
+                "ratio:    {:.1} % of pgbench",
+                100.0 * measured.per_second() / rate
+            );
+        }
+        Some(Baseline::Latency(latency)) => {
+            let ms = |q| latency.value_at_quantile(q) as f64 / 1000.0;
+            println!(
+                "pgbench:  single-row inserts at the same rate: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                ms(0.50),
+                ms(0.90),
+                ms(0.99),
+                latency.max() as f64 / 1000.0
+            );
+            println!(
+                "ratio:    p99 {:.1}x pgbench's",
+                measured.ms(0.99) / ms(0.99)
+            );
+        }
+        None => {}
     }
+
     if measured.errors > 0 {
         bail!("{} requests failed", measured.errors);
     }
@@ -349,10 +375,18 @@ async fn open_loop(
     measured
 }
 
-/// pgbench's rate of single-row INSERT transactions on `url`.
-fn pgbench_insert_rate(url: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
-    let pgbench = find_tool("pgbench")
-        .context("pgbench not found (Debian: postgresql-contrib or postgresql)")?;
+/// What the same run measured of Postgres alone.
+enum Baseline {
+    /// Closed loop: single-row INSERT transactions per second.
+    Rate(f64),
+    /// Open loop: latency of single-row INSERTs at the same rate.
+    Latency(Histogram<u64>),
+}
+
+/// Runs pgbench's single-row INSERT on `url` with `options`; returns its
+/// standard output and the directory it ran in (for per-transaction logs).
+fn pgbench_insert(url: &str, options: &[String]) -> anyhow::Result<(String, PathBuf)> {
+    let pgbench = find_tool("pgbench").context("pgbench not found (Debian: postgresql)")?;
     let psql = find_tool("psql").context("psql not found")?;
     let setup = Command::new(psql)
         .args([url, "-q", "-c"])
@@ -361,27 +395,22 @@ fn pgbench_insert_rate(url: &str, clients: usize, seconds: u64) -> anyhow::Resul
     if !setup.success() {
         bail!("could not create the baseline table");
     }
-    let script = std::env::temp_dir().join(format!("muster-bench-{}.sql", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("muster-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("insert.sql");
     std::fs::write(
         &script,
         "insert into muster_bench_baseline (payload) values ('x');\n",
     )?;
     let output = Command::new(pgbench)
-        .args([
-            "-n",
-            "-c",
-            &clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &seconds.to_string(),
-            "-f",
-        ])
+        .current_dir(&dir)
+        .arg("-n")
+        .args(options)
+        .arg("-f")
         .arg(&script)
         .arg(url)
         .output()?;
-    let _ = std::fs::remove_file(&script);
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         bail!(
             "pgbench failed: {}{}",
@@ -389,6 +418,65 @@ fn pgbench_insert_rate(url: &str, clients: usize, seconds: u64) -> anyhow::Resul
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    Ok((text, dir))
+}
+
+/// pgbench's latency of single-row INSERTs at `rate` per second, from its
+/// per-transaction log with the schedule lag added, so that it counts from
+/// each transaction's scheduled start like the open loop here.
+fn pgbench_insert_latency(url: &str, rate: u64, seconds: u64) -> anyhow::Result<Histogram<u64>> {
+    let options = strings(&[
+        "-c",
+        "16",
+        "-j",
+        "2",
+        "-R",
+        &rate.to_string(),
+        "-T",
+        &seconds.to_string(),
+        "-l",
+    ]);
+    let (_, dir) = pgbench_insert(url, &options)?;
+    let mut latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    for entry in std::fs::read_dir(&dir)?.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("pgbench_log")
+        {
+            continue;
+        }
+        // client, transaction, time (us), script, epoch, us, schedule lag (us)
+        for line in std::fs::read_to_string(entry.path())?.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let micros: u64 = fields.get(2).and_then(|f| f.parse().ok()).unwrap_or(0);
+            let lag: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+            latency.saturating_record((micros + lag).max(1));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if latency.is_empty() {
+        bail!("pgbench wrote no per-transaction log");
+    }
+    Ok(latency)
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// pgbench's rate of single-row INSERT transactions on `url`.
+fn pgbench_insert_rate(url: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+    let options = strings(&[
+        "-c",
+        &clients.to_string(),
+        "-j",
+        "2",
+        "-T",
+        &seconds.to_string(),
+    ]);
+    let (text, dir) = pgbench_insert(url, &options)?;
+    let _ = std::fs::remove_dir_all(&dir);
     text.lines()
         .find_map(|line| {
             let rest = line.strip_prefix("tps = ")?;

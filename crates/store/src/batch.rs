@@ -174,6 +174,9 @@ async fn write_batch(
         .collect();
 
     let accepted: Vec<usize> = (0..batch.len()).filter(|&i| admitted[i].is_ok()).collect();
+    if let Some(ledger) = &ledger {
+        ledger.save_growth(&mut tx).await?;
+    }
     let registrations: Vec<(&str, Uuid, u32)> = accepted
         .iter()
         .flat_map(|&i| batch[i].registrations())

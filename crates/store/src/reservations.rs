@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use muster_domain::booking::Reservation;
 use muster_domain::capacity::{blocking_reservations, peak_concurrency};
-use muster_domain::time::{MAX_RANGE, TimeRange};
+use muster_domain::time::TimeRange;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -227,6 +227,7 @@ async fn reserve(
         .collect();
     let mut ledger = Ledger::load(conn, &wanted).await?;
     ledger.admit(&wanted)?;
+    ledger.save_growth(&mut *conn).await?;
     insert_reservations(conn, &wanted).await
 }
 
@@ -243,8 +244,19 @@ type ResourceKey = (String, Uuid);
 /// The locked resources of one transaction and the reservations they hold
 /// around the wanted ranges: what admitting a command is checked against.
 pub(crate) struct Ledger {
-    capacities: HashMap<ResourceKey, (u32, bool)>,
+    resources: HashMap<ResourceKey, LockedResource>,
     held: HashMap<ResourceKey, Vec<ReservationConflict>>,
+}
+
+/// What the write side knows of a locked resource.
+struct LockedResource {
+    capacity: u32,
+    retired: bool,
+    /// Longest reservation it ever held (seconds): how far back an
+    /// overlapping reservation can start.
+    longest_secs: f64,
+    /// Whether an admitted reservation made `longest_secs` grow.
+    grew: bool,
 }
 
 impl Ledger {
@@ -264,8 +276,9 @@ impl Ledger {
         keys.sort_unstable();
         keys.dedup();
         let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.into_iter().unzip();
-        let capacities = sqlx::query!(
-            r#"select tenant_id, resource_id, capacity, retired from reservable_resources
+        let resources: HashMap<ResourceKey, LockedResource> = sqlx::query!(
+            r#"select tenant_id, resource_id, capacity, retired, longest_reservation_secs
+                 from reservable_resources
                 where (tenant_id, resource_id) in (select * from unnest($1::text[], $2::uuid[]))
                 order by tenant_id, resource_id
                   for no key update"#,
@@ -275,36 +288,48 @@ impl Ledger {
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
-        .map(|r| ((r.tenant_id, r.resource_id), (r.capacity as u32, r.retired)))
+        .map(|r| {
+            let locked = LockedResource {
+                capacity: r.capacity as u32,
+                retired: r.retired,
+                longest_secs: r.longest_reservation_secs,
+                grew: false,
+            };
+            ((r.tenant_id, r.resource_id), locked)
+        })
         .collect();
 
-        let (tenants, ids, starts, ends) = wanted.iter().fold(
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
-            |(mut t, mut i, mut s, mut e), w| {
-                t.push(w.tenant);
-                i.push(w.reservation.resource_id);
-                s.push(w.reservation.starts_at);
-                e.push(w.reservation.ends_at);
-                (t, i, s, e)
-            },
-        );
+        let mut tenants = Vec::with_capacity(wanted.len());
+        let mut ids = Vec::with_capacity(wanted.len());
+        let mut starts = Vec::with_capacity(wanted.len());
+        let mut ends = Vec::with_capacity(wanted.len());
+        let mut lookbacks = Vec::with_capacity(wanted.len());
+        for w in wanted {
+            let key = (w.tenant.to_owned(), w.reservation.resource_id);
+            tenants.push(w.tenant);
+            ids.push(w.reservation.resource_id);
+            starts.push(w.reservation.starts_at);
+            ends.push(w.reservation.ends_at);
+            // One second of slack keeps float rounding on the safe side.
+            lookbacks.push(resources.get(&key).map_or(0.0, |r| r.longest_secs) + 1.0);
+        }
         let rows = sqlx::query!(
             r#"select distinct r.tenant_id, r.resource_id, r.booking_id, r.reservation_id,
                       r.starts_at, r.ends_at
                  from reservations r
-                 join unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::timestamptz[])
-                          as c(tenant_id, resource_id, starts_at, ends_at)
+                 join unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::float8[])
+                          as c(tenant_id, resource_id, starts_at, ends_at, lookback_secs)
                    on r.tenant_id = c.tenant_id
                   and r.resource_id = c.resource_id
-                  -- The range scan: no reservation is longer than MAX_RANGE.
-                  and r.starts_at > c.starts_at - make_interval(secs => $5)
+                  -- A range scan: nothing held is longer than the lookback.
+                  and r.starts_at > c.starts_at - make_interval(secs => c.lookback_secs)
                   and r.starts_at < c.ends_at
                   and r.ends_at > c.starts_at"#,
             &tenants as &[&str],
             &ids,
             &starts as &[DateTime<Utc>],
             &ends as &[DateTime<Utc>],
-            MAX_RANGE.num_seconds() as f64,
+            &lookbacks,
         )
         .fetch_all(&mut *conn)
         .await?;
@@ -320,7 +345,7 @@ impl Ledger {
                     ends_at: r.ends_at,
                 });
         }
-        Ok(Self { capacities, held })
+        Ok(Self { resources, held })
     }
 
     /// Admits one command's reservations, all or none: each must name a
@@ -334,10 +359,12 @@ impl Ledger {
         for w in wanted {
             let r = w.reservation;
             let key = (w.tenant.to_owned(), r.resource_id);
-            let capacity = match self.capacities.get(&key) {
+            let capacity = match self.resources.get(&key) {
                 None => return Err(StoreError::UnknownResource(r.resource_id)),
-                Some((_, true)) => return Err(StoreError::RetiredResource(r.resource_id)),
-                Some((capacity, false)) => *capacity,
+                Some(resource) if resource.retired => {
+                    return Err(StoreError::RetiredResource(r.resource_id));
+                }
+                Some(resource) => resource.capacity,
             };
             let existing: Vec<&ReservationConflict> = self
                 .held
@@ -376,8 +403,44 @@ impl Ledger {
             return Err(StoreError::ReservationConflict(conflicts));
         }
         for (key, reservation) in admitted {
+            let length = (reservation.ends_at - reservation.starts_at).as_seconds_f64();
+            if let Some(resource) = self.resources.get_mut(&key)
+                && length > resource.longest_secs
+            {
+                resource.longest_secs = length;
+                resource.grew = true;
+            }
             self.held.entry(key).or_default().push(reservation);
         }
+        Ok(())
+    }
+
+    /// Stores the longest-reservation bound of resources whose admitted
+    /// reservations raised it (rare once a resource has some history).
+    pub(crate) async fn save_growth(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        let grown: Vec<(&ResourceKey, f64)> = self
+            .resources
+            .iter()
+            .filter(|(_, r)| r.grew)
+            .map(|(k, r)| (k, r.longest_secs))
+            .collect();
+        if grown.is_empty() {
+            return Ok(());
+        }
+        let tenants: Vec<&str> = grown.iter().map(|(k, _)| k.0.as_str()).collect();
+        let ids: Vec<Uuid> = grown.iter().map(|(k, _)| k.1).collect();
+        let secs: Vec<f64> = grown.iter().map(|(_, s)| *s).collect();
+        sqlx::query!(
+            r#"update reservable_resources rr
+                  set longest_reservation_secs = greatest(rr.longest_reservation_secs, g.secs)
+                 from unnest($1::text[], $2::uuid[], $3::float8[]) as g(tenant_id, resource_id, secs)
+                where rr.tenant_id = g.tenant_id and rr.resource_id = g.resource_id"#,
+            &tenants as &[&str],
+            &ids,
+            &secs,
+        )
+        .execute(conn)
+        .await?;
         Ok(())
     }
 }

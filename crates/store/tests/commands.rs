@@ -368,3 +368,26 @@ async fn of_two_concurrent_writers_with_the_same_if_match_one_wins() {
     }
     assert_eq!((ok, stale), (1, 1));
 }
+
+#[tokio::test]
+async fn a_short_booking_inside_a_long_earlier_one_conflicts() {
+    for batching in [false, true] {
+        let db = TestDatabase::new().await;
+        let store = if batching {
+            Store::new(db.pool.clone()).with_batching(2)
+        } else {
+            Store::new(db.pool.clone())
+        };
+        let room = resource(&store, 1).await;
+        // Short history first, so the resource's longest reservation is 1 h.
+        book(&store, vec![(room, 0, 1)]).await.unwrap();
+        // Then a month-long hold, then a 1 h request deep inside it: the
+        // overlap lookup must reach back a month to find the hold.
+        book(&store, vec![(room, 24, 24 * 31)]).await.unwrap();
+        let inside = book(&store, vec![(room, 24 * 20, 24 * 20 + 1)]).await;
+        assert!(
+            matches!(inside, Err(StoreError::ReservationConflict(ref c)) if c.len() == 1),
+            "batching={batching}: {inside:?}"
+        );
+    }
+}
