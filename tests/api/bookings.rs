@@ -102,6 +102,13 @@ async fn invalid_bookings_name_their_fields() {
         )
         .await;
     assert_problem(&too_long, 422, "validation");
+    for (from, to) in [
+        ("+12000-01-01T10:00:00Z", "+12000-01-01T12:00:00Z"),
+        ("0000-01-01T10:00:00Z", "0000-01-01T12:00:00Z"),
+    ] {
+        let out_of_range = app.post("/v1/bookings", &booking(&hall, from, to)).await;
+        assert_problem(&out_of_range, 422, "validation");
+    }
     assert_eq!(event_count(&app).await, 1, "only the resource was recorded");
 }
 

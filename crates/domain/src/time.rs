@@ -1,6 +1,6 @@
 //! Half-open time ranges in UTC.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::FieldError;
@@ -28,6 +28,14 @@ impl TimeRange {
         ends_at: DateTime<Utc>,
         prefix: &str,
     ) -> Result<Self, FieldError> {
+        for (value, name) in [(starts_at, "starts_at"), (ends_at, "ends_at")] {
+            if !(1..=9999).contains(&value.year()) {
+                return Err(FieldError::new(
+                    format!("{prefix}{name}"),
+                    "must be between the years 1 and 9999",
+                ));
+            }
+        }
         if ends_at <= starts_at {
             return Err(FieldError::new(
                 format!("{prefix}ends_at"),
@@ -75,5 +83,14 @@ mod tests {
         );
         assert!(TimeRange::new(at(10), at(9), "").is_err());
         assert!(TimeRange::new(at(0), at(0) + Duration::days(400), "").is_err());
+    }
+
+    #[test]
+    fn times_outside_years_1_to_9999_are_refused() {
+        let far: DateTime<Utc> = "+12000-01-01T00:00:00Z".parse().unwrap();
+        let err = TimeRange::new(far, far + Duration::hours(1), "r.").unwrap_err();
+        assert_eq!(err.field, "r.starts_at");
+        let bc = Utc.with_ymd_and_hms(0, 12, 31, 0, 0, 0).unwrap();
+        assert!(TimeRange::new(bc, bc + Duration::hours(1), "").is_err());
     }
 }

@@ -277,11 +277,21 @@ impl Ledger {
         keys.dedup();
         let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.into_iter().unzip();
         let resources: HashMap<ResourceKey, LockedResource> = sqlx::query!(
-            r#"select tenant_id, resource_id, capacity, retired, longest_reservation_secs
-                 from reservable_resources
-                where (tenant_id, resource_id) in (select * from unnest($1::text[], $2::uuid[]))
-                order by tenant_id, resource_id
-                  for no key update"#,
+            // One index probe per key, locking in the (sorted) order of the
+            // keys; `offset 0` keeps the planner from flattening the probes
+            // into a join that scans the table.
+            r#"select r.tenant_id as "tenant_id!", r.resource_id as "resource_id!",
+                      r.capacity as "capacity!", r.retired as "retired!",
+                      r.longest_reservation_secs as "longest_reservation_secs!"
+                 from unnest($1::text[], $2::uuid[]) with ordinality as k(tenant_id, resource_id, n)
+                cross join lateral (
+                      select rr.tenant_id, rr.resource_id, rr.capacity, rr.retired,
+                             rr.longest_reservation_secs
+                        from reservable_resources rr
+                       where rr.tenant_id = k.tenant_id and rr.resource_id = k.resource_id
+                         for no key update
+                      offset 0) r
+                order by k.n"#,
             &tenants as &[&str],
             &ids,
         )
@@ -314,17 +324,24 @@ impl Ledger {
             lookbacks.push(resources.get(&key).map_or(0.0, |r| r.longest_secs) + 1.0);
         }
         let rows = sqlx::query!(
-            r#"select distinct r.tenant_id, r.resource_id, r.booking_id, r.reservation_id,
-                      r.starts_at, r.ends_at
-                 from reservations r
-                 join unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::float8[])
+            // One index range scan per candidate (`offset 0` keeps the
+            // planner from turning the probes into a hash join over the
+            // whole table); nothing held is longer than the lookback.
+            r#"select distinct r.tenant_id as "tenant_id!", r.resource_id as "resource_id!",
+                      r.booking_id as "booking_id!", r.reservation_id as "reservation_id!",
+                      r.starts_at as "starts_at!", r.ends_at as "ends_at!"
+                 from unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::float8[])
                           as c(tenant_id, resource_id, starts_at, ends_at, lookback_secs)
-                   on r.tenant_id = c.tenant_id
-                  and r.resource_id = c.resource_id
-                  -- A range scan: nothing held is longer than the lookback.
-                  and r.starts_at > c.starts_at - make_interval(secs => c.lookback_secs)
-                  and r.starts_at < c.ends_at
-                  and r.ends_at > c.starts_at"#,
+                cross join lateral (
+                      select h.tenant_id, h.resource_id, h.booking_id, h.reservation_id,
+                             h.starts_at, h.ends_at
+                        from reservations h
+                       where h.tenant_id = c.tenant_id
+                         and h.resource_id = c.resource_id
+                         and h.starts_at > c.starts_at - make_interval(secs => c.lookback_secs)
+                         and h.starts_at < c.ends_at
+                         and h.ends_at > c.starts_at
+                      offset 0) r"#,
             &tenants as &[&str],
             &ids,
             &starts as &[DateTime<Utc>],
