@@ -35,6 +35,7 @@ pub fn api_config() -> ApiConfig {
         rate_limit: 0,
         rate_burst: 1,
         request_timeout: Duration::from_secs(10),
+        idempotency_ttl: Duration::from_secs(86_400),
     }
 }
 

@@ -129,3 +129,38 @@ async fn a_malformed_key_is_refused() {
         .await;
     assert_problem(&answer, 400, "bad-request");
 }
+
+#[tokio::test]
+async fn expired_answers_are_purged_and_fresh_ones_kept() {
+    let app = spawn_app().await;
+    let key = [("idempotency-key", "old")];
+    let body = json!({"name": "A", "kind": "room"});
+    app.send(
+        Method::POST,
+        "/v1/resources",
+        Some(&app.planner),
+        Some(&body),
+        &key,
+    )
+    .await;
+    app.send(
+        Method::POST,
+        "/v1/resources",
+        Some(&app.planner),
+        Some(&body),
+        &[("idempotency-key", "new")],
+    )
+    .await;
+    sqlx::query("update idempotency_keys set created_at = now() - interval '25 hours' where idempotency_key = 'old'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let store = muster_store::Store::new(app.db.pool.clone());
+    let purged = store
+        .purge_answers(std::time::Duration::from_secs(24 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(store.find_answer("acme", "new").await.unwrap().is_some());
+    assert!(store.find_answer("acme", "old").await.unwrap().is_none());
+}

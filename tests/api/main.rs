@@ -7,5 +7,6 @@ mod events;
 mod helpers;
 mod idempotency;
 mod operations;
+mod process;
 mod resources;
 mod two_processes;

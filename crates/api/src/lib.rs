@@ -36,6 +36,8 @@ pub struct ApiConfig {
     pub rate_burst: u32,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// How long an Idempotency-Key's first answer is kept.
+    pub idempotency_ttl: Duration,
 }
 
 /// Shared state of every handler. Cheap to clone.

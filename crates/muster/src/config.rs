@@ -82,6 +82,9 @@ impl FromStr for DatabaseUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
+            return Err("not a valid postgres:// URL".to_owned());
+        }
         PgConnectOptions::from_str(s)
             .map(DatabaseUrl)
             .map_err(|_| "not a valid postgres:// URL".to_owned())
@@ -148,6 +151,10 @@ pub struct HttpArgs {
     #[arg(long, env = "MUSTER_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
+    /// How long the first answer to an Idempotency-Key is kept (hours).
+    #[arg(long, env = "MUSTER_IDEMPOTENCY_TTL_HOURS", default_value_t = 24,
+          value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub idempotency_ttl_hours: u64,
 }
 
 impl HttpArgs {
@@ -158,6 +165,7 @@ impl HttpArgs {
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            idempotency_ttl: Duration::from_secs(self.idempotency_ttl_hours * 3600),
         }
     }
 }

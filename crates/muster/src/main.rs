@@ -19,22 +19,29 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("muster: {e:#}");
+            // One line; sqlx errors already carry their cause in Display.
+            eprintln!("muster: {e}");
             std::process::ExitCode::FAILURE
         }
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Installed first, so that SIGTERM during start-up still shuts down
+    // cleanly (and stops an embedded cluster).
+    let shutdown = shutdown_signal();
     let url = cli.database.database_url.clone().map(|u| u.0);
     let database = Database::open(url, &cli.database.data_dir).await?;
-    let result = run_role(&cli, &database).await;
+    let result = run_role(&cli, &database, shutdown).await;
     database.close().await;
     result
 }
 
-async fn run_role(cli: &Cli, database: &Database) -> anyhow::Result<()> {
+async fn run_role(
+    cli: &Cli,
+    database: &Database,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let pool_settings = cli.database.pool();
     match &cli.command {
         Command::Serve(http) => {
@@ -46,9 +53,9 @@ async fn run_role(cli: &Cli, database: &Database) -> anyhow::Result<()> {
             if database.embedded.is_some() {
                 ensure_admin_key(&store, &cli.database.data_dir).await?;
             }
-            serve(http, database, cli).await
+            serve(http, database, cli, shutdown).await
         }
-        Command::Api(http) => serve(http, database, cli).await,
+        Command::Api(http) => serve(http, database, cli, shutdown).await,
         Command::Migrate => {
             let store = Store::new(muster_store::db::connect_lazy(
                 database.options.clone(),
@@ -72,7 +79,12 @@ async fn run_role(cli: &Cli, database: &Database) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(http: &HttpArgs, database: &Database, cli: &Cli) -> anyhow::Result<()> {
+async fn serve(
+    http: &HttpArgs,
+    database: &Database,
+    cli: &Cli,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = Application::build(
         http.listen,
         database.options.clone(),
@@ -80,7 +92,7 @@ async fn serve(http: &HttpArgs, database: &Database, cli: &Cli) -> anyhow::Resul
         http.api(),
     )
     .await?;
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(shutdown).await
 }
 
 fn init_logging(format: LogFormat) {

@@ -40,6 +40,10 @@ impl Application {
             store.pool().clone(),
             store.append_signal(),
         ));
+        tokio::spawn(purge_idempotency_answers(
+            store.clone(),
+            api.idempotency_ttl,
+        ));
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
@@ -75,27 +79,41 @@ impl Application {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Forgets expired idempotency answers once a minute, for as long as the
+/// pool is open. Several processes may do this at once; it is harmless.
+async fn purge_idempotency_answers(store: Store, ttl: std::time::Duration) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    while !store.pool().is_closed() {
+        tick.tick().await;
+        match store.purge_answers(ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(forgotten = n, "expired idempotency answers purged"),
+            Err(e) => tracing::warn!(error = %e, "could not purge idempotency answers"),
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
     }
-    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives
+/// while the server is still starting is not lost (nor fatal).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        let wait = |signal: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match signal {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = wait(interrupt) => {},
+            () = wait(terminate) => {},
+        }
+        tracing::info!("shutdown requested: finishing in-flight requests");
+    }
 }
 
 /// The database a process uses: the configured one, or the embedded cluster.

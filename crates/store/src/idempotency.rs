@@ -33,6 +33,17 @@ impl StoredAnswer {
 }
 
 impl Store {
+    /// Forgets answers older than `ttl`; a key reused after that runs as a
+    /// new command. Returns how many were forgotten.
+    pub async fn purge_answers(&self, ttl: std::time::Duration) -> Result<u64, StoreError> {
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let done = sqlx::query!("delete from idempotency_keys where created_at < $1", cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The answer stored under `key`, if any.
     pub async fn find_answer(
         &self,
