@@ -164,3 +164,58 @@ async fn expired_answers_are_purged_and_fresh_ones_kept() {
     assert!(store.find_answer("acme", "new").await.unwrap().is_some());
     assert!(store.find_answer("acme", "old").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyed_racers_for_one_slot_get_one_201_and_their_own_answers_on_replay() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let hall = app.resource(1).await;
+    let body = booking(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z");
+    let before = event_count(&app).await;
+    let race = |round: u8| {
+        let tasks: Vec<_> = (0..20)
+            .map(|n| {
+                let (app, body) = (app.clone(), body.clone());
+                tokio::spawn(async move {
+                    let key = format!("racer-{n}");
+                    let answer = app
+                        .send(
+                            Method::POST,
+                            "/v1/bookings",
+                            Some(&app.planner),
+                            Some(&body),
+                            &[("idempotency-key", key.as_str())],
+                        )
+                        .await;
+                    (n, round, answer)
+                })
+            })
+            .collect::<Vec<_>>();
+        async move {
+            let mut answers = Vec::new();
+            for t in tasks {
+                answers.push(t.await.unwrap());
+            }
+            answers
+        }
+    };
+    let first = race(1).await;
+    let winners: Vec<_> = first
+        .iter()
+        .filter(|(_, _, a)| a.status == StatusCode::CREATED)
+        .collect();
+    assert_eq!(winners.len(), 1, "{first:?}");
+    assert!(
+        first
+            .iter()
+            .all(|(_, _, a)| a.status == StatusCode::CREATED || a.status == StatusCode::CONFLICT)
+    );
+    // Replaying every key gives each racer its own first answer.
+    let second = race(2).await;
+    for ((n1, _, a1), (n2, _, a2)) in first.iter().zip(&second) {
+        assert_eq!(n1, n2);
+        assert_eq!(a1.status, a2.status);
+        assert_eq!(a1.body, a2.body);
+        assert_eq!(a2.headers["idempotent-replayed"], "true");
+    }
+    assert_eq!(event_count(&app).await, before + 2);
+}

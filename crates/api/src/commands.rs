@@ -40,7 +40,7 @@ pub(crate) async fn run<A, R, F>(
 where
     A: WriteSide,
     A::Command: Clone,
-    R: Fn(&CommandOutcome) -> serde_json::Value,
+    R: Fn(&CommandOutcome) -> serde_json::Value + Send + Sync + 'static,
     F: Fn(Uuid) -> String,
 {
     let tenant = context.tenant.clone();
@@ -51,11 +51,14 @@ where
     }
 
     let status = answering.status;
-    let render = &answering.render;
+    // Shared with the store, which may render the answer in a batch writer
+    // to store it with the command's events.
+    let render = std::sync::Arc::new(answering.render);
+    let store_render = render.clone();
     let result = state
         .store
-        .execute::<A>(&context, stream_id, command, |outcome| {
-            (status.as_u16(), render(outcome))
+        .execute::<A>(&context, stream_id, command, move |outcome| {
+            (status.as_u16(), store_render(outcome))
         })
         .await;
     let error = match result {

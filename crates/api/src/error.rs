@@ -259,10 +259,14 @@ impl From<StoreError> for ApiError {
                 expected,
                 current: actual,
             },
-            StoreError::ConcurrencyConflict => ApiError::Conflict {
-                slug: "concurrency-conflict",
-                detail: "the entity kept changing concurrently; retry".into(),
-            },
+            // The caller replays the first request's answer; this only shows
+            // if that answer has since expired.
+            StoreError::ConcurrencyConflict | StoreError::IdempotencyKeyTaken => {
+                ApiError::Conflict {
+                    slug: "concurrency-conflict",
+                    detail: "the entity kept changing concurrently; retry".into(),
+                }
+            }
             StoreError::ReservationConflict(conflicts) => ApiError::ReservationConflict(conflicts),
             StoreError::CapacityInUse { needed } => ApiError::Conflict {
                 slug: "capacity-in-use",
@@ -280,9 +284,7 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly".into())
             }
-            e @ (StoreError::Database(_)
-            | StoreError::CorruptEvent { .. }
-            | StoreError::IdempotencyKeyTaken) => {
+            e @ (StoreError::Database(_) | StoreError::CorruptEvent { .. }) => {
                 tracing::error!(error = &e as &dyn std::error::Error, "store failure");
                 ApiError::Internal
             }

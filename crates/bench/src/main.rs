@@ -65,6 +65,10 @@ struct CommandsArgs {
     /// Skip the pgbench baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Send a unique Idempotency-Key with every command, as careful
+    /// clients do.
+    #[arg(long)]
+    idempotency_keys: bool,
 }
 
 #[tokio::main]
@@ -139,6 +143,7 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
         http,
         url: args.url.trim_end_matches('/').to_owned(),
         key,
+        idempotency_keys: args.idempotency_keys,
     };
     eprintln!("registering {} resources", args.resources);
     let resources = Arc::new(target.register_resources(args.resources).await?);
@@ -248,6 +253,7 @@ struct Target {
     http: reqwest::Client,
     url: String,
     key: String,
+    idempotency_keys: bool,
 }
 
 impl Target {
@@ -293,15 +299,15 @@ impl Target {
             "reservations": [{"resource_id": resource, "starts_at": start, "ends_at": end}]
         });
         let started = Instant::now();
-        let status = self
+        let mut request = self
             .http
             .post(format!("{}/v1/bookings", self.url))
             .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .ok()
-            .map(|r| r.status().as_u16());
+            .json(&body);
+        if self.idempotency_keys {
+            request = request.header("idempotency-key", uuid::Uuid::now_v7().to_string());
+        }
+        let status = request.send().await.ok().map(|r| r.status().as_u16());
         (status, started.elapsed())
     }
 }

@@ -10,16 +10,25 @@
 //! one statement each. Round trips and commit flushes are paid per batch,
 //! not per command. If the batch transaction fails as a whole, every
 //! command in it falls back to running on its own.
+//!
+//! Commands with an `Idempotency-Key` claim their key first, in the same
+//! transaction: a key another request holds makes that command step aside
+//! (its caller replays the stored answer); a claimed command's answer is
+//! stored before commit, and a refused one releases its claim so that the
+//! caller can store the refusal.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::StoreError;
+use crate::commands::AnswerFn;
 use crate::event_store::{StreamAppend, append_to_streams};
+use crate::idempotency::IdempotencyClaim;
 use crate::reservations::{Ledger, Wanted, WriteEffect, insert_reservations, register_many};
+use crate::{CommandOutcome, StoreError};
 
 /// Most commands written in one transaction.
 const MAX_BATCH: usize = 256;
@@ -28,6 +37,8 @@ const MAX_BATCH: usize = 256;
 pub(crate) struct Creation {
     pub append: StreamAppend,
     pub effects: Vec<WriteEffect>,
+    /// The idempotency key to claim, and how to render the answer to store.
+    pub claim: Option<(IdempotencyClaim, AnswerFn)>,
     /// The last event's position, the command's refusal, or `None` when the
     /// batch failed as a whole and the caller should run it alone.
     pub reply: oneshot::Sender<Option<Result<i64, StoreError>>>,
@@ -103,12 +114,14 @@ impl Batcher {
         &self,
         append: StreamAppend,
         effects: Vec<WriteEffect>,
+        claim: Option<(IdempotencyClaim, AnswerFn)>,
     ) -> Option<Result<i64, StoreError>> {
         let (reply, verdict) = oneshot::channel();
         self.queue
             .send(Creation {
                 append,
                 effects,
+                claim,
                 reply,
             })
             .await
@@ -158,6 +171,7 @@ async fn write_batch(
     batch: &[Creation],
 ) -> Result<Vec<Result<i64, StoreError>>, StoreError> {
     let mut tx = pool.begin().await?;
+    let claimed = claim_keys(&mut tx, batch).await?;
     let wanted: Vec<Vec<Wanted<'_>>> = batch.iter().map(Creation::wanted).collect();
     let all: Vec<Wanted<'_>> = wanted.iter().flatten().copied().collect();
     let mut ledger = if all.is_empty() {
@@ -165,18 +179,27 @@ async fn write_batch(
     } else {
         Some(Ledger::load(&mut tx, &all).await?)
     };
-    let admitted: Vec<Result<(), StoreError>> = wanted
-        .iter()
-        .map(|w| match &mut ledger {
-            Some(ledger) if !w.is_empty() => ledger.admit(w),
-            _ => Ok(()),
+    let admitted: Vec<Result<(), StoreError>> = (0..batch.len())
+        .map(|i| {
+            if !claimed[i] {
+                return Err(StoreError::IdempotencyKeyTaken);
+            }
+            match &mut ledger {
+                Some(ledger) if !wanted[i].is_empty() => ledger.admit(&wanted[i]),
+                _ => Ok(()),
+            }
         })
         .collect();
-
-    let accepted: Vec<usize> = (0..batch.len()).filter(|&i| admitted[i].is_ok()).collect();
     if let Some(ledger) = &ledger {
         ledger.save_growth(&mut tx).await?;
     }
+    let refused_claims: Vec<&IdempotencyClaim> = (0..batch.len())
+        .filter(|&i| claimed[i] && admitted[i].is_err())
+        .filter_map(|i| batch[i].claim.as_ref().map(|(claim, _)| claim))
+        .collect();
+    release_claims(&mut tx, batch, &refused_claims).await?;
+
+    let accepted: Vec<usize> = (0..batch.len()).filter(|&i| admitted[i].is_ok()).collect();
     let registrations: Vec<(&str, Uuid, u32)> = accepted
         .iter()
         .flat_map(|&i| batch[i].registrations())
@@ -198,11 +221,141 @@ async fn write_batch(
                 crate::event_store::AppendError::VersionConflict => StoreError::ConcurrencyConflict,
             })?
     };
+    let positions: Vec<(usize, i64)> = accepted.iter().copied().zip(positions).collect();
+    store_answers(&mut tx, batch, &positions).await?;
     tx.commit().await?;
 
-    let mut positions = positions.into_iter();
-    Ok(admitted
+    let mut verdicts: Vec<Result<i64, StoreError>> = admitted
         .into_iter()
-        .map(|verdict| verdict.map(|()| positions.next().unwrap_or(0)))
-        .collect())
+        .map(|verdict| verdict.map(|()| 0))
+        .collect();
+    for (i, position) in positions {
+        verdicts[i] = Ok(position);
+    }
+    Ok(verdicts)
+}
+
+/// Claims the batch's idempotency keys; `claimed[i]` is false when another
+/// request holds command i's key (or an earlier command of this batch
+/// does). A key claimed by a transaction still in flight makes this wait
+/// for it, so the answer then found is final.
+async fn claim_keys(conn: &mut PgConnection, batch: &[Creation]) -> Result<Vec<bool>, StoreError> {
+    let claims: Vec<(usize, &IdempotencyClaim)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.claim.as_ref().map(|(claim, _)| (i, claim)))
+        .collect();
+    let mut claimed = vec![true; batch.len()];
+    if claims.is_empty() {
+        return Ok(claimed);
+    }
+    let tenants: Vec<&str> = claims
+        .iter()
+        .map(|(i, _)| batch[*i].append.tenant.as_str())
+        .collect();
+    let keys: Vec<&str> = claims.iter().map(|(_, c)| c.key.as_str()).collect();
+    let fingerprints: Vec<Vec<u8>> = claims.iter().map(|(_, c)| c.fingerprint.to_vec()).collect();
+    // The placeholder (status 0) never outlives this transaction: it is
+    // replaced by the answer or deleted before commit.
+    let won: HashSet<(String, String)> = sqlx::query!(
+        r#"insert into idempotency_keys
+               (tenant_id, idempotency_key, request_fingerprint, status_code, response)
+           select t, k, f, 0, 'null'::jsonb
+             from unnest($1::text[], $2::text[], $3::bytea[]) as c(t, k, f)
+           on conflict (tenant_id, idempotency_key) do nothing
+           returning tenant_id, idempotency_key"#,
+        &tenants as &[&str],
+        &keys as &[&str],
+        &fingerprints,
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.tenant_id, r.idempotency_key))
+    .collect();
+    let mut seen = HashSet::new();
+    for (i, claim) in claims {
+        let key = (batch[i].append.tenant.clone(), claim.key.clone());
+        // Two commands of one batch with one key: the first one has it.
+        claimed[i] = won.contains(&key) && seen.insert(key);
+    }
+    Ok(claimed)
+}
+
+/// Gives up the claims of refused commands; their callers store the refusal.
+async fn release_claims(
+    conn: &mut PgConnection,
+    batch: &[Creation],
+    claims: &[&IdempotencyClaim],
+) -> Result<(), StoreError> {
+    if claims.is_empty() {
+        return Ok(());
+    }
+    let tenant_of = |claim: &IdempotencyClaim| {
+        batch
+            .iter()
+            .find(|c| {
+                c.claim
+                    .as_ref()
+                    .is_some_and(|(k, _)| std::ptr::eq(k, claim))
+            })
+            .map_or("", |c| c.append.tenant.as_str())
+    };
+    let tenants: Vec<&str> = claims.iter().map(|c| tenant_of(c)).collect();
+    let keys: Vec<&str> = claims.iter().map(|c| c.key.as_str()).collect();
+    sqlx::query!(
+        r#"delete from idempotency_keys k
+            using unnest($1::text[], $2::text[]) as c(t, key)
+            where k.tenant_id = c.t and k.idempotency_key = c.key and k.status_code = 0"#,
+        &tenants as &[&str],
+        &keys as &[&str],
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores the answers of the accepted commands that claimed a key.
+async fn store_answers(
+    conn: &mut PgConnection,
+    batch: &[Creation],
+    positions: &[(usize, i64)],
+) -> Result<(), StoreError> {
+    let mut tenants = Vec::new();
+    let mut keys = Vec::new();
+    let mut statuses = Vec::new();
+    let mut bodies = Vec::new();
+    for &(i, position) in positions {
+        let creation = &batch[i];
+        let Some((claim, answer)) = &creation.claim else {
+            continue;
+        };
+        let appended = creation.append.events.len();
+        let (status, body) = answer(&CommandOutcome {
+            stream_id: creation.append.stream_id,
+            version: appended as i64,
+            position,
+            appended,
+        });
+        tenants.push(creation.append.tenant.as_str());
+        keys.push(claim.key.as_str());
+        statuses.push(i16::try_from(status).unwrap_or(500));
+        bodies.push(body);
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        r#"update idempotency_keys k
+              set status_code = a.status, response = a.body
+             from unnest($1::text[], $2::text[], $3::int2[], $4::jsonb[]) as a(t, key, status, body)
+            where k.tenant_id = a.t and k.idempotency_key = a.key"#,
+        &tenants as &[&str],
+        &keys as &[&str],
+        &statuses,
+        &bodies,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }

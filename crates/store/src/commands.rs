@@ -2,6 +2,7 @@
 //! working-set changes they imply and the idempotency record in ONE
 //! transaction, retrying the races a client should never see.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use muster_domain::Aggregate;
@@ -123,6 +124,10 @@ impl WriteSide for Booking {
 /// The answer to store with an idempotency key: status and JSON body.
 pub type Answer = (u16, serde_json::Value);
 
+/// Renders a command's answer from its outcome; shared with the batch
+/// writers, which store it in the batch's transaction.
+pub(crate) type AnswerFn = Arc<dyn Fn(&CommandOutcome) -> Answer + Send + Sync>;
+
 /// How one attempt ended when it did not succeed.
 enum AttemptError {
     /// Lost a race that a fresh attempt may win.
@@ -162,12 +167,13 @@ impl Store {
         ctx: &CommandContext,
         stream_id: Uuid,
         command: A::Command,
-        answer: impl Fn(&CommandOutcome) -> Answer,
+        answer: impl Fn(&CommandOutcome) -> Answer + Send + Sync + 'static,
     ) -> Result<CommandOutcome, StoreError>
     where
         A: WriteSide,
         A::Command: Clone,
     {
+        let answer: AnswerFn = Arc::new(answer);
         let span = tracing::info_span!(
             "command",
             stream_type = A::STREAM_TYPE,
@@ -176,14 +182,17 @@ impl Store {
         );
         async move {
             let started = Instant::now();
-            if let Some(outcome) = self.try_batched::<A>(ctx, stream_id, &command).await? {
+            if let Some(outcome) = self
+                .try_batched::<A>(ctx, stream_id, &command, &answer)
+                .await?
+            {
                 self.record_append(A::STREAM_TYPE, &outcome, started);
                 return Ok(outcome);
             }
             let mut attempt = 1;
             loop {
                 let started = Instant::now();
-                match self.attempt::<A>(ctx, stream_id, command.clone(), &answer).await {
+                match self.attempt::<A>(ctx, stream_id, command.clone(), answer.as_ref()).await {
                     Ok(outcome) => {
                         self.record_append(A::STREAM_TYPE, &outcome, started);
                         return Ok(outcome);
@@ -214,13 +223,15 @@ impl Store {
     }
 
     /// Runs a stream-creating command through the group-commit batcher, when
-    /// there is one and the command does not need its own transaction (an
-    /// idempotency record or an If-Match). `None`: run it alone.
+    /// there is one and the command has no `If-Match` (a precondition on a
+    /// stream that does not exist yet belongs to its own transaction).
+    /// `None`: run it alone.
     async fn try_batched<A>(
         &self,
         ctx: &CommandContext,
         stream_id: Uuid,
         command: &A::Command,
+        answer: &AnswerFn,
     ) -> Result<Option<CommandOutcome>, StoreError>
     where
         A: WriteSide,
@@ -229,7 +240,7 @@ impl Store {
         let Some(batcher) = &self.batcher else {
             return Ok(None);
         };
-        if ctx.idempotency.is_some() || ctx.if_match.is_some() || !A::creates(command) {
+        if ctx.if_match.is_some() || !A::creates(command) {
             return Ok(None);
         }
         let events = A::default().decide(command.clone())?;
@@ -245,7 +256,8 @@ impl Store {
             events: events.iter().map(EventData::of).collect(),
             metadata: metadata(ctx),
         };
-        match batcher.submit(append, effects).await {
+        let claim = ctx.idempotency.clone().map(|claim| (claim, answer.clone()));
+        match batcher.submit(append, effects, claim).await {
             Some(verdict) => verdict.map(|position| {
                 Some(CommandOutcome {
                     stream_id,
@@ -274,7 +286,7 @@ impl Store {
         ctx: &CommandContext,
         stream_id: Uuid,
         command: A::Command,
-        answer: &impl Fn(&CommandOutcome) -> Answer,
+        answer: &(dyn Fn(&CommandOutcome) -> Answer + Send + Sync),
     ) -> Result<CommandOutcome, AttemptError>
     where
         A: WriteSide,
