@@ -193,11 +193,14 @@ async fn write_batch(
     if let Some(ledger) = &ledger {
         ledger.save_growth(&mut tx).await?;
     }
-    let refused_claims: Vec<&IdempotencyClaim> = (0..batch.len())
+    let refused_claims: Vec<(&str, &str)> = (0..batch.len())
         .filter(|&i| claimed[i] && admitted[i].is_err())
-        .filter_map(|i| batch[i].claim.as_ref().map(|(claim, _)| claim))
+        .filter_map(|i| {
+            let (claim, _) = batch[i].claim.as_ref()?;
+            Some((batch[i].append.tenant.as_str(), claim.key.as_str()))
+        })
         .collect();
-    release_claims(&mut tx, batch, &refused_claims).await?;
+    release_claims(&mut tx, &refused_claims).await?;
 
     let accepted: Vec<usize> = (0..batch.len()).filter(|&i| admitted[i].is_ok()).collect();
     let registrations: Vec<(&str, Uuid, u32)> = accepted
@@ -282,27 +285,16 @@ async fn claim_keys(conn: &mut PgConnection, batch: &[Creation]) -> Result<Vec<b
     Ok(claimed)
 }
 
-/// Gives up the claims of refused commands; their callers store the refusal.
+/// Gives up the claims (tenant, key) of refused commands; their callers
+/// store the refusal.
 async fn release_claims(
     conn: &mut PgConnection,
-    batch: &[Creation],
-    claims: &[&IdempotencyClaim],
+    claims: &[(&str, &str)],
 ) -> Result<(), StoreError> {
     if claims.is_empty() {
         return Ok(());
     }
-    let tenant_of = |claim: &IdempotencyClaim| {
-        batch
-            .iter()
-            .find(|c| {
-                c.claim
-                    .as_ref()
-                    .is_some_and(|(k, _)| std::ptr::eq(k, claim))
-            })
-            .map_or("", |c| c.append.tenant.as_str())
-    };
-    let tenants: Vec<&str> = claims.iter().map(|c| tenant_of(c)).collect();
-    let keys: Vec<&str> = claims.iter().map(|c| c.key.as_str()).collect();
+    let (tenants, keys): (Vec<&str>, Vec<&str>) = claims.iter().copied().unzip();
     sqlx::query!(
         r#"delete from idempotency_keys k
             using unnest($1::text[], $2::text[]) as c(t, key)
