@@ -114,6 +114,18 @@ impl TestApp {
             .await
     }
 
+    /// Posts `body` as the planner with an `Idempotency-Key`.
+    pub async fn post_keyed(&self, path: &str, body: &Value, idempotency_key: &str) -> Answer {
+        self.send(
+            Method::POST,
+            path,
+            Some(&self.planner),
+            Some(body),
+            &[("idempotency-key", idempotency_key)],
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> Answer {
         self.send(Method::GET, path, Some(key), None, &[]).await
     }

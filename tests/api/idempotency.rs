@@ -8,27 +8,11 @@ async fn the_same_key_and_body_return_the_first_answer_and_append_nothing() {
     let app = spawn_app().await;
     let hall = app.resource(1).await;
     let body = booking(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z");
-    let key = [("idempotency-key", "book-1")];
-    let first = app
-        .send(
-            Method::POST,
-            "/v1/bookings",
-            Some(&app.planner),
-            Some(&body),
-            &key,
-        )
-        .await;
+    let key = "book-1";
+    let first = app.post_keyed("/v1/bookings", &body, key).await;
     assert_eq!(first.status, StatusCode::CREATED);
     let events = event_count(&app).await;
-    let again = app
-        .send(
-            Method::POST,
-            "/v1/bookings",
-            Some(&app.planner),
-            Some(&body),
-            &key,
-        )
-        .await;
+    let again = app.post_keyed("/v1/bookings", &body, key).await;
     assert_eq!(again.status, StatusCode::CREATED);
     assert_eq!(again.body, first.body);
     assert_eq!(again.headers["idempotent-replayed"], "true");
@@ -36,15 +20,7 @@ async fn the_same_key_and_body_return_the_first_answer_and_append_nothing() {
 
     let mut other = body.clone();
     other["title"] = json!("Another");
-    let reused = app
-        .send(
-            Method::POST,
-            "/v1/bookings",
-            Some(&app.planner),
-            Some(&other),
-            &key,
-        )
-        .await;
+    let reused = app.post_keyed("/v1/bookings", &other, key).await;
     assert_problem(&reused, 422, "idempotency-key-reused");
     assert_eq!(event_count(&app).await, events);
 }
@@ -55,26 +31,10 @@ async fn a_refusal_is_replayed_too() {
     let hall = app.resource(1).await;
     let body = booking(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z");
     app.post("/v1/bookings", &body).await;
-    let key = [("idempotency-key", "clash")];
-    let refused = app
-        .send(
-            Method::POST,
-            "/v1/bookings",
-            Some(&app.planner),
-            Some(&body),
-            &key,
-        )
-        .await;
+    let key = "clash";
+    let refused = app.post_keyed("/v1/bookings", &body, key).await;
     assert_problem(&refused, 409, "reservation-conflict");
-    let again = app
-        .send(
-            Method::POST,
-            "/v1/bookings",
-            Some(&app.planner),
-            Some(&body),
-            &key,
-        )
-        .await;
+    let again = app.post_keyed("/v1/bookings", &body, key).await;
     assert_problem(&again, 409, "reservation-conflict");
     assert_eq!(again.body, refused.body);
 }
@@ -89,16 +49,7 @@ async fn concurrent_retries_with_one_key_create_one_booking() {
         .map(|_| {
             let app = app.clone();
             let body = body.clone();
-            tokio::spawn(async move {
-                app.send(
-                    Method::POST,
-                    "/v1/bookings",
-                    Some(&app.planner),
-                    Some(&body),
-                    &[("idempotency-key", "race")],
-                )
-                .await
-            })
+            tokio::spawn(async move { app.post_keyed("/v1/bookings", &body, "race").await })
         })
         .collect();
     let mut answers = Vec::new();
@@ -133,24 +84,10 @@ async fn a_malformed_key_is_refused() {
 #[tokio::test]
 async fn expired_answers_are_purged_and_fresh_ones_kept() {
     let app = spawn_app().await;
-    let key = [("idempotency-key", "old")];
+    let key = "old";
     let body = json!({"name": "A", "kind": "room"});
-    app.send(
-        Method::POST,
-        "/v1/resources",
-        Some(&app.planner),
-        Some(&body),
-        &key,
-    )
-    .await;
-    app.send(
-        Method::POST,
-        "/v1/resources",
-        Some(&app.planner),
-        Some(&body),
-        &[("idempotency-key", "new")],
-    )
-    .await;
+    app.post_keyed("/v1/resources", &body, key).await;
+    app.post_keyed("/v1/resources", &body, "new").await;
     sqlx::query("update idempotency_keys set created_at = now() - interval '25 hours' where idempotency_key = 'old'")
         .execute(&app.db.pool)
         .await
@@ -177,15 +114,7 @@ async fn keyed_racers_for_one_slot_get_one_201_and_their_own_answers_on_replay()
                 let (app, body) = (app.clone(), body.clone());
                 tokio::spawn(async move {
                     let key = format!("racer-{n}");
-                    let answer = app
-                        .send(
-                            Method::POST,
-                            "/v1/bookings",
-                            Some(&app.planner),
-                            Some(&body),
-                            &[("idempotency-key", key.as_str())],
-                        )
-                        .await;
+                    let answer = app.post_keyed("/v1/bookings", &body, &key).await;
                     (n, round, answer)
                 })
             })
