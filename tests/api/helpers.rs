@@ -36,6 +36,7 @@ pub fn api_config() -> ApiConfig {
         rate_burst: 1,
         request_timeout: Duration::from_secs(10),
         idempotency_ttl: Duration::from_secs(86_400),
+        consistency_wait: Duration::from_secs(2),
     }
 }
 
@@ -52,8 +53,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(config: ApiConfig) -> TestApp {
+    spawn(config, true).await
+}
+
+/// The API without projections in the process (they run elsewhere).
+pub async fn spawn_api_only() -> TestApp {
+    spawn(api_config(), false).await
+}
+
+async fn spawn(config: ApiConfig, with_projections: bool) -> TestApp {
     let db = TestDatabase::new().await;
-    let app = Application::build(
+    let mut app = Application::build(
         "127.0.0.1:0".parse().unwrap(),
         db.options.clone(),
         &pool_settings(),
@@ -61,6 +71,9 @@ pub async fn spawn_app_with(config: ApiConfig) -> TestApp {
     )
     .await
     .expect("the app builds");
+    if with_projections {
+        app = app.with_projections();
+    }
     let port = app.port();
     let store = app.store().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));

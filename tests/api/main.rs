@@ -8,5 +8,8 @@ mod helpers;
 mod idempotency;
 mod operations;
 mod process;
+mod projector;
+mod reads;
 mod resources;
+mod subscribe;
 mod two_processes;

@@ -291,3 +291,9 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::from(error).into()
+    }
+}

@@ -67,6 +67,31 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
     }
 }
 
+/// A query that takes a JSON body (the conflict check): any reader, its
+/// body `T`, with the same problem+json answers to bad bodies as commands.
+#[derive(Debug)]
+pub struct QueryBody<T> {
+    /// The caller.
+    pub principal: Principal,
+    /// The parsed body.
+    pub body: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for QueryBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let auth = Auth::from_request_parts(&mut parts, state).await?;
+        let principal = auth.require(crate::auth::READERS)?.clone();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(state.config.body_limit))?;
+        let body = deserialize(parse_json(&parts.headers, &bytes)?)?;
+        Ok(QueryBody { principal, body })
+    }
+}
+
 /// An empty body reads as `{}`, so that body-less commands (confirm) accept
 /// both. A non-empty body must be JSON.
 fn parse_json(headers: &HeaderMap, bytes: &[u8]) -> Result<serde_json::Value, ApiError> {

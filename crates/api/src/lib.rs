@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod observability;
 pub mod openapi;
+mod read;
 pub mod routes;
 
 use std::sync::Arc;
@@ -17,7 +18,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
+use muster_projections::ReadSignals;
 use muster_store::Store;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -38,6 +41,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// How long an Idempotency-Key's first answer is kept.
     pub idempotency_ttl: Duration,
+    /// How long a query with `consistent_with` waits for the read models
+    /// before answering 503.
+    pub consistency_wait: Duration,
 }
 
 /// Shared state of every handler. Cheap to clone.
@@ -53,12 +59,23 @@ pub struct AppState {
     pub limiter: Arc<auth::RateLimiter>,
     /// Prometheus renderer.
     pub metrics: PrometheusHandle,
+    /// Read-side wake-ups and projection positions.
+    pub signals: ReadSignals,
+    /// Cancelled when the process shuts down; ends live streams.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
-    /// State for `store` with `config`.
-    pub fn new(store: Store, config: ApiConfig) -> Self {
+    /// State for `store` with `config`; `shutdown` ends live streams.
+    pub fn new(
+        store: Store,
+        config: ApiConfig,
+        signals: ReadSignals,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
+            signals,
+            shutdown,
             limiter: Arc::new(auth::RateLimiter::new(config.rate_limit, config.rate_burst)),
             config: Arc::new(config),
             keys: Arc::default(),
@@ -74,6 +91,12 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::resources::router())
         .merge(routes::bookings::router())
         .merge(routes::events::router())
+        .merge(routes::resource_queries::router())
+        .merge(routes::booking_queries::router())
+        .merge(routes::availability::router())
+        .merge(routes::analytics::router())
+        .merge(routes::projections::router())
+        .merge(routes::subscribe::router())
         .split_for_parts();
     let doc = openapi::finish(doc);
     Router::new()

@@ -21,27 +21,24 @@ pub fn blocking_reservations(
     if overlapping.len() < capacity as usize {
         return Vec::new();
     }
-    let full = full_intervals(existing, &overlapping, candidate, capacity);
+    let active: Vec<TimeRange> = overlapping.iter().map(|&i| existing[i]).collect();
+    let full = full_periods(&active, candidate, capacity);
     overlapping
         .into_iter()
         .filter(|&i| full.iter().any(|f| existing[i].overlaps(f)))
         .collect()
 }
 
-/// The maximal sub-ranges of `window` in which at least `capacity` of the
-/// `overlapping` reservations are active at once (a sweep over boundaries).
-fn full_intervals(
-    existing: &[TimeRange],
-    overlapping: &[usize],
-    window: &TimeRange,
-    capacity: u32,
-) -> Vec<TimeRange> {
+/// The maximal sub-ranges of `window` in which at least `capacity` of
+/// `ranges` are active at once (a sweep over their boundaries): the times a
+/// resource of that capacity is full.
+pub fn full_periods(ranges: &[TimeRange], window: &TimeRange, capacity: u32) -> Vec<TimeRange> {
     // +1 at a start, -1 at an end; ends sort before starts at the same
     // instant because the ranges are half-open.
-    let mut boundaries: Vec<(chrono::DateTime<chrono::Utc>, i32)> = overlapping
+    let mut boundaries: Vec<(chrono::DateTime<chrono::Utc>, i32)> = ranges
         .iter()
-        .flat_map(|&i| {
-            let r = existing[i];
+        .filter(|r| r.overlaps(window))
+        .flat_map(|r| {
             [
                 (r.starts_at.max(window.starts_at), 1),
                 (r.ends_at.min(window.ends_at), -1),

@@ -7,6 +7,7 @@
 //! (capacity across bookings) with the pure helpers in [`capacity`].
 
 pub mod aggregate;
+pub mod availability;
 pub mod booking;
 pub mod capacity;
 pub mod error;

@@ -35,6 +35,14 @@ pub enum Command {
     Serve(HttpArgs),
     /// Run the HTTP API only (expects a migrated database).
     Api(HttpArgs),
+    /// Run the projections only (expects a migrated database).
+    Project(ProjectArgs),
+    /// Manage projections.
+    Projections {
+        /// What to do.
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Manage API keys.
@@ -57,6 +65,39 @@ pub enum KeysCommand {
         #[arg(long)]
         role: Role,
     },
+}
+
+/// Settings of the projection runner.
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    /// Most events one projection transaction applies while catching up.
+    #[arg(long, env = "MUSTER_PROJECTION_BATCH", default_value_t = 2_000,
+          value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub batch: i64,
+}
+
+/// Projection subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Rebuild one projection from position 0 into fresh tables while the
+    /// old ones keep serving, then swap them in.
+    Rebuild {
+        /// The projection: resources or bookings.
+        #[arg(value_parser = parse_projection)]
+        name: String,
+    },
+}
+
+fn parse_projection(s: &str) -> Result<String, String> {
+    muster_projections::ReadModel::named(s)
+        .map(|m| m.name().to_owned())
+        .ok_or_else(|| {
+            let names: Vec<&str> = muster_projections::ReadModel::ALL
+                .iter()
+                .map(|m| m.name())
+                .collect();
+            format!("no projection {s:?}; there are: {}", names.join(", "))
+        })
 }
 
 /// Log output format.
@@ -155,6 +196,11 @@ pub struct HttpArgs {
     #[arg(long, env = "MUSTER_IDEMPOTENCY_TTL_HOURS", default_value_t = 24,
           value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub idempotency_ttl_hours: u64,
+    /// How long a query with `consistent_with` waits for the read models
+    /// before answering 503 (ms).
+    #[arg(long, env = "MUSTER_CONSISTENCY_WAIT_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub consistency_wait_ms: u64,
 }
 
 impl HttpArgs {
@@ -166,6 +212,7 @@ impl HttpArgs {
             rate_burst: self.rate_burst,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             idempotency_ttl: Duration::from_secs(self.idempotency_ttl_hours * 3600),
+            consistency_wait: Duration::from_millis(self.consistency_wait_ms),
         }
     }
 }

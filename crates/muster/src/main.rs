@@ -1,8 +1,10 @@
 //! `muster`: the one binary, with a role per subcommand.
 
 use clap::Parser;
-use muster::config::{Cli, Command, HttpArgs, KeysCommand, LogFormat};
-use muster::startup::{Application, Database, ensure_admin_key, shutdown_signal};
+use muster::config::{Cli, Command, HttpArgs, KeysCommand, LogFormat, ProjectionsCommand};
+use muster::startup::{
+    Application, Database, ensure_admin_key, rebuild_projection, run_projector, shutdown_signal,
+};
 use muster_store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -53,9 +55,21 @@ async fn run_role(
             if database.embedded.is_some() {
                 ensure_admin_key(&store, &cli.database.data_dir).await?;
             }
-            serve(http, database, cli, shutdown).await
+            serve(http, database, cli, shutdown, true).await
         }
-        Command::Api(http) => serve(http, database, cli, shutdown).await,
+        Command::Api(http) => serve(http, database, cli, shutdown, false).await,
+        Command::Project(args) => {
+            run_projector(
+                database.options.clone(),
+                &pool_settings,
+                args.batch,
+                shutdown,
+            )
+            .await
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { name },
+        } => rebuild_projection(database.options.clone(), &pool_settings, name).await,
         Command::Migrate => {
             let store = Store::new(muster_store::db::connect_lazy(
                 database.options.clone(),
@@ -84,14 +98,18 @@ async fn serve(
     database: &Database,
     cli: &Cli,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    with_projections: bool,
 ) -> anyhow::Result<()> {
-    let app = Application::build(
+    let mut app = Application::build(
         http.listen,
         database.options.clone(),
         &cli.database.pool(),
         http.api(),
     )
     .await?;
+    if with_projections {
+        app = app.with_projections();
+    }
     app.run_until_stopped(shutdown).await
 }
 

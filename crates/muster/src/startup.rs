@@ -6,11 +6,13 @@ use std::path::Path;
 
 use anyhow::Context;
 use muster_api::{ApiConfig, AppState};
+use muster_projections::{Projector, ReadSignals};
 use muster_store::db::PoolSettings;
 use muster_store::{Role, Store};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::embedded::{EmbeddedPostgres, write_private};
 
@@ -24,6 +26,9 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     store: Store,
+    signals: ReadSignals,
+    shutdown: CancellationToken,
+    projector: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -39,6 +44,7 @@ impl Application {
         tokio::spawn(muster_store::wakeup::run_notifier(
             store.pool().clone(),
             store.append_signal(),
+            muster_store::wakeup::EVENTS_CHANNEL,
         ));
         tokio::spawn(purge_idempotency_answers(
             store.clone(),
@@ -47,12 +53,25 @@ impl Application {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        let router = muster_api::router(AppState::new(store.clone(), api));
+        let shutdown = CancellationToken::new();
+        let signals = ReadSignals::start(store.pool().clone(), shutdown.clone());
+        let state = AppState::new(store.clone(), api, signals.clone(), shutdown.clone());
+        let router = muster_api::router(state);
         Ok(Self {
             listener,
             router,
             store,
+            signals,
+            shutdown,
+            projector: None,
         })
+    }
+
+    /// Runs the projections in this process too (`muster serve`).
+    pub fn with_projections(mut self) -> Self {
+        let projector = Projector::new(self.store.clone(), self.signals.clone());
+        self.projector = Some(tokio::spawn(projector.run(self.shutdown.clone())));
+        self
     }
 
     /// The port it listens on.
@@ -71,12 +90,76 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "muster is listening");
+        let token = self.shutdown.clone();
         axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Live streams end here; ordinary requests finish first.
+                token.cancel();
+            })
             .await?;
+        self.shutdown.cancel();
+        if let Some(projector) = self.projector {
+            let _ = projector.await;
+        }
         self.store.pool().close().await;
         Ok(())
     }
+}
+
+/// `muster project`: runs the projections until `shutdown`.
+pub async fn run_projector(
+    database: PgConnectOptions,
+    pool: &PoolSettings,
+    batch: i64,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::new(muster_store::db::connect_lazy(database, pool));
+    let token = CancellationToken::new();
+    let signals = ReadSignals::start(store.pool().clone(), token.clone());
+    let projector = Projector::new(store.clone(), signals).with_batch(batch);
+    let run = tokio::spawn(projector.run(token.clone()));
+    tracing::info!("muster is projecting");
+    shutdown.await;
+    token.cancel();
+    let _ = run.await;
+    store.pool().close().await;
+    Ok(())
+}
+
+/// `muster projections rebuild NAME`, printing progress to stderr.
+pub async fn rebuild_projection(
+    database: PgConnectOptions,
+    pool: &PoolSettings,
+    name: &str,
+) -> anyhow::Result<()> {
+    let model = muster_projections::ReadModel::named(name)
+        .with_context(|| format!("no projection {name:?}"))?;
+    let store = Store::new(muster_store::db::connect_lazy(database, pool));
+    let outcome = muster_projections::rebuild::rebuild(&store, model, |p| {
+        let percent = if p.head > 0 {
+            p.position as f64 * 100.0 / p.head as f64
+        } else {
+            100.0
+        };
+        let eta = p
+            .eta
+            .map_or_else(|| "-".to_owned(), |d| format!("{:.0}s", d.as_secs_f64()));
+        eprintln!(
+            "rebuild {name}: position {}/{} ({percent:.1}%), {:.0} events/s, ETA {eta}",
+            p.position, p.head, p.rate
+        );
+    })
+    .await?;
+    eprintln!(
+        "rebuild {name}: swapped in at position {} after {} events in {:.1}s ({:.0} events/s)",
+        outcome.position,
+        outcome.events,
+        outcome.elapsed.as_secs_f64(),
+        outcome.events as f64 / outcome.elapsed.as_secs_f64().max(1e-3)
+    );
+    store.pool().close().await;
+    Ok(())
 }
 
 /// Forgets expired idempotency answers once a minute, for as long as the

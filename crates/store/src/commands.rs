@@ -272,7 +272,7 @@ impl Store {
 
     fn record_append(&self, stream_type: &'static str, outcome: &CommandOutcome, started: Instant) {
         if outcome.appended > 0 {
-            self.appended.appended();
+            self.appended.committed();
             metrics::counter!("muster_appends_total", "stream_type" => stream_type).increment(1);
             metrics::counter!("muster_appended_events_total", "stream_type" => stream_type)
                 .increment(outcome.appended as u64);

@@ -28,6 +28,8 @@ pub struct EventMetadata {
 /// An event as stored, payload already upcast to the current schema.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordedEvent {
+    /// The tenant it belongs to.
+    pub tenant: String,
     /// Global position, increasing in commit-safe read order.
     pub position: i64,
     /// The stream's kind (`booking`, `resource`).
@@ -261,12 +263,19 @@ impl Store {
     /// `limit`, never past the safe position: a reader that resumes from the
     /// last position it saw misses nothing and sees nothing twice.
     pub async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        Ok(self.read_page(after, limit).await?.events)
+    }
+
+    /// Like [`Store::read_all`], with the safe position the read stopped at:
+    /// a reader that got fewer than `limit` events has seen everything up
+    /// to `horizon`.
+    pub async fn read_page(&self, after: i64, limit: i64) -> Result<EventPage, StoreError> {
         // Two statements on purpose: the read's snapshot must be taken
         // after the safe position was computed.
         let horizon = self.safe_position().await?;
         let rows = sqlx::query_as!(
             EventRow,
-            r#"select position, stream_type, stream_id, stream_version, event_type,
+            r#"select tenant_id, position, stream_type, stream_id, stream_version, event_type,
                       schema_version, payload, metadata, recorded_at
                  from events
                 where position > $1 and position <= $2
@@ -278,7 +287,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(EventRow::into_recorded).collect()
+        EventPage::of(rows, horizon)
     }
 
     /// One tenant's events after `after`, like [`Store::read_all`].
@@ -288,28 +297,80 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        Ok(self
+            .read_tenant_page(tenant, &EventFilter::default(), after, limit)
+            .await?
+            .events)
+    }
+
+    /// One tenant's events after `after` that pass `filter`, with the safe
+    /// position the read stopped at (see [`Store::read_page`]).
+    pub async fn read_tenant_page(
+        &self,
+        tenant: &str,
+        filter: &EventFilter,
+        after: i64,
+        limit: i64,
+    ) -> Result<EventPage, StoreError> {
         let horizon = self.safe_position().await?;
+        // An empty list means "any"; Postgres skips the array test then.
         let rows = sqlx::query_as!(
             EventRow,
-            r#"select position, stream_type, stream_id, stream_version, event_type,
+            r#"select tenant_id, position, stream_type, stream_id, stream_version, event_type,
                       schema_version, payload, metadata, recorded_at
                  from events
                 where tenant_id = $1 and position > $2 and position <= $3
+                  and (cardinality($5::text[]) = 0 or stream_type = any($5))
+                  and (cardinality($6::text[]) = 0 or event_type = any($6))
                 order by position
                 limit $4"#,
             tenant,
             after,
             horizon,
             limit,
+            &filter.stream_types,
+            &filter.event_types,
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(EventRow::into_recorded).collect()
+        EventPage::of(rows, horizon)
+    }
+}
+
+/// Which events a tenant reader wants; empty lists mean any.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Stream types (`booking`, `resource`).
+    pub stream_types: Vec<String>,
+    /// Event types (`booking.confirmed`).
+    pub event_types: Vec<String>,
+}
+
+/// Events read in position order, and how far the read looked.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// The events.
+    pub events: Vec<RecordedEvent>,
+    /// The safe position the read stopped at: no event at or below it that
+    /// matches the read is missing from `events` unless `events` is full.
+    pub horizon: i64,
+}
+
+impl EventPage {
+    fn of(rows: Vec<EventRow>, horizon: i64) -> Result<Self, StoreError> {
+        Ok(Self {
+            events: rows
+                .into_iter()
+                .map(EventRow::into_recorded)
+                .collect::<Result<_, _>>()?,
+            horizon,
+        })
     }
 }
 
 /// One row of `events` as read back.
 struct EventRow {
+    tenant_id: String,
     position: i64,
     stream_type: String,
     stream_id: Uuid,
@@ -327,6 +388,7 @@ impl EventRow {
         let payload = upcast(&self.event_type, self.schema_version, self.payload)
             .map_err(|source| StoreError::CorruptEvent { position, source })?;
         Ok(RecordedEvent {
+            tenant: self.tenant_id,
             position,
             stream_type: self.stream_type,
             stream_id: self.stream_id,

@@ -17,14 +17,14 @@ pub mod wakeup;
 
 pub use commands::{CommandContext, CommandOutcome};
 pub use error::{ReservationConflict, StoreError};
-pub use event_store::{EventMetadata, RecordedEvent};
+pub use event_store::{EventFilter, EventMetadata, EventPage, RecordedEvent};
 pub use keys::{Principal, Role};
 
 /// The store: a handle on the database pool. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: sqlx::PgPool,
-    appended: wakeup::AppendSignal,
+    appended: wakeup::CommitSignal,
     batcher: Option<batch::Batcher>,
 }
 
@@ -34,7 +34,7 @@ impl Store {
     pub fn new(pool: sqlx::PgPool) -> Self {
         Self {
             pool,
-            appended: wakeup::AppendSignal::default(),
+            appended: wakeup::CommitSignal::default(),
             batcher: None,
         }
     }
@@ -47,7 +47,7 @@ impl Store {
     }
 
     /// The signal raised after every committed append.
-    pub fn append_signal(&self) -> wakeup::AppendSignal {
+    pub fn append_signal(&self) -> wakeup::CommitSignal {
         self.appended.clone()
     }
 

@@ -308,7 +308,50 @@ impl Ledger {
             ((r.tenant_id, r.resource_id), locked)
         })
         .collect();
+        Self::around(conn, resources, wanted).await
+    }
 
+    /// Like [`Ledger::load`] without taking locks: what a writer would check
+    /// against right now, for the conflict check.
+    pub(crate) async fn peek(
+        conn: &mut PgConnection,
+        wanted: &[Wanted<'_>],
+    ) -> Result<Self, StoreError> {
+        let (tenants, ids): (Vec<&str>, Vec<Uuid>) = wanted
+            .iter()
+            .map(|w| (w.tenant, w.reservation.resource_id))
+            .unzip();
+        let resources: HashMap<ResourceKey, LockedResource> = sqlx::query!(
+            r#"select rr.tenant_id, rr.resource_id, rr.capacity, rr.retired,
+                      rr.longest_reservation_secs
+                 from reservable_resources rr
+                 join unnest($1::text[], $2::uuid[]) as k(tenant_id, resource_id)
+                   on rr.tenant_id = k.tenant_id and rr.resource_id = k.resource_id"#,
+            &tenants as &[&str],
+            &ids,
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let resource = LockedResource {
+                capacity: r.capacity as u32,
+                retired: r.retired,
+                longest_secs: r.longest_reservation_secs,
+                grew: false,
+            };
+            ((r.tenant_id, r.resource_id), resource)
+        })
+        .collect();
+        Self::around(conn, resources, wanted).await
+    }
+
+    /// Reads the reservations held around the wanted ranges.
+    async fn around(
+        conn: &mut PgConnection,
+        resources: HashMap<ResourceKey, LockedResource>,
+        wanted: &[Wanted<'_>],
+    ) -> Result<Self, StoreError> {
         let mut tenants = Vec::with_capacity(wanted.len());
         let mut ids = Vec::with_capacity(wanted.len());
         let mut starts = Vec::with_capacity(wanted.len());
@@ -376,28 +419,7 @@ impl Ledger {
         for w in wanted {
             let r = w.reservation;
             let key = (w.tenant.to_owned(), r.resource_id);
-            let capacity = match self.resources.get(&key) {
-                None => return Err(StoreError::UnknownResource(r.resource_id)),
-                Some(resource) if resource.retired => {
-                    return Err(StoreError::RetiredResource(r.resource_id));
-                }
-                Some(resource) => resource.capacity,
-            };
-            let existing: Vec<&ReservationConflict> = self
-                .held
-                .get(&key)
-                .into_iter()
-                .flatten()
-                .chain(admitted.iter().filter(|(k, _)| *k == key).map(|(_, c)| c))
-                .collect();
-            let ranges: Vec<TimeRange> = existing
-                .iter()
-                .map(|e| TimeRange {
-                    starts_at: e.starts_at,
-                    ends_at: e.ends_at,
-                })
-                .collect();
-            let blocking = blocking_reservations(&ranges, &r.range(), capacity);
+            let blocking = self.blocking(w, &admitted)?;
             if blocking.is_empty() {
                 admitted.push((
                     key,
@@ -410,7 +432,7 @@ impl Ledger {
                     },
                 ));
             } else {
-                conflicts.extend(blocking.into_iter().map(|i| existing[i].clone()));
+                conflicts.extend(blocking);
             }
         }
         if !conflicts.is_empty() {
@@ -430,6 +452,42 @@ impl Ledger {
             self.held.entry(key).or_default().push(reservation);
         }
         Ok(())
+    }
+
+    /// The held (and `admitted`) reservations that leave no room for `w`,
+    /// or why `w`'s resource cannot be reserved at all.
+    pub(crate) fn blocking(
+        &self,
+        w: &Wanted<'_>,
+        admitted: &[(ResourceKey, ReservationConflict)],
+    ) -> Result<Vec<ReservationConflict>, StoreError> {
+        let r = w.reservation;
+        let key = (w.tenant.to_owned(), r.resource_id);
+        let capacity = match self.resources.get(&key) {
+            None => return Err(StoreError::UnknownResource(r.resource_id)),
+            Some(resource) if resource.retired => {
+                return Err(StoreError::RetiredResource(r.resource_id));
+            }
+            Some(resource) => resource.capacity,
+        };
+        let existing: Vec<&ReservationConflict> = self
+            .held
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .chain(admitted.iter().filter(|(k, _)| *k == key).map(|(_, c)| c))
+            .collect();
+        let ranges: Vec<TimeRange> = existing
+            .iter()
+            .map(|e| TimeRange {
+                starts_at: e.starts_at,
+                ends_at: e.ends_at,
+            })
+            .collect();
+        Ok(blocking_reservations(&ranges, &r.range(), capacity)
+            .into_iter()
+            .map(|i| existing[i].clone())
+            .collect())
     }
 
     /// Stores the longest-reservation bound of resources whose admitted
@@ -525,4 +583,63 @@ pub(crate) async fn register_many(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// What the conflict check finds for one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// A reservation of the range would be admitted now.
+    Free,
+    /// These reservations leave no room (capacity 1: every overlap).
+    Conflicts(Vec<ReservationConflict>),
+    /// The resource is retired and takes no reservations.
+    Retired,
+    /// No such resource in the tenant.
+    Unknown,
+}
+
+impl crate::Store {
+    /// Whether `range` could be reserved on each of `resource_ids` right
+    /// now: the same working set and the same rule
+    /// ([`Ledger::blocking`]) that writers are admitted by, without locks.
+    pub async fn check_reservations(
+        &self,
+        tenant: &str,
+        resource_ids: &[Uuid],
+        range: TimeRange,
+    ) -> Result<Vec<(Uuid, Availability)>, StoreError> {
+        let reservations: Vec<Reservation> = resource_ids
+            .iter()
+            .map(|&resource_id| Reservation {
+                reservation_id: Uuid::nil(),
+                resource_id,
+                starts_at: range.starts_at,
+                ends_at: range.ends_at,
+                label: None,
+            })
+            .collect();
+        let wanted: Vec<Wanted<'_>> = reservations
+            .iter()
+            .map(|reservation| Wanted {
+                tenant,
+                booking_id: Uuid::nil(),
+                reservation,
+            })
+            .collect();
+        let mut conn = self.pool().acquire().await?;
+        let ledger = Ledger::peek(&mut conn, &wanted).await?;
+        wanted
+            .iter()
+            .map(|w| {
+                let availability = match ledger.blocking(w, &[]) {
+                    Ok(blocking) if blocking.is_empty() => Availability::Free,
+                    Ok(blocking) => Availability::Conflicts(blocking),
+                    Err(StoreError::RetiredResource(_)) => Availability::Retired,
+                    Err(StoreError::UnknownResource(_)) => Availability::Unknown,
+                    Err(e) => return Err(e),
+                };
+                Ok((w.reservation.resource_id, availability))
+            })
+            .collect()
+    }
 }

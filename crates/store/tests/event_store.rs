@@ -267,12 +267,13 @@ async fn committed_appends_wake_listeners_outside_the_append_transaction() {
     tokio::spawn(muster_store::wakeup::run_notifier(
         db.pool.clone(),
         store.append_signal(),
+        muster_store::wakeup::EVENTS_CHANNEL,
     ));
     let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
         .await
         .unwrap();
     listener
-        .listen(muster_store::wakeup::CHANNEL)
+        .listen(muster_store::wakeup::EVENTS_CHANNEL)
         .await
         .unwrap();
 

@@ -94,21 +94,24 @@ async fn list_events(
     let next_after = events.last().map_or(after, |e| e.position);
     Ok(Json(FeedPage {
         next_after,
-        events: events
-            .into_iter()
-            .map(|e| FeedEvent {
-                position: e.position,
-                stream_type: e.stream_type,
-                stream_id: e.stream_id,
-                version: e.stream_version,
-                event_type: e.event_type,
-                schema_version: e.schema_version,
-                data: e.payload,
-                metadata: e.metadata,
-                recorded_at: e.recorded_at,
-            })
-            .collect(),
+        events: events.into_iter().map(FeedEvent::from).collect(),
     }))
+}
+
+impl From<muster_store::RecordedEvent> for FeedEvent {
+    fn from(e: muster_store::RecordedEvent) -> Self {
+        Self {
+            position: e.position,
+            stream_type: e.stream_type,
+            stream_id: e.stream_id,
+            version: e.stream_version,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            data: e.payload,
+            metadata: e.metadata,
+            recorded_at: e.recorded_at,
+        }
+    }
 }
 
 fn invalid(field: &str, message: &str) -> ApiError {

@@ -1,9 +1,15 @@
 //! The `/v1` routes, one module per area.
 
+pub mod analytics;
+pub mod availability;
+pub mod booking_queries;
 pub mod bookings;
 pub mod events;
 pub mod ops;
+pub mod projections;
+pub mod resource_queries;
 pub mod resources;
+pub mod subscribe;
 
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};

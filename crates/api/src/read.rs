@@ -1,0 +1,95 @@
+//! What every query endpoint shares: read-your-writes waits, time windows,
+//! limits and cursors.
+
+use chrono::{DateTime, Utc};
+use muster_domain::FieldError;
+use muster_domain::time::TimeRange;
+use muster_projections::ReadModel;
+
+use crate::{ApiError, AppState};
+
+/// Waits until `models` have applied `position` (when the client passed
+/// `consistent_with`), at most the configured wait; then 503 + Retry-After.
+pub(crate) async fn consistent_with(
+    state: &AppState,
+    models: &[ReadModel],
+    position: Option<i64>,
+) -> Result<(), ApiError> {
+    let Some(position) = position else {
+        return Ok(());
+    };
+    if position < 0 {
+        return Err(invalid("consistent_with", "must be at least 0"));
+    }
+    let started = std::time::Instant::now();
+    let reached = state
+        .signals
+        .wait_for(models, position, state.config.consistency_wait)
+        .await?;
+    metrics::histogram!("muster_read_consistency_wait_seconds")
+        .record(started.elapsed().as_secs_f64());
+    if reached {
+        Ok(())
+    } else {
+        metrics::counter!("muster_read_consistency_timeouts_total").increment(1);
+        Err(ApiError::Unavailable(format!(
+            "the read models have not reached position {position} yet; retry"
+        )))
+    }
+}
+
+/// A validated `[from, to)` of at most `max_days` days.
+pub(crate) fn window(from: &str, to: &str, max_days: i64) -> Result<TimeRange, ApiError> {
+    let starts_at = time("from", from)?;
+    let ends_at = time("to", to)?;
+    if ends_at <= starts_at {
+        return Err(invalid("to", "must be after from"));
+    }
+    if ends_at - starts_at > chrono::Duration::days(max_days) {
+        return Err(invalid(
+            "to",
+            &format!("the window must not exceed {max_days} days"),
+        ));
+    }
+    TimeRange::new(starts_at, ends_at, "").map_err(|e| ApiError::Validation(vec![e]))
+}
+
+/// Parses an RFC 3339 time from a query string, where an unencoded `+`
+/// of the offset arrives as a space.
+pub(crate) fn time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(&raw.replace(' ', "+"))
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            invalid(
+                field,
+                "must be an RFC 3339 time with offset, e.g. 2027-06-12T14:00:00Z",
+            )
+        })
+}
+
+/// The page size: 1 to `max`, default `default`.
+pub(crate) fn limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(invalid("limit", &format!("must be between 1 and {max}")))
+    }
+}
+
+/// An opaque cursor for `parts` (hex, so that it needs no URL encoding).
+pub(crate) fn encode_cursor(parts: &str) -> String {
+    hex::encode(parts)
+}
+
+/// The parts of a cursor made by [`encode_cursor`].
+pub(crate) fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    hex::decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| invalid("cursor", "is not a cursor this API returned"))
+}
+
+pub(crate) fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::Validation(vec![FieldError::new(field, message)])
+}

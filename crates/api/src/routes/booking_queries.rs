@@ -1,0 +1,145 @@
+//! Booking queries: list and detail.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use muster_projections::query::{self, BookingFilter, BookingSummary};
+use muster_projections::{BookingDocument, ReadModel};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::resource_queries::ConsistencyQuery;
+use crate::auth::{Auth, READERS};
+use crate::extract::{PathIds, QueryParams};
+use crate::read::{consistent_with, decode_cursor, encode_cursor, invalid, limit, time};
+use crate::{ApiError, AppState};
+
+/// The booking query routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_bookings))
+        .routes(routes!(get_booking))
+}
+
+const STATUSES: [&str; 5] = [
+    "requested",
+    "confirmed",
+    "in_progress",
+    "completed",
+    "cancelled",
+];
+
+/// Filters and paging of the booking list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BookingListQuery {
+    /// Only these statuses, comma-separated (`requested,confirmed`).
+    status: Option<String>,
+    /// Client name or email containing this text (case-insensitive).
+    client: Option<String>,
+    /// Only bookings ending after this time (RFC 3339).
+    from: Option<String>,
+    /// Only bookings starting before this time (RFC 3339).
+    to: Option<String>,
+    /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Wait until the read model has applied this position (read your writes).
+    #[param(minimum = 0)]
+    consistent_with: Option<i64>,
+}
+
+/// A page of bookings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookingPage {
+    /// Bookings in start order.
+    items: Vec<BookingSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// List bookings in start order, filtered by status, client and time.
+#[utoipa::path(get, path = "/v1/bookings", tag = "bookings", params(BookingListQuery),
+    responses((status = 200, description = "A page of bookings", body = BookingPage)))]
+async fn list_bookings(
+    State(state): State<AppState>,
+    auth: Auth,
+    QueryParams(q): QueryParams<BookingListQuery>,
+) -> Result<Json<BookingPage>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let limit = limit(q.limit, 100, 500)?;
+    let statuses: Vec<String> = q
+        .status
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = statuses.iter().find(|s| !STATUSES.contains(&s.as_str())) {
+        return Err(invalid(
+            "status",
+            &format!("{bad:?} is not one of {}", STATUSES.join(", ")),
+        ));
+    }
+    let from = q.from.as_deref().map(|t| time("from", t)).transpose()?;
+    let to = q.to.as_deref().map(|t| time("to", t)).transpose()?;
+    if let (Some(from), Some(to)) = (from, to)
+        && to <= from
+    {
+        return Err(invalid("to", "must be after from"));
+    }
+    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
+    let filter = BookingFilter {
+        statuses,
+        client: q.client,
+        from,
+        to,
+    };
+    let items =
+        query::bookings::list(state.store.pool(), &principal.tenant, &filter, after, limit).await?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| {
+            items
+                .last()
+                .map(|b| encode_cursor(&format!("{}|{}", b.starts_at.to_rfc3339(), b.id)))
+        })
+        .flatten();
+    Ok(Json(BookingPage { items, next_cursor }))
+}
+
+fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+    let parts = decode_cursor(cursor)?;
+    let bad = || invalid("cursor", "is not a cursor this API returned");
+    let (at, id) = parts.split_once('|').ok_or_else(bad)?;
+    Ok((time("cursor", at)?, id.parse().map_err(|_| bad())?))
+}
+
+/// Read one booking with its reservations, tasks and status history.
+#[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings",
+    params(("id" = Uuid, Path, description = "The booking"), ConsistencyQuery),
+    responses((status = 200, description = "The booking", body = BookingDocument)))]
+async fn get_booking(
+    State(state): State<AppState>,
+    auth: Auth,
+    path: PathIds,
+    QueryParams(q): QueryParams<ConsistencyQuery>,
+) -> Result<Response, ApiError> {
+    let principal = auth.require(READERS)?;
+    let id = path.id(0, "booking")?;
+    consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
+    // The document is stored as the answer: no decoding on this hot path.
+    let document = query::bookings::document(state.store.pool(), &principal.tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("booking".into()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], document).into_response())
+}

@@ -1,0 +1,167 @@
+//! Resource queries: list, detail, schedule.
+
+use axum::Json;
+use axum::extract::State;
+use muster_projections::ReadModel;
+use muster_projections::query::{self, ResourceFilter, ResourceView, ScheduleEntry};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{Auth, READERS};
+use crate::extract::{PathIds, QueryParams};
+use crate::read::{consistent_with, decode_cursor, encode_cursor, invalid, limit, window};
+use crate::{ApiError, AppState};
+
+/// The resource query routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_resources))
+        .routes(routes!(get_resource))
+        .routes(routes!(resource_schedule))
+}
+
+/// Filters and paging of the resource list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceListQuery {
+    /// Only resources of this kind.
+    kind: Option<String>,
+    /// Only resources with this tag.
+    tag: Option<String>,
+    /// Include retired resources (default false).
+    include_retired: Option<bool>,
+    /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Wait until the read model has applied this position (read your writes).
+    #[param(minimum = 0)]
+    consistent_with: Option<i64>,
+}
+
+/// A page of resources.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourcePage {
+    /// Resources in creation order.
+    items: Vec<ResourceView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// List resources, in creation order.
+#[utoipa::path(get, path = "/v1/resources", tag = "resources", params(ResourceListQuery),
+    responses((status = 200, description = "A page of resources", body = ResourcePage)))]
+async fn list_resources(
+    State(state): State<AppState>,
+    auth: Auth,
+    QueryParams(q): QueryParams<ResourceListQuery>,
+) -> Result<Json<ResourcePage>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let limit = limit(q.limit, 100, 500)?;
+    let after = match &q.cursor {
+        Some(cursor) => Some(
+            decode_cursor(cursor)?
+                .parse::<Uuid>()
+                .map_err(|_| invalid("cursor", "is not a cursor this API returned"))?,
+        ),
+        None => None,
+    };
+    consistent_with(&state, &[ReadModel::Resources], q.consistent_with).await?;
+    let filter = ResourceFilter {
+        kind: q.kind,
+        tag: q.tag,
+        include_retired: q.include_retired.unwrap_or(false),
+    };
+    let items =
+        query::resources::list(state.store.pool(), &principal.tenant, &filter, after, limit)
+            .await?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|r| encode_cursor(&r.id.to_string())))
+        .flatten();
+    Ok(Json(ResourcePage { items, next_cursor }))
+}
+
+/// Only read-your-writes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    /// Wait until the read model has applied this position (read your writes).
+    #[param(minimum = 0)]
+    pub(crate) consistent_with: Option<i64>,
+}
+
+/// Read one resource.
+#[utoipa::path(get, path = "/v1/resources/{id}", tag = "resources",
+    params(("id" = Uuid, Path, description = "The resource"), ConsistencyQuery),
+    responses((status = 200, description = "The resource", body = ResourceView)))]
+async fn get_resource(
+    State(state): State<AppState>,
+    auth: Auth,
+    path: PathIds,
+    QueryParams(q): QueryParams<ConsistencyQuery>,
+) -> Result<Json<ResourceView>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let id = path.id(0, "resource")?;
+    consistent_with(&state, &[ReadModel::Resources], q.consistent_with).await?;
+    query::resources::by_ids(state.store.pool(), &principal.tenant, &[id])
+        .await?
+        .pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("resource".into()))
+}
+
+/// The window of a schedule.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleQuery {
+    /// Start of the window (RFC 3339).
+    from: String,
+    /// End of the window (RFC 3339), at most 366 days after `from`.
+    to: String,
+    /// Wait until the read models have applied this position.
+    #[param(minimum = 0)]
+    consistent_with: Option<i64>,
+}
+
+/// A resource's schedule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Schedule {
+    /// The resource.
+    resource_id: Uuid,
+    /// Reservations overlapping the window, in start order.
+    entries: Vec<ScheduleEntry>,
+}
+
+/// The reservations holding a resource within a window.
+#[utoipa::path(get, path = "/v1/resources/{id}/schedule", tag = "resources",
+    params(("id" = Uuid, Path, description = "The resource"), ScheduleQuery),
+    responses((status = 200, description = "The schedule", body = Schedule)))]
+async fn resource_schedule(
+    State(state): State<AppState>,
+    auth: Auth,
+    path: PathIds,
+    QueryParams(q): QueryParams<ScheduleQuery>,
+) -> Result<Json<Schedule>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let id = path.id(0, "resource")?;
+    let window = window(&q.from, &q.to, 366)?;
+    consistent_with(&state, &ReadModel::ALL, q.consistent_with).await?;
+    let pool = state.store.pool();
+    let known = query::resources::by_ids(pool, &principal.tenant, &[id]).await?;
+    if known.is_empty() {
+        return Err(ApiError::NotFound("resource".into()));
+    }
+    let entries = query::bookings::schedule(pool, &principal.tenant, id, window).await?;
+    Ok(Json(Schedule {
+        resource_id: id,
+        entries,
+    }))
+}

@@ -1,0 +1,179 @@
+//! `GET /v1/subscribe`: the tenant's events as Server-Sent Events, live.
+//!
+//! Each subscriber reads the store on its own cursor (the event id is the
+//! position), below the safe position, so a resumed stream (`Last-Event-ID`)
+//! has no gap and no duplicate. A subscriber is only read for as fast as it
+//! consumes, so a slow one holds back nobody but itself.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use muster_store::{EventFilter, RecordedEvent};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::events::FeedEvent;
+use crate::auth::{Auth, READERS};
+use crate::extract::QueryParams;
+use crate::read::invalid;
+use crate::{ApiError, AppState};
+
+/// The live stream route.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(subscribe))
+}
+
+/// Events read per store query.
+const PAGE: i64 = 500;
+/// Re-read this often even without a wake-up.
+const POLL: Duration = Duration::from_secs(1);
+
+/// What to stream.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeQuery {
+    /// Only these stream types, comma-separated (`booking,resource`).
+    stream_types: Option<String>,
+    /// Only these event types, comma-separated (`booking.confirmed`).
+    event_types: Option<String>,
+    /// Start after this position (default: only new events). The
+    /// `Last-Event-ID` header, sent by reconnecting clients, wins.
+    #[param(minimum = 0)]
+    after: Option<i64>,
+}
+
+/// Stream the tenant's events live. Each SSE event has the position as
+/// `id`, the event type as `event`, and the feed's event JSON as `data`.
+#[utoipa::path(get, path = "/v1/subscribe", tag = "events", params(SubscribeQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position")),
+    responses((status = 200, description = "An endless event stream",
+        content_type = "text/event-stream", body = String)))]
+async fn subscribe(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    QueryParams(q): QueryParams<SubscribeQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .filter(|p| *p >= 0)
+                .ok_or_else(|| invalid("Last-Event-ID", "must be a position this stream sent"))?,
+        ),
+        None => None,
+    };
+    if q.after.is_some_and(|a| a < 0) {
+        return Err(invalid("after", "must be at least 0"));
+    }
+    let after = match resume.or(q.after) {
+        Some(after) => after,
+        None => state.store.safe_position().await?,
+    };
+    let filter = EventFilter {
+        stream_types: list(q.stream_types.as_deref()),
+        event_types: list(q.event_types.as_deref()),
+    };
+    metrics::gauge!("muster_subscribers").increment(1.0);
+    let cursor = Cursor {
+        state,
+        tenant: principal.tenant.clone(),
+        filter,
+        after,
+        buffer: VecDeque::new(),
+        _guard: SubscriberGuard,
+    };
+    let stream = futures_util::stream::unfold(cursor, |mut cursor| async move {
+        let event = cursor.next().await?;
+        Some((Ok(sse_event(event)), cursor))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn list(raw: Option<&str>) -> Vec<String> {
+    raw.into_iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn sse_event(event: RecordedEvent) -> Event {
+    let id = event.position.to_string();
+    let kind = event.event_type.clone();
+    let data = serde_json::to_string(&FeedEvent::from(event)).unwrap_or_default();
+    Event::default().id(id).event(kind).data(data)
+}
+
+/// One subscriber's position in the tenant's events.
+struct Cursor {
+    state: AppState,
+    tenant: String,
+    filter: EventFilter,
+    after: i64,
+    buffer: VecDeque<RecordedEvent>,
+    _guard: SubscriberGuard,
+}
+
+impl Cursor {
+    /// The next event, waiting for one; `None` ends the stream (shutdown,
+    /// or the store failed: the client resumes with `Last-Event-ID`).
+    async fn next(&mut self) -> Option<RecordedEvent> {
+        let mut wakeups = self.state.signals.events();
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Some(event);
+            }
+            if self.state.shutdown.is_cancelled() {
+                return None;
+            }
+            wakeups.borrow_and_update();
+            let page = match self
+                .state
+                .store
+                .read_tenant_page(&self.tenant, &self.filter, self.after, PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live stream ends: the store failed");
+                    return None;
+                }
+            };
+            // A page that is not full has seen everything up to the horizon
+            // (filtered-out events included), so the cursor may jump there.
+            self.after = match page.events.last() {
+                Some(last) if page.events.len() as i64 == PAGE => last.position,
+                _ => page.horizon.max(self.after),
+            };
+            if page.events.is_empty() {
+                tokio::select! {
+                    _ = wakeups.changed() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                    () = self.state.shutdown.cancelled() => return None,
+                }
+            }
+            self.buffer.extend(page.events);
+        }
+    }
+}
+
+/// Counts open streams in `muster_subscribers`.
+struct SubscriberGuard;
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        metrics::gauge!("muster_subscribers").decrement(1.0);
+    }
+}

@@ -1,0 +1,151 @@
+//! muster's read side.
+//!
+//! Projections fold the event store into read models in the `read` schema.
+//! Each has a stable name and a checkpoint row that commits in the same
+//! transaction as its writes ([`runner`]); one process at a time applies it
+//! (a lease), and [`rebuild`] replays it into fresh tables and swaps them
+//! in. [`query`] holds the reads the HTTP API serves from those tables, and
+//! [`signals`] the wake-ups that keep readers prompt.
+
+mod bookings;
+pub mod query;
+pub mod rebuild;
+mod resources;
+pub mod runner;
+pub mod signals;
+
+use muster_store::RecordedEvent;
+use sqlx::PgConnection;
+
+pub use bookings::BookingDocument;
+pub use runner::Projector;
+pub use signals::ReadSignals;
+
+/// The read models, each kept by one projection of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadModel {
+    /// `read.resources`.
+    Resources,
+    /// `read.bookings` with its reservations (the resource schedules),
+    /// tasks and status history.
+    Bookings,
+}
+
+impl ReadModel {
+    /// Every projection.
+    pub const ALL: [ReadModel; 2] = [ReadModel::Resources, ReadModel::Bookings];
+
+    /// The projection's stable name (its checkpoint row).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadModel::Resources => "resources",
+            ReadModel::Bookings => "bookings",
+        }
+    }
+
+    /// The projection named `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The tables it owns in schema `read` (rebuilt and swapped together).
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            ReadModel::Resources => &["resources"],
+            ReadModel::Bookings => &[
+                "bookings",
+                "booking_reservations",
+                "booking_tasks",
+                "booking_status_history",
+            ],
+        }
+    }
+
+    /// Applies `events` (in position order, any stream type) to its tables
+    /// in the caller's transaction, whose `search_path` names the schema
+    /// to write (`read` live, `read_rebuild` during a rebuild).
+    pub(crate) async fn apply(
+        self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        match self {
+            ReadModel::Resources => resources::apply(conn, events).await,
+            ReadModel::Bookings => bookings::apply(conn, events).await,
+        }
+    }
+}
+
+/// Why a projection could not apply events.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The event cannot be applied by this code (a poison event): the
+    /// projection stops at it rather than skip it.
+    #[error("event at position {position} cannot be applied: {reason}")]
+    Poison {
+        /// Its position.
+        position: i64,
+        /// Why.
+        reason: String,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The event store failed.
+    #[error("event store error: {0}")]
+    Store(#[from] muster_store::StoreError),
+}
+
+impl ProjectionError {
+    pub(crate) fn poison(event: &RecordedEvent, reason: impl std::fmt::Display) -> Self {
+        Self::Poison {
+            position: event.position,
+            reason: format!(
+                "{} {} v{}: {reason}",
+                event.event_type, event.stream_id, event.stream_version
+            ),
+        }
+    }
+
+    /// Whether retrying later may succeed (the database is away or busy),
+    /// as opposed to an error the same events will hit again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ProjectionError::Poison { .. } => false,
+            ProjectionError::Database(e) => is_transient(e),
+            ProjectionError::Store(muster_store::StoreError::Database(e)) => is_transient(e),
+            ProjectionError::Store(muster_store::StoreError::Unavailable(_)) => true,
+            ProjectionError::Store(_) => false,
+        }
+    }
+}
+
+/// Connection loss, pool exhaustion, serialisation failures, deadlocks,
+/// timeouts and resource shortages pass; everything else repeats.
+fn is_transient(error: &sqlx::Error) -> bool {
+    if muster_store::db::is_unavailable(error) {
+        return true;
+    }
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| {
+            ["40", "53", "57"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        })
+}
+
+/// Checks that `event` continues its stream right after `version`: a
+/// projection that saw a gap or a repeat would be wrong forever, so it
+/// stops instead.
+pub(crate) fn expect_next(event: &RecordedEvent, version: i32) -> Result<(), ProjectionError> {
+    if event.stream_version == version + 1 {
+        Ok(())
+    } else {
+        Err(ProjectionError::poison(
+            event,
+            format!("the read model is at version {version}"),
+        ))
+    }
+}

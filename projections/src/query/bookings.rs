@@ -1,0 +1,184 @@
+//! Bookings, their reservations and resource schedules as the `bookings`
+//! projection holds them.
+
+use chrono::{DateTime, Utc};
+use muster_domain::time::TimeRange;
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// One booking in a list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BookingSummary {
+    /// Its id.
+    pub id: Uuid,
+    /// What it is for.
+    pub title: String,
+    /// Client name.
+    pub client_name: String,
+    /// Client email.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_email: Option<String>,
+    /// When the booked event starts.
+    pub starts_at: DateTime<Utc>,
+    /// When it ends.
+    pub ends_at: DateTime<Utc>,
+    /// Expected number of people.
+    pub headcount: i32,
+    /// Its status.
+    pub status: String,
+    /// Its version.
+    pub version: i32,
+    /// Position of its last event.
+    pub position: i64,
+}
+
+/// Which bookings a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct BookingFilter {
+    /// Only these statuses (empty: all).
+    pub statuses: Vec<String>,
+    /// Client name or email containing this text, case-insensitively.
+    pub client: Option<String>,
+    /// Only bookings ending after this.
+    pub from: Option<DateTime<Utc>>,
+    /// Only bookings starting before this.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// The answer of `GET /v1/bookings/{id}`, as stored (JSON text).
+pub async fn document(
+    pool: &PgPool,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select document::text as "document!" from read.bookings
+            where tenant_id = $1 and booking_id = $2"#,
+        tenant,
+        id,
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// One page of bookings in (start, id) order after the cursor `after`.
+pub async fn list(
+    pool: &PgPool,
+    tenant: &str,
+    filter: &BookingFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<BookingSummary>, sqlx::Error> {
+    let client = filter.client.as_deref().map(like_pattern);
+    sqlx::query_as!(
+        BookingSummary,
+        r#"select booking_id as id, title, client_name, client_email, starts_at, ends_at,
+                  headcount, status, version, position
+             from read.bookings
+            where tenant_id = $1
+              and ($2::timestamptz is null or (starts_at, booking_id) > ($2, $3))
+              and (cardinality($4::text[]) = 0 or status = any($4))
+              and ($5::text is null or client_name ilike $5 or client_email ilike $5)
+              and ($6::timestamptz is null or ends_at > $6)
+              and ($7::timestamptz is null or starts_at < $7)
+            order by starts_at, booking_id
+            limit $8"#,
+        tenant,
+        after.map(|a| a.0),
+        after.map(|a| a.1),
+        &filter.statuses,
+        client,
+        filter.from,
+        filter.to,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// `%text%` with LIKE's wildcards in `text` escaped.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// One reservation on a resource's schedule.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScheduleEntry {
+    /// The reservation.
+    pub reservation_id: Uuid,
+    /// The booking holding it.
+    pub booking_id: Uuid,
+    /// The booking's title.
+    pub title: String,
+    /// The booking's status.
+    pub status: String,
+    /// Inclusive start.
+    pub starts_at: DateTime<Utc>,
+    /// Exclusive end.
+    pub ends_at: DateTime<Utc>,
+    /// What the resource is for in the booking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// The reservations holding `resource` within `window`, in start order.
+pub async fn schedule(
+    pool: &PgPool,
+    tenant: &str,
+    resource: Uuid,
+    window: TimeRange,
+) -> Result<Vec<ScheduleEntry>, sqlx::Error> {
+    sqlx::query_as!(
+        ScheduleEntry,
+        r#"select r.reservation_id, r.booking_id, b.title, b.status, r.starts_at, r.ends_at,
+                  r.label
+             from read.booking_reservations r
+             join read.bookings b on b.tenant_id = r.tenant_id and b.booking_id = r.booking_id
+            where r.tenant_id = $1 and r.resource_id = $2
+              and r.starts_at < $4 and r.ends_at > $3
+            order by r.starts_at, r.reservation_id"#,
+        tenant,
+        resource,
+        window.starts_at,
+        window.ends_at,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The ranges reserved on each of `resources` that overlap `window`.
+pub async fn reserved_ranges(
+    pool: &PgPool,
+    tenant: &str,
+    resources: &[Uuid],
+    window: TimeRange,
+) -> Result<Vec<(Uuid, TimeRange)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"select resource_id, starts_at, ends_at
+             from read.booking_reservations
+            where tenant_id = $1 and resource_id = any($2)
+              and starts_at < $4 and ends_at > $3"#,
+        tenant,
+        resources,
+        window.starts_at,
+        window.ends_at,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let range = TimeRange {
+                starts_at: r.starts_at,
+                ends_at: r.ends_at,
+            };
+            (r.resource_id, range)
+        })
+        .collect())
+}

@@ -1,0 +1,159 @@
+//! Wake-ups for the read side, one LISTEN connection per process.
+//!
+//! `muster_events` (sent after appends, outside their transactions) wakes
+//! projection runners and live subscribers; `muster_projections` (sent after
+//! projection commits) refreshes the checkpoint positions that
+//! read-your-writes waits on. A poll backs both up, so a lost notification
+//! or a dropped connection costs latency, never correctness.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster_store::wakeup::{EVENTS_CHANNEL, PROJECTIONS_CHANNEL};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::ReadModel;
+
+/// How often positions are re-read and readers woken without a notification.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Checkpoint positions by projection name.
+pub type Positions = Arc<HashMap<String, i64>>;
+
+/// Handles on the process's read-side wake-ups. Cheap to clone.
+#[derive(Clone)]
+pub struct ReadSignals {
+    pool: PgPool,
+    events: watch::Receiver<u64>,
+    positions: watch::Receiver<Positions>,
+}
+
+impl ReadSignals {
+    /// Starts listening on `pool`'s database until `shutdown`.
+    pub fn start(pool: PgPool, shutdown: CancellationToken) -> Self {
+        let (events_tx, events) = watch::channel(0u64);
+        let (positions_tx, positions) = watch::channel(Positions::default());
+        tokio::spawn(listen(pool.clone(), events_tx, positions_tx, shutdown));
+        Self {
+            pool,
+            events,
+            positions,
+        }
+    }
+
+    /// Changes whenever events may have been appended.
+    pub fn events(&self) -> watch::Receiver<u64> {
+        self.events.clone()
+    }
+
+    /// Waits until every projection in `models` has applied `position`, at
+    /// most `timeout`. Returns whether they did.
+    pub async fn wait_for(
+        &self,
+        models: &[ReadModel],
+        position: i64,
+        timeout: Duration,
+    ) -> Result<bool, sqlx::Error> {
+        let reached = |positions: &Positions| {
+            models
+                .iter()
+                .all(|m| positions.get(m.name()).is_some_and(|&p| p >= position))
+        };
+        let mut positions = self.positions.clone();
+        if reached(&positions.borrow_and_update()) {
+            return Ok(true);
+        }
+        // The cached positions may be a poll behind: look once directly.
+        if reached(&read_positions(&self.pool).await?) {
+            return Ok(true);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, positions.changed()).await {
+                Ok(Ok(())) => {
+                    if reached(&positions.borrow_and_update()) {
+                        return Ok(true);
+                    }
+                }
+                Ok(Err(_)) | Err(_) => return Ok(reached(&read_positions(&self.pool).await?)),
+            }
+        }
+    }
+}
+
+async fn listen(
+    pool: PgPool,
+    events: watch::Sender<u64>,
+    positions: watch::Sender<Positions>,
+    shutdown: CancellationToken,
+) {
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !shutdown.is_cancelled() && !pool.is_closed() {
+        let mut listener = match connect(&pool).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot LISTEN for wake-ups; polling");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                events.send_modify(|n| *n += 1);
+                refresh(&pool, &positions).await;
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                notification = listener.recv() => match notification {
+                    Ok(n) if n.channel() == EVENTS_CHANNEL => events.send_modify(|n| *n += 1),
+                    Ok(_) => refresh(&pool, &positions).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "wake-up listener lost its connection");
+                        break;
+                    }
+                },
+                _ = poll.tick() => {
+                    events.send_modify(|n| *n += 1);
+                    refresh(&pool, &positions).await;
+                }
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener
+        .listen_all([EVENTS_CHANNEL, PROJECTIONS_CHANNEL])
+        .await?;
+    Ok(listener)
+}
+
+async fn refresh(pool: &PgPool, positions: &watch::Sender<Positions>) {
+    match read_positions(pool).await {
+        Ok(fresh) => {
+            positions.send_if_modified(|current| {
+                let changed = **current != *fresh;
+                if changed {
+                    *current = fresh;
+                }
+                changed
+            });
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot read projection positions"),
+    }
+}
+
+async fn read_positions(pool: &PgPool) -> Result<Positions, sqlx::Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("select name, position from projection_checkpoints")
+            .fetch_all(pool)
+            .await?;
+    Ok(Arc::new(rows.into_iter().collect()))
+}
