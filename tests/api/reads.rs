@@ -76,9 +76,26 @@ async fn a_position_not_reached_in_time_is_503_with_retry_after() {
     let mut config = api_config();
     config.consistency_wait = std::time::Duration::from_millis(200);
     let app = spawn_app_with(config).await;
-    let answer = app
+    let beyond = app
         .get("/v1/resources?consistent_with=999999999", &app.analyst)
         .await;
+    assert_problem(&beyond, 422, "validation");
+    // A position handed out but not yet applied: an append the projector
+    // cannot pass (its transaction stays open) holds the projections back.
+    let mut blocker = app.db.pool.begin().await.unwrap();
+    let held: i64 = sqlx::query_scalar(
+        "select position from (select pg_advisory_xact_lock_shared(muster_position_lock_key(nextval('events_position_seq')))) l, lateral (select currval('events_position_seq') as position) p",
+    )
+    .fetch_one(&mut *blocker)
+    .await
+    .unwrap();
+    let answer = app
+        .get(
+            &format!("/v1/resources?consistent_with={held}"),
+            &app.analyst,
+        )
+        .await;
+    blocker.rollback().await.unwrap();
     assert_problem(&answer, 503, "unavailable");
     assert!(answer.headers.contains_key("retry-after"));
 }
@@ -311,4 +328,71 @@ async fn projections_report_position_and_state_to_admins() {
         403,
         "forbidden",
     );
+}
+
+#[tokio::test]
+async fn analysts_read_only_their_tenants_and_only_the_read_schema() {
+    let app = spawn_app().await;
+    let ours = app.resource(1).await;
+    let theirs = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/resources",
+            Some(&app.other_tenant),
+            Some(&json!({"name": "Theirs", "kind": "room"})),
+            &[],
+        )
+        .await;
+    let last = position(&theirs).max(0);
+    app.get(
+        &format!("/v1/resources?consistent_with={last}"),
+        &app.analyst,
+    )
+    .await;
+    app.get(
+        &format!("/v1/resources?consistent_with={last}"),
+        &app.other_tenant,
+    )
+    .await;
+
+    let role = format!("muster_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = app.db.pool.acquire().await.unwrap();
+    for statement in [
+        format!("create role {role} nologin in role muster_analyst"),
+        format!("insert into analyst_tenants values ('{role}', 'acme')"),
+        format!("set session authorization {role}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let visible: Vec<(String, String)> =
+        sqlx::query_as("select tenant_id, resource_id::text from read.resources")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    let denied_events = sqlx::query("select count(*) from events")
+        .execute(&mut *conn)
+        .await;
+    let denied_keys = sqlx::query("select count(*) from api_keys")
+        .execute(&mut *conn)
+        .await;
+    let denied_write = sqlx::query("delete from read.resources")
+        .execute(&mut *conn)
+        .await;
+    sqlx::query("reset session authorization")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("drop role {role}")))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+
+    assert_eq!(visible, [("acme".to_owned(), ours)]);
+    for denied in [denied_events, denied_keys, denied_write] {
+        let error = denied.expect_err("analysts may only select from schema read");
+        assert!(error.to_string().contains("permission denied"), "{error}");
+    }
 }

@@ -21,6 +21,13 @@ pub(crate) async fn consistent_with(
     if position < 0 {
         return Err(invalid("consistent_with", "must be at least 0"));
     }
+    // A position no command has produced yet would only ever time out.
+    if position > state.store.last_allocated_position().await? {
+        return Err(invalid(
+            "consistent_with",
+            "is beyond every position the event store has handed out",
+        ));
+    }
     let started = std::time::Instant::now();
     let reached = state
         .signals

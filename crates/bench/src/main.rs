@@ -7,6 +7,8 @@
 //! stall is not hidden). The baseline is pgbench's single-row INSERT rate
 //! with the same client count and duration on the same database.
 
+mod reads;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{TimeZone, Utc};
+
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 use serde_json::json;
@@ -31,6 +34,9 @@ struct Cli {
 enum Scenario {
     /// Create-booking-with-one-reservation commands, beside pgbench.
     Commands(CommandsArgs),
+    /// The read side: GET booking, conflict check, projection lag, rebuild.
+    #[command(flatten)]
+    Reads(reads::ReadScenario),
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +81,7 @@ struct CommandsArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Commands(args) => commands(args).await,
+        Scenario::Reads(scenario) => reads::run(scenario).await,
     }
 }
 
@@ -392,22 +399,34 @@ enum Baseline {
 /// Runs pgbench's single-row INSERT on `url` with `options`; returns its
 /// standard output and the directory it ran in (for per-transaction logs).
 fn pgbench_insert(url: &str, options: &[String]) -> anyhow::Result<(String, PathBuf)> {
+    pgbench_script(
+        url,
+        "create table if not exists muster_bench_baseline (id bigserial primary key, payload text not null)",
+        "insert into muster_bench_baseline (payload) values ('x');\n",
+        options,
+    )
+}
+
+/// Runs pgbench with `script` after `setup` (psql) on `url`.
+fn pgbench_script(
+    url: &str,
+    setup: &str,
+    script_text: &str,
+    options: &[String],
+) -> anyhow::Result<(String, PathBuf)> {
     let pgbench = find_tool("pgbench").context("pgbench not found (Debian: postgresql)")?;
     let psql = find_tool("psql").context("psql not found")?;
-    let setup = Command::new(psql)
+    let status = Command::new(psql)
         .args([url, "-q", "-c"])
-        .arg("create table if not exists muster_bench_baseline (id bigserial primary key, payload text not null)")
+        .arg(setup)
         .status()?;
-    if !setup.success() {
-        bail!("could not create the baseline table");
+    if !status.success() {
+        bail!("could not set up the baseline table");
     }
     let dir = std::env::temp_dir().join(format!("muster-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let script = dir.join("insert.sql");
-    std::fs::write(
-        &script,
-        "insert into muster_bench_baseline (payload) values ('x');\n",
-    )?;
+    let script = dir.join("script.sql");
+    std::fs::write(&script, script_text)?;
     let output = Command::new(pgbench)
         .current_dir(&dir)
         .arg("-n")
@@ -431,6 +450,24 @@ fn pgbench_insert(url: &str, options: &[String]) -> anyhow::Result<(String, Path
 /// per-transaction log with the schedule lag added, so that it counts from
 /// each transaction's scheduled start like the open loop here.
 fn pgbench_insert_latency(url: &str, rate: u64, seconds: u64) -> anyhow::Result<Histogram<u64>> {
+    pgbench_latency(
+        url,
+        "create table if not exists muster_bench_baseline (id bigserial primary key, payload text not null)",
+        "insert into muster_bench_baseline (payload) values ('x');\n",
+        rate,
+        seconds,
+    )
+}
+
+/// pgbench's latency of `script` at `rate` per second (see
+/// [`pgbench_insert_latency`]).
+fn pgbench_latency(
+    url: &str,
+    setup: &str,
+    script: &str,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Histogram<u64>> {
     let options = strings(&[
         "-c",
         "16",
@@ -442,7 +479,7 @@ fn pgbench_insert_latency(url: &str, rate: u64, seconds: u64) -> anyhow::Result<
         &seconds.to_string(),
         "-l",
     ]);
-    let (_, dir) = pgbench_insert(url, &options)?;
+    let (_, dir) = pgbench_script(url, setup, script, &options)?;
     let mut latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     for entry in std::fs::read_dir(&dir)?.flatten() {
         if !entry

@@ -262,9 +262,10 @@ pub struct ResourceCheck {
 /// Whether a range could be reserved on these resources right now. It is
 /// answered from the write side's own working set by the same rule that
 /// admits reservations, so it never disagrees with a booking made at the
-/// same instant.
+/// same instant. (`consistent_with` is accepted like everywhere, and is
+/// always already satisfied here.)
 #[utoipa::path(post, path = "/v1/conflicts/check", tag = "availability",
-    params(ConsistencyQuery), request_body = ConflictCheckBody,
+    request_body = ConflictCheckBody,
     responses((status = 200, description = "The check", body = ConflictCheckAnswer)))]
 async fn check_conflicts(
     State(state): State<AppState>,
