@@ -305,7 +305,7 @@ async fn conflict_check(args: ReadArgs) -> anyhow::Result<()> {
 
 /// The bench's resource number `n` (1..=10k) as its id.
 fn resource_id(n: u32) -> String {
-    let digest = format!("{:x}", md5_like(&format!("muster-bench-resource-{n}")));
+    let digest = format!("{:032x}", md5_like(&format!("muster-bench-resource-{n}")));
     format!(
         "{}-{}-{}-{}-{}",
         &digest[0..8],
@@ -511,7 +511,7 @@ async fn register(
     let r = http
         .post(format!("{url}/v1/resources"))
         .bearer_auth(key)
-        .json(&json!({"name": name, "kind": "room", "capacity": 1}))
+        .json(&json!({"name": name, "kind": "room", "capacity": 10_000}))
         .send()
         .await?;
     if r.status() != 201 {
@@ -521,7 +521,8 @@ async fn register(
     Ok(body["id"].as_str().context("an id")?.to_owned())
 }
 
-/// Books hour `n` (from 2040) on `resource`; returns the id and position.
+/// Books half an hour at a random hour from 2040 on `resource` (capacity
+/// 10,000, so that collisions never refuse); returns the id and position.
 async fn book(
     http: &reqwest::Client,
     url: &str,
@@ -530,7 +531,7 @@ async fn book(
     n: i64,
 ) -> anyhow::Result<(String, i64)> {
     let start = chrono::DateTime::parse_from_rfc3339("2040-01-01T00:00:00Z")?
-        + chrono::Duration::hours(n + rand::rng().random_range(0..1_000_000) * 200_000);
+        + chrono::Duration::minutes(n % 60 + 60 * rand::rng().random_range(0..500_000));
     let end = start + chrono::Duration::minutes(30);
     let r = http
         .post(format!("{url}/v1/bookings"))
