@@ -430,46 +430,34 @@ async fn save(
     .bind(serde_json::Value::Array(bookings))
     .execute(&mut *conn)
     .await?;
-    if !replaced_reservations.is_empty() {
-        sqlx::query(
-            r#"delete from booking_reservations r
-                using jsonb_to_recordset($1) as k(tenant_id text, booking_id uuid)
-                where r.tenant_id = k.tenant_id and r.booking_id = k.booking_id"#,
-        )
-        .bind(serde_json::Value::Array(replaced_reservations))
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            r#"insert into booking_reservations
-                   (tenant_id, reservation_id, booking_id, resource_id, starts_at, ends_at, label)
-               select * from jsonb_to_recordset($1) as x(
-                      tenant_id text, reservation_id uuid, booking_id uuid, resource_id uuid,
-                      starts_at timestamptz, ends_at timestamptz, label text)"#,
-        )
-        .bind(serde_json::Value::Array(reservations))
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !replaced_tasks.is_empty() {
-        sqlx::query(
-            r#"delete from booking_tasks t
-                using jsonb_to_recordset($1) as k(tenant_id text, booking_id uuid)
-                where t.tenant_id = k.tenant_id and t.booking_id = k.booking_id"#,
-        )
-        .bind(serde_json::Value::Array(replaced_tasks))
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            r#"insert into booking_tasks
-                   (tenant_id, task_id, booking_id, title, due_at, assignee_id, completed)
-               select * from jsonb_to_recordset($1) as x(
-                      tenant_id text, task_id uuid, booking_id uuid, title text,
-                      due_at timestamptz, assignee_id uuid, completed boolean)"#,
-        )
-        .bind(serde_json::Value::Array(tasks))
-        .execute(&mut *conn)
-        .await?;
-    }
+    replace_children(
+        conn,
+        replaced_reservations,
+        reservations,
+        r#"delete from booking_reservations r
+            using jsonb_to_recordset($1) as k(tenant_id text, booking_id uuid)
+            where r.tenant_id = k.tenant_id and r.booking_id = k.booking_id"#,
+        r#"insert into booking_reservations
+               (tenant_id, reservation_id, booking_id, resource_id, starts_at, ends_at, label)
+           select * from jsonb_to_recordset($1) as x(
+                  tenant_id text, reservation_id uuid, booking_id uuid, resource_id uuid,
+                  starts_at timestamptz, ends_at timestamptz, label text)"#,
+    )
+    .await?;
+    replace_children(
+        conn,
+        replaced_tasks,
+        tasks,
+        r#"delete from booking_tasks t
+            using jsonb_to_recordset($1) as k(tenant_id text, booking_id uuid)
+            where t.tenant_id = k.tenant_id and t.booking_id = k.booking_id"#,
+        r#"insert into booking_tasks
+               (tenant_id, task_id, booking_id, title, due_at, assignee_id, completed)
+           select * from jsonb_to_recordset($1) as x(
+                  tenant_id text, task_id uuid, booking_id uuid, title text,
+                  due_at timestamptz, assignee_id uuid, completed boolean)"#,
+    )
+    .await?;
     if !history.is_empty() {
         sqlx::query(
             r#"insert into booking_status_history
@@ -482,5 +470,28 @@ async fn save(
         .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
+
+/// Replaces the child rows (reservations or tasks) of the bookings in
+/// `owners` with `rows`: `delete` takes the owners' keys, `insert` the rows.
+async fn replace_children(
+    conn: &mut PgConnection,
+    owners: Vec<serde_json::Value>,
+    rows: Vec<serde_json::Value>,
+    delete: &'static str,
+    insert: &'static str,
+) -> Result<(), ProjectionError> {
+    if owners.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(delete)
+        .bind(serde_json::Value::Array(owners))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(insert)
+        .bind(serde_json::Value::Array(rows))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

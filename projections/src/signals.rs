@@ -50,6 +50,12 @@ impl ReadSignals {
         self.events.clone()
     }
 
+    /// Whether every projection in `models` has applied `position`, by the
+    /// positions last seen (no query; may be a poll behind).
+    pub fn reached(&self, models: &[ReadModel], position: i64) -> bool {
+        all_reached(&self.positions.borrow(), models, position)
+    }
+
     /// Waits until every projection in `models` has applied `position`, at
     /// most `timeout`. Returns whether they did.
     pub async fn wait_for(
@@ -58,11 +64,7 @@ impl ReadSignals {
         position: i64,
         timeout: Duration,
     ) -> Result<bool, sqlx::Error> {
-        let reached = |positions: &Positions| {
-            models
-                .iter()
-                .all(|m| positions.get(m.name()).is_some_and(|&p| p >= position))
-        };
+        let reached = |positions: &Positions| all_reached(positions, models, position);
         let mut positions = self.positions.clone();
         if reached(&positions.borrow_and_update()) {
             return Ok(true);
@@ -83,6 +85,12 @@ impl ReadSignals {
             }
         }
     }
+}
+
+fn all_reached(positions: &Positions, models: &[ReadModel], position: i64) -> bool {
+    models
+        .iter()
+        .all(|m| positions.get(m.name()).is_some_and(|&p| p >= position))
 }
 
 async fn listen(

@@ -21,6 +21,9 @@ pub(crate) async fn consistent_with(
     if position < 0 {
         return Err(invalid("consistent_with", "must be at least 0"));
     }
+    if state.signals.reached(models, position) {
+        return Ok(());
+    }
     // A position no command has produced yet would only ever time out.
     if position > state.store.last_allocated_position().await? {
         return Err(invalid(
@@ -85,7 +88,7 @@ pub(crate) fn limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, A
 }
 
 /// An opaque cursor for `parts` (hex, so that it needs no URL encoding).
-pub(crate) fn encode_cursor(parts: &str) -> String {
+fn encode_cursor(parts: &str) -> String {
     hex::encode(parts)
 }
 
@@ -94,7 +97,32 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
     hex::decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| invalid("cursor", "is not a cursor this API returned"))
+        .ok_or_else(bad_cursor)
+}
+
+pub(crate) fn bad_cursor() -> ApiError {
+    invalid("cursor", "is not a cursor this API returned")
+}
+
+/// The id a cursor of an id-ordered list holds, if one was sent.
+pub(crate) fn id_cursor(cursor: Option<&str>) -> Result<Option<uuid::Uuid>, ApiError> {
+    cursor
+        .map(|c| decode_cursor(c)?.parse().map_err(|_| bad_cursor()))
+        .transpose()
+}
+
+/// The cursor of the page after `items`: the last item's key, when the
+/// page is full (a shorter page is the last).
+pub(crate) fn next_cursor<T>(
+    items: &[T],
+    limit: i64,
+    key: impl Fn(&T) -> String,
+) -> Option<String> {
+    if items.len() as i64 == limit {
+        items.last().map(|last| encode_cursor(&key(last)))
+    } else {
+        None
+    }
 }
 
 pub(crate) fn invalid(field: &str, message: &str) -> ApiError {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::auth::{Auth, READERS};
 use crate::extract::QueryParams;
-use crate::read::{consistent_with, decode_cursor, encode_cursor, invalid, limit, window};
+use crate::read::{consistent_with, id_cursor, limit, next_cursor, window};
 use crate::{ApiError, AppState};
 
 /// The analytics routes.
@@ -72,14 +72,7 @@ async fn utilization(
     let principal = auth.require(READERS)?;
     let window = window(&q.from, &q.to, MAX_DAYS)?;
     let limit = limit(q.limit, 50, 100)?;
-    let after = match &q.cursor {
-        Some(cursor) => Some(
-            decode_cursor(cursor)?
-                .parse::<Uuid>()
-                .map_err(|_| invalid("cursor", "is not a cursor this API returned"))?,
-        ),
-        None => None,
-    };
+    let after = id_cursor(q.cursor.as_deref())?;
     consistent_with(&state, &ReadModel::ALL, q.consistent_with).await?;
     let pool = state.store.pool();
     let filter = ResourceFilter {
@@ -95,9 +88,7 @@ async fn utilization(
     {
         reserved.entry(id).or_default().push(range);
     }
-    let next_cursor = (resources.len() as i64 == limit)
-        .then(|| resources.last().map(|r| encode_cursor(&r.id.to_string())))
-        .flatten();
+    let next_cursor = next_cursor(&resources, limit, |r| r.id.to_string());
     let items = resources
         .iter()
         .map(|r| {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::resource_queries::ConsistencyQuery;
 use crate::auth::{Auth, READERS};
 use crate::extract::{PathIds, QueryParams};
-use crate::read::{consistent_with, decode_cursor, encode_cursor, invalid, limit, time};
+use crate::read::{bad_cursor, consistent_with, decode_cursor, invalid, limit, next_cursor, time};
 use crate::{ApiError, AppState};
 
 /// The booking query routes.
@@ -107,21 +107,16 @@ async fn list_bookings(
     };
     let items =
         query::bookings::list(state.store.pool(), &principal.tenant, &filter, after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| {
-            items
-                .last()
-                .map(|b| encode_cursor(&format!("{}|{}", b.starts_at.to_rfc3339(), b.id)))
-        })
-        .flatten();
+    let next_cursor = next_cursor(&items, limit, |b| {
+        format!("{}|{}", b.starts_at.to_rfc3339(), b.id)
+    });
     Ok(Json(BookingPage { items, next_cursor }))
 }
 
 fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let parts = decode_cursor(cursor)?;
-    let bad = || invalid("cursor", "is not a cursor this API returned");
-    let (at, id) = parts.split_once('|').ok_or_else(bad)?;
-    Ok((time("cursor", at)?, id.parse().map_err(|_| bad())?))
+    let (at, id) = parts.split_once('|').ok_or_else(bad_cursor)?;
+    Ok((time("cursor", at)?, id.parse().map_err(|_| bad_cursor())?))
 }
 
 /// Read one booking with its reservations, tasks and status history.

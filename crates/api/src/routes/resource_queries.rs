@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::{Auth, READERS};
 use crate::extract::{PathIds, QueryParams};
-use crate::read::{consistent_with, decode_cursor, encode_cursor, invalid, limit, window};
+use crate::read::{consistent_with, id_cursor, limit, next_cursor, window};
 use crate::{ApiError, AppState};
 
 /// The resource query routes.
@@ -64,14 +64,7 @@ async fn list_resources(
 ) -> Result<Json<ResourcePage>, ApiError> {
     let principal = auth.require(READERS)?;
     let limit = limit(q.limit, 100, 500)?;
-    let after = match &q.cursor {
-        Some(cursor) => Some(
-            decode_cursor(cursor)?
-                .parse::<Uuid>()
-                .map_err(|_| invalid("cursor", "is not a cursor this API returned"))?,
-        ),
-        None => None,
-    };
+    let after = id_cursor(q.cursor.as_deref())?;
     consistent_with(&state, &[ReadModel::Resources], q.consistent_with).await?;
     let filter = ResourceFilter {
         kind: q.kind,
@@ -81,9 +74,7 @@ async fn list_resources(
     let items =
         query::resources::list(state.store.pool(), &principal.tenant, &filter, after, limit)
             .await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|r| encode_cursor(&r.id.to_string())))
-        .flatten();
+    let next_cursor = next_cursor(&items, limit, |r| r.id.to_string());
     Ok(Json(ResourcePage { items, next_cursor }))
 }
 
