@@ -8,16 +8,21 @@
 //! [`signals`] the wake-ups that keep readers prompt.
 
 mod bookings;
+mod deployments;
 pub mod query;
 pub mod rebuild;
 mod resources;
 pub mod runner;
 pub mod signals;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use muster_store::RecordedEvent;
 use sqlx::PgConnection;
 
 pub use bookings::BookingDocument;
+pub use deployments::{DeploymentDocument, StepAttempt, StepView};
 pub use runner::Projector;
 pub use signals::ReadSignals;
 
@@ -29,17 +34,53 @@ pub enum ReadModel {
     /// `read.bookings` with its reservations (the resource schedules),
     /// tasks and status history.
     Bookings,
+    /// `read.deployments`.
+    Deployments,
+}
+
+/// The future a [`Projection`] returns for one batch.
+pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ProjectionError>> + Send + 'a>>;
+
+/// Something the runner keeps exactly once in step with the event store:
+/// a read model, or a reactor whose writes are job pushes.
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: its checkpoint row and lease.
+    fn name(&self) -> &'static str;
+
+    /// Applies `events` (in position order, any stream type) in the
+    /// caller's transaction, which then moves the checkpoint.
+    fn apply<'a>(&'a self, conn: &'a mut PgConnection, events: &'a [RecordedEvent])
+    -> ApplyFuture<'a>;
+}
+
+impl Projection for ReadModel {
+    fn name(&self) -> &'static str {
+        ReadModel::name(*self)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [RecordedEvent],
+    ) -> ApplyFuture<'a> {
+        Box::pin(ReadModel::apply(*self, conn, events))
+    }
 }
 
 impl ReadModel {
     /// Every projection.
-    pub const ALL: [ReadModel; 2] = [ReadModel::Resources, ReadModel::Bookings];
+    pub const ALL: [ReadModel; 3] = [
+        ReadModel::Resources,
+        ReadModel::Bookings,
+        ReadModel::Deployments,
+    ];
 
     /// The projection's stable name (its checkpoint row).
     pub fn name(self) -> &'static str {
         match self {
             ReadModel::Resources => "resources",
             ReadModel::Bookings => "bookings",
+            ReadModel::Deployments => "deployments",
         }
     }
 
@@ -58,6 +99,7 @@ impl ReadModel {
                 "booking_tasks",
                 "booking_status_history",
             ],
+            ReadModel::Deployments => &["deployments"],
         }
     }
 
@@ -72,6 +114,7 @@ impl ReadModel {
         match self {
             ReadModel::Resources => resources::apply(conn, events).await,
             ReadModel::Bookings => bookings::apply(conn, events).await,
+            ReadModel::Deployments => deployments::apply(conn, events).await,
         }
     }
 }
@@ -97,7 +140,8 @@ pub enum ProjectionError {
 }
 
 impl ProjectionError {
-    pub(crate) fn poison(event: &RecordedEvent, reason: impl std::fmt::Display) -> Self {
+    /// A poison stop at `event`, for `reason`.
+    pub fn poison(event: &RecordedEvent, reason: impl std::fmt::Display) -> Self {
         Self::Poison {
             position: event.position,
             reason: format!(

@@ -101,7 +101,7 @@ async fn run(
 ) -> Result<RebuildOutcome, RebuildError> {
     let name = model.name();
     let started = Instant::now();
-    checkpoint(store, model).await?;
+    checkpoint(store, model.name()).await?;
     sqlx::query("select muster_rebuild_prepare($1)")
         .bind(model.tables())
         .execute(store.pool())

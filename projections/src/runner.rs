@@ -11,6 +11,7 @@
 //! goes with the connection when a process dies, so another takes over
 //! within [`LEASE_RETRY`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -20,7 +21,7 @@ use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{ProjectionError, ReadModel, ReadSignals};
+use crate::{Projection, ProjectionError, ReadModel, ReadSignals};
 
 /// How many events one transaction applies at most while catching up.
 pub const BATCH: i64 = 2_000;
@@ -35,9 +36,10 @@ const LEASE_CHECK: Duration = Duration::from_secs(2);
 /// collide with the event store's position locks).
 const LEASE_CLASS: i32 = 0x4D53_504A; // "MSPJ"
 
-/// Runs every projection until shut down.
+/// Runs its projections (by default every read model) until shut down.
 #[derive(Clone)]
 pub struct Projector {
+    projections: Vec<Arc<dyn Projection>>,
     store: Store,
     signals: ReadSignals,
     owner: String,
@@ -49,6 +51,10 @@ impl Projector {
     /// A projector reading from `store`, woken by `signals`.
     pub fn new(store: Store, signals: ReadSignals) -> Self {
         Self {
+            projections: ReadModel::ALL
+                .into_iter()
+                .map(|m| Arc::new(m) as Arc<dyn Projection>)
+                .collect(),
             store,
             signals,
             owner: owner_name(),
@@ -63,6 +69,12 @@ impl Projector {
         self
     }
 
+    /// Runs `projections` instead of the read models.
+    pub fn with_projections(mut self, projections: Vec<Arc<dyn Projection>>) -> Self {
+        self.projections = projections;
+        self
+    }
+
     /// Runs all projections until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
         let notifier = tokio::spawn(run_notifier(
@@ -70,9 +82,10 @@ impl Projector {
             self.applied.clone(),
             PROJECTIONS_CHANNEL,
         ));
-        let runs: Vec<_> = ReadModel::ALL
-            .into_iter()
-            .map(|model| tokio::spawn(self.clone().run_one(model, shutdown.clone())))
+        let runs: Vec<_> = self
+            .projections
+            .iter()
+            .map(|model| tokio::spawn(self.clone().run_one(model.clone(), shutdown.clone())))
             .collect();
         for run in runs {
             let _ = run.await;
@@ -82,15 +95,15 @@ impl Projector {
 
     /// Holds `model`'s lease and follows the store, re-acquiring the lease
     /// after any failure, until shut down.
-    async fn run_one(self, model: ReadModel, shutdown: CancellationToken) {
+    async fn run_one(self, model: Arc<dyn Projection>, shutdown: CancellationToken) {
         let name = model.name();
         while !shutdown.is_cancelled() {
-            let Some(mut lease) = self.acquire_lease(model, &shutdown).await else {
+            let Some(mut lease) = self.acquire_lease(name, &shutdown).await else {
                 return;
             };
             tracing::info!(projection = name, owner = %self.owner, "projection lease acquired");
             metrics::gauge!("muster_projection_lease_held", "projection" => name).set(1.0);
-            let result = self.follow(model, &mut lease, &shutdown).await;
+            let result = self.follow(model.as_ref(), &mut lease, &shutdown).await;
             metrics::gauge!("muster_projection_lease_held", "projection" => name).set(0.0);
             let _ = lease.close().await;
             match result {
@@ -109,15 +122,15 @@ impl Projector {
     /// A dedicated connection holding `model`'s lease, or `None` on shutdown.
     async fn acquire_lease(
         &self,
-        model: ReadModel,
+        name: &'static str,
         shutdown: &CancellationToken,
     ) -> Option<PgConnection> {
         loop {
-            match try_lease(&self.store, model).await {
+            match try_lease(&self.store, name).await {
                 Ok(Some(lease)) => return Some(lease),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::debug!(projection = model.name(), error = %e, "cannot take the lease")
+                    tracing::debug!(projection = name, error = %e, "cannot take the lease")
                 }
             }
             tokio::select! {
@@ -130,15 +143,15 @@ impl Projector {
     /// Catches up and follows live while the lease holds.
     async fn follow(
         &self,
-        model: ReadModel,
+        model: &dyn Projection,
         lease: &mut PgConnection,
         shutdown: &CancellationToken,
     ) -> Result<(), ProjectionError> {
         let name = model.name();
-        let mut position = checkpoint(&self.store, model).await?;
+        let mut position = checkpoint(&self.store, name).await?;
         let mut wakeups = self.signals.events();
         let mut lease_checked = Instant::now();
-        let mut stopped = failed_position(&self.store, model).await?.is_some();
+        let mut stopped = failed_position(&self.store, name).await?.is_some();
         while !shutdown.is_cancelled() {
             if lease_checked.elapsed() >= LEASE_CHECK {
                 sqlx::query("select 1").execute(&mut *lease).await?;
@@ -152,8 +165,8 @@ impl Projector {
                     () = tokio::time::sleep(Duration::from_secs(5)) => {}
                     () = shutdown.cancelled() => return Ok(()),
                 }
-                stopped = failed_position(&self.store, model).await?.is_some();
-                position = checkpoint(&self.store, model).await?;
+                stopped = failed_position(&self.store, name).await?.is_some();
+                position = checkpoint(&self.store, name).await?;
                 continue;
             }
             metrics::gauge!("muster_projection_failed", "projection" => name).set(0.0);
@@ -186,7 +199,7 @@ impl Projector {
     /// the projection stops exactly at it.
     async fn apply(
         &self,
-        model: ReadModel,
+        model: &dyn Projection,
         position: i64,
         events: &[RecordedEvent],
     ) -> Result<Step, ProjectionError> {
@@ -217,7 +230,7 @@ impl Projector {
     /// checkpoint had moved).
     async fn apply_batch(
         &self,
-        model: ReadModel,
+        model: &dyn Projection,
         position: i64,
         events: &[RecordedEvent],
     ) -> Result<i64, ProjectionError> {
@@ -281,7 +294,7 @@ impl Projector {
     /// `position`).
     async fn stop(
         &self,
-        model: ReadModel,
+        model: &dyn Projection,
         position: i64,
         event: &RecordedEvent,
         error: &ProjectionError,
@@ -316,12 +329,12 @@ enum Step {
 }
 
 /// Takes `model`'s lease on a new connection if no one holds it.
-async fn try_lease(store: &Store, model: ReadModel) -> Result<Option<PgConnection>, sqlx::Error> {
+async fn try_lease(store: &Store, name: &str) -> Result<Option<PgConnection>, sqlx::Error> {
     let options = store.pool().connect_options();
     let mut conn = PgConnection::connect_with(&options).await?;
     let taken: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, hashtext($2))")
         .bind(LEASE_CLASS)
-        .bind(model.name())
+        .bind(name)
         .fetch_one(&mut conn)
         .await?;
     if taken {
@@ -333,22 +346,22 @@ async fn try_lease(store: &Store, model: ReadModel) -> Result<Option<PgConnectio
 }
 
 /// The projection's checkpoint, creating its row on first use.
-pub(crate) async fn checkpoint(store: &Store, model: ReadModel) -> Result<i64, sqlx::Error> {
+pub(crate) async fn checkpoint(store: &Store, name: &str) -> Result<i64, sqlx::Error> {
     sqlx::query("insert into projection_checkpoints (name) values ($1) on conflict do nothing")
-        .bind(model.name())
+        .bind(name)
         .execute(store.pool())
         .await?;
     sqlx::query_scalar("select position from projection_checkpoints where name = $1")
-        .bind(model.name())
+        .bind(name)
         .fetch_one(store.pool())
         .await
 }
 
-async fn failed_position(store: &Store, model: ReadModel) -> Result<Option<i64>, sqlx::Error> {
+async fn failed_position(store: &Store, name: &str) -> Result<Option<i64>, sqlx::Error> {
     let row: Option<(Option<i64>,)> = sqlx::query_as(
         "select failed_position from projection_checkpoints where name = $1 and state = 'failed'",
     )
-    .bind(model.name())
+    .bind(name)
     .fetch_optional(store.pool())
     .await?;
     Ok(row.map(|(at,)| at.unwrap_or(0)))

@@ -6,6 +6,8 @@ use muster::Application;
 use muster_api::ApiConfig;
 use muster_store::Role;
 use muster_store::db::PoolSettings;
+use muster_store::jobs::{JobPolicies, RetryPolicy};
+use muster_workers::WorkerConfig;
 use muster_store::testing::TestDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -37,6 +39,31 @@ pub fn api_config() -> ApiConfig {
         request_timeout: Duration::from_secs(10),
         idempotency_ttl: Duration::from_secs(86_400),
         consistency_wait: Duration::from_secs(2),
+        // Test receivers listen on loopback.
+        allow_private_webhooks: true,
+    }
+}
+
+/// Workers tuned for tests: loopback receivers allowed, prompt polls,
+/// short retries and a rescue within about 1.5 s.
+pub fn worker_config() -> WorkerConfig {
+    let policy = |attempts| RetryPolicy {
+        attempts,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(400),
+    };
+    WorkerConfig {
+        policies: JobPolicies {
+            deployment: policy(3),
+            notification: policy(4),
+            report: policy(2),
+        },
+        poll_interval: Duration::from_millis(100),
+        heartbeat: Duration::from_millis(500),
+        missed_heartbeats: 2,
+        outbound_timeout: Duration::from_secs(5),
+        allow_private_targets: true,
+        ..WorkerConfig::default()
     }
 }
 
@@ -53,26 +80,36 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(config: ApiConfig) -> TestApp {
-    spawn(config, true).await
+    spawn(config, true, None).await
+}
+
+/// The whole of `muster serve`: API, projections, workers and reactor.
+pub async fn spawn_app_with_workers(workers: WorkerConfig) -> TestApp {
+    spawn(api_config(), true, Some(workers)).await
 }
 
 /// The API without projections in the process (they run elsewhere).
 pub async fn spawn_api_only() -> TestApp {
-    spawn(api_config(), false).await
+    spawn(api_config(), false, None).await
 }
 
-async fn spawn(config: ApiConfig, with_projections: bool) -> TestApp {
+async fn spawn(config: ApiConfig, with_projections: bool, workers: Option<WorkerConfig>) -> TestApp {
     let db = TestDatabase::new().await;
+    let policies = workers.as_ref().map(|w| w.policies).unwrap_or_default();
     let mut app = Application::build(
         "127.0.0.1:0".parse().unwrap(),
         db.options.clone(),
         &pool_settings(),
         config,
+        policies,
     )
     .await
     .expect("the app builds");
     if with_projections {
         app = app.with_projections();
+    }
+    if let Some(workers) = workers {
+        app = app.with_workers(workers);
     }
     let port = app.port();
     let store = app.store().clone();

@@ -3,13 +3,18 @@
 
 mod auth;
 mod bookings;
+mod deployments;
 mod events;
 mod helpers;
 mod idempotency;
+mod notifications;
 mod operations;
 mod process;
 mod projector;
 mod reads;
+mod receiver;
+mod reports;
 mod resources;
 mod subscribe;
 mod two_processes;
+mod worker_processes;

@@ -115,6 +115,7 @@ async fn requests_fail_fast_with_503_while_the_database_is_down() {
         options,
         &settings,
         crate::helpers::api_config(),
+        Default::default(),
     )
     .await
     .unwrap();

@@ -112,7 +112,7 @@ async fn wait_until_caught_up(app: &TestApp, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let at = checkpoints(app).await;
-        if at.len() == 2 && at.iter().all(|c| c.1 >= target) {
+        if at.len() == 3 && at.iter().all(|c| c.1 >= target) {
             return;
         }
         assert!(
@@ -145,7 +145,7 @@ async fn kill_9_during_catch_up_neither_loses_nor_repeats_an_event() {
         kills += 1;
         let at = checkpoints(&app).await;
         assert!(at.iter().all(|c| c.2 == "running"), "{at:?}");
-        if at.len() == 2 && at.iter().all(|c| c.1 >= target) {
+        if at.len() == 3 && at.iter().all(|c| c.1 >= target) {
             break;
         }
         assert!(kills < 200, "no progress: {at:?}");
@@ -156,7 +156,7 @@ async fn kill_9_during_catch_up_neither_loses_nor_repeats_an_event() {
     );
     let live = read_model_checksum(&app).await;
 
-    for name in ["resources", "bookings"] {
+    for name in ["resources", "bookings", "deployments"] {
         let status = Command::new(env!("CARGO_BIN_EXE_muster"))
             .args(["projections", "rebuild", name])
             .env("DATABASE_URL", app.db.url())

@@ -307,7 +307,7 @@ async fn projections_report_position_and_state_to_admins() {
     for _ in 0..50 {
         if answer.body["projections"]
             .as_array()
-            .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["lag_events"] == 0))
+            .is_some_and(|p| p.len() == 3 && p.iter().all(|p| p["lag_events"] == 0))
         {
             break;
         }
@@ -315,7 +315,7 @@ async fn projections_report_position_and_state_to_admins() {
         answer = app.get("/v1/projections", &app.admin).await;
     }
     let projections = answer.body["projections"].as_array().unwrap();
-    assert_eq!(projections.len(), 2, "{:?}", answer.body);
+    assert_eq!(projections.len(), 3, "{:?}", answer.body);
     assert!(
         projections
             .iter()

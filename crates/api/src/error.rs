@@ -280,11 +280,16 @@ impl From<StoreError> for ApiError {
                 slug: "resource-retired",
                 detail: format!("resource {id} is retired and cannot be reserved"),
             },
+            StoreError::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
+            StoreError::JobNotDead => ApiError::Conflict {
+                slug: "job-not-failed",
+                detail: "only a job that used up its attempts can be retried".into(),
+            },
             StoreError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly".into())
             }
-            e @ (StoreError::Database(_) | StoreError::CorruptEvent { .. }) => {
+            e @ (StoreError::Database(_) | StoreError::CorruptEvent { .. } | StoreError::Job(_)) => {
                 tracing::error!(error = &e as &dyn std::error::Error, "store failure");
                 ApiError::Internal
             }

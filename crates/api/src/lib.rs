@@ -44,6 +44,8 @@ pub struct ApiConfig {
     /// How long a query with `consistent_with` waits for the read models
     /// before answering 503.
     pub consistency_wait: Duration,
+    /// Accept webhook targets on private and loopback addresses.
+    pub allow_private_webhooks: bool,
 }
 
 /// Shared state of every handler. Cheap to clone.
@@ -97,6 +99,10 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::analytics::router())
         .merge(routes::projections::router())
         .merge(routes::subscribe::router())
+        .merge(routes::deployments::router())
+        .merge(routes::webhooks::router())
+        .merge(routes::reports::router())
+        .merge(routes::jobs::router())
         .split_for_parts();
     let doc = openapi::finish(doc);
     Router::new()

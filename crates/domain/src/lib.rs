@@ -9,9 +9,11 @@
 pub mod aggregate;
 pub mod availability;
 pub mod booking;
+pub mod deployment;
 pub mod capacity;
 pub mod error;
 pub mod event;
+pub mod notification;
 pub mod resource;
 pub mod time;
 pub mod upcast;

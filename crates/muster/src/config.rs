@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use muster_api::ApiConfig;
 use muster_store::Role;
 use muster_store::db::PoolSettings;
+use muster_store::jobs::{JobPolicies, RetryPolicy};
+use muster_workers::WorkerConfig;
 use sqlx::postgres::PgConnectOptions;
 
 /// muster: event-sourced scheduling of bookings on shared resources.
@@ -37,6 +39,9 @@ pub enum Command {
     Api(HttpArgs),
     /// Run the projections only (expects a migrated database).
     Project(ProjectArgs),
+    /// Run the job workers and the notification reactor only (expects a
+    /// migrated database).
+    Work(JobArgs),
     /// Manage projections.
     Projections {
         /// What to do.
@@ -201,6 +206,122 @@ pub struct HttpArgs {
     #[arg(long, env = "MUSTER_CONSISTENCY_WAIT_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub consistency_wait_ms: u64,
+    /// Jobs and notifications.
+    #[command(flatten)]
+    pub jobs: JobArgs,
+}
+
+/// Settings of jobs, workers and notifications.
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// Accept and deliver to webhook URLs on private or loopback addresses.
+    #[arg(long, env = "MUSTER_ALLOW_PRIVATE_WEBHOOKS", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub allow_private_webhooks: bool,
+    /// SMTP relay for email notifications (smtp://user:pass@host:port,
+    /// smtps://…); unset: email subscriptions fail.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of notification emails.
+    #[arg(long, env = "MUSTER_SMTP_FROM", default_value = "muster@localhost")]
+    pub smtp_from: String,
+    /// Interval poll of the queue beside LISTEN/NOTIFY (ms): picks up retries.
+    #[arg(long, env = "MUSTER_JOB_POLL_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub job_poll_ms: u64,
+    /// Worker heartbeat (ms).
+    #[arg(long, env = "MUSTER_JOB_HEARTBEAT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=300_000))]
+    pub job_heartbeat_ms: u64,
+    /// Missed heartbeats after which a worker's jobs are rescued; rescue
+    /// happens within heartbeat × (this + 1).
+    #[arg(long, env = "MUSTER_JOB_MISSED_HEARTBEATS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub job_missed_heartbeats: u32,
+    /// Attempts per deployment step.
+    #[arg(long, env = "MUSTER_DEPLOYMENT_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub deployment_attempts: u32,
+    /// Attempts per notification.
+    #[arg(long, env = "MUSTER_NOTIFICATION_ATTEMPTS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub notification_attempts: u32,
+    /// Attempts per report.
+    #[arg(long, env = "MUSTER_REPORT_ATTEMPTS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub report_attempts: u32,
+    /// First retry delay of deployment steps (ms); doubles per failure.
+    #[arg(long, env = "MUSTER_DEPLOYMENT_RETRY_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub deployment_retry_ms: u64,
+    /// First retry delay of notifications (ms); doubles per failure.
+    #[arg(long, env = "MUSTER_NOTIFICATION_RETRY_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub notification_retry_ms: u64,
+    /// First retry delay of reports (ms); doubles per failure.
+    #[arg(long, env = "MUSTER_REPORT_RETRY_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub report_retry_ms: u64,
+    /// Longest retry delay of any job (ms).
+    #[arg(long, env = "MUSTER_RETRY_MAX_MS", default_value_t = 3_600_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub retry_max_ms: u64,
+    /// Timeout of every outbound webhook call and email (ms).
+    #[arg(long, env = "MUSTER_OUTBOUND_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=300_000))]
+    pub outbound_timeout_ms: u64,
+    /// Notifications delivered at once per process.
+    #[arg(long, env = "MUSTER_NOTIFICATION_CONCURRENCY", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub notification_concurrency: u32,
+    /// Deployments run at once per process.
+    #[arg(long, env = "MUSTER_DEPLOYMENT_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub deployment_concurrency: u32,
+    /// Reports built at once per process.
+    #[arg(long, env = "MUSTER_REPORT_CONCURRENCY", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub report_concurrency: u32,
+    /// How long finished jobs and dead letters are kept (hours).
+    #[arg(long, env = "MUSTER_JOB_HISTORY_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub job_history_hours: u64,
+}
+
+impl JobArgs {
+    /// Attempts and backoff per job kind.
+    pub fn policies(&self) -> JobPolicies {
+        let max_delay = Duration::from_millis(self.retry_max_ms);
+        let policy = |attempts, base_ms| RetryPolicy {
+            attempts,
+            base_delay: Duration::from_millis(base_ms),
+            max_delay,
+        };
+        JobPolicies {
+            deployment: policy(self.deployment_attempts, self.deployment_retry_ms),
+            notification: policy(self.notification_attempts, self.notification_retry_ms),
+            report: policy(self.report_attempts, self.report_retry_ms),
+        }
+    }
+
+    /// The workers' settings.
+    pub fn workers(&self) -> WorkerConfig {
+        WorkerConfig {
+            policies: self.policies(),
+            poll_interval: Duration::from_millis(self.job_poll_ms),
+            heartbeat: Duration::from_millis(self.job_heartbeat_ms),
+            missed_heartbeats: self.job_missed_heartbeats,
+            deployment_concurrency: self.deployment_concurrency as usize,
+            notification_concurrency: self.notification_concurrency as usize,
+            report_concurrency: self.report_concurrency as usize,
+            outbound_timeout: Duration::from_millis(self.outbound_timeout_ms),
+            allow_private_targets: self.allow_private_webhooks,
+            smtp_url: self.smtp_url.clone(),
+            smtp_from: self.smtp_from.clone(),
+            job_history: Duration::from_secs(self.job_history_hours * 3600),
+            ..WorkerConfig::default()
+        }
+    }
 }
 
 impl HttpArgs {
@@ -213,6 +334,7 @@ impl HttpArgs {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             idempotency_ttl: Duration::from_secs(self.idempotency_ttl_hours * 3600),
             consistency_wait: Duration::from_millis(self.consistency_wait_ms),
+            allow_private_webhooks: self.jobs.allow_private_webhooks,
         }
     }
 }

@@ -3,7 +3,8 @@
 use clap::Parser;
 use muster::config::{Cli, Command, HttpArgs, KeysCommand, LogFormat, ProjectionsCommand};
 use muster::startup::{
-    Application, Database, ensure_admin_key, rebuild_projection, run_projector, shutdown_signal,
+    Application, Database, ensure_admin_key, rebuild_projection, run_projector, run_worker_role,
+    shutdown_signal,
 };
 use muster_store::Store;
 use tracing_subscriber::EnvFilter;
@@ -67,6 +68,15 @@ async fn run_role(
             )
             .await
         }
+        Command::Work(jobs) => {
+            run_worker_role(
+                database.options.clone(),
+                &pool_settings,
+                jobs.workers(),
+                shutdown,
+            )
+            .await
+        }
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name },
         } => rebuild_projection(database.options.clone(), &pool_settings, name).await,
@@ -98,6 +108,7 @@ async fn serve(
     database: &Database,
     cli: &Cli,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    // `muster serve`: projections, workers and reactor in this process too.
     with_projections: bool,
 ) -> anyhow::Result<()> {
     let mut app = Application::build(
@@ -105,10 +116,11 @@ async fn serve(
         database.options.clone(),
         &cli.database.pool(),
         http.api(),
+        http.jobs.policies(),
     )
     .await?;
     if with_projections {
-        app = app.with_projections();
+        app = app.with_projections().with_workers(http.jobs.workers());
     }
     app.run_until_stopped(shutdown).await
 }

@@ -3,12 +3,15 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use muster_api::{ApiConfig, AppState};
 use muster_projections::{Projector, ReadSignals};
 use muster_store::db::PoolSettings;
+use muster_store::jobs::JobPolicies;
 use muster_store::{Role, Store};
+use muster_workers::{Reactor, WorkerConfig};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::net::TcpListener;
@@ -29,6 +32,7 @@ pub struct Application {
     signals: ReadSignals,
     shutdown: CancellationToken,
     projector: Option<tokio::task::JoinHandle<()>>,
+    workers: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -38,9 +42,11 @@ impl Application {
         database: PgConnectOptions,
         pool: &PoolSettings,
         api: ApiConfig,
+        policies: JobPolicies,
     ) -> anyhow::Result<Self> {
         let store = Store::new(muster_store::db::connect_lazy(database, pool))
-            .with_batching(WRITE_BATCHERS);
+            .with_batching(WRITE_BATCHERS)
+            .with_job_policies(policies);
         tokio::spawn(muster_store::wakeup::run_notifier(
             store.pool().clone(),
             store.append_signal(),
@@ -64,7 +70,20 @@ impl Application {
             signals,
             shutdown,
             projector: None,
+            workers: None,
         })
+    }
+
+    /// Runs the job workers and the notification reactor in this process
+    /// too (`muster serve`).
+    pub fn with_workers(mut self, config: WorkerConfig) -> Self {
+        self.workers = Some(tokio::spawn(run_workers(
+            self.store.clone(),
+            self.signals.clone(),
+            config,
+            self.shutdown.clone(),
+        )));
+        self
     }
 
     /// Runs the projections in this process too (`muster serve`).
@@ -102,6 +121,9 @@ impl Application {
         if let Some(projector) = self.projector {
             let _ = projector.await;
         }
+        if let Some(workers) = self.workers {
+            let _ = workers.await;
+        }
         self.store.pool().close().await;
         Ok(())
     }
@@ -120,6 +142,44 @@ pub async fn run_projector(
     let projector = Projector::new(store.clone(), signals).with_batch(batch);
     let run = tokio::spawn(projector.run(token.clone()));
     tracing::info!("muster is projecting");
+    shutdown.await;
+    token.cancel();
+    let _ = run.await;
+    store.pool().close().await;
+    Ok(())
+}
+
+/// The workers and the reactor until `shutdown` is cancelled; in-flight
+/// jobs finish first.
+async fn run_workers(
+    store: Store,
+    signals: ReadSignals,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) {
+    let reactor = Projector::new(store.clone(), signals).with_projections(vec![Arc::new(
+        Reactor::new(*store.job_policies()),
+    )]);
+    let reactor = tokio::spawn(reactor.run(shutdown.clone()));
+    if let Err(e) = muster_workers::run(store, config, shutdown.clone()).await {
+        tracing::error!(error = %e, "the workers cannot start");
+    }
+    let _ = reactor.await;
+}
+
+/// `muster work`: runs the job workers and the reactor until `shutdown`.
+pub async fn run_worker_role(
+    database: PgConnectOptions,
+    pool: &PoolSettings,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::new(muster_store::db::connect_lazy(database, pool))
+        .with_job_policies(config.policies);
+    let token = CancellationToken::new();
+    let signals = ReadSignals::start(store.pool().clone(), token.clone());
+    let run = tokio::spawn(run_workers(store.clone(), signals, config, token.clone()));
+    tracing::info!("muster is working");
     shutdown.await;
     token.cancel();
     let _ = run.await;

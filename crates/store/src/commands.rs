@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use muster_domain::Aggregate;
 use muster_domain::booking::{Booking, BookingCommand, BookingEvent};
+use muster_domain::deployment::{Deployment, DeploymentCommand, DeploymentEvent};
 use muster_domain::resource::{Resource, ResourceCommand, ResourceEvent};
 use rand::Rng;
 use sqlx::PgConnection;
@@ -17,6 +18,7 @@ use crate::event_store::{
     AppendError, EventData, EventMetadata, StreamAppend, append_to_stream, read_stream,
 };
 use crate::idempotency::{IdempotencyClaim, insert_answer};
+use crate::jobs::{JobKind, JobRequest};
 use crate::reservations::{self, WriteEffect};
 use crate::{Store, StoreError};
 
@@ -115,6 +117,32 @@ impl WriteSide for Booking {
                 BookingEvent::TaskAdded(task) => task
                     .assignee_id
                     .map(|resource_id| WriteEffect::RequireResource { resource_id }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl WriteSide for Deployment {
+    fn creates(command: &DeploymentCommand) -> bool {
+        matches!(command, DeploymentCommand::Request { .. })
+    }
+
+    /// A requested deployment is queued for a worker in the same
+    /// transaction: exactly one job per deployment, or none if the command
+    /// does not commit.
+    fn effects(stream_id: Uuid, events: &[DeploymentEvent]) -> Vec<WriteEffect> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                DeploymentEvent::Requested(plan) => Some(WriteEffect::Enqueue(JobRequest {
+                    kind: JobKind::Deployment,
+                    tenant: String::new(),
+                    args: serde_json::json!({ "deployment_id": stream_id }),
+                    priority: plan.priority,
+                    idempotency_key: format!("deployment:{stream_id}"),
+                    work_units: plan.steps.len() as u32,
+                })),
                 _ => None,
             })
             .collect()
@@ -323,7 +351,18 @@ impl Store {
                 appended: 0,
             }
         } else {
-            reservations::apply(&mut tx, &ctx.tenant, &A::effects(stream_id, &events)).await?;
+            let effects = A::effects(stream_id, &events);
+            reservations::apply(&mut tx, &ctx.tenant, &effects).await?;
+            for effect in &effects {
+                if let WriteEffect::Enqueue(job) = effect {
+                    let job = JobRequest {
+                        tenant: ctx.tenant.clone(),
+                        args: with_tenant(&job.args, &ctx.tenant),
+                        ..job.clone()
+                    };
+                    crate::jobs::enqueue(&mut tx, &self.job_policies, &job).await?;
+                }
+            }
             let position = append_events::<A>(&mut tx, ctx, stream_id, version, &events).await?;
             CommandOutcome {
                 stream_id,
@@ -342,6 +381,14 @@ impl Store {
         }
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// The current state of stream `stream_id` of aggregate `A` in
+    /// `tenant`, with its version (0: no such stream).
+    pub async fn load<A: Aggregate>(&self, tenant: &str, stream_id: Uuid) -> Result<(A, i64), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let stream = read_stream::<A::Event>(&mut conn, tenant, A::STREAM_TYPE, stream_id).await?;
+        Ok((A::from_events(stream.events.iter()), stream.version))
     }
 
     async fn stream_version(
@@ -392,6 +439,15 @@ async fn append_events<A: WriteSide>(
         Err(AppendError::VersionConflict) => Err(AttemptError::Retry("version")),
         Err(AppendError::Database(e)) => Err(e.into()),
     }
+}
+
+/// Job arguments carry their tenant, so a worker needs nothing else.
+fn with_tenant(args: &serde_json::Value, tenant: &str) -> serde_json::Value {
+    let mut args = args.clone();
+    if let Some(map) = args.as_object_mut() {
+        map.insert("tenant".into(), tenant.into());
+    }
+    args
 }
 
 fn metadata(ctx: &CommandContext) -> EventMetadata {

@@ -9,7 +9,9 @@ pub mod db;
 pub mod error;
 pub mod event_store;
 pub mod idempotency;
+pub mod jobs;
 pub mod keys;
+pub mod notifications;
 pub mod reservations;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -26,6 +28,7 @@ pub struct Store {
     pool: sqlx::PgPool,
     appended: wakeup::CommitSignal,
     batcher: Option<batch::Batcher>,
+    job_policies: jobs::JobPolicies,
 }
 
 impl Store {
@@ -36,6 +39,7 @@ impl Store {
             pool,
             appended: wakeup::CommitSignal::default(),
             batcher: None,
+            job_policies: jobs::JobPolicies::default(),
         }
     }
 
@@ -44,6 +48,17 @@ impl Store {
     pub fn with_batching(mut self, writers: usize) -> Self {
         self.batcher = Some(batch::Batcher::start(self.pool.clone(), writers));
         self
+    }
+
+    /// Pushes jobs with `policies`' attempts per kind.
+    pub fn with_job_policies(mut self, policies: jobs::JobPolicies) -> Self {
+        self.job_policies = policies;
+        self
+    }
+
+    /// The retry policy of every job kind.
+    pub fn job_policies(&self) -> &jobs::JobPolicies {
+        &self.job_policies
     }
 
     /// The signal raised after every committed append.

@@ -54,6 +54,9 @@ pub enum WriteEffect {
         /// The reservation.
         reservation: Reservation,
     },
+    /// A job to push in the command's transaction (not a reservation
+    /// change; the command executor pushes it).
+    Enqueue(crate::jobs::JobRequest),
     /// A reservation stops holding time from `released_from` on.
     Release {
         /// The reservation.
@@ -94,6 +97,7 @@ pub(crate) async fn apply(
                 reservation_id,
                 released_from,
             } => release(conn, tenant, *reservation_id, *released_from).await?,
+            WriteEffect::Enqueue(_) => {}
         }
     }
     if !reserves.is_empty() {

@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod bookings;
+pub mod deployments;
 pub mod resources;
 pub mod status;
 

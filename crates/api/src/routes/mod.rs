@@ -4,12 +4,16 @@ pub mod analytics;
 pub mod availability;
 pub mod booking_queries;
 pub mod bookings;
+pub mod deployments;
 pub mod events;
+pub mod jobs;
 pub mod ops;
 pub mod projections;
+pub mod reports;
 pub mod resource_queries;
 pub mod resources;
 pub mod subscribe;
+pub mod webhooks;
 
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};

@@ -1,0 +1,187 @@
+//! Reports: request one (202; a worker builds it from the read models),
+//! follow it, download the file.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use muster_store::notifications::{Report, ReportRequest};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Auth, READERS};
+use crate::extract::{PathIds, QueryBody};
+use crate::read::invalid;
+use crate::{ApiError, AppState};
+
+/// Longest report window.
+const MAX_DAYS: i64 = 366;
+
+/// The report routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(request_report))
+        .routes(routes!(get_report))
+        .routes(routes!(download_report))
+}
+
+/// Report kinds.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportKind {
+    /// Per resource per local day: available hours, booked hours, ratio.
+    Utilization,
+    /// One row per booking starting in the window.
+    Bookings,
+    /// Bookings per status per (UTC) day.
+    StatusSummary,
+}
+
+/// File formats.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportFormat {
+    /// `text/csv`, with a header row.
+    Csv,
+    /// `application/json`, an array of objects.
+    Json,
+}
+
+/// A report to build.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestReportBody {
+    /// What to report.
+    kind: ReportKind,
+    /// Window start (RFC 3339).
+    from: DateTime<Utc>,
+    /// Window end, after `from`, at most 366 days later.
+    to: DateTime<Utc>,
+    /// File format (default csv).
+    format: Option<ReportFormat>,
+    /// Only resources of this kind (utilization).
+    resource_kind: Option<String>,
+}
+
+/// Request a report: answers 202 with its id; poll `GET /v1/reports/{id}`.
+#[utoipa::path(post, path = "/v1/reports", tag = "reports",
+    request_body = RequestReportBody,
+    responses((status = 202, description = "Queued", body = Report)))]
+async fn request_report(
+    State(state): State<AppState>,
+    request: QueryBody<RequestReportBody>,
+) -> Result<(StatusCode, Json<Report>), ApiError> {
+    let body = request.body;
+    if body.to <= body.from {
+        return Err(invalid("to", "must be after from"));
+    }
+    if body.to - body.from > chrono::Duration::days(MAX_DAYS) {
+        return Err(invalid("to", "must be at most 366 days after from"));
+    }
+    if body.resource_kind.as_ref().is_some_and(|k| k.is_empty() || k.len() > 100) {
+        return Err(invalid("resource_kind", "must be 1 to 100 characters"));
+    }
+    let kind = match body.kind {
+        ReportKind::Utilization => "utilization",
+        ReportKind::Bookings => "bookings",
+        ReportKind::StatusSummary => "status_summary",
+    };
+    let format = match body.format.unwrap_or(ReportFormat::Csv) {
+        ReportFormat::Csv => "csv",
+        ReportFormat::Json => "json",
+    };
+    let report = state
+        .store
+        .request_report(
+            &request.principal.tenant,
+            &request.principal.key_id.to_string(),
+            &ReportRequest {
+                kind: kind.to_owned(),
+                format: format.to_owned(),
+                from: body.from,
+                to: body.to,
+                resource_kind: body.resource_kind,
+            },
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(report)))
+}
+
+/// A report's status and progress.
+#[utoipa::path(get, path = "/v1/reports/{id}", tag = "reports",
+    params(("id" = Uuid, Path, description = "The report")),
+    responses((status = 200, description = "The report", body = Report)))]
+async fn get_report(
+    State(state): State<AppState>,
+    auth: Auth,
+    path: PathIds,
+) -> Result<Json<Report>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let id = path.id(0, "report")?;
+    let report = state
+        .store
+        .report(&principal.tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("report".into()))?;
+    Ok(Json(report))
+}
+
+/// Download a finished report's file, streamed from its stored chunks.
+#[utoipa::path(get, path = "/v1/reports/{id}/download", tag = "reports",
+    params(("id" = Uuid, Path, description = "The report")),
+    responses((status = 200, description = "The file", content((String = "text/csv"), (String = "application/json"))),
+              (status = 409, description = "Not finished yet", body = crate::error::Problem)))]
+async fn download_report(
+    State(state): State<AppState>,
+    auth: Auth,
+    path: PathIds,
+) -> Result<Response, ApiError> {
+    let principal = auth.require(READERS)?;
+    let id = path.id(0, "report")?;
+    let report = state
+        .store
+        .report(&principal.tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("report".into()))?;
+    if report.status != "done" {
+        return Err(ApiError::Conflict {
+            slug: "report-not-ready",
+            detail: format!("the report is {}; download it once it is done", report.status),
+        });
+    }
+    let content_type = if report.format == "json" {
+        "application/json"
+    } else {
+        "text/csv; charset=utf-8"
+    };
+    let disposition = format!(
+        "attachment; filename=\"{}-{}.{}\"",
+        report.kind, report.id, report.format
+    );
+    let store = state.store.clone();
+    let tenant = principal.tenant.clone();
+    let chunks = futures_util::stream::unfold(0, move |seq| {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        async move {
+            match store.report_chunk(&tenant, id, seq).await {
+                Ok(Some(data)) => Some((Ok::<_, std::io::Error>(data), seq + 1)),
+                Ok(None) => None,
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), i32::MAX)),
+            }
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_LENGTH, report.bytes.to_string()),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
+}

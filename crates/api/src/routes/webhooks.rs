@@ -1,0 +1,164 @@
+//! Webhook subscriptions (admin): create, list, delete, and each one's
+//! deliveries with every attempt.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use muster_domain::notification::{WebhookTarget, validate_filters};
+use muster_domain::FieldError;
+use muster_store::Role;
+use muster_store::notifications::{Delivery, Webhook};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Auth;
+use crate::extract::{PathIds, QueryBody, QueryParams};
+use crate::read::{id_cursor, limit, next_cursor};
+use crate::{ApiError, AppState};
+
+/// The webhook routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_webhook, list_webhooks))
+        .routes(routes!(delete_webhook))
+        .routes(routes!(list_deliveries))
+}
+
+/// A subscription to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhookBody {
+    /// `https://…` (POSTed to, signed) or `mailto:…` (sent through SMTP).
+    /// Private and loopback addresses are refused unless the operator
+    /// allows them.
+    #[schema(example = "https://hooks.example.com/muster")]
+    url: String,
+    /// Event types to deliver: exact (`booking.confirmed`), `prefix.*`, or
+    /// `*`; `deployment.step` makes it a dispatch webhook.
+    event_types: Vec<String>,
+    /// Key of the `X-Muster-Signature` HMAC (16 to 256 characters).
+    secret: String,
+}
+
+/// Paging of lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Page size (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of subscriptions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookPage {
+    /// Subscriptions by id.
+    items: Vec<Webhook>,
+    /// The next page's cursor, if any.
+    next_cursor: Option<String>,
+}
+
+/// A page of deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    /// Deliveries, newest first, with their attempts.
+    items: Vec<Delivery>,
+    /// The next page's cursor, if any.
+    next_cursor: Option<String>,
+}
+
+/// Subscribe a URL (or mail address) to event types.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
+    request_body = CreateWebhookBody,
+    responses((status = 201, description = "Created", body = Webhook)))]
+async fn create_webhook(
+    State(state): State<AppState>,
+    request: QueryBody<CreateWebhookBody>,
+) -> Result<(StatusCode, Json<Webhook>), ApiError> {
+    let auth = Auth(request.principal);
+    let principal = auth.require(&[Role::Admin])?;
+    let body = request.body;
+    let mut errors = Vec::new();
+    if let Err(e) = WebhookTarget::parse(&body.url, state.config.allow_private_webhooks) {
+        errors.push(e);
+    }
+    if let Err(e) = validate_filters(&body.event_types) {
+        errors.push(e);
+    }
+    if !(16..=256).contains(&body.secret.chars().count()) {
+        errors.push(FieldError::new("secret", "must be 16 to 256 characters"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let webhook = state
+        .store
+        .create_webhook(&principal.tenant, &body.url, &body.event_types, &body.secret)
+        .await?;
+    Ok((StatusCode::CREATED, Json(webhook)))
+}
+
+/// List the subscriptions.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(PageQuery),
+    responses((status = 200, description = "Subscriptions", body = WebhookPage)))]
+async fn list_webhooks(
+    State(state): State<AppState>,
+    auth: Auth,
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Json<WebhookPage>, ApiError> {
+    let principal = auth.require(&[Role::Admin])?;
+    let limit = limit(q.limit, 50, 200)?;
+    let after = id_cursor(q.cursor.as_deref())?;
+    let items = state.store.list_webhooks(&principal.tenant, after, limit).await?;
+    let next_cursor = next_cursor(&items, limit, |w| w.id.to_string());
+    Ok(Json(WebhookPage { items, next_cursor }))
+}
+
+/// Delete a subscription: it matches no further events.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The subscription")),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_webhook(
+    State(state): State<AppState>,
+    auth: Auth,
+    path: PathIds,
+) -> Result<StatusCode, ApiError> {
+    let principal = auth.require(&[Role::Admin])?;
+    let id = path.id(0, "webhook")?;
+    if state.store.delete_webhook(&principal.tenant, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("webhook".into()))
+    }
+}
+
+/// A subscription's deliveries, newest first, each with its attempt log
+/// (status code, latency, error).
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The subscription"), PageQuery),
+    responses((status = 200, description = "Deliveries", body = DeliveryPage)))]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    auth: Auth,
+    path: PathIds,
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let principal = auth.require(&[Role::Admin])?;
+    let id = path.id(0, "webhook")?;
+    let limit = limit(q.limit, 50, 200)?;
+    let before = id_cursor(q.cursor.as_deref())?;
+    if !state.store.webhook_exists(&principal.tenant, id).await? {
+        return Err(ApiError::NotFound("webhook".into()));
+    }
+    let items = state
+        .store
+        .list_deliveries(&principal.tenant, id, before, limit)
+        .await?;
+    let next_cursor = next_cursor(&items, limit, |d| d.id.to_string());
+    Ok(Json(DeliveryPage { items, next_cursor }))
+}

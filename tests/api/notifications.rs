@@ -1,0 +1,178 @@
+//! Notifications end to end: the reactor enqueues one delivery per
+//! (subscription, event); deliveries are signed, retried with the same
+//! delivery id, logged, sent by email through SMTP; private targets are
+//! refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::deployments::{subscribe, wait_for};
+use crate::helpers::{api_config, spawn_app_with, spawn_app_with_workers, worker_config};
+use crate::receiver::{Receiver, SmtpServer};
+
+const SECRET: &str = "dispatch-secret-0123456789";
+
+#[tokio::test]
+async fn deliveries_are_signed_and_retries_keep_their_delivery_id() {
+    let app = spawn_app_with_workers(worker_config()).await;
+    // Two failures, then success.
+    let receiver = Receiver::start(
+        Arc::new(|_, earlier| if earlier < 2 { 503 } else { 204 }),
+        Duration::ZERO,
+    )
+    .await;
+    let webhook = subscribe(&app, &receiver.url, &["booking.confirmed"]).await;
+    let resource = app.resource(1).await;
+    let booked = app.book(&resource, "2027-03-01T10:00:00Z", "2027-03-01T12:00:00Z").await;
+    let id = booked.body["id"].as_str().unwrap();
+    app.post(&format!("/v1/bookings/{id}/confirm"), &json!({})).await;
+
+    let deliveries = wait_for(&app, &format!("/v1/webhooks/{webhook}/deliveries"), |b| {
+        b["items"][0]["status"] == "delivered"
+    })
+    .await;
+    let items = deliveries["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one delivery: only booking.confirmed matches");
+    let delivery = &items[0];
+    assert_eq!(delivery["event_type"], "booking.confirmed");
+    assert_eq!(delivery["attempts"], 3);
+    let codes: Vec<i64> = delivery["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes, [503, 503, 204]);
+    assert!(delivery["attempt_log"][0]["error"].as_str().unwrap().contains("503"));
+    assert!(delivery["attempt_log"][0]["latency_ms"].as_f64().unwrap() >= 0.0);
+
+    let calls = receiver.requests();
+    assert_eq!(calls.len(), 3);
+    let delivery_id = delivery["id"].as_str().unwrap();
+    for call in &calls {
+        assert_eq!(call.header("x-muster-delivery"), delivery_id, "stable across retries");
+        assert_eq!(call.header("x-muster-event"), "booking.confirmed");
+        assert!(call.signed_with(SECRET));
+        assert!(!call.signed_with("another-secret-0123456789"));
+        assert_eq!(call.json()["event"]["stream_id"], id);
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_redriven() {
+    let app = spawn_app_with_workers(worker_config()).await;
+    let receiver = Receiver::start(
+        Arc::new(|_, earlier| if earlier < 4 { 500 } else { 200 }),
+        Duration::ZERO,
+    )
+    .await;
+    let webhook = subscribe(&app, &receiver.url, &["resource.*"]).await;
+    app.resource(1).await;
+    let dead = wait_for(&app, &format!("/v1/webhooks/{webhook}/deliveries"), |b| {
+        b["items"][0]["status"] == "dead"
+    })
+    .await;
+    assert_eq!(dead["items"][0]["attempts"], 4, "the configured 4 attempts");
+    let jobs = wait_for(&app, "/v1/jobs?status=failed", |b| !b["items"].as_array().unwrap().is_empty()).await;
+    let job_id = jobs["items"][0]["id"].as_str().unwrap();
+    assert_eq!(jobs["items"][0]["kind"], "notification");
+    let retried = app
+        .send(Method::POST, &format!("/v1/jobs/{job_id}/retry"), Some(&app.admin), None, &[])
+        .await;
+    assert_eq!(retried.status, StatusCode::OK);
+    let delivered = wait_for(&app, &format!("/v1/webhooks/{webhook}/deliveries"), |b| {
+        b["items"][0]["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(delivered["items"][0]["attempts"], 5);
+    let ids: std::collections::HashSet<String> =
+        receiver.requests().iter().map(|r| r.header("x-muster-delivery")).collect();
+    assert_eq!(ids.len(), 1, "the re-driven delivery keeps its id");
+}
+
+#[tokio::test]
+async fn email_subscriptions_are_sent_through_smtp() {
+    let smtp = SmtpServer::start().await;
+    let mut config = worker_config();
+    config.smtp_url = Some(smtp.url.clone());
+    config.smtp_from = "muster@example.com".into();
+    let app = spawn_app_with_workers(config).await;
+    let webhook = subscribe(&app, "mailto:ops@example.com", &["resource.registered"]).await;
+    app.resource(1).await;
+    wait_for(&app, &format!("/v1/webhooks/{webhook}/deliveries"), |b| {
+        b["items"][0]["status"] == "delivered"
+    })
+    .await;
+    let messages = smtp.messages.lock().unwrap().clone();
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].contains("Subject: [muster] resource.registered"), "{}", messages[0]);
+    assert!(messages[0].contains("To: ops@example.com"), "{}", messages[0]);
+}
+
+#[tokio::test]
+async fn private_and_loopback_targets_are_refused_unless_allowed() {
+    let mut config = api_config();
+    config.allow_private_webhooks = false;
+    let app = spawn_app_with(config).await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "https://10.0.0.7/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "ftp://example.com/x",
+    ] {
+        let answer = app
+            .send(
+                Method::POST,
+                "/v1/webhooks",
+                Some(&app.admin),
+                Some(&json!({"url": url, "event_types": ["*"], "secret": SECRET})),
+                &[],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {:?}", answer.body);
+        assert_eq!(answer.body["errors"][0]["field"], "url", "{:?}", answer.body);
+    }
+    let planner = app
+        .send(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&app.planner),
+            Some(&json!({"url": "https://hooks.example.com/x", "event_types": ["*"], "secret": SECRET})),
+            &[],
+        )
+        .await;
+    assert_eq!(planner.status, StatusCode::FORBIDDEN, "webhooks are admin-only");
+    let listed = app.get("/v1/webhooks", &app.admin).await;
+    assert!(listed.body["items"].as_array().unwrap().is_empty(), "nothing was written");
+}
+
+#[tokio::test]
+async fn a_job_push_with_a_duplicate_key_is_a_no_op() {
+    let app = spawn_app_with(api_config()).await;
+    let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
+    let job = muster_store::jobs::JobRequest {
+        kind: muster_store::jobs::JobKind::Report,
+        tenant: "acme".into(),
+        args: json!({"tenant": "acme", "report_id": uuid::Uuid::now_v7()}),
+        priority: 0,
+        idempotency_key: "same-key".into(),
+        work_units: 1,
+    };
+    let policies = muster_store::jobs::JobPolicies::default();
+    let mut tx = pool.begin().await.unwrap();
+    assert!(muster_store::jobs::enqueue(&mut tx, &policies, &job).await.unwrap());
+    assert!(!muster_store::jobs::enqueue(&mut tx, &policies, &job).await.unwrap(), "the duplicate is skipped");
+    // The transaction survived the refused push and commits.
+    sqlx::query("select 1").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("select count(*) from apalis.jobs where idempotency_key = 'same-key'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}

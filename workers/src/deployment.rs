@@ -1,0 +1,193 @@
+//! The deployment job: run a deployment's steps in order, recording each
+//! outcome on the deployment's stream before going on, so that a step
+//! that succeeded is never run again, by this worker or by the one that
+//! rescues the job after a crash.
+
+use apalis::prelude::{Attempt as ApalisAttempt, BoxDynError, Data, TaskId};
+use muster_domain::DomainError;
+use muster_domain::deployment::{Deployment, DeploymentCommand, DeploymentStatus, StepState};
+use muster_domain::notification::{WebhookTarget, wants};
+use muster_store::jobs::JobKind;
+use muster_store::{CommandContext, StoreError};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::Shared;
+use crate::queue::{Attempt, JobFailure};
+
+/// The event type dispatch webhooks subscribe to.
+pub const STEP_EVENT: &str = "deployment.step";
+
+/// Arguments of a deployment job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentJob {
+    /// The tenant.
+    pub tenant: String,
+    /// The deployment.
+    pub deployment_id: Uuid,
+    /// When it was queued (ms since the epoch).
+    #[serde(default)]
+    pub enqueued_at: Option<i64>,
+}
+
+/// Runs (or resumes) one deployment.
+pub(crate) async fn run(
+    job: DeploymentJob,
+    rt: Data<Shared>,
+    id: TaskId,
+    attempt: ApalisAttempt,
+) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!("job.deployment", deployment_id = %job.deployment_id, tenant = %job.tenant, attempt = attempt.current());
+    let book = Attempt::begin(&rt, JobKind::Deployment, &id, attempt.current(), job.enqueued_at);
+    // The job's attempt budget is the policy's attempts per step.
+    let steps = match rt.store.load::<Deployment>(&job.tenant, job.deployment_id).await {
+        Ok((state, _)) => state.steps.len(),
+        Err(e) => return book.finish(Err(e.into())).await,
+    };
+    let book = book.with_units(steps);
+    let result = drive(&rt, &job, &id).instrument(span).await;
+    book.finish(result).await
+}
+
+async fn drive(rt: &Shared, job: &DeploymentJob, id: &TaskId) -> Result<(), JobFailure> {
+    let ctx = CommandContext {
+        tenant: job.tenant.clone(),
+        actor: "worker".to_owned(),
+        correlation_id: format!("job:{id}"),
+        command_id: Uuid::now_v7(),
+        if_match: None,
+        idempotency: None,
+    };
+    if !command(rt, &ctx, job, DeploymentCommand::Start).await? {
+        return Ok(());
+    }
+    loop {
+        // Fresh state before every step: a cancel stops it here.
+        let (state, _) = rt.store.load::<Deployment>(&job.tenant, job.deployment_id).await?;
+        match state.status {
+            Some(DeploymentStatus::Running) => {}
+            None => return Err(JobFailure::Fatal("the deployment does not exist".into())),
+            Some(_) => return Ok(()),
+        }
+        let Some(step) = state.next_step().cloned() else {
+            command(rt, &ctx, job, DeploymentCommand::Succeed).await?;
+            metrics::counter!("muster_deployments_total", "outcome" => "succeeded").increment(1);
+            return Ok(());
+        };
+        let result = run_step(rt, job, &state, &step).await;
+        let failed = result.as_ref().err().cloned();
+        let recorded = command(
+            rt,
+            &ctx,
+            job,
+            DeploymentCommand::RecordStep {
+                step: step.plan.name.clone(),
+                result,
+            },
+        )
+        .await?;
+        if !recorded {
+            return Ok(());
+        }
+        if let Some(error) = failed {
+            let attempts = step.attempts + 1;
+            let allowed = rt.config.policies.deployment.attempts;
+            if attempts >= allowed {
+                let error = format!("step {} failed after {attempts} attempts: {error}", step.plan.name);
+                command(rt, &ctx, job, DeploymentCommand::Fail { error: error.clone() }).await?;
+                metrics::counter!("muster_deployments_total", "outcome" => "failed").increment(1);
+                return Err(JobFailure::Fatal(error));
+            }
+            return Err(JobFailure::Retry(format!("step {}: {error}", step.plan.name)));
+        }
+    }
+}
+
+/// Runs `command` on the deployment. `Ok(false)`: the deployment has
+/// finished (a cancel won the race) and the job has nothing more to do.
+async fn command(
+    rt: &Shared,
+    ctx: &CommandContext,
+    job: &DeploymentJob,
+    command: DeploymentCommand,
+) -> Result<bool, JobFailure> {
+    let ctx = CommandContext {
+        command_id: Uuid::now_v7(),
+        ..ctx.clone()
+    };
+    match rt
+        .store
+        .execute::<Deployment>(&ctx, job.deployment_id, command, |_| (200, serde_json::Value::Null))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(StoreError::Rejected(DomainError::InvalidTransition(reason))) => {
+            tracing::info!(deployment_id = %job.deployment_id, reason, "deployment finished elsewhere; stopping");
+            Ok(false)
+        }
+        Err(StoreError::Rejected(DomainError::NotFound(_))) => {
+            Err(JobFailure::Fatal("the deployment does not exist".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Subscription {
+    webhook_id: Uuid,
+    url: String,
+    secret: String,
+    event_types: Vec<String>,
+}
+
+/// Calls every dispatch webhook of the tenant for `step`; all must answer
+/// 2xx. Receivers get the same idempotency key on every attempt of a step.
+async fn run_step(
+    rt: &Shared,
+    job: &DeploymentJob,
+    state: &Deployment,
+    step: &StepState,
+) -> Result<(), String> {
+    let subscriptions: Vec<Subscription> = sqlx::query_as(
+        "select webhook_id, url, secret, event_types from webhooks
+          where tenant_id = $1 and deleted_at is null order by webhook_id",
+    )
+    .bind(&job.tenant)
+    .fetch_all(rt.store.pool())
+    .await
+    .map_err(|e| format!("cannot read the dispatch webhooks: {e}"))?;
+    let key = format!("{}:{}", job.deployment_id, step.plan.name);
+    let body = serde_json::json!({
+        "deployment_id": job.deployment_id,
+        "booking_id": state.booking_id,
+        "step": {
+            "name": step.plan.name,
+            "resource_id": step.plan.resource_id,
+            "label": step.plan.label,
+        },
+        "attempt": step.attempts + 1,
+    });
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    for sub in subscriptions
+        .iter()
+        .filter(|s| wants(&s.event_types, STEP_EVENT))
+    {
+        let url = match WebhookTarget::parse(&sub.url, rt.config.allow_private_targets) {
+            Ok(WebhookTarget::Http(url)) => url,
+            // Steps dispatch over HTTP; email subscribers are not dispatchers.
+            Ok(WebhookTarget::Email(_)) => continue,
+            Err(e) => return Err(format!("webhook {}: target refused: {}", sub.webhook_id, e.message)),
+        };
+        let headers = [
+            ("idempotency-key", key.clone()),
+            ("x-muster-delivery", format!("{key}:{}", sub.webhook_id)),
+            ("x-muster-event", STEP_EVENT.to_owned()),
+        ];
+        let outcome = rt.http.post_signed(&url, &sub.secret, &headers, body.clone()).await;
+        if let Some(error) = outcome.error {
+            return Err(format!("webhook {}: {error}", sub.webhook_id));
+        }
+    }
+    Ok(())
+}

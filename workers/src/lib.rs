@@ -1,0 +1,104 @@
+//! muster's async side: apalis workers on the apalis-postgres queue for
+//! deployments, notifications (signed webhooks and email) and reports, and
+//! the reactor that turns events into notification jobs.
+//!
+//! Postgres is the queue. Jobs that a command implies are pushed in the
+//! command's transaction (see `muster_store::jobs`); jobs that events imply
+//! are pushed by the [`reactor::Reactor`], a projection whose pushes commit
+//! with its checkpoint. Either way each trigger yields its job exactly
+//! once; workers then run it at least once, with idempotent effects.
+
+mod deployment;
+pub mod email;
+mod notification;
+pub mod outbound;
+mod queue;
+pub mod reactor;
+mod report;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster_store::Store;
+use muster_store::jobs::JobPolicies;
+use tokio_util::sync::CancellationToken;
+
+pub use queue::run;
+pub use reactor::Reactor;
+
+/// How the workers run.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Attempts and backoff per job kind.
+    pub policies: JobPolicies,
+    /// The interval poll beside LISTEN/NOTIFY: it picks up delayed jobs
+    /// (retries) and anything a lost notification missed.
+    pub poll_interval: Duration,
+    /// How often a worker proves it is alive.
+    pub heartbeat: Duration,
+    /// After how many missed heartbeats a worker counts as dead and its
+    /// jobs are rescued: rescue happens within `heartbeat × (missed + 1)`.
+    pub missed_heartbeats: u32,
+    /// Jobs run at once per process: deployments.
+    pub deployment_concurrency: usize,
+    /// Jobs run at once per process: notifications.
+    pub notification_concurrency: usize,
+    /// Jobs run at once per process: reports.
+    pub report_concurrency: usize,
+    /// Timeout of every outbound HTTP call and SMTP exchange.
+    pub outbound_timeout: Duration,
+    /// Deliver to private and loopback addresses (off by default: SSRF).
+    pub allow_private_targets: bool,
+    /// `smtp://` or `smtps://` URL of the mail relay; email subscriptions
+    /// fail (and dead-letter) without one.
+    pub smtp_url: Option<String>,
+    /// Sender address of notification emails.
+    pub smtp_from: String,
+    /// How long finished jobs (and dead letters) are kept.
+    pub job_history: Duration,
+    /// How often finished jobs are cleaned up.
+    pub cleanup_interval: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            policies: JobPolicies::default(),
+            poll_interval: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(5),
+            missed_heartbeats: 3,
+            deployment_concurrency: 8,
+            notification_concurrency: 64,
+            report_concurrency: 2,
+            outbound_timeout: Duration::from_secs(10),
+            allow_private_targets: false,
+            smtp_url: None,
+            smtp_from: "muster@localhost".to_owned(),
+            job_history: Duration::from_secs(7 * 24 * 3600),
+            cleanup_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What every job handler shares.
+pub(crate) struct Runtime {
+    pub(crate) store: Store,
+    pub(crate) config: WorkerConfig,
+    pub(crate) http: outbound::Outbound,
+    pub(crate) mailer: Option<email::Mailer>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Shared handle passed to job handlers as apalis `Data`.
+pub(crate) type Shared = Arc<Runtime>;
+
+/// Why the workers could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `SMTP_URL` is not a usable SMTP URL.
+    #[error("SMTP_URL is invalid: {0}")]
+    Smtp(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}

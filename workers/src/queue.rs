@@ -1,0 +1,306 @@
+//! Running the apalis workers, and the policies around them that
+//! apalis-postgres leaves to its user:
+//!
+//! - wake-ups: LISTEN/NOTIFY for new jobs *and* an interval poll, which
+//!   picks up delayed jobs (retries) that no notification announces;
+//! - a fresh worker name per process start and per restart, so a crashed
+//!   worker's jobs are rescued (by any live worker's heartbeat, once the
+//!   dead one missed `missed_heartbeats`) instead of staying stuck on a
+//!   name that re-registers;
+//! - retries with exponential backoff and jitter by moving the job's
+//!   `run_at` (the queue itself would re-run a failure at once);
+//! - cleanup of finished jobs, queue-depth gauges, and supervision: a
+//!   worker whose backend failed (the database went away) is started
+//!   again after a pause instead of staying dead.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{
+    BackendExt, BoxDynError, Strategy, TaskId, WorkerBuilder, WorkerBuilderExt, WorkerError,
+};
+use apalis_postgres::{Config, PostgresStorage, Pubsub};
+use muster_store::Store;
+use muster_store::jobs::JobKind;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Runtime, Shared, StartError, WorkerConfig, deployment, email, notification, outbound, report};
+
+/// Runs the deployment, notification and report workers, the cleanup and
+/// the queue gauges until `shutdown`; in-flight jobs finish first.
+pub async fn run(
+    store: Store,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let http = outbound::Outbound::new(config.outbound_timeout, config.allow_private_targets)?;
+    let mailer = config
+        .smtp_url
+        .as_deref()
+        .map(|url| email::Mailer::new(url, &config.smtp_from, config.outbound_timeout))
+        .transpose()?;
+    let rt: Shared = Arc::new(Runtime {
+        store,
+        config,
+        http,
+        mailer,
+        shutdown: shutdown.clone(),
+    });
+    let tasks = vec![
+        tokio::spawn(supervise(rt.clone(), JobKind::Deployment, deployment_worker)),
+        tokio::spawn(supervise(rt.clone(), JobKind::Notification, notification_worker)),
+        tokio::spawn(supervise(rt.clone(), JobKind::Report, report_worker)),
+        tokio::spawn(housekeeping(rt.clone())),
+    ];
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+type WorkerRun = Pin<Box<dyn Future<Output = Result<(), WorkerError>> + Send>>;
+
+/// Runs the worker `start` builds until shutdown, starting a new one (under
+/// a new name) after a pause whenever it stops on an error.
+async fn supervise(rt: Shared, kind: JobKind, start: fn(Shared, String) -> WorkerRun) {
+    let mut failures = 0u32;
+    loop {
+        let name = worker_name(kind);
+        tracing::info!(worker = %name, queue = kind.queue(), "worker starting");
+        let started = Instant::now();
+        let result = start(rt.clone(), name.clone()).await;
+        if rt.shutdown.is_cancelled() {
+            tracing::info!(worker = %name, "worker stopped");
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            failures = 0;
+        }
+        failures += 1;
+        let pause = Duration::from_millis(500 * u64::from(failures.min(20)));
+        tracing::warn!(worker = %name, error = ?result.err(), ?pause, "worker stopped unexpectedly; restarting");
+        metrics::counter!("muster_worker_restarts_total", "kind" => kind.name()).increment(1);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = rt.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// `kind@host:pid:<random>`: unique per process start and restart.
+fn worker_name(kind: JobKind) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!(
+        "{}@{host}:{}:{}",
+        kind.name(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The queue of `kind` as a worker backend: woken by NOTIFY and by an
+/// interval poll, with the configured heartbeat.
+fn backend<A>(rt: &Runtime, kind: JobKind, batch: usize) -> apalis::prelude::PollWith<PostgresStorage<A>, Strategy> {
+    let config = Config::default()
+        .queue(kind.queue())
+        .batch_size(batch.max(1))
+        .heartbeat_interval(rt.config.heartbeat)
+        .missed_heartbeats(rt.config.missed_heartbeats.max(1) as usize);
+    let pool = rt.store.pool().clone();
+    let strategy = Strategy::new()
+        .stream(Pubsub::new(pool.clone(), kind.queue().to_owned()))
+        .interval(rt.config.poll_interval);
+    PostgresStorage::<A>::new(&pool)
+        .with_config(config)
+        .poll_with_strategy(strategy)
+}
+
+/// Stops a worker when the process shuts down.
+fn stop_on(shutdown: CancellationToken) -> impl Future<Output = Result<(), WorkerError>> + Send {
+    async move {
+        shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+fn deployment_worker(rt: Shared, name: String) -> WorkerRun {
+    let concurrency = rt.config.deployment_concurrency;
+    let worker = WorkerBuilder::new(name.as_str())
+        .backend(backend::<deployment::DeploymentJob>(&rt, JobKind::Deployment, concurrency))
+        .concurrency(concurrency.max(1))
+        .catch_panic()
+        .data(rt.clone())
+        .build(deployment::run);
+    Box::pin(worker.run_until(stop_on(rt.shutdown.clone())))
+}
+
+fn notification_worker(rt: Shared, name: String) -> WorkerRun {
+    let concurrency = rt.config.notification_concurrency;
+    let worker = WorkerBuilder::new(name.as_str())
+        .backend(backend::<notification::NotificationJob>(&rt, JobKind::Notification, concurrency))
+        .concurrency(concurrency.max(1))
+        .catch_panic()
+        .data(rt.clone())
+        .build(notification::run);
+    Box::pin(worker.run_until(stop_on(rt.shutdown.clone())))
+}
+
+fn report_worker(rt: Shared, name: String) -> WorkerRun {
+    let concurrency = rt.config.report_concurrency;
+    let worker = WorkerBuilder::new(name.as_str())
+        .backend(backend::<report::ReportJob>(&rt, JobKind::Report, concurrency))
+        .concurrency(concurrency.max(1))
+        .catch_panic()
+        .data(rt.clone())
+        .build(report::run);
+    Box::pin(worker.run_until(stop_on(rt.shutdown.clone())))
+}
+
+/// How a job attempt ended when it did not succeed.
+#[derive(Debug)]
+pub(crate) enum JobFailure {
+    /// May succeed later: retried with backoff while attempts remain.
+    Retry(String),
+    /// Will not succeed: dead-lettered now.
+    Fatal(String),
+}
+
+impl From<muster_store::StoreError> for JobFailure {
+    fn from(e: muster_store::StoreError) -> Self {
+        JobFailure::Retry(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for JobFailure {
+    fn from(e: sqlx::Error) -> Self {
+        JobFailure::Retry(e.to_string())
+    }
+}
+
+/// Book-keeping around one attempt of a job: metrics, the start latency
+/// (on the first attempt), and what the queue must do after a failure.
+pub(crate) struct Attempt<'a> {
+    rt: &'a Runtime,
+    kind: JobKind,
+    id: String,
+    attempt: u32,
+    budget: u32,
+    started: Instant,
+}
+
+impl<'a> Attempt<'a> {
+    /// Starts the book-keeping of attempt `attempt` (1-based) of job `id`.
+    pub(crate) fn begin(
+        rt: &'a Runtime,
+        kind: JobKind,
+        id: &TaskId,
+        attempt: usize,
+        enqueued_at_ms: Option<i64>,
+    ) -> Self {
+        let attempt = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
+        metrics::counter!("muster_job_attempts_total", "kind" => kind.name()).increment(1);
+        if attempt == 1
+            && let Some(enqueued) = enqueued_at_ms
+        {
+            let waited = chrono::Utc::now().timestamp_millis() - enqueued;
+            metrics::histogram!("muster_job_start_latency_seconds", "kind" => kind.name())
+                .record(waited.max(0) as f64 / 1000.0);
+        }
+        Self {
+            rt,
+            kind,
+            id: id.to_string(),
+            attempt,
+            budget: rt.config.policies.of(kind).attempts,
+            started: Instant::now(),
+        }
+    }
+
+    /// The job holds `units` retryable pieces of work (a deployment's
+    /// steps), each with the kind's attempts.
+    pub(crate) fn with_units(mut self, units: usize) -> Self {
+        let units = u32::try_from(units.max(1)).unwrap_or(u32::MAX);
+        self.budget = self.rt.config.policies.of(self.kind).attempts.saturating_mul(units);
+        self
+    }
+
+    /// Whether this is the kind's last attempt.
+    pub(crate) fn is_last(&self) -> bool {
+        self.attempt >= self.budget
+    }
+
+    /// Finishes the attempt: a retryable failure with attempts left moves
+    /// the job's `run_at` by the backoff; any other failure makes it a dead
+    /// letter now. The error goes back to apalis, which records it.
+    pub(crate) async fn finish(self, result: Result<(), JobFailure>) -> Result<(), BoxDynError> {
+        let kind = self.kind.name();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let (outcome, error) = match result {
+            Ok(()) => ("succeeded", None),
+            Err(JobFailure::Retry(e)) if !self.is_last() => {
+                let delay = self.rt.config.policies.of(self.kind).delay(self.attempt);
+                if let Err(pe) = self.rt.store.postpone_job(&self.id, delay).await {
+                    tracing::warn!(job = %self.id, error = %pe, "cannot postpone the retry");
+                }
+                tracing::info!(job = %self.id, kind, attempt = self.attempt, ?delay, error = %e, "job failed; retrying later");
+                ("retried", Some(e))
+            }
+            Err(JobFailure::Retry(e) | JobFailure::Fatal(e)) => {
+                if let Err(de) = self.rt.store.bury_job(&self.id, self.attempt).await {
+                    tracing::warn!(job = %self.id, error = %de, "cannot dead-letter the job");
+                }
+                tracing::warn!(job = %self.id, kind, attempt = self.attempt, error = %e, "job failed for good; dead-lettered");
+                ("dead", Some(e))
+            }
+        };
+        metrics::counter!("muster_jobs_total", "kind" => kind, "outcome" => outcome).increment(1);
+        metrics::histogram!("muster_job_duration_seconds", "kind" => kind, "outcome" => outcome)
+            .record(elapsed);
+        match error {
+            None => Ok(()),
+            Some(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Cleans up finished jobs on a schedule and keeps the queue gauges fresh.
+async fn housekeeping(rt: Shared) {
+    let mut last_cleanup: Option<Instant> = None;
+    loop {
+        if last_cleanup.is_none_or(|at| at.elapsed() >= rt.config.cleanup_interval) {
+            match rt.store.purge_finished_jobs(rt.config.job_history).await {
+                Ok(purged) => {
+                    last_cleanup = Some(Instant::now());
+                    if purged > 0 {
+                        tracing::info!(purged, "finished jobs cleaned up");
+                    }
+                    metrics::counter!("muster_jobs_purged_total").increment(purged);
+                }
+                Err(e) => tracing::warn!(error = %e, "job cleanup failed; will retry"),
+            }
+        }
+        match rt.store.queue_depths().await {
+            Ok(depths) => {
+                for kind in JobKind::ALL {
+                    for status in ["pending", "running", "failed", "dead", "done"] {
+                        let n = depths
+                            .iter()
+                            .find(|(q, s, _)| q == kind.queue() && s == status)
+                            .map_or(0, |(_, _, n)| *n);
+                        metrics::gauge!("muster_job_queue_depth", "kind" => kind.name(), "status" => status)
+                            .set(n as f64);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read queue depths"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5).min(rt.config.cleanup_interval)) => {}
+            () = rt.shutdown.cancelled() => return,
+        }
+    }
+}
