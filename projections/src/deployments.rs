@@ -184,11 +184,7 @@ fn evolve(doc: &mut DeploymentDocument, event: &DeploymentEvent, recorded: &Reco
                     at,
                 });
             }
-            doc.steps_done = doc
-                .steps
-                .iter()
-                .filter(|s| s.status == "succeeded")
-                .count() as u32;
+            doc.steps_done = doc.steps.iter().filter(|s| s.status == "succeeded").count() as u32;
             doc.progress = if doc.steps_total == 0 {
                 1.0
             } else {
@@ -226,7 +222,10 @@ async fn load(
     let mut loaded = HashMap::with_capacity(rows.len());
     for (tenant, json) in rows {
         let doc: DeploymentDocument = serde_json::from_value(json).map_err(|e| {
-            ProjectionError::poison(events[0], format!("a read.deployments row does not decode: {e}"))
+            ProjectionError::poison(
+                events[0],
+                format!("a read.deployments row does not decode: {e}"),
+            )
         })?;
         loaded.insert((tenant, doc.id), doc);
     }

@@ -49,8 +49,11 @@ pub trait Projection: Send + Sync + 'static {
 
     /// Applies `events` (in position order, any stream type) in the
     /// caller's transaction, which then moves the checkpoint.
-    fn apply<'a>(&'a self, conn: &'a mut PgConnection, events: &'a [RecordedEvent])
-    -> ApplyFuture<'a>;
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [RecordedEvent],
+    ) -> ApplyFuture<'a>;
 }
 
 impl Projection for ReadModel {

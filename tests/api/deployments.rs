@@ -48,7 +48,9 @@ pub async fn confirmed_booking(app: &TestApp) -> String {
         .await;
     assert_eq!(booked.status, StatusCode::CREATED, "{:?}", booked.body);
     let id = booked.body["id"].as_str().unwrap().to_owned();
-    let confirmed = app.post(&format!("/v1/bookings/{id}/confirm"), &json!({})).await;
+    let confirmed = app
+        .post(&format!("/v1/bookings/{id}/confirm"), &json!({}))
+        .await;
     assert_eq!(confirmed.status, StatusCode::OK);
     id
 }
@@ -69,7 +71,10 @@ pub async fn subscribe(app: &TestApp, url: &str, event_types: &[&str]) -> String
 
 async fn deploy(app: &TestApp, booking: &str) -> String {
     let answer = app
-        .post("/v1/deployments", &json!({"booking_id": booking, "priority": 5}))
+        .post(
+            "/v1/deployments",
+            &json!({"booking_id": booking, "priority": 5}),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
     assert_eq!(answer.body["status"], "queued");
@@ -93,7 +98,12 @@ async fn a_deployment_runs_every_step_once_with_signed_idempotent_calls() {
     assert_eq!(doc["status"], "succeeded", "{doc}");
     assert_eq!(doc["progress"], 1.0);
     assert_eq!(doc["steps_total"], 3);
-    let names: Vec<&str> = doc["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert!(names[0].starts_with("dispatch:") && names[1].starts_with("dispatch:"));
     assert_eq!(names[2], "notify");
     let calls = receiver.requests();
@@ -152,9 +162,23 @@ async fn a_failing_step_is_retried_and_a_step_failing_for_good_fails_the_deploym
     let doc = wait_for(&app, &format!("/v1/deployments/{id}"), finished).await;
     assert_eq!(doc["status"], "succeeded", "{doc}");
     for step in doc["steps"].as_array().unwrap() {
-        let attempts: Vec<bool> = step["attempts"].as_array().unwrap().iter().map(|a| a["succeeded"].as_bool().unwrap()).collect();
-        assert_eq!(attempts, [false, true], "each step failed once, then succeeded: {step}");
-        assert!(step["attempts"][0]["error"].as_str().unwrap().contains("500"));
+        let attempts: Vec<bool> = step["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["succeeded"].as_bool().unwrap())
+            .collect();
+        assert_eq!(
+            attempts,
+            [false, true],
+            "each step failed once, then succeeded: {step}"
+        );
+        assert!(
+            step["attempts"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("500")
+        );
     }
 
     FAIL_NOTIFY.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -163,31 +187,64 @@ async fn a_failing_step_is_retried_and_a_step_failing_for_good_fails_the_deploym
     let doc = wait_for(&app, &format!("/v1/deployments/{id}"), finished).await;
     assert_eq!(doc["status"], "failed", "{doc}");
     assert!(doc["error"].as_str().unwrap().contains("notify"), "{doc}");
-    assert_eq!(doc["steps"][2]["attempts"].as_array().unwrap().len(), 3, "3 attempts by default");
+    assert_eq!(
+        doc["steps"][2]["attempts"].as_array().unwrap().len(),
+        3,
+        "3 attempts by default"
+    );
     assert_eq!(doc["steps_done"], 2);
 
     // The job is a dead letter: visible, and re-drivable (the deployment
     // stays failed; the job finds nothing left to do).
-    let dead = wait_for(&app, "/v1/jobs?status=failed", |b| !b["items"].as_array().unwrap().is_empty()).await;
+    let dead = wait_for(&app, "/v1/jobs?status=failed", |b| {
+        !b["items"].as_array().unwrap().is_empty()
+    })
+    .await;
     let job = &dead["items"][0];
     assert_eq!(job["kind"], "deployment");
     assert_eq!(job["args"]["deployment_id"], id.as_str());
     let job_id = job["id"].as_str().unwrap();
     let retried = app
-        .send(Method::POST, &format!("/v1/jobs/{job_id}/retry"), Some(&app.admin), None, &[])
+        .send(
+            Method::POST,
+            &format!("/v1/jobs/{job_id}/retry"),
+            Some(&app.admin),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
     assert_eq!(retried.body["status"], "pending");
     wait_for(&app, "/v1/jobs?status=done", |b| {
-        b["items"].as_array().unwrap().iter().any(|j| j["id"] == job_id)
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == job_id)
     })
     .await;
     let again = app
-        .send(Method::POST, &format!("/v1/jobs/{job_id}/retry"), Some(&app.admin), None, &[])
+        .send(
+            Method::POST,
+            &format!("/v1/jobs/{job_id}/retry"),
+            Some(&app.admin),
+            None,
+            &[],
+        )
         .await;
-    assert_eq!(again.status, StatusCode::CONFLICT, "only dead letters are re-driven");
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "only dead letters are re-driven"
+    );
     let planner = app
-        .send(Method::GET, "/v1/jobs?status=failed", Some(&app.planner), None, &[])
+        .send(
+            Method::GET,
+            "/v1/jobs?status=failed",
+            Some(&app.planner),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(planner.status, StatusCode::FORBIDDEN);
 }
@@ -206,16 +263,26 @@ async fn a_cancel_stops_a_deployment_before_its_next_step() {
     while receiver.arrivals() == 0 && started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cancelled = app.post(&format!("/v1/deployments/{id}/cancel"), &json!({})).await;
+    let cancelled = app
+        .post(&format!("/v1/deployments/{id}/cancel"), &json!({}))
+        .await;
     assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
     let doc = wait_for(&app, &format!("/v1/deployments/{id}"), finished).await;
     assert_eq!(doc["status"], "cancelled");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(receiver.arrivals(), 1, "no step after the cancel");
-    let doc = app.get(&format!("/v1/deployments/{id}"), &app.admin).await.body;
+    let doc = app
+        .get(&format!("/v1/deployments/{id}"), &app.admin)
+        .await
+        .body;
     assert_eq!(doc["status"], "cancelled");
-    assert_eq!(doc["steps_done"], 1, "the step in flight at the cancel still counts");
-    let again = app.post(&format!("/v1/deployments/{id}/cancel"), &json!({})).await;
+    assert_eq!(
+        doc["steps_done"], 1,
+        "the step in flight at the cancel still counts"
+    );
+    let again = app
+        .post(&format!("/v1/deployments/{id}/cancel"), &json!({}))
+        .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
 }
 
@@ -223,18 +290,36 @@ async fn a_cancel_stops_a_deployment_before_its_next_step() {
 async fn only_confirmed_bookings_deploy_and_bad_input_writes_nothing() {
     let app = spawn_app_with_workers(worker_config()).await;
     let resource = app.resource(1).await;
-    let requested = app.book(&resource, "2027-01-01T10:00:00Z", "2027-01-01T11:00:00Z").await;
+    let requested = app
+        .book(&resource, "2027-01-01T10:00:00Z", "2027-01-01T11:00:00Z")
+        .await;
     let booking = requested.body["id"].as_str().unwrap();
-    let refused = app.post("/v1/deployments", &json!({"booking_id": booking})).await;
+    let refused = app
+        .post("/v1/deployments", &json!({"booking_id": booking}))
+        .await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{:?}", refused.body);
     let unknown = app
-        .post("/v1/deployments", &json!({"booking_id": uuid::Uuid::now_v7()}))
+        .post(
+            "/v1/deployments",
+            &json!({"booking_id": uuid::Uuid::now_v7()}),
+        )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let bad = app
-        .post("/v1/deployments", &json!({"booking_id": booking, "priority": 11}))
+        .post(
+            "/v1/deployments",
+            &json!({"booking_id": booking, "priority": 11}),
+        )
         .await;
-    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", bad.body);
+    assert_eq!(
+        bad.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        bad.body
+    );
     let jobs = app.get("/v1/jobs", &app.admin).await;
-    assert!(jobs.body["items"].as_array().unwrap().is_empty(), "no job was queued");
+    assert!(
+        jobs.body["items"].as_array().unwrap().is_empty(),
+        "no job was queued"
+    );
 }

@@ -7,8 +7,8 @@ use muster_api::ApiConfig;
 use muster_store::Role;
 use muster_store::db::PoolSettings;
 use muster_store::jobs::{JobPolicies, RetryPolicy};
-use muster_workers::WorkerConfig;
 use muster_store::testing::TestDatabase;
+use muster_workers::WorkerConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -93,7 +93,11 @@ pub async fn spawn_api_only() -> TestApp {
     spawn(api_config(), false, None).await
 }
 
-async fn spawn(config: ApiConfig, with_projections: bool, workers: Option<WorkerConfig>) -> TestApp {
+async fn spawn(
+    config: ApiConfig,
+    with_projections: bool,
+    workers: Option<WorkerConfig>,
+) -> TestApp {
     let db = TestDatabase::new().await;
     let policies = workers.as_ref().map(|w| w.policies).unwrap_or_default();
     let mut app = Application::build(

@@ -26,16 +26,23 @@ async fn deliveries_are_signed_and_retries_keep_their_delivery_id() {
     .await;
     let webhook = subscribe(&app, &receiver.url, &["booking.confirmed"]).await;
     let resource = app.resource(1).await;
-    let booked = app.book(&resource, "2027-03-01T10:00:00Z", "2027-03-01T12:00:00Z").await;
+    let booked = app
+        .book(&resource, "2027-03-01T10:00:00Z", "2027-03-01T12:00:00Z")
+        .await;
     let id = booked.body["id"].as_str().unwrap();
-    app.post(&format!("/v1/bookings/{id}/confirm"), &json!({})).await;
+    app.post(&format!("/v1/bookings/{id}/confirm"), &json!({}))
+        .await;
 
     let deliveries = wait_for(&app, &format!("/v1/webhooks/{webhook}/deliveries"), |b| {
         b["items"][0]["status"] == "delivered"
     })
     .await;
     let items = deliveries["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "one delivery: only booking.confirmed matches");
+    assert_eq!(
+        items.len(),
+        1,
+        "one delivery: only booking.confirmed matches"
+    );
     let delivery = &items[0];
     assert_eq!(delivery["event_type"], "booking.confirmed");
     assert_eq!(delivery["attempts"], 3);
@@ -46,14 +53,23 @@ async fn deliveries_are_signed_and_retries_keep_their_delivery_id() {
         .map(|a| a["status_code"].as_i64().unwrap())
         .collect();
     assert_eq!(codes, [503, 503, 204]);
-    assert!(delivery["attempt_log"][0]["error"].as_str().unwrap().contains("503"));
+    assert!(
+        delivery["attempt_log"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("503")
+    );
     assert!(delivery["attempt_log"][0]["latency_ms"].as_f64().unwrap() >= 0.0);
 
     let calls = receiver.requests();
     assert_eq!(calls.len(), 3);
     let delivery_id = delivery["id"].as_str().unwrap();
     for call in &calls {
-        assert_eq!(call.header("x-muster-delivery"), delivery_id, "stable across retries");
+        assert_eq!(
+            call.header("x-muster-delivery"),
+            delivery_id,
+            "stable across retries"
+        );
         assert_eq!(call.header("x-muster-event"), "booking.confirmed");
         assert!(call.signed_with(SECRET));
         assert!(!call.signed_with("another-secret-0123456789"));
@@ -76,11 +92,20 @@ async fn a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_redriven() {
     })
     .await;
     assert_eq!(dead["items"][0]["attempts"], 4, "the configured 4 attempts");
-    let jobs = wait_for(&app, "/v1/jobs?status=failed", |b| !b["items"].as_array().unwrap().is_empty()).await;
+    let jobs = wait_for(&app, "/v1/jobs?status=failed", |b| {
+        !b["items"].as_array().unwrap().is_empty()
+    })
+    .await;
     let job_id = jobs["items"][0]["id"].as_str().unwrap();
     assert_eq!(jobs["items"][0]["kind"], "notification");
     let retried = app
-        .send(Method::POST, &format!("/v1/jobs/{job_id}/retry"), Some(&app.admin), None, &[])
+        .send(
+            Method::POST,
+            &format!("/v1/jobs/{job_id}/retry"),
+            Some(&app.admin),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(retried.status, StatusCode::OK);
     let delivered = wait_for(&app, &format!("/v1/webhooks/{webhook}/deliveries"), |b| {
@@ -88,8 +113,11 @@ async fn a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_redriven() {
     })
     .await;
     assert_eq!(delivered["items"][0]["attempts"], 5);
-    let ids: std::collections::HashSet<String> =
-        receiver.requests().iter().map(|r| r.header("x-muster-delivery")).collect();
+    let ids: std::collections::HashSet<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("x-muster-delivery"))
+        .collect();
     assert_eq!(ids.len(), 1, "the re-driven delivery keeps its id");
 }
 
@@ -108,8 +136,16 @@ async fn email_subscriptions_are_sent_through_smtp() {
     .await;
     let messages = smtp.messages.lock().unwrap().clone();
     assert_eq!(messages.len(), 1);
-    assert!(messages[0].contains("Subject: [muster] resource.registered"), "{}", messages[0]);
-    assert!(messages[0].contains("To: ops@example.com"), "{}", messages[0]);
+    assert!(
+        messages[0].contains("Subject: [muster] resource.registered"),
+        "{}",
+        messages[0]
+    );
+    assert!(
+        messages[0].contains("To: ops@example.com"),
+        "{}",
+        messages[0]
+    );
 }
 
 #[tokio::test]
@@ -134,8 +170,17 @@ async fn private_and_loopback_targets_are_refused_unless_allowed() {
                 &[],
             )
             .await;
-        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {:?}", answer.body);
-        assert_eq!(answer.body["errors"][0]["field"], "url", "{:?}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}: {:?}",
+            answer.body
+        );
+        assert_eq!(
+            answer.body["errors"][0]["field"], "url",
+            "{:?}",
+            answer.body
+        );
     }
     let planner = app
         .send(
@@ -146,9 +191,16 @@ async fn private_and_loopback_targets_are_refused_unless_allowed() {
             &[],
         )
         .await;
-    assert_eq!(planner.status, StatusCode::FORBIDDEN, "webhooks are admin-only");
+    assert_eq!(
+        planner.status,
+        StatusCode::FORBIDDEN,
+        "webhooks are admin-only"
+    );
     let listed = app.get("/v1/webhooks", &app.admin).await;
-    assert!(listed.body["items"].as_array().unwrap().is_empty(), "nothing was written");
+    assert!(
+        listed.body["items"].as_array().unwrap().is_empty(),
+        "nothing was written"
+    );
 }
 
 #[tokio::test]
@@ -165,14 +217,24 @@ async fn a_job_push_with_a_duplicate_key_is_a_no_op() {
     };
     let policies = muster_store::jobs::JobPolicies::default();
     let mut tx = pool.begin().await.unwrap();
-    assert!(muster_store::jobs::enqueue(&mut tx, &policies, &job).await.unwrap());
-    assert!(!muster_store::jobs::enqueue(&mut tx, &policies, &job).await.unwrap(), "the duplicate is skipped");
+    assert!(
+        muster_store::jobs::enqueue(&mut tx, &policies, &job)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !muster_store::jobs::enqueue(&mut tx, &policies, &job)
+            .await
+            .unwrap(),
+        "the duplicate is skipped"
+    );
     // The transaction survived the refused push and commits.
     sqlx::query("select 1").execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
-    let (n,): (i64,) = sqlx::query_as("select count(*) from apalis.jobs where idempotency_key = 'same-key'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (n,): (i64,) =
+        sqlx::query_as("select count(*) from apalis.jobs where idempotency_key = 'same-key'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(n, 1);
 }

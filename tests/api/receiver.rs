@@ -36,7 +36,11 @@ impl Received {
 
     /// Whether `X-Muster-Signature` is the HMAC of the body under `secret`.
     pub fn signed_with(&self, secret: &str) -> bool {
-        let Some(hex_sig) = self.header("x-muster-signature").strip_prefix("sha256=").map(str::to_owned) else {
+        let Some(hex_sig) = self
+            .header("x-muster-signature")
+            .strip_prefix("sha256=")
+            .map(str::to_owned)
+        else {
             return false;
         };
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -79,7 +83,11 @@ impl Receiver {
                 };
                 let key = {
                     let k = request.header("idempotency-key");
-                    if k.is_empty() { request.header("x-muster-delivery") } else { k }
+                    if k.is_empty() {
+                        request.header("x-muster-delivery")
+                    } else {
+                        k
+                    }
                 };
                 let earlier = {
                     let mut seen = seen.lock().unwrap();
@@ -95,7 +103,10 @@ impl Receiver {
         };
         let router = axum::Router::new().route("/hook", post(handler));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+        let url = format!(
+            "http://127.0.0.1:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
         tokio::spawn(async move { axum::serve(listener, router).await });
         Self {
             url,
@@ -134,7 +145,9 @@ impl SmtpServer {
         let store = messages.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let store = store.clone();
                 tokio::spawn(async move {
                     let (read, mut write) = stream.into_split();

@@ -10,12 +10,26 @@ use crate::helpers::{TestApp, spawn_app_with_workers, worker_config};
 /// Requests a report as the analyst, waits until it is done, downloads it.
 async fn report(app: &TestApp, body: Value) -> (String, String) {
     let requested = app
-        .send(Method::POST, "/v1/reports", Some(&app.analyst), Some(&body), &[])
+        .send(
+            Method::POST,
+            "/v1/reports",
+            Some(&app.analyst),
+            Some(&body),
+            &[],
+        )
         .await;
-    assert_eq!(requested.status, StatusCode::ACCEPTED, "{:?}", requested.body);
+    assert_eq!(
+        requested.status,
+        StatusCode::ACCEPTED,
+        "{:?}",
+        requested.body
+    );
     assert_eq!(requested.body["status"], "queued");
     let id = requested.body["id"].as_str().unwrap().to_owned();
-    let done = wait_for(app, &format!("/v1/reports/{id}"), |b| b["status"] == "done" || b["status"] == "failed").await;
+    let done = wait_for(app, &format!("/v1/reports/{id}"), |b| {
+        b["status"] == "done" || b["status"] == "failed"
+    })
+    .await;
     assert_eq!(done["status"], "done", "{done}");
     let response = app
         .client
@@ -25,7 +39,10 @@ async fn report(app: &TestApp, body: Value) -> (String, String) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let text = response.text().await.unwrap();
     assert_eq!(done["bytes"].as_u64().unwrap() as usize, text.len());
     (content_type, text)
@@ -36,15 +53,27 @@ async fn reports_match_hand_computed_figures() {
     let app = spawn_app_with_workers(worker_config()).await;
     // One room (Europe/Berlin, capacity 1, no working hours: 24 h a day).
     let room = app.resource(1).await;
-    let first = app.book(&room, "2027-01-04T10:00:00Z", "2027-01-04T12:00:00Z").await;
+    let first = app
+        .book(&room, "2027-01-04T10:00:00Z", "2027-01-04T12:00:00Z")
+        .await;
     let first_id = first.body["id"].as_str().unwrap();
-    let confirmed = app.post(&format!("/v1/bookings/{first_id}/confirm"), &json!({})).await;
-    let second = app.book(&room, "2027-01-05T09:00:00Z", "2027-01-05T10:00:00Z").await;
+    let confirmed = app
+        .post(&format!("/v1/bookings/{first_id}/confirm"), &json!({}))
+        .await;
+    let second = app
+        .book(&room, "2027-01-05T09:00:00Z", "2027-01-05T10:00:00Z")
+        .await;
     let second_id = second.body["id"].as_str().unwrap();
     // Let the read models catch up with every write before reporting.
-    let position = second.body["position"].as_i64().unwrap().max(confirmed.body["position"].as_i64().unwrap());
+    let position = second.body["position"]
+        .as_i64()
+        .unwrap()
+        .max(confirmed.body["position"].as_i64().unwrap());
     let read = app
-        .get(&format!("/v1/bookings/{second_id}?consistent_with={position}"), &app.analyst)
+        .get(
+            &format!("/v1/bookings/{second_id}?consistent_with={position}"),
+            &app.analyst,
+        )
         .await;
     assert_eq!(read.status, StatusCode::OK);
 
@@ -91,17 +120,50 @@ async fn reports_match_hand_computed_figures() {
 async fn bad_report_requests_are_refused_and_unfinished_reports_do_not_download() {
     let app = spawn_app_with_workers(worker_config()).await;
     for (body, field) in [
-        (json!({"kind": "utilization", "from": "2027-01-02T00:00:00Z", "to": "2027-01-01T00:00:00Z"}), "to"),
-        (json!({"kind": "utilization", "from": "2027-01-01T00:00:00Z", "to": "2029-01-01T00:00:00Z"}), "to"),
-        (json!({"kind": "nope", "from": "2027-01-01T00:00:00Z", "to": "2027-01-02T00:00:00Z"}), "kind"),
-        (json!({"kind": "bookings", "from": "2027-01-01T00:00:00Z", "to": "2027-01-02T00:00:00Z", "format": "xml"}), "format"),
+        (
+            json!({"kind": "utilization", "from": "2027-01-02T00:00:00Z", "to": "2027-01-01T00:00:00Z"}),
+            "to",
+        ),
+        (
+            json!({"kind": "utilization", "from": "2027-01-01T00:00:00Z", "to": "2029-01-01T00:00:00Z"}),
+            "to",
+        ),
+        (
+            json!({"kind": "nope", "from": "2027-01-01T00:00:00Z", "to": "2027-01-02T00:00:00Z"}),
+            "kind",
+        ),
+        (
+            json!({"kind": "bookings", "from": "2027-01-01T00:00:00Z", "to": "2027-01-02T00:00:00Z", "format": "xml"}),
+            "format",
+        ),
     ] {
-        let answer = app.send(Method::POST, "/v1/reports", Some(&app.analyst), Some(&body), &[]).await;
-        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {:?}", answer.body);
-        assert_eq!(crate::helpers::fields(&answer), [field], "{:?}", answer.body);
+        let answer = app
+            .send(
+                Method::POST,
+                "/v1/reports",
+                Some(&app.analyst),
+                Some(&body),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {:?}",
+            answer.body
+        );
+        assert_eq!(
+            crate::helpers::fields(&answer),
+            [field],
+            "{:?}",
+            answer.body
+        );
     }
     let missing = app
-        .get(&format!("/v1/reports/{}/download", uuid::Uuid::now_v7()), &app.analyst)
+        .get(
+            &format!("/v1/reports/{}/download", uuid::Uuid::now_v7()),
+            &app.analyst,
+        )
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

@@ -67,17 +67,23 @@ async fn a_deployment_of_a_killed_worker_is_finished_by_another_without_redoing_
         )
         .await;
     let booking_id = booked.body["id"].as_str().unwrap();
-    app.post(&format!("/v1/bookings/{booking_id}/confirm"), &json!({})).await;
+    app.post(&format!("/v1/bookings/{booking_id}/confirm"), &json!({}))
+        .await;
 
     let mut workers = vec![worker(&app), worker(&app)];
-    let deployed = app.post("/v1/deployments", &json!({"booking_id": booking_id})).await;
+    let deployed = app
+        .post("/v1/deployments", &json!({"booking_id": booking_id}))
+        .await;
     assert_eq!(deployed.status, StatusCode::ACCEPTED);
     let id = deployed.body["id"].as_str().unwrap().to_owned();
 
     // Kill the process holding the job once two steps have reached the receiver.
     let started = Instant::now();
     while receiver.arrivals() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(20), "the deployment never started");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the deployment never started"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
@@ -93,9 +99,17 @@ async fn a_deployment_of_a_killed_worker_is_finished_by_another_without_redoing_
     let killed_at = Instant::now();
     let before_kill = receiver.arrivals();
 
-    let doc = wait_for(&app, &format!("/v1/deployments/{id}"), |b| b["status"] == "succeeded").await;
-    let rescue_bound = Duration::from_millis(HEARTBEAT_MS * (MISSED + 1)) + Duration::from_secs(6 * 300 / 1000 + 2);
-    assert!(killed_at.elapsed() < rescue_bound, "finished {:?} after the kill", killed_at.elapsed());
+    let doc = wait_for(&app, &format!("/v1/deployments/{id}"), |b| {
+        b["status"] == "succeeded"
+    })
+    .await;
+    let rescue_bound = Duration::from_millis(HEARTBEAT_MS * (MISSED + 1))
+        + Duration::from_secs(6 * 300 / 1000 + 2);
+    assert!(
+        killed_at.elapsed() < rescue_bound,
+        "finished {:?} after the kill",
+        killed_at.elapsed()
+    );
     assert_eq!(doc["steps_done"], 6);
 
     let mut calls: HashMap<String, usize> = HashMap::new();
@@ -106,10 +120,21 @@ async fn a_deployment_of_a_killed_worker_is_finished_by_another_without_redoing_
     let repeated: Vec<_> = calls.iter().filter(|(_, n)| **n > 1).collect();
     // Only the step in flight at the kill may be called again (its success
     // was not recorded); receivers dedupe it by its idempotency key.
-    assert!(repeated.len() <= 1 && repeated.iter().all(|(_, n)| **n == 2), "{calls:?}");
-    assert!(receiver.arrivals() <= 6 + 1, "{before_kill} before the kill, {calls:?}");
+    assert!(
+        repeated.len() <= 1 && repeated.iter().all(|(_, n)| **n == 2),
+        "{calls:?}"
+    );
+    assert!(
+        receiver.arrivals() <= 6 + 1,
+        "{before_kill} before the kill, {calls:?}"
+    );
     for step in doc["steps"].as_array().unwrap() {
-        let succeeded = step["attempts"].as_array().unwrap().iter().filter(|a| a["succeeded"] == true).count();
+        let succeeded = step["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["succeeded"] == true)
+            .count();
         assert_eq!(succeeded, 1, "a step succeeds once: {step}");
     }
     for w in &mut workers {
@@ -170,13 +195,19 @@ async fn a_killed_reactor_neither_loses_nor_repeats_an_enqueue() {
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert!(deliveries <= bookings && jobs <= bookings, "{deliveries} deliveries, {jobs} jobs");
+        assert!(
+            deliveries <= bookings && jobs <= bookings,
+            "{deliveries} deliveries, {jobs} jobs"
+        );
         if deliveries == bookings {
             assert_eq!(positions, bookings, "one delivery per event");
             assert_eq!(jobs, bookings, "one job per delivery");
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "{deliveries} of {bookings} enqueued");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{deliveries} of {bookings} enqueued"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And every one of them is delivered (at least once) in the end.
@@ -190,11 +221,17 @@ async fn a_killed_reactor_neither_loses_nor_repeats_an_enqueue() {
         if delivered == bookings {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "{delivered} delivered");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{delivered} delivered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ids: std::collections::HashSet<String> =
-        receiver.requests().iter().map(|r| r.header("x-muster-delivery")).collect();
+    let ids: std::collections::HashSet<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("x-muster-delivery"))
+        .collect();
     assert_eq!(ids.len() as i64, bookings);
 }
 
@@ -211,7 +248,10 @@ async fn new_jobs_are_picked_up_by_notify_without_waiting_for_the_poll() {
     let started = Instant::now();
     app.resource(1).await;
     while receiver.arrivals() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(5), "not picked up within 5 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not picked up within 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -225,8 +265,14 @@ async fn finished_jobs_are_cleaned_up_keeping_the_configured_history() {
     let receiver = Receiver::ok().await;
     subscribe(&app, &receiver.url, &["resource.registered"]).await;
     app.resource(1).await;
-    wait_for(&app, "/v1/jobs?status=done", |b| !b["items"].as_array().unwrap().is_empty()).await;
+    wait_for(&app, "/v1/jobs?status=done", |b| {
+        !b["items"].as_array().unwrap().is_empty()
+    })
+    .await;
     // Older than the history: gone at the next cleanup.
-    wait_for(&app, "/v1/jobs", |b| b["items"].as_array().unwrap().is_empty()).await;
+    wait_for(&app, "/v1/jobs", |b| {
+        b["items"].as_array().unwrap().is_empty()
+    })
+    .await;
     assert_eq!(receiver.arrivals(), 1);
 }

@@ -39,9 +39,19 @@ pub(crate) async fn run(
     attempt: ApalisAttempt,
 ) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job.deployment", deployment_id = %job.deployment_id, tenant = %job.tenant, attempt = attempt.current());
-    let book = Attempt::begin(&rt, JobKind::Deployment, &id, attempt.current(), job.enqueued_at);
+    let book = Attempt::begin(
+        &rt,
+        JobKind::Deployment,
+        &id,
+        attempt.current(),
+        job.enqueued_at,
+    );
     // The job's attempt budget is the policy's attempts per step.
-    let steps = match rt.store.load::<Deployment>(&job.tenant, job.deployment_id).await {
+    let steps = match rt
+        .store
+        .load::<Deployment>(&job.tenant, job.deployment_id)
+        .await
+    {
         Ok((state, _)) => state.steps.len(),
         Err(e) => return book.finish(Err(e.into())).await,
     };
@@ -64,7 +74,10 @@ async fn drive(rt: &Shared, job: &DeploymentJob, id: &TaskId) -> Result<(), JobF
     }
     loop {
         // Fresh state before every step: a cancel stops it here.
-        let (state, _) = rt.store.load::<Deployment>(&job.tenant, job.deployment_id).await?;
+        let (state, _) = rt
+            .store
+            .load::<Deployment>(&job.tenant, job.deployment_id)
+            .await?;
         match state.status {
             Some(DeploymentStatus::Running) => {}
             None => return Err(JobFailure::Fatal("the deployment does not exist".into())),
@@ -94,12 +107,26 @@ async fn drive(rt: &Shared, job: &DeploymentJob, id: &TaskId) -> Result<(), JobF
             let attempts = step.attempts + 1;
             let allowed = rt.config.policies.deployment.attempts;
             if attempts >= allowed {
-                let error = format!("step {} failed after {attempts} attempts: {error}", step.plan.name);
-                command(rt, &ctx, job, DeploymentCommand::Fail { error: error.clone() }).await?;
+                let error = format!(
+                    "step {} failed after {attempts} attempts: {error}",
+                    step.plan.name
+                );
+                command(
+                    rt,
+                    &ctx,
+                    job,
+                    DeploymentCommand::Fail {
+                        error: error.clone(),
+                    },
+                )
+                .await?;
                 metrics::counter!("muster_deployments_total", "outcome" => "failed").increment(1);
                 return Err(JobFailure::Fatal(error));
             }
-            return Err(JobFailure::Retry(format!("step {}: {error}", step.plan.name)));
+            return Err(JobFailure::Retry(format!(
+                "step {}: {error}",
+                step.plan.name
+            )));
         }
     }
 }
@@ -118,7 +145,9 @@ async fn command(
     };
     match rt
         .store
-        .execute::<Deployment>(&ctx, job.deployment_id, command, |_| (200, serde_json::Value::Null))
+        .execute::<Deployment>(&ctx, job.deployment_id, command, |_| {
+            (200, serde_json::Value::Null)
+        })
         .await
     {
         Ok(_) => Ok(true),
@@ -177,14 +206,22 @@ async fn run_step(
             Ok(WebhookTarget::Http(url)) => url,
             // Steps dispatch over HTTP; email subscribers are not dispatchers.
             Ok(WebhookTarget::Email(_)) => continue,
-            Err(e) => return Err(format!("webhook {}: target refused: {}", sub.webhook_id, e.message)),
+            Err(e) => {
+                return Err(format!(
+                    "webhook {}: target refused: {}",
+                    sub.webhook_id, e.message
+                ));
+            }
         };
         let headers = [
             ("idempotency-key", key.clone()),
             ("x-muster-delivery", format!("{key}:{}", sub.webhook_id)),
             ("x-muster-event", STEP_EVENT.to_owned()),
         ];
-        let outcome = rt.http.post_signed(&url, &sub.secret, &headers, body.clone()).await;
+        let outcome = rt
+            .http
+            .post_signed(&url, &sub.secret, &headers, body.clone())
+            .await;
         if let Some(error) = outcome.error {
             return Err(format!("webhook {}: {error}", sub.webhook_id));
         }

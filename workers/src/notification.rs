@@ -47,7 +47,13 @@ pub(crate) async fn run(
     attempt: ApalisAttempt,
 ) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job.notification", delivery_id = %job.delivery_id, tenant = %job.tenant, attempt = attempt.current());
-    let book = Attempt::begin(&rt, JobKind::Notification, &id, attempt.current(), job.enqueued_at);
+    let book = Attempt::begin(
+        &rt,
+        JobKind::Notification,
+        &id,
+        attempt.current(),
+        job.enqueued_at,
+    );
     let result = deliver(&rt, &job, &book).instrument(span).await;
     book.finish(result).await
 }
@@ -136,7 +142,12 @@ async fn record(
     let mut tx = rt.store.pool().begin().await?;
     let status = if outcome.succeeded() {
         "delivered"
-    } else if final_failure || outcome.error.as_deref().is_some_and(|e| e.starts_with("target refused")) {
+    } else if final_failure
+        || outcome
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("target refused"))
+    {
         "dead"
     } else {
         "pending"

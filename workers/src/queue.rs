@@ -26,7 +26,9 @@ use muster_store::Store;
 use muster_store::jobs::JobKind;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Runtime, Shared, StartError, WorkerConfig, deployment, email, notification, outbound, report};
+use crate::{
+    Runtime, Shared, StartError, WorkerConfig, deployment, email, notification, outbound, report,
+};
 
 /// Runs the deployment, notification and report workers, the cleanup and
 /// the queue gauges until `shutdown`; in-flight jobs finish first.
@@ -49,8 +51,16 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
     let tasks = vec![
-        tokio::spawn(supervise(rt.clone(), JobKind::Deployment, deployment_worker)),
-        tokio::spawn(supervise(rt.clone(), JobKind::Notification, notification_worker)),
+        tokio::spawn(supervise(
+            rt.clone(),
+            JobKind::Deployment,
+            deployment_worker,
+        )),
+        tokio::spawn(supervise(
+            rt.clone(),
+            JobKind::Notification,
+            notification_worker,
+        )),
         tokio::spawn(supervise(rt.clone(), JobKind::Report, report_worker)),
         tokio::spawn(housekeeping(rt.clone())),
     ];
@@ -104,7 +114,11 @@ fn worker_name(kind: JobKind) -> String {
 
 /// The queue of `kind` as a worker backend: woken by NOTIFY and by an
 /// interval poll, with the configured heartbeat.
-fn backend<A>(rt: &Runtime, kind: JobKind, batch: usize) -> apalis::prelude::PollWith<PostgresStorage<A>, Strategy> {
+fn backend<A>(
+    rt: &Runtime,
+    kind: JobKind,
+    batch: usize,
+) -> apalis::prelude::PollWith<PostgresStorage<A>, Strategy> {
     let config = Config::default()
         .queue(kind.queue())
         .batch_size(batch.max(1))
@@ -120,17 +134,19 @@ fn backend<A>(rt: &Runtime, kind: JobKind, batch: usize) -> apalis::prelude::Pol
 }
 
 /// Stops a worker when the process shuts down.
-fn stop_on(shutdown: CancellationToken) -> impl Future<Output = Result<(), WorkerError>> + Send {
-    async move {
-        shutdown.cancelled().await;
-        Ok(())
-    }
+async fn stop_on(shutdown: CancellationToken) -> Result<(), WorkerError> {
+    shutdown.cancelled().await;
+    Ok(())
 }
 
 fn deployment_worker(rt: Shared, name: String) -> WorkerRun {
     let concurrency = rt.config.deployment_concurrency;
     let worker = WorkerBuilder::new(name.as_str())
-        .backend(backend::<deployment::DeploymentJob>(&rt, JobKind::Deployment, concurrency))
+        .backend(backend::<deployment::DeploymentJob>(
+            &rt,
+            JobKind::Deployment,
+            concurrency,
+        ))
         .concurrency(concurrency.max(1))
         .catch_panic()
         .data(rt.clone())
@@ -141,7 +157,11 @@ fn deployment_worker(rt: Shared, name: String) -> WorkerRun {
 fn notification_worker(rt: Shared, name: String) -> WorkerRun {
     let concurrency = rt.config.notification_concurrency;
     let worker = WorkerBuilder::new(name.as_str())
-        .backend(backend::<notification::NotificationJob>(&rt, JobKind::Notification, concurrency))
+        .backend(backend::<notification::NotificationJob>(
+            &rt,
+            JobKind::Notification,
+            concurrency,
+        ))
         .concurrency(concurrency.max(1))
         .catch_panic()
         .data(rt.clone())
@@ -152,7 +172,11 @@ fn notification_worker(rt: Shared, name: String) -> WorkerRun {
 fn report_worker(rt: Shared, name: String) -> WorkerRun {
     let concurrency = rt.config.report_concurrency;
     let worker = WorkerBuilder::new(name.as_str())
-        .backend(backend::<report::ReportJob>(&rt, JobKind::Report, concurrency))
+        .backend(backend::<report::ReportJob>(
+            &rt,
+            JobKind::Report,
+            concurrency,
+        ))
         .concurrency(concurrency.max(1))
         .catch_panic()
         .data(rt.clone())
@@ -224,7 +248,13 @@ impl<'a> Attempt<'a> {
     /// steps), each with the kind's attempts.
     pub(crate) fn with_units(mut self, units: usize) -> Self {
         let units = u32::try_from(units.max(1)).unwrap_or(u32::MAX);
-        self.budget = self.rt.config.policies.of(self.kind).attempts.saturating_mul(units);
+        self.budget = self
+            .rt
+            .config
+            .policies
+            .of(self.kind)
+            .attempts
+            .saturating_mul(units);
         self
     }
 

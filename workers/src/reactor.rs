@@ -44,7 +44,11 @@ impl Projection for Reactor {
         NAME
     }
 
-    fn apply<'a>(&'a self, conn: &'a mut PgConnection, events: &'a [RecordedEvent]) -> ApplyFuture<'a> {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [RecordedEvent],
+    ) -> ApplyFuture<'a> {
         Box::pin(async move {
             let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
             tenants.sort_unstable();
@@ -66,7 +70,8 @@ impl Projection for Reactor {
             let (mut t, mut d, mut w, mut p, mut k) = (vec![], vec![], vec![], vec![], vec![]);
             for event in events {
                 for s in by_tenant.get(event.tenant.as_str()).into_iter().flatten() {
-                    if s.created_at <= event.recorded_at && wants(&s.event_types, &event.event_type) {
+                    if s.created_at <= event.recorded_at && wants(&s.event_types, &event.event_type)
+                    {
                         t.push(event.tenant.clone());
                         d.push(Uuid::now_v7());
                         w.push(s.webhook_id);

@@ -52,7 +52,13 @@ pub(crate) async fn run(
     attempt: ApalisAttempt,
 ) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job.report", report_id = %job.report_id, tenant = %job.tenant, attempt = attempt.current());
-    let book = Attempt::begin(&rt, JobKind::Report, &id, attempt.current(), job.enqueued_at);
+    let book = Attempt::begin(
+        &rt,
+        JobKind::Report,
+        &id,
+        attempt.current(),
+        job.enqueued_at,
+    );
     let result = build(rt.store.pool(), &job).instrument(span).await;
     if let Err(JobFailure::Retry(e) | JobFailure::Fatal(e)) = &result {
         let status = if book.is_last() || matches!(result, Err(JobFailure::Fatal(_))) {
@@ -156,7 +162,9 @@ async fn utilization(
         let ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
         let mut reserved: std::collections::HashMap<Uuid, Vec<TimeRange>> =
             std::collections::HashMap::new();
-        for (id, range) in query::bookings::reserved_ranges(pool, &job.tenant, &ids, *window).await? {
+        for (id, range) in
+            query::bookings::reserved_ranges(pool, &job.tenant, &ids, *window).await?
+        {
             reserved.entry(id).or_default().push(range);
         }
         for r in &resources {
@@ -370,13 +378,15 @@ impl<'a> ChunkWriter<'a> {
         }
         self.bytes += self.buf.len() as i64;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("insert into report_chunks (tenant_id, report_id, seq, data) values ($1, $2, $3, $4)")
-            .bind(&self.job.tenant)
-            .bind(self.job.report_id)
-            .bind(self.seq)
-            .bind(&self.buf)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "insert into report_chunks (tenant_id, report_id, seq, data) values ($1, $2, $3, $4)",
+        )
+        .bind(&self.job.tenant)
+        .bind(self.job.report_id)
+        .bind(self.seq)
+        .bind(&self.buf)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("update reports set rows_written = $3, bytes = $4 where tenant_id = $1 and report_id = $2")
             .bind(&self.job.tenant)
             .bind(self.job.report_id)

@@ -289,7 +289,8 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly".into())
             }
-            e @ (StoreError::Database(_) | StoreError::CorruptEvent { .. } | StoreError::Job(_)) => {
+            e
+            @ (StoreError::Database(_) | StoreError::CorruptEvent { .. } | StoreError::Job(_)) => {
                 tracing::error!(error = &e as &dyn std::error::Error, "store failure");
                 ApiError::Internal
             }

@@ -7,6 +7,7 @@
 //! stall is not hidden). The baseline is pgbench's single-row INSERT rate
 //! with the same client count and duration on the same database.
 
+mod jobs;
 mod reads;
 
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ enum Scenario {
     /// The read side: GET booking, conflict check, projection lag, rebuild.
     #[command(flatten)]
     Reads(reads::ReadScenario),
+    /// The async side: webhooks, reports.
+    #[command(flatten)]
+    Jobs(jobs::JobScenario),
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Commands(args) => commands(args).await,
         Scenario::Reads(scenario) => reads::run(scenario).await,
+        Scenario::Jobs(scenario) => jobs::run(scenario).await,
     }
 }
 

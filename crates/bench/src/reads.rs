@@ -43,7 +43,7 @@ pub enum ReadScenario {
 pub struct ReadArgs {
     /// Base URL of the running muster.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    pub(crate) url: String,
     /// API key (planner or admin); or use --key-file.
     #[arg(long, env = "MUSTER_BENCH_KEY", hide_env_values = true)]
     key: Option<String>,
@@ -52,20 +52,20 @@ pub struct ReadArgs {
     key_file: PathBuf,
     /// The database muster uses (baseline, seeding, lag polling).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    pub(crate) database_url: String,
     /// Concurrent clients of the closed loop.
     #[arg(long, default_value_t = 64)]
-    clients: usize,
+    pub(crate) clients: usize,
     /// Measured seconds of each run.
     #[arg(long, default_value_t = 30)]
-    duration: u64,
+    pub(crate) duration: u64,
     /// Requests per second of the open loop.
     #[arg(long)]
-    rate: Option<u64>,
+    pub(crate) rate: Option<u64>,
 }
 
 impl ReadArgs {
-    fn key(&self) -> anyhow::Result<String> {
+    pub(crate) fn key(&self) -> anyhow::Result<String> {
         match &self.key {
             Some(key) => Ok(key.clone()),
             None => Ok(std::fs::read_to_string(&self.key_file)

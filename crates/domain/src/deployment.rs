@@ -547,7 +547,10 @@ mod tests {
         after.evolve(&events[0]);
         assert_eq!(after.progress(), (1, 3));
         assert!(after.decide(ok()).unwrap().is_empty());
-        assert_eq!(after.next_step().map(|s| s.plan.name.as_str()), Some(format!("dispatch:{}", Uuid::from_u128(2)).as_str()));
+        assert_eq!(
+            after.next_step().map(|s| s.plan.name.as_str()),
+            Some(format!("dispatch:{}", Uuid::from_u128(2)).as_str())
+        );
     }
 
     #[test]

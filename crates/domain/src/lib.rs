@@ -9,8 +9,8 @@
 pub mod aggregate;
 pub mod availability;
 pub mod booking;
-pub mod deployment;
 pub mod capacity;
+pub mod deployment;
 pub mod error;
 pub mod event;
 pub mod notification;

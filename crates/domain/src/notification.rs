@@ -128,16 +128,19 @@ pub fn wants(filters: &[String], event_type: &str) -> bool {
 /// Checks a subscription's event-type filters.
 pub fn validate_filters(filters: &[String]) -> Result<(), FieldError> {
     if filters.is_empty() || filters.len() > 50 {
-        return Err(FieldError::new("event_types", "must name 1 to 50 event types"));
+        return Err(FieldError::new(
+            "event_types",
+            "must name 1 to 50 event types",
+        ));
     }
     for (i, f) in filters.iter().enumerate() {
         let name = f.strip_suffix(".*").unwrap_or(f);
         let ok = f == "*"
             || (!name.is_empty()
                 && name.len() <= 100
-                && name
-                    .split('.')
-                    .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+                && name.split('.').all(|part| {
+                    !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                }));
         if !ok {
             return Err(FieldError::new(
                 format!("event_types[{i}]"),

@@ -157,9 +157,8 @@ async fn run_workers(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) {
-    let reactor = Projector::new(store.clone(), signals).with_projections(vec![Arc::new(
-        Reactor::new(*store.job_policies()),
-    )]);
+    let reactor = Projector::new(store.clone(), signals)
+        .with_projections(vec![Arc::new(Reactor::new(*store.job_policies()))]);
     let reactor = tokio::spawn(reactor.run(shutdown.clone()));
     if let Err(e) = muster_workers::run(store, config, shutdown.clone()).await {
         tracing::error!(error = %e, "the workers cannot start");

@@ -385,7 +385,11 @@ impl Store {
 
     /// The current state of stream `stream_id` of aggregate `A` in
     /// `tenant`, with its version (0: no such stream).
-    pub async fn load<A: Aggregate>(&self, tenant: &str, stream_id: Uuid) -> Result<(A, i64), StoreError> {
+    pub async fn load<A: Aggregate>(
+        &self,
+        tenant: &str,
+        stream_id: Uuid,
+    ) -> Result<(A, i64), StoreError> {
         let mut conn = self.pool.acquire().await?;
         let stream = read_stream::<A::Event>(&mut conn, tenant, A::STREAM_TYPE, stream_id).await?;
         Ok((A::from_events(stream.events.iter()), stream.version))

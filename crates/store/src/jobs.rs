@@ -233,7 +233,10 @@ fn task_of(
         map.insert("enqueued_at".into(), Utc::now().timestamp_millis().into());
     }
     let args = serde_json::to_vec(&args).map_err(|e| StoreError::Job(e.to_string()))?;
-    let attempts = policies.of(job.kind).attempts.saturating_mul(job.work_units.max(1));
+    let attempts = policies
+        .of(job.kind)
+        .attempts
+        .saturating_mul(job.work_units.max(1));
     Ok(TaskBuilder::new(args)
         .with_metadata(metadata)
         .priority(usize::from(job.priority))
@@ -393,7 +396,9 @@ impl Store {
         let sql = format!(
             "select job_type, {STATUS_SQL} as status, count(*)::int8 from apalis.jobs group by 1, 2"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Makes job `id` a dead letter after attempt `attempt`: no attempts

@@ -82,7 +82,11 @@ async fn request_report(
     if body.to - body.from > chrono::Duration::days(MAX_DAYS) {
         return Err(invalid("to", "must be at most 366 days after from"));
     }
-    if body.resource_kind.as_ref().is_some_and(|k| k.is_empty() || k.len() > 100) {
+    if body
+        .resource_kind
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 100)
+    {
         return Err(invalid("resource_kind", "must be 1 to 100 characters"));
     }
     let kind = match body.kind {
@@ -150,7 +154,10 @@ async fn download_report(
     if report.status != "done" {
         return Err(ApiError::Conflict {
             slug: "report-not-ready",
-            detail: format!("the report is {}; download it once it is done", report.status),
+            detail: format!(
+                "the report is {}; download it once it is done",
+                report.status
+            ),
         });
     }
     let content_type = if report.format == "json" {

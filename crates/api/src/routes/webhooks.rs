@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use muster_domain::notification::{WebhookTarget, validate_filters};
 use muster_domain::FieldError;
+use muster_domain::notification::{WebhookTarget, validate_filters};
 use muster_store::Role;
 use muster_store::notifications::{Delivery, Webhook};
 use serde::{Deserialize, Serialize};
@@ -98,7 +98,12 @@ async fn create_webhook(
     }
     let webhook = state
         .store
-        .create_webhook(&principal.tenant, &body.url, &body.event_types, &body.secret)
+        .create_webhook(
+            &principal.tenant,
+            &body.url,
+            &body.event_types,
+            &body.secret,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(webhook)))
 }
@@ -114,7 +119,10 @@ async fn list_webhooks(
     let principal = auth.require(&[Role::Admin])?;
     let limit = limit(q.limit, 50, 200)?;
     let after = id_cursor(q.cursor.as_deref())?;
-    let items = state.store.list_webhooks(&principal.tenant, after, limit).await?;
+    let items = state
+        .store
+        .list_webhooks(&principal.tenant, after, limit)
+        .await?;
     let next_cursor = next_cursor(&items, limit, |w| w.id.to_string());
     Ok(Json(WebhookPage { items, next_cursor }))
 }
