@@ -81,6 +81,18 @@ async fn deploy(app: &TestApp, booking: &str) -> String {
     answer.body["id"].as_str().unwrap().to_owned()
 }
 
+/// Re-drives job `id` as the admin.
+pub async fn retry_job(app: &TestApp, id: &str) -> crate::helpers::Answer {
+    app.send(
+        Method::POST,
+        &format!("/v1/jobs/{id}/retry"),
+        Some(&app.admin),
+        None,
+        &[],
+    )
+    .await
+}
+
 fn finished(body: &Value) -> bool {
     ["succeeded", "failed", "cancelled"].contains(&body["status"].as_str().unwrap_or(""))
 }
@@ -204,15 +216,7 @@ async fn a_failing_step_is_retried_and_a_step_failing_for_good_fails_the_deploym
     assert_eq!(job["kind"], "deployment");
     assert_eq!(job["args"]["deployment_id"], id.as_str());
     let job_id = job["id"].as_str().unwrap();
-    let retried = app
-        .send(
-            Method::POST,
-            &format!("/v1/jobs/{job_id}/retry"),
-            Some(&app.admin),
-            None,
-            &[],
-        )
-        .await;
+    let retried = retry_job(&app, job_id).await;
     assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
     assert_eq!(retried.body["status"], "pending");
     wait_for(&app, "/v1/jobs?status=done", |b| {
@@ -223,15 +227,7 @@ async fn a_failing_step_is_retried_and_a_step_failing_for_good_fails_the_deploym
             .any(|j| j["id"] == job_id)
     })
     .await;
-    let again = app
-        .send(
-            Method::POST,
-            &format!("/v1/jobs/{job_id}/retry"),
-            Some(&app.admin),
-            None,
-            &[],
-        )
-        .await;
+    let again = retry_job(&app, job_id).await;
     assert_eq!(
         again.status,
         StatusCode::CONFLICT,

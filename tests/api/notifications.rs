@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::deployments::{subscribe, wait_for};
+use crate::deployments::{retry_job, subscribe, wait_for};
 use crate::helpers::{api_config, spawn_app_with, spawn_app_with_workers, worker_config};
 use crate::receiver::{Receiver, SmtpServer};
 
@@ -98,15 +98,7 @@ async fn a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_redriven() {
     .await;
     let job_id = jobs["items"][0]["id"].as_str().unwrap();
     assert_eq!(jobs["items"][0]["kind"], "notification");
-    let retried = app
-        .send(
-            Method::POST,
-            &format!("/v1/jobs/{job_id}/retry"),
-            Some(&app.admin),
-            None,
-            &[],
-        )
-        .await;
+    let retried = retry_job(&app, job_id).await;
     assert_eq!(retried.status, StatusCode::OK);
     let delivered = wait_for(&app, &format!("/v1/webhooks/{webhook}/deliveries"), |b| {
         b["items"][0]["status"] == "delivered"

@@ -17,9 +17,9 @@ use crate::helpers::{TestApp, booking, spawn_app, spawn_app_with_workers, worker
 use crate::receiver::Receiver;
 
 /// Heartbeat and missed heartbeats of the worker processes: a dead
-/// worker's jobs are rescued within 500 ms × (2 + 1).
+/// worker's jobs are rescued within 500 ms × (4 + 1).
 const HEARTBEAT_MS: u64 = 500;
-const MISSED: u64 = 2;
+const MISSED: u64 = 4;
 
 /// Starts `muster work` on the app's database.
 fn worker(app: &TestApp) -> Child {

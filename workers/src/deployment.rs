@@ -14,7 +14,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::Shared;
-use crate::queue::{Attempt, JobFailure};
+use crate::queue::{Attempt, JobFailure, JobLease};
 
 /// The event type dispatch webhooks subscribe to.
 pub const STEP_EVENT: &str = "deployment.step";
@@ -56,7 +56,16 @@ pub(crate) async fn run(
         Err(e) => return book.finish(Err(e.into())).await,
     };
     let book = book.with_units(steps);
+    let lease = match JobLease::take(&rt, format!("deployment:{}", job.deployment_id)).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
+            let busy = "another worker is running this deployment".to_owned();
+            return book.finish(Err(JobFailure::Retry(busy))).await;
+        }
+        Err(e) => return book.finish(Err(e.into())).await,
+    };
     let result = drive(&rt, &job, &id).instrument(span).await;
+    lease.release().await;
     book.finish(result).await
 }
 

@@ -64,7 +64,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             policies: JobPolicies::default(),
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(100),
             heartbeat: Duration::from_secs(5),
             missed_heartbeats: 3,
             deployment_concurrency: 8,

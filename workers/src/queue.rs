@@ -123,7 +123,11 @@ fn backend<A>(
         .queue(kind.queue())
         .batch_size(batch.max(1))
         .heartbeat_interval(rt.config.heartbeat)
-        .missed_heartbeats(rt.config.missed_heartbeats.max(1) as usize);
+        .missed_heartbeats(rt.config.missed_heartbeats.max(1) as usize)
+        // Fetching already marks a job `Queued` with this worker's name,
+        // which is what the rescue of a dead worker's jobs looks at; the
+        // extra `Running` update per job buys nothing.
+        .lock_tasks(false);
     let pool = rt.store.pool().clone();
     let strategy = Strategy::new()
         .stream(Pubsub::new(pool.clone(), kind.queue().to_owned()))
@@ -293,6 +297,62 @@ impl<'a> Attempt<'a> {
         match error {
             None => Ok(()),
             Some(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Advisory-lock class of job leases (two-key form, apart from the event
+/// store's and the projections' locks).
+const JOB_LEASE_CLASS: i32 = 0x4D53_4A42; // "MSJB"
+
+/// A session advisory lock on `key`, held on its own pooled connection for
+/// as long as a job runs: a second worker that got the same job (a rescue
+/// that judged a slow-but-alive worker dead) finds it taken and retries
+/// later instead of running the job beside the first. The lock goes with
+/// the connection if the process dies.
+pub(crate) struct JobLease {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    key: String,
+}
+
+impl JobLease {
+    /// Takes the lease on `key`, or `None` if another worker holds it.
+    pub(crate) async fn take(rt: &Runtime, key: String) -> Result<Option<Self>, sqlx::Error> {
+        let mut conn = rt.store.pool().acquire().await?;
+        let taken: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, hashtext($2))")
+            .bind(JOB_LEASE_CLASS)
+            .bind(&key)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(taken.then_some(Self {
+            conn: Some(conn),
+            key,
+        }))
+    }
+
+    /// Releases the lease; a connection that cannot confirm the release is
+    /// closed rather than returned to the pool still holding it.
+    pub(crate) async fn release(mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let released = sqlx::query_scalar::<_, bool>("select pg_advisory_unlock($1, hashtext($2))")
+            .bind(JOB_LEASE_CLASS)
+            .bind(&self.key)
+            .fetch_one(&mut *conn)
+            .await;
+        if !matches!(released, Ok(true)) {
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl Drop for JobLease {
+    fn drop(&mut self) {
+        // Dropped without `release` (a panic): never pool a connection that
+        // may still hold the lock.
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
         }
     }
 }

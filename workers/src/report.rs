@@ -16,7 +16,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::Shared;
-use crate::queue::{Attempt, JobFailure};
+use crate::queue::{Attempt, JobFailure, JobLease};
 
 const CHUNK: usize = 256 * 1024;
 /// Resources per page of the utilization report.
@@ -59,7 +59,17 @@ pub(crate) async fn run(
         attempt.current(),
         job.enqueued_at,
     );
+    let lease = match JobLease::take(&rt, format!("report:{}", job.report_id)).await {
+        Ok(Some(lease)) => lease,
+        // Another worker builds it: leave its progress alone, look later.
+        Ok(None) => {
+            let busy = "another worker is building this report".to_owned();
+            return book.finish(Err(JobFailure::Retry(busy))).await;
+        }
+        Err(e) => return book.finish(Err(e.into())).await,
+    };
     let result = build(rt.store.pool(), &job).instrument(span).await;
+    lease.release().await;
     if let Err(JobFailure::Retry(e) | JobFailure::Fatal(e)) = &result {
         let status = if book.is_last() || matches!(result, Err(JobFailure::Fatal(_))) {
             "failed"

@@ -226,7 +226,7 @@ pub struct JobArgs {
     #[arg(long, env = "MUSTER_SMTP_FROM", default_value = "muster@localhost")]
     pub smtp_from: String,
     /// Interval poll of the queue beside LISTEN/NOTIFY (ms): picks up retries.
-    #[arg(long, env = "MUSTER_JOB_POLL_MS", default_value_t = 1_000,
+    #[arg(long, env = "MUSTER_JOB_POLL_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub job_poll_ms: u64,
     /// Worker heartbeat (ms).

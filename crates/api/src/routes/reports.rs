@@ -115,6 +115,21 @@ async fn request_report(
     Ok((StatusCode::ACCEPTED, Json(report)))
 }
 
+/// The report named in the path, or 404.
+async fn find_report(
+    state: &AppState,
+    tenant: &str,
+    path: &PathIds,
+) -> Result<(uuid::Uuid, Report), ApiError> {
+    let id = path.id(0, "report")?;
+    let report = state
+        .store
+        .report(tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("report".into()))?;
+    Ok((id, report))
+}
+
 /// A report's status and progress.
 #[utoipa::path(get, path = "/v1/reports/{id}", tag = "reports",
     params(("id" = Uuid, Path, description = "The report")),
@@ -125,12 +140,7 @@ async fn get_report(
     path: PathIds,
 ) -> Result<Json<Report>, ApiError> {
     let principal = auth.require(READERS)?;
-    let id = path.id(0, "report")?;
-    let report = state
-        .store
-        .report(&principal.tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("report".into()))?;
+    let (_, report) = find_report(&state, &principal.tenant, &path).await?;
     Ok(Json(report))
 }
 
@@ -145,12 +155,7 @@ async fn download_report(
     path: PathIds,
 ) -> Result<Response, ApiError> {
     let principal = auth.require(READERS)?;
-    let id = path.id(0, "report")?;
-    let report = state
-        .store
-        .report(&principal.tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("report".into()))?;
+    let (id, report) = find_report(&state, &principal.tenant, &path).await?;
     if report.status != "done" {
         return Err(ApiError::Conflict {
             slug: "report-not-ready",
