@@ -230,3 +230,45 @@ async fn a_job_push_with_a_duplicate_key_is_a_no_op() {
             .unwrap();
     assert_eq!(n, 1);
 }
+
+#[tokio::test]
+async fn nul_characters_are_refused_in_bodies_and_query_strings() {
+    let app = spawn_app_with(api_config()).await;
+    let answer = app
+        .send(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&app.admin),
+            Some(
+                &json!({"url": "https://hooks.example.com/x", "event_types": ["*"],
+                         "secret": "0123456789abcdef\u{0}"}),
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(crate::helpers::fields(&answer), ["secret"]);
+    let listed = app.get("/v1/resources?tag=a%00b", &app.admin).await;
+    assert_eq!(
+        listed.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        listed.body
+    );
+    assert_eq!(crate::helpers::fields(&listed), ["tag"]);
+    let job = app
+        .send(
+            Method::POST,
+            "/v1/jobs/a%00b/retry",
+            Some(&app.admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(job.status, StatusCode::NOT_FOUND);
+}

@@ -115,11 +115,50 @@ fn parse_json(headers: &HeaderMap, bytes: &[u8]) -> Result<serde_json::Value, Ap
 
 /// Deserialises a body, naming the offending field on failure.
 fn deserialize<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if let Some(path) = nul_in(&value, String::new()) {
+        return Err(nul_refused(if path.is_empty() {
+            "body".into()
+        } else {
+            path
+        }));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.inner().to_string();
         ApiError::Validation(vec![FieldError::new(field_of(&path, &message), message)])
     })
+}
+
+/// The path of the first string holding a NUL character, which Postgres
+/// cannot store in text (and no field has a use for).
+fn nul_in(value: &serde_json::Value, path: String) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then_some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_in(v, format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let field = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(field)
+            } else {
+                nul_in(v, field)
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn nul_refused(field: String) -> ApiError {
+    ApiError::Validation(vec![FieldError::new(
+        field,
+        "must not contain NUL characters",
+    )])
 }
 
 /// The field an error is about: the path, or for missing and unknown
@@ -273,6 +312,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
         _state: &S,
     ) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(nul_refused(name.replace('\0', "")));
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)

@@ -87,8 +87,7 @@ async fn list_jobs(
 /// Re-drive a dead letter: it runs again with a fresh set of attempts.
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "operations",
     params(("id" = String, Path, description = "The job")),
-    responses((status = 200, description = "Queued again", body = JobRecord),
-              (status = 409, description = "Not a dead letter", body = crate::error::Problem)))]
+    responses((status = 200, description = "Queued again (409 if it is not a dead letter)", body = JobRecord)))]
 async fn retry_job(
     State(state): State<AppState>,
     auth: Auth,
@@ -96,7 +95,8 @@ async fn retry_job(
 ) -> Result<Json<JobRecord>, ApiError> {
     let principal = auth.require(&[Role::Admin])?;
     let id = path.0.first().map(String::as_str).unwrap_or_default();
-    if id.is_empty() || id.len() > 64 {
+    // Job ids are ULIDs; anything else names no job.
+    if id.len() != 26 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::NotFound("job".into()));
     }
     Ok(Json(state.store.retry_job(&principal.tenant, id).await?))

@@ -147,8 +147,8 @@ async fn get_report(
 /// Download a finished report's file, streamed from its stored chunks.
 #[utoipa::path(get, path = "/v1/reports/{id}/download", tag = "reports",
     params(("id" = Uuid, Path, description = "The report")),
-    responses((status = 200, description = "The file", content((String = "text/csv"), (String = "application/json"))),
-              (status = 409, description = "Not finished yet", body = crate::error::Problem)))]
+    responses((status = 200, description = "The file (409 until the report is done)",
+               content((String = "text/csv"), (String = "application/json")))))]
 async fn download_report(
     State(state): State<AppState>,
     auth: Auth,
