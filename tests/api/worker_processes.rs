@@ -23,7 +23,13 @@ const MISSED: u64 = 4;
 
 /// Starts `muster work` on the app's database.
 fn worker(app: &TestApp) -> Child {
+    worker_with(app, &[])
+}
+
+/// Starts `muster work` with extra environment.
+fn worker_with(app: &TestApp, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_muster"))
+        .envs(env.iter().copied())
         .arg("work")
         .env("DATABASE_URL", app.db.url())
         .env("MUSTER_ALLOW_PRIVATE_WEBHOOKS", "true")
@@ -275,4 +281,41 @@ async fn finished_jobs_are_cleaned_up_keeping_the_configured_history() {
     })
     .await;
     assert_eq!(receiver.arrivals(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_process_serves_its_job_metrics() {
+    let app = spawn_app().await;
+    let receiver = Receiver::ok().await;
+    subscribe(&app, &receiver.url, &["resource.registered"]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let _worker = worker_with(&app, &[("MUSTER_METRICS_LISTEN", &listen)]);
+    app.resource(1).await;
+    let started = Instant::now();
+    loop {
+        let page = reqwest::get(format!("http://{listen}/metrics"))
+            .await
+            .ok()
+            .map(|r| r.text());
+        let text = match page {
+            Some(text) => text.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        if text.contains(r#"muster_jobs_total{kind="notification",outcome="succeeded"} 1"#)
+            && text.contains("muster_job_start_latency_seconds_bucket")
+            && text.contains(r#"muster_projection_position{projection="reactor.notifications"}"#)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "metrics never showed the job:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

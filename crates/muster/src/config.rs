@@ -41,7 +41,7 @@ pub enum Command {
     Project(ProjectArgs),
     /// Run the job workers and the notification reactor only (expects a
     /// migrated database).
-    Work(JobArgs),
+    Work(WorkArgs),
     /// Manage projections.
     Projections {
         /// What to do.
@@ -72,9 +72,23 @@ pub enum KeysCommand {
     },
 }
 
+/// Settings of `muster work`.
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// Jobs and notifications.
+    #[command(flatten)]
+    pub jobs: JobArgs,
+    /// Where to serve `/metrics` and `/healthz` (this role has no API).
+    #[arg(long, env = "MUSTER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 /// Settings of the projection runner.
 #[derive(Debug, Args)]
 pub struct ProjectArgs {
+    /// Where to serve `/metrics` and `/healthz` (this role has no API).
+    #[arg(long, env = "MUSTER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Most events one projection transaction applies while catching up.
     #[arg(long, env = "MUSTER_PROJECTION_BATCH", default_value_t = 2_000,
           value_parser = clap::value_parser!(i64).range(1..=100_000))]

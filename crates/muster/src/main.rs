@@ -4,7 +4,7 @@ use clap::Parser;
 use muster::config::{Cli, Command, HttpArgs, KeysCommand, LogFormat, ProjectionsCommand};
 use muster::startup::{
     Application, Database, ensure_admin_key, rebuild_projection, run_projector, run_worker_role,
-    shutdown_signal,
+    serve_metrics, shutdown_signal,
 };
 use muster_store::Store;
 use tracing_subscriber::EnvFilter;
@@ -60,6 +60,9 @@ async fn run_role(
         }
         Command::Api(http) => serve(http, database, cli, shutdown, false).await,
         Command::Project(args) => {
+            if let Some(listen) = args.metrics_listen {
+                serve_metrics(listen).await?;
+            }
             run_projector(
                 database.options.clone(),
                 &pool_settings,
@@ -68,11 +71,14 @@ async fn run_role(
             )
             .await
         }
-        Command::Work(jobs) => {
+        Command::Work(args) => {
+            if let Some(listen) = args.metrics_listen {
+                serve_metrics(listen).await?;
+            }
             run_worker_role(
                 database.options.clone(),
                 &pool_settings,
-                jobs.workers(),
+                args.jobs.workers(),
                 shutdown,
             )
             .await

@@ -186,6 +186,33 @@ pub async fn run_worker_role(
     Ok(())
 }
 
+/// Serves `/metrics` (Prometheus) and `/healthz` on `listen` for the
+/// roles without an API (`muster work`, `muster project`), until the
+/// process ends.
+pub async fn serve_metrics(listen: SocketAddr) -> anyhow::Result<()> {
+    let handle = muster_api::observability::prometheus();
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [("content-type", "text/plain; version=0.0.4")],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} for metrics"))?;
+    tracing::info!(address = %listen, "serving /metrics");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok(())
+}
+
 /// `muster projections rebuild NAME`, printing progress to stderr.
 pub async fn rebuild_projection(
     database: PgConnectOptions,
