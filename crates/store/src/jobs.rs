@@ -378,12 +378,23 @@ impl Store {
     }
 
     /// Deletes finished jobs (done, or dead letters) older than `keep`, so
-    /// that the queue table keeps a bounded history. Returns how many.
+    /// that the queue table keeps a bounded history, and workers not seen
+    /// for as long. Returns how many jobs.
     pub async fn purge_finished_jobs(&self, keep: Duration) -> Result<u64, StoreError> {
         let result = sqlx::query(
             "delete from apalis.jobs
               where (status = 'Done' or (status in ('Failed', 'Killed') and attempts >= max_attempts))
                 and coalesce(done_at, run_at) < now() - make_interval(secs => $1)",
+        )
+        .bind(keep.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        // Every process start registers workers under new names; forget
+        // the long-gone ones that no job refers to any more.
+        sqlx::query(
+            "delete from apalis.workers w
+              where w.last_seen < now() - make_interval(secs => $1)
+                and not exists (select 1 from apalis.jobs j where j.lock_by = w.id)",
         )
         .bind(keep.as_secs_f64())
         .execute(&self.pool)
