@@ -310,6 +310,25 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<JobRecord>, StoreError> {
+        self.select_jobs(tenant, status, after, None, limit).await
+    }
+
+    /// Job `id` of `tenant`.
+    pub async fn job(&self, tenant: &str, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self
+            .select_jobs(tenant, None, None, Some(id), 1)
+            .await?
+            .pop())
+    }
+
+    async fn select_jobs(
+        &self,
+        tenant: &str,
+        status: Option<JobStatusFilter>,
+        after: Option<&str>,
+        only: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         let wanted = status.map(|s| match s {
             JobStatusFilter::Failed => "dead",
             JobStatusFilter::Pending => "pending",
@@ -324,6 +343,7 @@ impl Store {
                       convert_from(job, 'UTF8')::jsonb as args
                  from apalis.jobs
                 where metadata -> 'tenant' = $1 and ($3::text is null or id > $3)
+                  and ($5::text is null or id = $5)
              ) j
              where $2::text is null or j.status = $2
              order by id limit $4"
@@ -333,6 +353,7 @@ impl Store {
             .bind(wanted)
             .bind(after)
             .bind(limit)
+            .bind(only)
             .fetch_all(&self.pool)
             .await?;
         for row in &mut rows {
@@ -344,7 +365,7 @@ impl Store {
     }
 
     /// Re-drives a dead letter of `tenant`: it becomes pending with a fresh
-    /// set of attempts. `Ok(None)`: no such job; `Err(JobNotDead)`: the job
+    /// set of attempts. `Err(NotFound)`: no such job; `Err(JobNotDead)`: the job
     /// exists but has attempts left or is not failed.
     pub async fn retry_job(&self, tenant: &str, id: &str) -> Result<JobRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -372,9 +393,9 @@ impl Store {
         .await?;
         tx.commit().await?;
         metrics::counter!("muster_jobs_redriven_total").increment(1);
-        let mut rows = self.list_jobs(tenant, None, None, i64::MAX).await?;
-        rows.retain(|r| r.id == id);
-        rows.pop().ok_or(StoreError::NotFound("job"))
+        self.job(tenant, id)
+            .await?
+            .ok_or(StoreError::NotFound("job"))
     }
 
     /// Deletes finished jobs (done, or dead letters) older than `keep`, so
