@@ -137,8 +137,8 @@ async fn kill_9_during_catch_up_neither_loses_nor_repeats_an_event() {
     // Small batches, killed at random instants, over and over.
     let mut kills = 0;
     loop {
-        let mut child = projector(&app, 150);
-        let pause = rand::rng().random_range(150..450);
+        let mut child = projector(&app, 10);
+        let pause = rand::rng().random_range(120..360);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         child.start_kill().unwrap();
         child.wait().await.unwrap();
