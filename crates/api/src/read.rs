@@ -128,3 +128,18 @@ pub(crate) fn next_cursor<T>(
 pub(crate) fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Validation(vec![FieldError::new(field, message)])
 }
+
+/// Answers with a read model's stored JSON document as it is (no decoding
+/// on the hot path), or 404 for `what`.
+pub(crate) fn stored_document(
+    document: Option<String>,
+    what: &str,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let document = document.ok_or_else(|| ApiError::NotFound(what.into()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document,
+    )
+        .into_response())
+}

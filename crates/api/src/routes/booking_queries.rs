@@ -2,8 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use muster_projections::query::{self, BookingFilter, BookingSummary};
 use muster_projections::{BookingDocument, ReadModel};
@@ -16,7 +15,9 @@ use uuid::Uuid;
 use super::resource_queries::ConsistencyQuery;
 use crate::auth::{Auth, READERS};
 use crate::extract::{PathIds, QueryParams};
-use crate::read::{bad_cursor, consistent_with, decode_cursor, invalid, limit, next_cursor, time};
+use crate::read::{
+    bad_cursor, consistent_with, decode_cursor, invalid, limit, next_cursor, stored_document, time,
+};
 use crate::{ApiError, AppState};
 
 /// The booking query routes.
@@ -132,9 +133,6 @@ async fn get_booking(
     let principal = auth.require(READERS)?;
     let id = path.id(0, "booking")?;
     consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
-    // The document is stored as the answer: no decoding on this hot path.
-    let document = query::bookings::document(state.store.pool(), &principal.tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("booking".into()))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], document).into_response())
+    let document = query::bookings::document(state.store.pool(), &principal.tenant, id).await?;
+    stored_document(document, "booking")
 }

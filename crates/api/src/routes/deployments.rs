@@ -2,8 +2,8 @@
 //! it), follow it, cancel it.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use muster_domain::booking::Booking;
 use muster_domain::deployment::{DEFAULT_PRIORITY, Deployment, DeploymentCommand};
 use muster_projections::{DeploymentDocument, ReadModel, query};
@@ -19,7 +19,7 @@ use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::auth::{Auth, READERS};
 use crate::commands::{Answering, run};
 use crate::extract::{Command, PathIds, QueryParams};
-use crate::read::consistent_with;
+use crate::read::{consistent_with, stored_document};
 use crate::{ApiError, AppState};
 
 /// The deployment routes.
@@ -111,10 +111,8 @@ async fn get_deployment(
     let principal = auth.require(READERS)?;
     let id = path.id(0, "deployment")?;
     consistent_with(&state, &[ReadModel::Deployments], q.consistent_with).await?;
-    let document = query::deployments::document(state.store.pool(), &principal.tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("deployment".into()))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], document).into_response())
+    let document = query::deployments::document(state.store.pool(), &principal.tenant, id).await?;
+    stored_document(document, "deployment")
 }
 
 /// Cancel a queued or running deployment: it stops before its next step.
