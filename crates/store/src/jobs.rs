@@ -156,23 +156,12 @@ pub async fn enqueue(
     job: &JobRequest,
 ) -> Result<bool, StoreError> {
     let task = task_of(policies, job)?;
-    let mut savepoint = conn.begin().await?;
-    match apalis_postgres::queries::push_tasks(&mut *savepoint, job.kind.queue(), vec![task]).await
-    {
-        Ok(()) => {
-            savepoint.commit().await?;
-            metrics::counter!("muster_jobs_enqueued_total", "kind" => job.kind.name()).increment(1);
-            Ok(true)
-        }
-        Err(apalis_postgres::Error::Database(e)) if is_duplicate_key(&e) => {
-            savepoint.rollback().await?;
-            metrics::counter!("muster_jobs_duplicate_enqueues_total", "kind" => job.kind.name())
-                .increment(1);
-            Ok(false)
-        }
-        Err(apalis_postgres::Error::Database(e)) => Err(e.into()),
-        Err(e) => Err(StoreError::Job(e.to_string())),
+    let pushed = push(conn, job.kind, vec![task]).await?;
+    if !pushed {
+        metrics::counter!("muster_jobs_duplicate_enqueues_total", "kind" => job.kind.name())
+            .increment(1);
     }
+    Ok(pushed)
 }
 
 /// Pushes `jobs` in the caller's transaction with one statement. Keys must
@@ -196,20 +185,32 @@ pub async fn enqueue_many(
         .iter()
         .map(|job| task_of(policies, job))
         .collect::<Result<Vec<_>, _>>()?;
+    if !push(conn, first.kind, tasks).await? {
+        for job in jobs {
+            enqueue(conn, policies, job).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Pushes `tasks` of `kind` under a savepoint. `false`: one of them has an
+/// idempotency key already queued, and nothing was pushed.
+async fn push(
+    conn: &mut PgConnection,
+    kind: JobKind,
+    tasks: Vec<apalis_postgres::PgTask>,
+) -> Result<bool, StoreError> {
+    let count = tasks.len() as u64;
     let mut savepoint = conn.begin().await?;
-    match apalis_postgres::queries::push_tasks(&mut *savepoint, first.kind.queue(), tasks).await {
+    match apalis_postgres::queries::push_tasks(&mut *savepoint, kind.queue(), tasks).await {
         Ok(()) => {
             savepoint.commit().await?;
-            metrics::counter!("muster_jobs_enqueued_total", "kind" => first.kind.name())
-                .increment(jobs.len() as u64);
-            Ok(())
+            metrics::counter!("muster_jobs_enqueued_total", "kind" => kind.name()).increment(count);
+            Ok(true)
         }
         Err(apalis_postgres::Error::Database(e)) if is_duplicate_key(&e) => {
             savepoint.rollback().await?;
-            for job in jobs {
-                enqueue(conn, policies, job).await?;
-            }
-            Ok(())
+            Ok(false)
         }
         Err(apalis_postgres::Error::Database(e)) => Err(e.into()),
         Err(e) => Err(StoreError::Job(e.to_string())),
