@@ -140,6 +140,10 @@ pub enum ProjectionError {
     /// The event store failed.
     #[error("event store error: {0}")]
     Store(#[from] muster_store::StoreError),
+    /// A reactor's side effect (queueing a job) was refused for a reason
+    /// other than the database; the batch rolls back and runs again.
+    #[error("side effect refused: {0}")]
+    SideEffect(String),
 }
 
 impl ProjectionError {
@@ -162,7 +166,7 @@ impl ProjectionError {
             ProjectionError::Database(e) => is_transient(e),
             ProjectionError::Store(muster_store::StoreError::Database(e)) => is_transient(e),
             ProjectionError::Store(muster_store::StoreError::Unavailable(_)) => true,
-            ProjectionError::Store(_) => false,
+            ProjectionError::Store(_) | ProjectionError::SideEffect(_) => false,
         }
     }
 }

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use muster::Application;
 use muster_api::ApiConfig;
+use muster_jobs::{JobPolicies, RetryPolicy};
 use muster_store::Role;
 use muster_store::db::PoolSettings;
-use muster_store::jobs::{JobPolicies, RetryPolicy};
 use muster_store::testing::TestDatabase;
 use muster_workers::WorkerConfig;
 use reqwest::{Method, StatusCode};
@@ -99,6 +99,9 @@ async fn spawn(
     workers: Option<WorkerConfig>,
 ) -> TestApp {
     let db = TestDatabase::new().await;
+    muster_jobs::migrate(&db.pool)
+        .await
+        .expect("the queue's schema");
     let policies = workers.as_ref().map(|w| w.policies).unwrap_or_default();
     let mut app = Application::build(
         "127.0.0.1:0".parse().unwrap(),
@@ -113,7 +116,7 @@ async fn spawn(
         app = app.with_projections();
     }
     if let Some(workers) = workers {
-        app = app.with_workers(workers);
+        app = app.with_workers(workers).expect("the workers start");
     }
     let port = app.port();
     let store = app.store().clone();

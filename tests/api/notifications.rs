@@ -117,7 +117,7 @@ async fn a_delivery_that_keeps_failing_is_dead_lettered_and_can_be_redriven() {
 async fn email_subscriptions_are_sent_through_smtp() {
     let smtp = SmtpServer::start().await;
     let mut config = worker_config();
-    config.smtp_url = Some(smtp.url.clone());
+    config.smtp_url = Some(smtp.url.clone().into());
     config.smtp_from = "muster@example.com".into();
     let app = spawn_app_with_workers(config).await;
     let webhook = subscribe(&app, "mailto:ops@example.com", &["resource.registered"]).await;
@@ -199,32 +199,24 @@ async fn private_and_loopback_targets_are_refused_unless_allowed() {
 async fn a_job_push_with_a_duplicate_key_is_a_no_op() {
     let app = spawn_app_with(api_config()).await;
     let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
-    let job = muster_store::jobs::JobRequest {
-        kind: muster_store::jobs::JobKind::Report,
+    let job = muster_jobs::ReportJob {
         tenant: "acme".into(),
-        args: json!({"tenant": "acme", "report_id": uuid::Uuid::now_v7()}),
-        priority: 0,
-        idempotency_key: "same-key".into(),
-        work_units: 1,
+        report_id: uuid::Uuid::now_v7(),
+        enqueued_at: None,
     };
-    let policies = muster_store::jobs::JobPolicies::default();
+    let queue = muster_jobs::JobQueue::new(pool.clone(), muster_jobs::JobPolicies::default());
     let mut tx = pool.begin().await.unwrap();
+    assert!(queue.enqueue(&mut tx, &job).await.unwrap());
     assert!(
-        muster_store::jobs::enqueue(&mut tx, &policies, &job)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !muster_store::jobs::enqueue(&mut tx, &policies, &job)
-            .await
-            .unwrap(),
+        !queue.enqueue(&mut tx, &job).await.unwrap(),
         "the duplicate is skipped"
     );
     // The transaction survived the refused push and commits.
     sqlx::query("select 1").execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
     let (n,): (i64,) =
-        sqlx::query_as("select count(*) from apalis.jobs where idempotency_key = 'same-key'")
+        sqlx::query_as("select count(*) from apalis.jobs where idempotency_key = $1")
+            .bind(muster_jobs::Job::idempotency_key(&job))
             .fetch_one(&pool)
             .await
             .unwrap();
@@ -271,4 +263,67 @@ async fn nul_characters_are_refused_in_bodies_and_query_strings() {
         )
         .await;
     assert_eq!(job.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_webhook_receiver_gets_the_upcast_payload_the_feed_serves() {
+    let app = spawn_app_with_workers(worker_config()).await;
+    let receiver = Receiver::start(Arc::new(|_, _| 204), Duration::ZERO).await;
+    subscribe(&app, &receiver.url, &["booking.requested"]).await;
+    // A booking.requested as schema version 1 wrote it (a flat client),
+    // stored straight in the table the way an older muster left it.
+    let stream_id = uuid::Uuid::now_v7();
+    let mut tx = app.db.pool.begin().await.unwrap();
+    muster_store::event_store::append_to_streams(
+        &mut tx,
+        &[muster_store::event_store::StreamAppend {
+            tenant: "acme".into(),
+            stream_type: "booking",
+            stream_id,
+            expected_version: 0,
+            events: vec![muster_store::event_store::EventData {
+                event_type: "booking.requested",
+                schema_version: 1,
+                payload: json!({"title": "Gala", "client_name": "Ann", "client_email": "ann@example.com",
+                                "starts_at": "2027-01-01T10:00:00Z", "ends_at": "2027-01-01T12:00:00Z",
+                                "headcount": 3}),
+            }],
+            metadata: muster_store::EventMetadata {
+                command_id: uuid::Uuid::now_v7(),
+                correlation_id: "old".into(),
+                causation_id: uuid::Uuid::now_v7(),
+                actor: "old-muster".into(),
+                tenant: "acme".into(),
+            },
+        }],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let started = std::time::Instant::now();
+    while receiver.requests().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered = receiver.requests()[0].json();
+    let feed = app.get("/v1/events?after=0&limit=10", &app.admin).await;
+    let served = feed.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["stream_id"] == stream_id.to_string())
+        .expect("the feed serves the event")
+        .clone();
+    assert_eq!(served["schema_version"], 2);
+    assert_eq!(delivered["event"]["schema_version"], 2);
+    assert_eq!(
+        delivered["event"]["payload"], served["data"],
+        "what the feed serves"
+    );
+    assert_eq!(delivered["event"]["payload"]["client"]["name"], "Ann");
+    assert!(delivered["event"]["payload"].get("client_name").is_none());
 }

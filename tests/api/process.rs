@@ -34,8 +34,32 @@ async fn invalid_configuration_stops_the_process_with_one_clear_line() {
 }
 
 #[tokio::test]
+async fn an_invalid_smtp_url_stops_serve_at_boot_with_one_line_and_no_secret() {
+    for role in ["serve", "work"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_muster"))
+            .arg(role)
+            .env("SMTP_URL", "notaurl-with-s3cret")
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .env("MUSTER_LISTEN", "127.0.0.1:0")
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{role} must not start");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{role}: one line: {stderr}");
+        assert!(lines[0].contains("SMTP_URL is invalid"), "{stderr}");
+        assert!(
+            !stderr.contains("s3cret"),
+            "the value stays out of the message"
+        );
+    }
+}
+
+#[tokio::test]
 async fn sigterm_finishes_in_flight_work_and_exits_zero() {
     let db = muster_store::testing::TestDatabase::new().await;
+    muster_jobs::migrate(&db.pool).await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

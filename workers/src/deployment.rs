@@ -3,73 +3,44 @@
 //! that succeeded is never run again, by this worker or by the one that
 //! rescues the job after a crash.
 
-use apalis::prelude::{Attempt as ApalisAttempt, BoxDynError, Data, TaskId};
 use muster_domain::DomainError;
 use muster_domain::deployment::{Deployment, DeploymentCommand, DeploymentStatus, StepState};
 use muster_domain::notification::{WebhookTarget, wants};
-use muster_store::jobs::JobKind;
+use muster_jobs::DeploymentJob;
 use muster_store::{CommandContext, StoreError};
-use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::Shared;
+use crate::Runtime;
 use crate::queue::{Attempt, JobFailure, JobLease};
 
 /// The event type dispatch webhooks subscribe to.
 pub const STEP_EVENT: &str = "deployment.step";
 
-/// Arguments of a deployment job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeploymentJob {
-    /// The tenant.
-    pub tenant: String,
-    /// The deployment.
-    pub deployment_id: Uuid,
-    /// When it was queued (ms since the epoch).
-    #[serde(default)]
-    pub enqueued_at: Option<i64>,
-}
-
 /// Runs (or resumes) one deployment.
 pub(crate) async fn run(
-    job: DeploymentJob,
-    rt: Data<Shared>,
-    id: TaskId,
-    attempt: ApalisAttempt,
-) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job.deployment", deployment_id = %job.deployment_id, tenant = %job.tenant, attempt = attempt.current());
-    let book = Attempt::begin(
-        &rt,
-        JobKind::Deployment,
-        &id,
-        attempt.current(),
-        job.enqueued_at,
-    );
+    rt: &Runtime,
+    job: &DeploymentJob,
+    book: &mut Attempt,
+) -> Result<(), JobFailure> {
+    let span = tracing::info_span!("job.deployment", deployment_id = %job.deployment_id, tenant = %job.tenant, attempt = book.number());
     // The job's attempt budget is the policy's attempts per step.
-    let steps = match rt
+    let (state, _) = rt
         .store
         .load::<Deployment>(&job.tenant, job.deployment_id)
-        .await
-    {
-        Ok((state, _)) => state.steps.len(),
-        Err(e) => return book.finish(Err(e.into())).await,
+        .await?;
+    book.set_units(state.steps.len());
+    let Some(lease) = JobLease::take(rt, format!("deployment:{}", job.deployment_id)).await? else {
+        return Err(JobFailure::Retry(
+            "another worker is running this deployment".to_owned(),
+        ));
     };
-    let book = book.with_units(steps);
-    let lease = match JobLease::take(&rt, format!("deployment:{}", job.deployment_id)).await {
-        Ok(Some(lease)) => lease,
-        Ok(None) => {
-            let busy = "another worker is running this deployment".to_owned();
-            return book.finish(Err(JobFailure::Retry(busy))).await;
-        }
-        Err(e) => return book.finish(Err(e.into())).await,
-    };
-    let result = drive(&rt, &job, &id).instrument(span).await;
+    let result = drive(rt, job, book.job_id()).instrument(span).await;
     lease.release().await;
-    book.finish(result).await
+    result
 }
 
-async fn drive(rt: &Shared, job: &DeploymentJob, id: &TaskId) -> Result<(), JobFailure> {
+async fn drive(rt: &Runtime, job: &DeploymentJob, id: &str) -> Result<(), JobFailure> {
     let ctx = CommandContext {
         tenant: job.tenant.clone(),
         actor: "worker".to_owned(),
@@ -143,7 +114,7 @@ async fn drive(rt: &Shared, job: &DeploymentJob, id: &TaskId) -> Result<(), JobF
 /// Runs `command` on the deployment. `Ok(false)`: the deployment has
 /// finished (a cancel won the race) and the job has nothing more to do.
 async fn command(
-    rt: &Shared,
+    rt: &Runtime,
     ctx: &CommandContext,
     job: &DeploymentJob,
     command: DeploymentCommand,
@@ -171,30 +142,19 @@ async fn command(
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct Subscription {
-    webhook_id: Uuid,
-    url: String,
-    secret: String,
-    event_types: Vec<String>,
-}
-
 /// Calls every dispatch webhook of the tenant for `step`; all must answer
 /// 2xx. Receivers get the same idempotency key on every attempt of a step.
 async fn run_step(
-    rt: &Shared,
+    rt: &Runtime,
     job: &DeploymentJob,
     state: &Deployment,
     step: &StepState,
 ) -> Result<(), String> {
-    let subscriptions: Vec<Subscription> = sqlx::query_as(
-        "select webhook_id, url, secret, event_types from webhooks
-          where tenant_id = $1 and deleted_at is null order by webhook_id",
-    )
-    .bind(&job.tenant)
-    .fetch_all(rt.store.pool())
-    .await
-    .map_err(|e| format!("cannot read the dispatch webhooks: {e}"))?;
+    let subscriptions = rt
+        .webhooks
+        .targets(&job.tenant)
+        .await
+        .map_err(|e| format!("cannot read the dispatch webhooks: {e}"))?;
     let key = format!("{}:{}", job.deployment_id, step.plan.name);
     let body = serde_json::json!({
         "deployment_id": job.deployment_id,

@@ -3,13 +3,14 @@
 //! the reactor that turns events into notification jobs.
 //!
 //! Postgres is the queue. Jobs that a command implies are pushed in the
-//! command's transaction (see `muster_store::jobs`); jobs that events imply
+//! command's transaction (see `muster_jobs::queue`); jobs that events imply
 //! are pushed by the [`reactor::Reactor`], a projection whose pushes commit
 //! with its checkpoint. Either way each trigger yields its job exactly
 //! once; workers then run it at least once, with idempotent effects.
 
 mod deployment;
 pub mod email;
+mod handlers;
 mod notification;
 pub mod outbound;
 mod queue;
@@ -19,11 +20,13 @@ mod report;
 use std::sync::Arc;
 use std::time::Duration;
 
+use muster_jobs::reports::Reports;
+use muster_jobs::webhooks::Webhooks;
+use muster_jobs::{JobKind, JobPolicies, JobQueue};
 use muster_store::Store;
-use muster_store::jobs::JobPolicies;
+use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
-pub use queue::run;
 pub use reactor::Reactor;
 
 /// How the workers run.
@@ -49,9 +52,10 @@ pub struct WorkerConfig {
     pub outbound_timeout: Duration,
     /// Deliver to private and loopback addresses (off by default: SSRF).
     pub allow_private_targets: bool,
-    /// `smtp://` or `smtps://` URL of the mail relay; email subscriptions
-    /// fail (and dead-letter) without one.
-    pub smtp_url: Option<String>,
+    /// `smtp://` or `smtps://` URL of the mail relay, which may carry
+    /// credentials (hence a secret); email subscriptions fail (and
+    /// dead-letter) without one.
+    pub smtp_url: Option<SecretString>,
     /// Sender address of notification emails.
     pub smtp_from: String,
     /// How long finished jobs (and dead letters) are kept.
@@ -83,6 +87,9 @@ impl Default for WorkerConfig {
 /// What every job handler shares.
 pub(crate) struct Runtime {
     pub(crate) store: Store,
+    pub(crate) queue: JobQueue,
+    pub(crate) webhooks: Webhooks,
+    pub(crate) reports: Reports,
     pub(crate) config: WorkerConfig,
     pub(crate) http: outbound::Outbound,
     pub(crate) mailer: Option<email::Mailer>,
@@ -91,6 +98,77 @@ pub(crate) struct Runtime {
 
 /// Shared handle passed to job handlers as apalis `Data`.
 pub(crate) type Shared = Arc<Runtime>;
+
+impl WorkerConfig {
+    /// Checks what can be checked before anything starts (the SMTP URL,
+    /// the sender, the HTTP client), so that a bad setting stops the
+    /// process at boot instead of leaving its jobs queued for ever.
+    pub fn validate(&self) -> Result<(), StartError> {
+        self.clients().map(|_| ())
+    }
+
+    /// Jobs run at once per process of `kind`.
+    pub fn concurrency(&self, kind: JobKind) -> usize {
+        match kind {
+            JobKind::Deployment => self.deployment_concurrency,
+            JobKind::Notification => self.notification_concurrency,
+            JobKind::Report => self.report_concurrency,
+        }
+    }
+
+    fn clients(&self) -> Result<(outbound::Outbound, Option<email::Mailer>), StartError> {
+        let http = outbound::Outbound::new(self.outbound_timeout, self.allow_private_targets)?;
+        let mailer = self
+            .smtp_url
+            .as_ref()
+            .map(|url| {
+                email::Mailer::new(url.expose_secret(), &self.smtp_from, self.outbound_timeout)
+            })
+            .transpose()?;
+        Ok((http, mailer))
+    }
+}
+
+/// The job workers with their clients built, ready to run.
+pub struct Workers {
+    rt: Shared,
+}
+
+impl Workers {
+    /// Workers on `store` with `config`, stopping at `shutdown`; fails when
+    /// `config` cannot work (see [`WorkerConfig::validate`]).
+    pub fn new(
+        store: Store,
+        config: WorkerConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StartError> {
+        let (http, mailer) = config.clients()?;
+        let queue = JobQueue::new(store.pool().clone(), config.policies);
+        Ok(Self {
+            rt: Arc::new(Runtime {
+                webhooks: Webhooks::new(store.pool().clone()),
+                reports: Reports::new(store.pool().clone(), queue.clone()),
+                queue,
+                store,
+                config,
+                http,
+                mailer,
+                shutdown,
+            }),
+        })
+    }
+
+    /// The queue the workers take their jobs from.
+    pub fn queue(&self) -> &JobQueue {
+        &self.rt.queue
+    }
+
+    /// Runs the deployment, notification and report workers, the cleanup
+    /// and the queue gauges until shutdown; in-flight jobs finish first.
+    pub async fn run(self) {
+        queue::run(self.rt).await;
+    }
+}
 
 /// Why the workers could not start.
 #[derive(Debug, thiserror::Error)]

@@ -15,59 +15,39 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{
-    BackendExt, BoxDynError, Strategy, TaskId, WorkerBuilder, WorkerBuilderExt, WorkerError,
+    Attempt as ApalisAttempt, BackendExt, BoxDynError, Data, Strategy, TaskId, WorkerBuilder,
+    WorkerBuilderExt, WorkerError,
 };
 use apalis_postgres::{Config, PostgresStorage, Pubsub};
-use muster_store::Store;
-use muster_store::jobs::JobKind;
+use muster_jobs::admin::JobStatus;
+use muster_jobs::{DeploymentJob, Job, JobKind, NotificationJob, ReportJob};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    Runtime, Shared, StartError, WorkerConfig, deployment, email, notification, outbound, report,
-};
+use crate::{Runtime, Shared};
 
 /// Runs the deployment, notification and report workers, the cleanup and
-/// the queue gauges until `shutdown`; in-flight jobs finish first.
-pub async fn run(
-    store: Store,
-    config: WorkerConfig,
-    shutdown: CancellationToken,
-) -> Result<(), StartError> {
-    let http = outbound::Outbound::new(config.outbound_timeout, config.allow_private_targets)?;
-    let mailer = config
-        .smtp_url
-        .as_deref()
-        .map(|url| email::Mailer::new(url, &config.smtp_from, config.outbound_timeout))
-        .transpose()?;
-    let rt: Shared = Arc::new(Runtime {
-        store,
-        config,
-        http,
-        mailer,
-        shutdown: shutdown.clone(),
-    });
+/// the queue gauges until `rt.shutdown`; in-flight jobs finish first.
+pub(crate) async fn run(rt: Shared) {
     let tasks = vec![
         tokio::spawn(supervise(
             rt.clone(),
             JobKind::Deployment,
-            deployment_worker,
+            worker::<DeploymentJob>,
         )),
         tokio::spawn(supervise(
             rt.clone(),
             JobKind::Notification,
-            notification_worker,
+            worker::<NotificationJob>,
         )),
-        tokio::spawn(supervise(rt.clone(), JobKind::Report, report_worker)),
+        tokio::spawn(supervise(rt.clone(), JobKind::Report, worker::<ReportJob>)),
         tokio::spawn(housekeeping(rt.clone())),
     ];
     for task in tasks {
         let _ = task.await;
     }
-    Ok(())
 }
 
 type WorkerRun = Pin<Box<dyn Future<Output = Result<(), WorkerError>> + Send>>;
@@ -143,48 +123,47 @@ async fn stop_on(shutdown: CancellationToken) -> Result<(), WorkerError> {
     Ok(())
 }
 
-fn deployment_worker(rt: Shared, name: String) -> WorkerRun {
-    let concurrency = rt.config.deployment_concurrency;
-    let worker = WorkerBuilder::new(name.as_str())
-        .backend(backend::<deployment::DeploymentJob>(
-            &rt,
-            JobKind::Deployment,
-            concurrency,
-        ))
-        .concurrency(concurrency.max(1))
-        .catch_panic()
-        .data(rt.clone())
-        .build(deployment::run);
-    Box::pin(worker.run_until(stop_on(rt.shutdown.clone())))
+/// A job the workers run: one attempt of it.
+pub(crate) trait Handler: Job {
+    /// Runs one attempt of `job`; `book` knows whether it is the last, and
+    /// how many units of work the job holds.
+    fn attempt<'a>(
+        rt: &'a Runtime,
+        job: &'a Self,
+        book: &'a mut Attempt,
+    ) -> Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send + 'a>>;
 }
 
-fn notification_worker(rt: Shared, name: String) -> WorkerRun {
-    let concurrency = rt.config.notification_concurrency;
-    let worker = WorkerBuilder::new(name.as_str())
-        .backend(backend::<notification::NotificationJob>(
-            &rt,
-            JobKind::Notification,
-            concurrency,
-        ))
-        .concurrency(concurrency.max(1))
-        .catch_panic()
-        .data(rt.clone())
-        .build(notification::run);
-    Box::pin(worker.run_until(stop_on(rt.shutdown.clone())))
+/// The apalis handler of every job type: the book-keeping around
+/// [`Handler::attempt`].
+async fn handle<J: Handler>(
+    job: J,
+    rt: Data<Shared>,
+    id: TaskId,
+    attempt: ApalisAttempt,
+) -> Result<(), BoxDynError> {
+    let rt: Shared = (*rt).clone();
+    let mut book = Attempt::begin(
+        rt.clone(),
+        J::KIND,
+        &id,
+        attempt.current(),
+        job.enqueued_at(),
+    );
+    let result = J::attempt(&rt, &job, &mut book).await;
+    book.finish(result).await
 }
 
-fn report_worker(rt: Shared, name: String) -> WorkerRun {
-    let concurrency = rt.config.report_concurrency;
+/// The one worker builder: a worker on `J`'s queue, running `J`'s handler
+/// with its kind's concurrency, until shutdown.
+fn worker<J: Handler>(rt: Shared, name: String) -> WorkerRun {
+    let concurrency = rt.config.concurrency(J::KIND);
     let worker = WorkerBuilder::new(name.as_str())
-        .backend(backend::<report::ReportJob>(
-            &rt,
-            JobKind::Report,
-            concurrency,
-        ))
+        .backend(backend::<J>(&rt, J::KIND, concurrency))
         .concurrency(concurrency.max(1))
         .catch_panic()
         .data(rt.clone())
-        .build(report::run);
+        .build(handle::<J>);
     Box::pin(worker.run_until(stop_on(rt.shutdown.clone())))
 }
 
@@ -203,6 +182,12 @@ impl From<muster_store::StoreError> for JobFailure {
     }
 }
 
+impl From<muster_jobs::JobsError> for JobFailure {
+    fn from(e: muster_jobs::JobsError) -> Self {
+        JobFailure::Retry(e.to_string())
+    }
+}
+
 impl From<sqlx::Error> for JobFailure {
     fn from(e: sqlx::Error) -> Self {
         JobFailure::Retry(e.to_string())
@@ -211,8 +196,8 @@ impl From<sqlx::Error> for JobFailure {
 
 /// Book-keeping around one attempt of a job: metrics, the start latency
 /// (on the first attempt), and what the queue must do after a failure.
-pub(crate) struct Attempt<'a> {
-    rt: &'a Runtime,
+pub(crate) struct Attempt {
+    rt: Shared,
     kind: JobKind,
     id: String,
     attempt: u32,
@@ -220,16 +205,17 @@ pub(crate) struct Attempt<'a> {
     started: Instant,
 }
 
-impl<'a> Attempt<'a> {
+impl Attempt {
     /// Starts the book-keeping of attempt `attempt` (1-based) of job `id`.
     pub(crate) fn begin(
-        rt: &'a Runtime,
+        rt: Shared,
         kind: JobKind,
         id: &TaskId,
         attempt: usize,
         enqueued_at_ms: Option<i64>,
     ) -> Self {
         let attempt = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
+        let budget = rt.config.policies.of(kind).attempts;
         metrics::counter!("muster_job_attempts_total", "kind" => kind.name()).increment(1);
         if attempt == 1
             && let Some(enqueued) = enqueued_at_ms
@@ -243,14 +229,14 @@ impl<'a> Attempt<'a> {
             kind,
             id: id.to_string(),
             attempt,
-            budget: rt.config.policies.of(kind).attempts,
+            budget,
             started: Instant::now(),
         }
     }
 
     /// The job holds `units` retryable pieces of work (a deployment's
     /// steps), each with the kind's attempts.
-    pub(crate) fn with_units(mut self, units: usize) -> Self {
+    pub(crate) fn set_units(&mut self, units: usize) {
         let units = u32::try_from(units.max(1)).unwrap_or(u32::MAX);
         self.budget = self
             .rt
@@ -259,7 +245,16 @@ impl<'a> Attempt<'a> {
             .of(self.kind)
             .attempts
             .saturating_mul(units);
-        self
+    }
+
+    /// The job's id, for correlation.
+    pub(crate) fn job_id(&self) -> &str {
+        &self.id
+    }
+
+    /// This attempt's number (1-based).
+    pub(crate) fn number(&self) -> u32 {
+        self.attempt
     }
 
     /// Whether this is the kind's last attempt.
@@ -277,14 +272,14 @@ impl<'a> Attempt<'a> {
             Ok(()) => ("succeeded", None),
             Err(JobFailure::Retry(e)) if !self.is_last() => {
                 let delay = self.rt.config.policies.of(self.kind).delay(self.attempt);
-                if let Err(pe) = self.rt.store.postpone_job(&self.id, delay).await {
+                if let Err(pe) = self.rt.queue.postpone(&self.id, delay).await {
                     tracing::warn!(job = %self.id, error = %pe, "cannot postpone the retry");
                 }
                 tracing::info!(job = %self.id, kind, attempt = self.attempt, ?delay, error = %e, "job failed; retrying later");
                 ("retried", Some(e))
             }
             Err(JobFailure::Retry(e) | JobFailure::Fatal(e)) => {
-                if let Err(de) = self.rt.store.bury_job(&self.id, self.attempt).await {
+                if let Err(de) = self.rt.queue.bury(&self.id, self.attempt).await {
                     tracing::warn!(job = %self.id, error = %de, "cannot dead-letter the job");
                 }
                 tracing::warn!(job = %self.id, kind, attempt = self.attempt, error = %e, "job failed for good; dead-lettered");
@@ -362,7 +357,7 @@ async fn housekeeping(rt: Shared) {
     let mut last_cleanup: Option<Instant> = None;
     loop {
         if last_cleanup.is_none_or(|at| at.elapsed() >= rt.config.cleanup_interval) {
-            match rt.store.purge_finished_jobs(rt.config.job_history).await {
+            match rt.queue.purge_finished(rt.config.job_history).await {
                 Ok(purged) => {
                     last_cleanup = Some(Instant::now());
                     if purged > 0 {
@@ -373,15 +368,15 @@ async fn housekeeping(rt: Shared) {
                 Err(e) => tracing::warn!(error = %e, "job cleanup failed; will retry"),
             }
         }
-        match rt.store.queue_depths().await {
+        match rt.queue.depths().await {
             Ok(depths) => {
                 for kind in JobKind::ALL {
-                    for status in ["pending", "running", "failed", "dead", "done"] {
+                    for status in JobStatus::ALL {
                         let n = depths
                             .iter()
-                            .find(|(q, s, _)| q == kind.queue() && s == status)
+                            .find(|(k, s, _)| *k == kind && *s == status)
                             .map_or(0, |(_, _, n)| *n);
-                        metrics::gauge!("muster_job_queue_depth", "kind" => kind.name(), "status" => status)
+                        metrics::gauge!("muster_job_queue_depth", "kind" => kind.name(), "status" => status.name())
                             .set(n as f64);
                     }
                 }

@@ -3,124 +3,63 @@
 //! bounded whatever the report's size, and progress is visible while it
 //! runs.
 
-use apalis::prelude::{Attempt as ApalisAttempt, BoxDynError, Data, TaskId};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::TryStreamExt;
 use muster_domain::time::TimeRange;
+use muster_jobs::reports::Reports;
+use muster_jobs::{JobsError, ReportJob};
 use muster_projections::query;
 use muster_projections::query::resources::ResourceFilter;
-use muster_store::jobs::JobKind;
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::Shared;
+use crate::Runtime;
 use crate::queue::{Attempt, JobFailure, JobLease};
 
 const CHUNK: usize = 256 * 1024;
 /// Resources per page of the utilization report.
 const RESOURCE_PAGE: i64 = 500;
 
-/// Arguments of a report job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReportJob {
-    /// The tenant.
-    pub tenant: String,
-    /// The report.
-    pub report_id: Uuid,
-    /// When it was queued (ms since the epoch).
-    #[serde(default)]
-    pub enqueued_at: Option<i64>,
-}
-
-#[derive(sqlx::FromRow)]
-struct Request {
-    kind: String,
-    format: String,
-    range_from: DateTime<Utc>,
-    range_to: DateTime<Utc>,
-    resource_kind: Option<String>,
-    status: String,
-}
-
 /// Builds one report.
 pub(crate) async fn run(
-    job: ReportJob,
-    rt: Data<Shared>,
-    id: TaskId,
-    attempt: ApalisAttempt,
-) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job.report", report_id = %job.report_id, tenant = %job.tenant, attempt = attempt.current());
-    let book = Attempt::begin(
-        &rt,
-        JobKind::Report,
-        &id,
-        attempt.current(),
-        job.enqueued_at,
-    );
-    let lease = match JobLease::take(&rt, format!("report:{}", job.report_id)).await {
-        Ok(Some(lease)) => lease,
+    rt: &Runtime,
+    job: &ReportJob,
+    book: &mut Attempt,
+) -> Result<(), JobFailure> {
+    let span = tracing::info_span!("job.report", report_id = %job.report_id, tenant = %job.tenant, attempt = book.number());
+    let Some(lease) = JobLease::take(rt, format!("report:{}", job.report_id)).await? else {
         // Another worker builds it: leave its progress alone, look later.
-        Ok(None) => {
-            let busy = "another worker is building this report".to_owned();
-            return book.finish(Err(JobFailure::Retry(busy))).await;
-        }
-        Err(e) => return book.finish(Err(e.into())).await,
+        return Err(JobFailure::Retry(
+            "another worker is building this report".to_owned(),
+        ));
     };
-    let result = build(rt.store.pool(), &job).instrument(span).await;
+    let result = build(rt, job).instrument(span).await;
     lease.release().await;
-    if let Err(JobFailure::Retry(e) | JobFailure::Fatal(e)) = &result {
-        let status = if book.is_last() || matches!(result, Err(JobFailure::Fatal(_))) {
-            "failed"
-        } else {
-            "queued"
-        };
-        let _ = sqlx::query(
-            "update reports set status = $3, error = $4,
-                    finished_at = case when $3 = 'failed' then now() end
-              where tenant_id = $1 and report_id = $2",
-        )
-        .bind(&job.tenant)
-        .bind(job.report_id)
-        .bind(status)
-        .bind(e)
-        .execute(rt.store.pool())
-        .await;
+    if let Err(failure) = &result {
+        let (JobFailure::Retry(e) | JobFailure::Fatal(e)) = failure;
+        let for_good = book.is_last() || matches!(failure, JobFailure::Fatal(_));
+        if let Err(re) = rt
+            .reports
+            .record_failure(&job.tenant, job.report_id, e, for_good)
+            .await
+        {
+            tracing::warn!(report_id = %job.report_id, error = %re, "cannot record the report's failure");
+        }
     }
-    book.finish(result).await
+    result
 }
 
-async fn build(pool: &PgPool, job: &ReportJob) -> Result<(), JobFailure> {
-    let Some(request) = sqlx::query_as::<_, Request>(
-        "select kind, format, range_from, range_to, resource_kind, status
-           from reports where tenant_id = $1 and report_id = $2",
-    )
-    .bind(&job.tenant)
-    .bind(job.report_id)
-    .fetch_optional(pool)
-    .await?
-    else {
+async fn build(rt: &Runtime, job: &ReportJob) -> Result<(), JobFailure> {
+    let pool = rt.store.pool();
+    let Some(request) = rt.reports.order(&job.tenant, job.report_id).await? else {
         return Err(JobFailure::Fatal("the report does not exist".into()));
     };
     if request.status == "done" {
         return Ok(());
     }
     // A retry starts over: drop what an earlier attempt wrote.
-    sqlx::query("delete from report_chunks where tenant_id = $1 and report_id = $2")
-        .bind(&job.tenant)
-        .bind(job.report_id)
-        .execute(pool)
-        .await?;
-    sqlx::query(
-        "update reports set status = 'running', started_at = now(), rows_written = 0, bytes = 0,
-                error = null
-          where tenant_id = $1 and report_id = $2",
-    )
-    .bind(&job.tenant)
-    .bind(job.report_id)
-    .execute(pool)
-    .await?;
+    rt.reports.start(&job.tenant, job.report_id).await?;
     let window = TimeRange {
         starts_at: request.range_from,
         ends_at: request.range_to,
@@ -129,7 +68,7 @@ async fn build(pool: &PgPool, job: &ReportJob) -> Result<(), JobFailure> {
         "json" => Format::Json,
         _ => Format::Csv,
     };
-    let mut out = ChunkWriter::new(pool, job, format);
+    let mut out = ChunkWriter::new(&rt.reports, job, format);
     match request.kind.as_str() {
         "utilization" => utilization(pool, job, &window, request.resource_kind, &mut out).await?,
         "bookings" => bookings(pool, job, &window, &mut out).await?,
@@ -300,7 +239,7 @@ enum Value {
 
 /// Serialises rows as CSV or a JSON array and stores them in chunks.
 struct ChunkWriter<'a> {
-    pool: &'a PgPool,
+    reports: &'a Reports,
     job: &'a ReportJob,
     format: Format,
     columns: Vec<&'static str>,
@@ -311,9 +250,9 @@ struct ChunkWriter<'a> {
 }
 
 impl<'a> ChunkWriter<'a> {
-    fn new(pool: &'a PgPool, job: &'a ReportJob, format: Format) -> Self {
+    fn new(reports: &'a Reports, job: &'a ReportJob, format: Format) -> Self {
         Self {
-            pool,
+            reports,
             job,
             format,
             columns: Vec::new(),
@@ -374,7 +313,7 @@ impl<'a> ChunkWriter<'a> {
         self.rows += 1;
     }
 
-    async fn flush_if_full(&mut self) -> Result<(), sqlx::Error> {
+    async fn flush_if_full(&mut self) -> Result<(), JobsError> {
         if self.buf.len() >= CHUNK {
             self.flush().await?;
         }
@@ -382,48 +321,34 @@ impl<'a> ChunkWriter<'a> {
     }
 
     /// Stores the buffer as the next chunk and publishes the progress.
-    async fn flush(&mut self) -> Result<(), sqlx::Error> {
+    async fn flush(&mut self) -> Result<(), JobsError> {
         if self.buf.is_empty() {
             return Ok(());
         }
         self.bytes += self.buf.len() as i64;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "insert into report_chunks (tenant_id, report_id, seq, data) values ($1, $2, $3, $4)",
-        )
-        .bind(&self.job.tenant)
-        .bind(self.job.report_id)
-        .bind(self.seq)
-        .bind(&self.buf)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("update reports set rows_written = $3, bytes = $4 where tenant_id = $1 and report_id = $2")
-            .bind(&self.job.tenant)
-            .bind(self.job.report_id)
-            .bind(self.rows)
-            .bind(self.bytes)
-            .execute(&mut *tx)
+        self.reports
+            .write_chunk(
+                &self.job.tenant,
+                self.job.report_id,
+                self.seq,
+                &self.buf,
+                self.rows,
+                self.bytes,
+            )
             .await?;
-        tx.commit().await?;
         self.seq += 1;
         self.buf.clear();
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<(), sqlx::Error> {
+    async fn finish(mut self) -> Result<(), JobsError> {
         if let Format::Json = self.format {
             self.buf.extend_from_slice(b"\n]\n");
         }
         self.flush().await?;
-        sqlx::query(
-            "update reports set status = 'done', rows_total = rows_written, finished_at = now()
-              where tenant_id = $1 and report_id = $2",
-        )
-        .bind(&self.job.tenant)
-        .bind(self.job.report_id)
-        .execute(self.pool)
-        .await?;
-        Ok(())
+        self.reports
+            .finish(&self.job.tenant, self.job.report_id)
+            .await
     }
 }
 

@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use muster_domain::{DomainError, FieldError};
+use muster_jobs::JobsError;
 use muster_store::{ReservationConflict, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -281,17 +282,34 @@ impl From<StoreError> for ApiError {
                 detail: format!("resource {id} is retired and cannot be reserved"),
             },
             StoreError::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
-            StoreError::JobNotDead => ApiError::Conflict {
-                slug: "job-not-failed",
-                detail: "only a job that used up its attempts can be retried".into(),
-            },
             StoreError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly".into())
             }
-            e
-            @ (StoreError::Database(_) | StoreError::CorruptEvent { .. } | StoreError::Job(_)) => {
+            e @ (StoreError::Database(_)
+            | StoreError::CorruptEvent { .. }
+            | StoreError::NoJobQueue) => {
                 tracing::error!(error = &e as &dyn std::error::Error, "store failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<JobsError> for ApiError {
+    fn from(error: JobsError) -> Self {
+        match error {
+            JobsError::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
+            JobsError::JobNotDead => ApiError::Conflict {
+                slug: "job-not-failed",
+                detail: "only a job that used up its attempts can be retried".into(),
+            },
+            JobsError::Unavailable(e) => StoreError::Unavailable(e).into(),
+            e @ (JobsError::Database(_)
+            | JobsError::Encode(_)
+            | JobsError::Queue(_)
+            | JobsError::Corrupt(_)) => {
+                tracing::error!(error = &e as &dyn std::error::Error, "job queue failure");
                 ApiError::Internal
             }
         }

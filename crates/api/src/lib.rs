@@ -18,6 +18,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
+use muster_jobs::JobQueue;
+use muster_jobs::reports::Reports;
+use muster_jobs::webhooks::Webhooks;
 use muster_projections::ReadSignals;
 use muster_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +56,12 @@ pub struct ApiConfig {
 pub struct AppState {
     /// The store.
     pub store: Store,
+    /// The job queue and its admin.
+    pub jobs: JobQueue,
+    /// Webhook subscriptions and deliveries.
+    pub webhooks: Webhooks,
+    /// Report requests and files.
+    pub reports: Reports,
     /// Limits.
     pub config: Arc<ApiConfig>,
     /// Verified-key cache.
@@ -68,9 +77,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for `store` with `config`; `shutdown` ends live streams.
+    /// State for `store` with `config`, queueing jobs on `jobs`;
+    /// `shutdown` ends live streams.
     pub fn new(
         store: Store,
+        jobs: JobQueue,
         config: ApiConfig,
         signals: ReadSignals,
         shutdown: CancellationToken,
@@ -82,6 +93,9 @@ impl AppState {
             config: Arc::new(config),
             keys: Arc::default(),
             metrics: observability::prometheus(),
+            webhooks: Webhooks::new(store.pool().clone()),
+            reports: Reports::new(store.pool().clone(), jobs.clone()),
+            jobs,
             store,
         }
     }

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use muster_api::ApiConfig;
+use muster_jobs::{JobPolicies, RetryPolicy};
 use muster_store::Role;
 use muster_store::db::PoolSettings;
-use muster_store::jobs::{JobPolicies, RetryPolicy};
 use muster_workers::WorkerConfig;
+use secrecy::SecretString;
 use sqlx::postgres::PgConnectOptions;
 
 /// muster: event-sourced scheduling of bookings on shared resources.
@@ -56,6 +57,17 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+}
+
+impl Command {
+    /// The workers' settings of the roles that run workers.
+    pub fn worker_config(&self) -> Option<WorkerConfig> {
+        match self {
+            Command::Serve(http) => Some(http.jobs.workers()),
+            Command::Work(work) => Some(work.jobs.workers()),
+            _ => None,
+        }
+    }
 }
 
 /// Key subcommands.
@@ -234,8 +246,8 @@ pub struct JobArgs {
     pub allow_private_webhooks: bool,
     /// SMTP relay for email notifications (smtp://user:pass@host:port,
     /// smtps://…); unset: email subscriptions fail.
-    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
+    #[arg(long, env = "SMTP_URL", hide_env_values = true, value_parser = parse_secret)]
+    pub smtp_url: Option<SecretString>,
     /// Sender of notification emails.
     #[arg(long, env = "MUSTER_SMTP_FROM", default_value = "muster@localhost")]
     pub smtp_from: String,
@@ -362,4 +374,9 @@ fn parse_tenant(s: &str) -> Result<String, String> {
                 .into(),
         )
     }
+}
+
+/// A credential-bearing setting, kept out of `Debug` and error messages.
+fn parse_secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }

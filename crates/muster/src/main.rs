@@ -33,6 +33,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Installed first, so that SIGTERM during start-up still shuts down
     // cleanly (and stops an embedded cluster).
     let shutdown = shutdown_signal();
+    // Before any database work: a worker setting that cannot work (an
+    // invalid SMTP_URL) stops the process at once with one line.
+    if let Some(workers) = cli.command.worker_config() {
+        workers.validate()?;
+    }
     let url = cli.database.database_url.clone().map(|u| u.0);
     let database = Database::open(url, &cli.database.data_dir).await?;
     let result = run_role(&cli, &database, shutdown).await;
@@ -53,6 +58,7 @@ async fn run_role(
                 &pool_settings,
             ));
             muster_store::db::migrate(store.pool()).await?;
+            muster_jobs::migrate(store.pool()).await?;
             if database.embedded.is_some() {
                 ensure_admin_key(&store, &cli.database.data_dir).await?;
             }
@@ -92,6 +98,7 @@ async fn run_role(
                 &pool_settings,
             ));
             muster_store::db::migrate(store.pool()).await?;
+            muster_jobs::migrate(store.pool()).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -126,7 +133,7 @@ async fn serve(
     )
     .await?;
     if with_projections {
-        app = app.with_projections().with_workers(http.jobs.workers());
+        app = app.with_projections().with_workers(http.jobs.workers())?;
     }
     app.run_until_stopped(shutdown).await
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use muster_api::{ApiConfig, AppState};
+use muster_jobs::{JobPolicies, JobQueue};
 use muster_projections::{Projector, ReadSignals};
 use muster_store::db::PoolSettings;
-use muster_store::jobs::JobPolicies;
 use muster_store::{Role, Store};
-use muster_workers::{Reactor, WorkerConfig};
+use muster_workers::{Reactor, StartError, WorkerConfig, Workers};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::net::TcpListener;
@@ -44,9 +44,11 @@ impl Application {
         api: ApiConfig,
         policies: JobPolicies,
     ) -> anyhow::Result<Self> {
-        let store = Store::new(muster_store::db::connect_lazy(database, pool))
+        let pool = muster_store::db::connect_lazy(database, pool);
+        let queue = JobQueue::new(pool.clone(), policies);
+        let store = Store::new(pool)
             .with_batching(WRITE_BATCHERS)
-            .with_job_policies(policies);
+            .with_job_sink(Arc::new(queue.clone()));
         tokio::spawn(muster_store::wakeup::run_notifier(
             store.pool().clone(),
             store.append_signal(),
@@ -61,7 +63,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {listen}"))?;
         let shutdown = CancellationToken::new();
         let signals = ReadSignals::start(store.pool().clone(), shutdown.clone());
-        let state = AppState::new(store.clone(), api, signals.clone(), shutdown.clone());
+        let state = AppState::new(store.clone(), queue, api, signals.clone(), shutdown.clone());
         let router = muster_api::router(state);
         Ok(Self {
             listener,
@@ -75,15 +77,17 @@ impl Application {
     }
 
     /// Runs the job workers and the notification reactor in this process
-    /// too (`muster serve`).
-    pub fn with_workers(mut self, config: WorkerConfig) -> Self {
+    /// too (`muster serve`). Fails, before anything runs, when `config`
+    /// cannot work (an invalid `SMTP_URL`).
+    pub fn with_workers(mut self, config: WorkerConfig) -> Result<Self, StartError> {
+        let workers = Workers::new(self.store.clone(), config, self.shutdown.clone())?;
         self.workers = Some(tokio::spawn(run_workers(
             self.store.clone(),
             self.signals.clone(),
-            config,
+            workers,
             self.shutdown.clone(),
         )));
-        self
+        Ok(self)
     }
 
     /// Runs the projections in this process too (`muster serve`).
@@ -154,15 +158,13 @@ pub async fn run_projector(
 async fn run_workers(
     store: Store,
     signals: ReadSignals,
-    config: WorkerConfig,
+    workers: Workers,
     shutdown: CancellationToken,
 ) {
     let reactor = Projector::new(store.clone(), signals)
-        .with_projections(vec![Arc::new(Reactor::new(*store.job_policies()))]);
-    let reactor = tokio::spawn(reactor.run(shutdown.clone()));
-    if let Err(e) = muster_workers::run(store, config, shutdown.clone()).await {
-        tracing::error!(error = %e, "the workers cannot start");
-    }
+        .with_projections(vec![Arc::new(Reactor::new(workers.queue().clone()))]);
+    let reactor = tokio::spawn(reactor.run(shutdown));
+    workers.run().await;
     let _ = reactor.await;
 }
 
@@ -173,11 +175,13 @@ pub async fn run_worker_role(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Store::new(muster_store::db::connect_lazy(database, pool))
-        .with_job_policies(config.policies);
+    let pool = muster_store::db::connect_lazy(database, pool);
+    let queue = JobQueue::new(pool.clone(), config.policies);
+    let store = Store::new(pool).with_job_sink(Arc::new(queue));
     let token = CancellationToken::new();
     let signals = ReadSignals::start(store.pool().clone(), token.clone());
-    let run = tokio::spawn(run_workers(store.clone(), signals, config, token.clone()));
+    let workers = Workers::new(store.clone(), config, token.clone())?;
+    let run = tokio::spawn(run_workers(store.clone(), signals, workers, token.clone()));
     tracing::info!("muster is working");
     shutdown.await;
     token.cancel();

@@ -18,7 +18,7 @@ use crate::event_store::{
     AppendError, EventData, EventMetadata, StreamAppend, append_to_stream, read_stream,
 };
 use crate::idempotency::{IdempotencyClaim, insert_answer};
-use crate::jobs::{JobKind, JobRequest};
+use crate::implied_jobs::ImpliedJob;
 use crate::reservations::{self, WriteEffect};
 use crate::{Store, StoreError};
 
@@ -135,14 +135,13 @@ impl WriteSide for Deployment {
         events
             .iter()
             .filter_map(|event| match event {
-                DeploymentEvent::Requested(plan) => Some(WriteEffect::Enqueue(JobRequest {
-                    kind: JobKind::Deployment,
-                    tenant: String::new(),
-                    args: serde_json::json!({ "deployment_id": stream_id }),
-                    priority: plan.priority,
-                    idempotency_key: format!("deployment:{stream_id}"),
-                    work_units: plan.steps.len() as u32,
-                })),
+                DeploymentEvent::Requested(plan) => {
+                    Some(WriteEffect::Enqueue(ImpliedJob::RunDeployment {
+                        deployment_id: stream_id,
+                        priority: plan.priority,
+                        steps: u32::try_from(plan.steps.len()).unwrap_or(u32::MAX),
+                    }))
+                }
                 _ => None,
             })
             .collect()
@@ -355,12 +354,8 @@ impl Store {
             reservations::apply(&mut tx, &ctx.tenant, &effects).await?;
             for effect in &effects {
                 if let WriteEffect::Enqueue(job) = effect {
-                    let job = JobRequest {
-                        tenant: ctx.tenant.clone(),
-                        args: with_tenant(&job.args, &ctx.tenant),
-                        ..job.clone()
-                    };
-                    crate::jobs::enqueue(&mut tx, &self.job_policies, &job).await?;
+                    let sink = self.job_sink.as_ref().ok_or(StoreError::NoJobQueue)?;
+                    sink.push(&mut tx, &ctx.tenant, job).await?;
                 }
             }
             let position = append_events::<A>(&mut tx, ctx, stream_id, version, &events).await?;
@@ -443,15 +438,6 @@ async fn append_events<A: WriteSide>(
         Err(AppendError::VersionConflict) => Err(AttemptError::Retry("version")),
         Err(AppendError::Database(e)) => Err(e.into()),
     }
-}
-
-/// Job arguments carry their tenant, so a worker needs nothing else.
-fn with_tenant(args: &serde_json::Value, tenant: &str) -> serde_json::Value {
-    let mut args = args.clone();
-    if let Some(map) = args.as_object_mut() {
-        map.insert("tenant".into(), tenant.into());
-    }
-    args
 }
 
 fn metadata(ctx: &CommandContext) -> EventMetadata {

@@ -34,14 +34,10 @@ pub fn connect_lazy(options: PgConnectOptions, settings: &PoolSettings) -> PgPoo
         .connect_lazy_with(options)
 }
 
-/// Applies the embedded migrations, then apalis-postgres' own (schema
-/// `apalis`, its history in `apalis._sqlx_migrations`; needs `hstore`,
-/// which our migrations create first).
+/// Applies the embedded migrations. The job queue's own schema comes after
+/// them, from `muster_jobs::migrate`.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("../../migrations").run(pool).await?;
-    apalis_postgres::PostgresStorage::migrations()
-        .run(pool)
-        .await
+    sqlx::migrate!("../../migrations").run(pool).await
 }
 
 /// The embedded migrations, for readiness checks.

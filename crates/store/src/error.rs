@@ -69,12 +69,10 @@ pub enum StoreError {
     /// The named entity does not exist in the tenant.
     #[error("{0} not found")]
     NotFound(&'static str),
-    /// Only a dead letter (a job that used up its attempts) can be re-driven.
-    #[error("the job is not a dead letter")]
-    JobNotDead,
-    /// The job queue refused a job for a reason other than the database.
-    #[error("job queue error: {0}")]
-    Job(String),
+    /// The command implies a job, and this store has no queue to put it
+    /// in (see [`crate::Store::with_job_sink`]).
+    #[error("no job queue is configured")]
+    NoJobQueue,
     /// The database is unreachable, overloaded or timed out: retry later.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),

@@ -300,6 +300,28 @@ impl Store {
         EventPage::of(rows, horizon)
     }
 
+    /// The event of `tenant` at `position`, upcast like every other read
+    /// (`None`: no such event). Whoever hands an event on (webhooks, email)
+    /// reads it here, so that it goes out exactly as the feed serves it.
+    pub async fn read_event(
+        &self,
+        tenant: &str,
+        position: i64,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query_as!(
+            EventRow,
+            r#"select tenant_id, position, stream_type, stream_id, stream_version, event_type,
+                      schema_version, payload, metadata, recorded_at
+                 from events
+                where tenant_id = $1 and position = $2"#,
+            tenant,
+            position,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(EventRow::into_recorded).transpose()
+    }
+
     /// One tenant's events after `after`, like [`Store::read_all`].
     pub async fn read_tenant(
         &self,

@@ -9,9 +9,8 @@ pub mod db;
 pub mod error;
 pub mod event_store;
 pub mod idempotency;
-pub mod jobs;
+pub mod implied_jobs;
 pub mod keys;
-pub mod notifications;
 pub mod reservations;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -28,7 +27,7 @@ pub struct Store {
     pool: sqlx::PgPool,
     appended: wakeup::CommitSignal,
     batcher: Option<batch::Batcher>,
-    job_policies: jobs::JobPolicies,
+    job_sink: Option<std::sync::Arc<dyn implied_jobs::JobSink>>,
 }
 
 impl Store {
@@ -39,7 +38,7 @@ impl Store {
             pool,
             appended: wakeup::CommitSignal::default(),
             batcher: None,
-            job_policies: jobs::JobPolicies::default(),
+            job_sink: None,
         }
     }
 
@@ -50,15 +49,12 @@ impl Store {
         self
     }
 
-    /// Pushes jobs with `policies`' attempts per kind.
-    pub fn with_job_policies(mut self, policies: jobs::JobPolicies) -> Self {
-        self.job_policies = policies;
+    /// Queues the jobs that commands imply through `sink`. Without one, a
+    /// command that implies a job (a deployment request) is refused with
+    /// [`StoreError::NoJobQueue`].
+    pub fn with_job_sink(mut self, sink: std::sync::Arc<dyn implied_jobs::JobSink>) -> Self {
+        self.job_sink = Some(sink);
         self
-    }
-
-    /// The retry policy of every job kind.
-    pub fn job_policies(&self) -> &jobs::JobPolicies {
-        &self.job_policies
     }
 
     /// The signal raised after every committed append.

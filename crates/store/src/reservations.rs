@@ -56,7 +56,7 @@ pub enum WriteEffect {
     },
     /// A job to push in the command's transaction (not a reservation
     /// change; the command executor pushes it).
-    Enqueue(crate::jobs::JobRequest),
+    Enqueue(crate::implied_jobs::ImpliedJob),
     /// A reservation stops holding time from `released_from` on.
     Release {
         /// The reservation.

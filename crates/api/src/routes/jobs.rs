@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use muster_jobs::admin::{JobRecord, JobStatusFilter};
 use muster_store::Role;
-use muster_store::jobs::{JobRecord, JobStatusFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -77,8 +77,8 @@ async fn list_jobs(
         JobStatus::Done => JobStatusFilter::Done,
     });
     let items = state
-        .store
-        .list_jobs(&principal.tenant, status, after.as_deref(), limit)
+        .jobs
+        .list(&principal.tenant, status, after.as_deref(), limit)
         .await?;
     let next_cursor = next_cursor(&items, limit, |j| j.id.clone());
     Ok(Json(JobPage { items, next_cursor }))
@@ -99,5 +99,5 @@ async fn retry_job(
     if id.len() != 26 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::NotFound("job".into()));
     }
-    Ok(Json(state.store.retry_job(&principal.tenant, id).await?))
+    Ok(Json(state.jobs.retry(&principal.tenant, id).await?))
 }

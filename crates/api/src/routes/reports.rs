@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use muster_store::notifications::{Report, ReportRequest};
+use muster_jobs::reports::{Report, ReportRequest};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -99,8 +99,8 @@ async fn request_report(
         ReportFormat::Json => "json",
     };
     let report = state
-        .store
-        .request_report(
+        .reports
+        .request(
             &request.principal.tenant,
             &request.principal.key_id.to_string(),
             &ReportRequest {
@@ -123,8 +123,8 @@ async fn find_report(
 ) -> Result<(uuid::Uuid, Report), ApiError> {
     let id = path.id(0, "report")?;
     let report = state
-        .store
-        .report(tenant, id)
+        .reports
+        .get(tenant, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("report".into()))?;
     Ok((id, report))
@@ -174,13 +174,13 @@ async fn download_report(
         "attachment; filename=\"{}-{}.{}\"",
         report.kind, report.id, report.format
     );
-    let store = state.store.clone();
+    let reports = state.reports.clone();
     let tenant = principal.tenant.clone();
     let chunks = futures_util::stream::unfold(0, move |seq| {
-        let store = store.clone();
+        let reports = reports.clone();
         let tenant = tenant.clone();
         async move {
-            match store.report_chunk(&tenant, id, seq).await {
+            match reports.chunk(&tenant, id, seq).await {
                 Ok(Some(data)) => Some((Ok::<_, std::io::Error>(data), seq + 1)),
                 Ok(None) => None,
                 Err(e) => Some((Err(std::io::Error::other(e.to_string())), i32::MAX)),

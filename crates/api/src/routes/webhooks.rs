@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use muster_domain::FieldError;
 use muster_domain::notification::{WebhookTarget, validate_filters};
+use muster_jobs::webhooks::{Delivery, Webhook};
 use muster_store::Role;
-use muster_store::notifications::{Delivery, Webhook};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -97,8 +97,8 @@ async fn create_webhook(
         return Err(ApiError::Validation(errors));
     }
     let webhook = state
-        .store
-        .create_webhook(
+        .webhooks
+        .create(
             &principal.tenant,
             &body.url,
             &body.event_types,
@@ -119,10 +119,7 @@ async fn list_webhooks(
     let principal = auth.require(&[Role::Admin])?;
     let limit = limit(q.limit, 50, 200)?;
     let after = id_cursor(q.cursor.as_deref())?;
-    let items = state
-        .store
-        .list_webhooks(&principal.tenant, after, limit)
-        .await?;
+    let items = state.webhooks.list(&principal.tenant, after, limit).await?;
     let next_cursor = next_cursor(&items, limit, |w| w.id.to_string());
     Ok(Json(WebhookPage { items, next_cursor }))
 }
@@ -138,7 +135,7 @@ async fn delete_webhook(
 ) -> Result<StatusCode, ApiError> {
     let principal = auth.require(&[Role::Admin])?;
     let id = path.id(0, "webhook")?;
-    if state.store.delete_webhook(&principal.tenant, id).await? {
+    if state.webhooks.delete(&principal.tenant, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("webhook".into()))
@@ -160,11 +157,11 @@ async fn list_deliveries(
     let id = path.id(0, "webhook")?;
     let limit = limit(q.limit, 50, 200)?;
     let before = id_cursor(q.cursor.as_deref())?;
-    if !state.store.webhook_exists(&principal.tenant, id).await? {
+    if !state.webhooks.exists(&principal.tenant, id).await? {
         return Err(ApiError::NotFound("webhook".into()));
     }
     let items = state
-        .store
+        .webhooks
         .list_deliveries(&principal.tenant, id, before, limit)
         .await?;
     let next_cursor = next_cursor(&items, limit, |d| d.id.to_string());

@@ -1,0 +1,133 @@
+//! Typed jobs: each job type knows its queue, its arguments and how it is
+//! keyed, so that nobody builds job arguments by hand.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::queue::JobKind;
+
+/// A job's arguments, as pushed to and fetched from its queue.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
+    /// Its kind, and so its queue and retry policy.
+    const KIND: JobKind;
+
+    /// The tenant it works for (kept in the job's metadata too, so admins
+    /// see only their own tenant's jobs).
+    fn tenant(&self) -> &str;
+
+    /// At most one job per kind and key is ever queued.
+    fn idempotency_key(&self) -> String;
+
+    /// Higher runs first.
+    fn priority(&self) -> u8 {
+        0
+    }
+
+    /// Units of retryable work in the job (a deployment's steps): its
+    /// attempts are the kind's attempts per unit.
+    fn work_units(&self) -> u32 {
+        1
+    }
+
+    /// When it was queued (ms since the epoch), for the start latency.
+    fn enqueued_at(&self) -> Option<i64>;
+}
+
+/// Runs a deployment's steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentJob {
+    /// The tenant.
+    pub tenant: String,
+    /// The deployment.
+    pub deployment_id: Uuid,
+    /// Higher runs first.
+    #[serde(default)]
+    pub priority: u8,
+    /// The deployment's steps.
+    #[serde(default)]
+    pub steps: u32,
+    /// When it was queued (ms since the epoch).
+    #[serde(default)]
+    pub enqueued_at: Option<i64>,
+}
+
+impl Job for DeploymentJob {
+    const KIND: JobKind = JobKind::Deployment;
+
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn idempotency_key(&self) -> String {
+        format!("deployment:{}", self.deployment_id)
+    }
+
+    fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    fn work_units(&self) -> u32 {
+        self.steps
+    }
+
+    fn enqueued_at(&self) -> Option<i64> {
+        self.enqueued_at
+    }
+}
+
+/// Delivers one webhook or email notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationJob {
+    /// The tenant.
+    pub tenant: String,
+    /// The delivery (also the `X-Muster-Delivery` header).
+    pub delivery_id: Uuid,
+    /// When it was queued (ms since the epoch).
+    #[serde(default)]
+    pub enqueued_at: Option<i64>,
+}
+
+impl Job for NotificationJob {
+    const KIND: JobKind = JobKind::Notification;
+
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn idempotency_key(&self) -> String {
+        self.delivery_id.to_string()
+    }
+
+    fn enqueued_at(&self) -> Option<i64> {
+        self.enqueued_at
+    }
+}
+
+/// Builds one report file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportJob {
+    /// The tenant.
+    pub tenant: String,
+    /// The report.
+    pub report_id: Uuid,
+    /// When it was queued (ms since the epoch).
+    #[serde(default)]
+    pub enqueued_at: Option<i64>,
+}
+
+impl Job for ReportJob {
+    const KIND: JobKind = JobKind::Report;
+
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn idempotency_key(&self) -> String {
+        format!("report:{}", self.report_id)
+    }
+
+    fn enqueued_at(&self) -> Option<i64> {
+        self.enqueued_at
+    }
+}

@@ -1,0 +1,268 @@
+//! Report requests, their progress and their files (in chunks), with one
+//! owner: the API requests and reads them, the report worker writes them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::JobsError;
+use crate::job::ReportJob;
+use crate::queue::JobQueue;
+
+/// The report tables. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Reports {
+    pool: PgPool,
+    queue: JobQueue,
+}
+
+/// A report request and its progress.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Report {
+    /// Its id.
+    pub id: Uuid,
+    /// `utilization`, `bookings` or `status_summary`.
+    pub kind: String,
+    /// `csv` or `json`.
+    pub format: String,
+    /// Window start.
+    pub from: DateTime<Utc>,
+    /// Window end.
+    pub to: DateTime<Utc>,
+    /// Resource kind filter (utilization).
+    pub resource_kind: Option<String>,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: String,
+    /// Rows written so far.
+    pub rows_written: i64,
+    /// Rows in all, once done.
+    pub rows_total: Option<i64>,
+    /// Bytes written so far.
+    pub bytes: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+    /// When a worker started it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What a report is asked for.
+#[derive(Debug, Clone)]
+pub struct ReportRequest {
+    /// `utilization`, `bookings` or `status_summary`.
+    pub kind: String,
+    /// `csv` or `json`.
+    pub format: String,
+    /// Window start.
+    pub from: DateTime<Utc>,
+    /// Window end.
+    pub to: DateTime<Utc>,
+    /// Resource kind filter.
+    pub resource_kind: Option<String>,
+}
+
+/// A report's request as the worker reads it.
+#[derive(Debug, Clone)]
+pub struct ReportOrder {
+    /// `utilization`, `bookings` or `status_summary`.
+    pub kind: String,
+    /// `csv` or `json`.
+    pub format: String,
+    /// Window start.
+    pub range_from: DateTime<Utc>,
+    /// Window end.
+    pub range_to: DateTime<Utc>,
+    /// Resource kind filter.
+    pub resource_kind: Option<String>,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: String,
+}
+
+impl Reports {
+    /// The report tables on `pool`, queueing report jobs on `queue`.
+    pub fn new(pool: PgPool, queue: JobQueue) -> Self {
+        Self { pool, queue }
+    }
+
+    /// Records a report request and queues its job, in one transaction.
+    pub async fn request(
+        &self,
+        tenant: &str,
+        requested_by: &str,
+        request: &ReportRequest,
+    ) -> Result<Report, JobsError> {
+        let id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await?;
+        let report = sqlx::query_as!(
+            Report,
+            r#"insert into reports (tenant_id, report_id, kind, format, range_from, range_to,
+                                    resource_kind, requested_by)
+               values ($1, $2, $3, $4, $5, $6, $7, $8)
+               returning report_id as id, kind, format, range_from as "from", range_to as "to",
+                         resource_kind, status, rows_written, rows_total, bytes, error,
+                         created_at, started_at, finished_at"#,
+            tenant,
+            id,
+            request.kind,
+            request.format,
+            request.from,
+            request.to,
+            request.resource_kind,
+            requested_by,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let job = ReportJob {
+            tenant: tenant.to_owned(),
+            report_id: id,
+            enqueued_at: None,
+        };
+        self.queue.enqueue(&mut tx, &job).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Report `id` of `tenant`.
+    pub async fn get(&self, tenant: &str, id: Uuid) -> Result<Option<Report>, JobsError> {
+        Ok(sqlx::query_as!(
+            Report,
+            r#"select report_id as id, kind, format, range_from as "from", range_to as "to",
+                      resource_kind, status, rows_written, rows_total, bytes, error,
+                      created_at, started_at, finished_at
+                 from reports where tenant_id = $1 and report_id = $2"#,
+            tenant,
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Chunk `seq` of report `id`'s file (`None` past the last).
+    pub async fn chunk(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        seq: i32,
+    ) -> Result<Option<Vec<u8>>, JobsError> {
+        Ok(sqlx::query_scalar!(
+            "select data from report_chunks where tenant_id = $1 and report_id = $2 and seq = $3",
+            tenant,
+            id,
+            seq,
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// What report `id` of `tenant` asks for.
+    pub async fn order(&self, tenant: &str, id: Uuid) -> Result<Option<ReportOrder>, JobsError> {
+        Ok(sqlx::query_as!(
+            ReportOrder,
+            r#"select kind, format, range_from, range_to, resource_kind, status
+                 from reports where tenant_id = $1 and report_id = $2"#,
+            tenant,
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Starts (or starts over) building report `id`: what an earlier
+    /// attempt wrote is dropped.
+    pub async fn start(&self, tenant: &str, id: Uuid) -> Result<(), JobsError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!(
+            "delete from report_chunks where tenant_id = $1 and report_id = $2",
+            tenant,
+            id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            r#"update reports set status = 'running', started_at = now(), rows_written = 0,
+                                  bytes = 0, error = null
+                where tenant_id = $1 and report_id = $2"#,
+            tenant,
+            id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores chunk `seq` of report `id` and publishes its progress.
+    pub async fn write_chunk(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        seq: i32,
+        data: &[u8],
+        rows_written: i64,
+        bytes: i64,
+    ) -> Result<(), JobsError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!(
+            "insert into report_chunks (tenant_id, report_id, seq, data) values ($1, $2, $3, $4)",
+            tenant,
+            id,
+            seq,
+            data,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "update reports set rows_written = $3, bytes = $4 where tenant_id = $1 and report_id = $2",
+            tenant,
+            id,
+            rows_written,
+            bytes,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks report `id` done.
+    pub async fn finish(&self, tenant: &str, id: Uuid) -> Result<(), JobsError> {
+        sqlx::query!(
+            r#"update reports set status = 'done', rows_total = rows_written, finished_at = now()
+                where tenant_id = $1 and report_id = $2"#,
+            tenant,
+            id,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records why an attempt at report `id` failed: `for_good` makes it
+    /// `failed`, otherwise it is `queued` again for the next attempt.
+    pub async fn record_failure(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        error: &str,
+        for_good: bool,
+    ) -> Result<(), JobsError> {
+        let status = if for_good { "failed" } else { "queued" };
+        sqlx::query!(
+            r#"update reports set status = $3, error = $4,
+                      finished_at = case when $3 = 'failed' then now() end
+                where tenant_id = $1 and report_id = $2"#,
+            tenant,
+            id,
+            status,
+            error,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

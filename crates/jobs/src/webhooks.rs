@@ -1,0 +1,438 @@
+//! Webhook subscriptions, their deliveries and attempts: configuration
+//! and book-keeping of the notification side, with one owner.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::JobsError;
+
+/// The webhook tables. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    pool: PgPool,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Not delivered yet; attempts may remain.
+    Pending,
+    /// The receiver answered 2xx (or the email relay accepted it).
+    Delivered,
+    /// Attempts used up, or the target was refused: a dead letter.
+    Dead,
+}
+
+impl DeliveryStatus {
+    /// Its name in the table, the API and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+}
+
+impl TryFrom<String> for DeliveryStatus {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        match name.as_str() {
+            "pending" => Ok(DeliveryStatus::Pending),
+            "delivered" => Ok(DeliveryStatus::Delivered),
+            "dead" => Ok(DeliveryStatus::Dead),
+            _ => Err(format!("unknown delivery status {name:?}")),
+        }
+    }
+}
+
+/// A webhook subscription as shown (never with its secret).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Webhook {
+    /// Its id.
+    pub id: Uuid,
+    /// Where deliveries go (`https://…` or `mailto:…`).
+    pub url: String,
+    /// The event types it wants (`booking.confirmed`, `booking.*`, `*`,
+    /// `deployment.step` for dispatch).
+    pub event_types: Vec<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One delivery of one event to one subscription.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Delivery {
+    /// Its id, sent as `X-Muster-Delivery` on every attempt.
+    pub id: Uuid,
+    /// The event's position.
+    pub event_position: i64,
+    /// The event's type.
+    pub event_type: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// The last response status.
+    pub last_status_code: Option<i32>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<DeliveryAttempt>,
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeliveryAttempt {
+    /// 1-based.
+    pub attempt: i32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// The response status, if one came.
+    pub status_code: Option<i32>,
+    /// How long it took.
+    pub latency_ms: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A subscription as the reactor matches events against it.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Its tenant.
+    pub tenant_id: String,
+    /// Its id.
+    pub webhook_id: Uuid,
+    /// The event types it wants.
+    pub event_types: Vec<String>,
+    /// When it was created: it wants no event recorded before.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A subscription as a dispatcher calls it (with its secret).
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its id.
+    pub webhook_id: Uuid,
+    /// Where to send.
+    pub url: String,
+    /// The signing secret.
+    pub secret: String,
+    /// The event types it wants.
+    pub event_types: Vec<String>,
+}
+
+/// A delivery to make: where to, with which secret, of which event.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// The event's type.
+    pub event_type: String,
+    /// The event's position: read it through the event store.
+    pub event_position: i64,
+    /// Where to send.
+    pub url: String,
+    /// The signing secret.
+    pub secret: String,
+}
+
+/// One new delivery of one event to one subscription.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// The tenant.
+    pub tenant: String,
+    /// The delivery's id.
+    pub delivery_id: Uuid,
+    /// The subscription.
+    pub webhook_id: Uuid,
+    /// The event's position.
+    pub event_position: i64,
+    /// The event's type.
+    pub event_type: String,
+}
+
+/// One attempt of a delivery, as it ended.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord<'a> {
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// The response status, if one came.
+    pub status_code: Option<u16>,
+    /// How long it took.
+    pub latency: std::time::Duration,
+    /// Why it failed.
+    pub error: Option<&'a str>,
+    /// The delivery's status after it.
+    pub status: DeliveryStatus,
+}
+
+impl Webhooks {
+    /// The webhook tables on `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The active subscriptions of `tenants`, on the reactor's connection
+    /// (inside the transaction that moves its checkpoint).
+    pub async fn active_for(
+        conn: &mut PgConnection,
+        tenants: &[&str],
+    ) -> Result<Vec<Subscription>, JobsError> {
+        Ok(sqlx::query_as!(
+            Subscription,
+            r#"select tenant_id, webhook_id, event_types, created_at from public.webhooks
+                where tenant_id = any($1) and deleted_at is null"#,
+            tenants as &[&str],
+        )
+        .fetch_all(conn)
+        .await?)
+    }
+
+    /// Inserts `deliveries` on the reactor's connection; a (subscription,
+    /// event) pair that already has one is skipped. Returns the (tenant,
+    /// delivery id) of those inserted.
+    pub async fn insert_deliveries(
+        conn: &mut PgConnection,
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<(String, Uuid)>, JobsError> {
+        let tenants: Vec<&str> = deliveries.iter().map(|d| d.tenant.as_str()).collect();
+        let ids: Vec<Uuid> = deliveries.iter().map(|d| d.delivery_id).collect();
+        let webhooks: Vec<Uuid> = deliveries.iter().map(|d| d.webhook_id).collect();
+        let positions: Vec<i64> = deliveries.iter().map(|d| d.event_position).collect();
+        let types: Vec<&str> = deliveries.iter().map(|d| d.event_type.as_str()).collect();
+        let rows = sqlx::query!(
+            r#"insert into public.webhook_deliveries
+                   (tenant_id, delivery_id, webhook_id, event_position, event_type)
+               select * from unnest($1::text[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[])
+               on conflict (tenant_id, webhook_id, event_position) do nothing
+               returning tenant_id, delivery_id"#,
+            &tenants as &[&str],
+            &ids,
+            &webhooks,
+            &positions,
+            &types as &[&str],
+        )
+        .fetch_all(conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.tenant_id, r.delivery_id))
+            .collect())
+    }
+
+    /// The active subscriptions of `tenant` with their secrets, by id: the
+    /// dispatch targets of deployment steps.
+    pub async fn targets(&self, tenant: &str) -> Result<Vec<Target>, JobsError> {
+        Ok(sqlx::query_as!(
+            Target,
+            r#"select webhook_id, url, secret, event_types from webhooks
+                where tenant_id = $1 and deleted_at is null order by webhook_id"#,
+            tenant,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Delivery `id` of `tenant` with its subscription's target.
+    pub async fn pending_delivery(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<Option<PendingDelivery>, JobsError> {
+        let row = sqlx::query!(
+            r#"select d.status, d.event_type, d.event_position, w.url, w.secret
+                 from webhook_deliveries d
+                 join webhooks w on w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
+                where d.tenant_id = $1 and d.delivery_id = $2"#,
+            tenant,
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(PendingDelivery {
+                status: DeliveryStatus::try_from(r.status).map_err(JobsError::Corrupt)?,
+                event_type: r.event_type,
+                event_position: r.event_position,
+                url: r.url,
+                secret: r.secret,
+            })
+        })
+        .transpose()
+    }
+
+    /// Logs an attempt of delivery `id` and moves its status, atomically.
+    pub async fn record_attempt(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        attempt: &AttemptRecord<'_>,
+    ) -> Result<(), JobsError> {
+        // One statement: the delivery's new state and its attempt log entry.
+        // Committed without waiting for the WAL flush: the queue's own
+        // record that the job is done commits after it and flushes it too,
+        // and if a crash loses both, the job runs again (at least once,
+        // same delivery id). Waiting here made every delivery wait for an
+        // fsync of its own.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!("set local synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query!(
+            r#"with delivery as (
+                   update webhook_deliveries
+                      set attempts = attempts + 1, status = $3, last_status_code = $4,
+                          last_error = $5,
+                          delivered_at = case when $3 = 'delivered' then now() end
+                    where tenant_id = $1 and delivery_id = $2
+                    returning tenant_id, delivery_id, attempts)
+               insert into webhook_attempts
+                     (tenant_id, delivery_id, attempt, started_at, status_code, latency_ms, error)
+               select tenant_id, delivery_id, attempts, $6, $4, $7, $5 from delivery"#,
+            tenant,
+            id,
+            attempt.status.name(),
+            attempt.status_code.map(i32::from),
+            attempt.error,
+            attempt.started_at,
+            attempt.latency.as_secs_f64() * 1000.0,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates a subscription of `tenant`.
+    pub async fn create(
+        &self,
+        tenant: &str,
+        url: &str,
+        event_types: &[String],
+        secret: &str,
+    ) -> Result<Webhook, JobsError> {
+        Ok(sqlx::query_as!(
+            Webhook,
+            r#"insert into webhooks (tenant_id, webhook_id, url, event_types, secret)
+               values ($1, $2, $3, $4, $5)
+               returning webhook_id as id, url, event_types, created_at"#,
+            tenant,
+            Uuid::now_v7(),
+            url,
+            event_types,
+            secret,
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Active subscriptions of `tenant` after `after`, by id.
+    pub async fn list(
+        &self,
+        tenant: &str,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Webhook>, JobsError> {
+        Ok(sqlx::query_as!(
+            Webhook,
+            r#"select webhook_id as id, url, event_types, created_at from webhooks
+                where tenant_id = $1 and deleted_at is null
+                  and ($2::uuid is null or webhook_id > $2)
+                order by webhook_id limit $3"#,
+            tenant,
+            after,
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Deletes a subscription: it matches no further events; deliveries
+    /// already queued still run. `false`: no such active subscription.
+    pub async fn delete(&self, tenant: &str, id: Uuid) -> Result<bool, JobsError> {
+        let done = sqlx::query!(
+            r#"update webhooks set deleted_at = now()
+                where tenant_id = $1 and webhook_id = $2 and deleted_at is null"#,
+            tenant,
+            id,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether `tenant` has subscription `id` (deleted ones included).
+    pub async fn exists(&self, tenant: &str, id: Uuid) -> Result<bool, JobsError> {
+        Ok(sqlx::query_scalar!(
+            r#"select exists (select 1 from webhooks where tenant_id = $1 and webhook_id = $2)
+                   as "exists!""#,
+            tenant,
+            id,
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Deliveries of subscription `webhook` with their attempts, newest
+    /// first, before `before`.
+    pub async fn list_deliveries(
+        &self,
+        tenant: &str,
+        webhook: Uuid,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, JobsError> {
+        let rows = sqlx::query!(
+            r#"select d.delivery_id, d.event_position, d.event_type, d.status, d.attempts,
+                      d.last_status_code, d.last_error, d.created_at, d.delivered_at,
+                      coalesce((select jsonb_agg(jsonb_build_object(
+                                  'attempt', a.attempt, 'started_at', a.started_at,
+                                  'status_code', a.status_code, 'latency_ms', a.latency_ms,
+                                  'error', a.error) order by a.attempt)
+                                  from webhook_attempts a
+                                 where a.tenant_id = d.tenant_id
+                                   and a.delivery_id = d.delivery_id),
+                               '[]'::jsonb) as "attempt_log!"
+                 from webhook_deliveries d
+                where d.tenant_id = $1 and d.webhook_id = $2
+                  and ($3::uuid is null or d.delivery_id < $3)
+                order by d.delivery_id desc limit $4"#,
+            tenant,
+            webhook,
+            before,
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Delivery {
+                    id: r.delivery_id,
+                    event_position: r.event_position,
+                    event_type: r.event_type,
+                    status: DeliveryStatus::try_from(r.status).map_err(JobsError::Corrupt)?,
+                    attempts: r.attempts,
+                    last_status_code: r.last_status_code,
+                    last_error: r.last_error,
+                    created_at: r.created_at,
+                    delivered_at: r.delivered_at,
+                    attempt_log: serde_json::from_value(r.attempt_log)
+                        .map_err(|e| JobsError::Corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+}
