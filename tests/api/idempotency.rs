@@ -94,12 +94,12 @@ async fn expired_answers_are_purged_and_fresh_ones_kept() {
         .unwrap();
     let store = muster_store::Store::new(app.db.pool.clone());
     let purged = store
-        .purge_answers(std::time::Duration::from_secs(24 * 3600))
+        .purge_idempotency_records(std::time::Duration::from_secs(24 * 3600))
         .await
         .unwrap();
     assert_eq!(purged, 1);
-    assert!(store.find_answer("acme", "new").await.unwrap().is_some());
-    assert!(store.find_answer("acme", "old").await.unwrap().is_none());
+    assert!(store.find_record("acme", "new").await.unwrap().is_some());
+    assert!(store.find_record("acme", "old").await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -147,4 +147,57 @@ async fn keyed_racers_for_one_slot_get_one_201_and_their_own_answers_on_replay()
         assert_eq!(a2.headers["idempotent-replayed"], "true");
     }
     assert_eq!(event_count(&app).await, before + 2);
+}
+
+#[tokio::test]
+async fn a_keyed_change_replays_the_answer_rendered_from_its_events() {
+    let app = spawn_app().await;
+    let hall = app.resource(1).await;
+    let booked = app
+        .book(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z")
+        .await;
+    let id = booked.body["id"].as_str().unwrap();
+    let path = format!("/v1/bookings/{id}/reservations");
+    let body = json!({"resource_id": hall, "starts_at": "2030-01-02T10:00:00Z",
+                      "ends_at": "2030-01-02T12:00:00Z", "label": "day two"});
+    let first = app.post_keyed(&path, &body, "add-day-two").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    assert_eq!(first.body["reservations"][0]["label"], "day two");
+    let events = event_count(&app).await;
+    let again = app.post_keyed(&path, &body, "add-day-two").await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        again.body, first.body,
+        "the same reservation id, read back from the events"
+    );
+    assert_eq!(event_count(&app).await, events);
+}
+
+#[tokio::test]
+async fn records_written_before_outcomes_are_replayed_as_rendered() {
+    use sha2::{Digest, Sha256};
+    let app = spawn_app().await;
+    let body = json!({"name": "A", "kind": "room"});
+    // The API's fingerprint: method, path and the canonical body.
+    let mut hasher = Sha256::new();
+    hasher.update(format!("POST /v1/resources\n{body}"));
+    let fingerprint: [u8; 32] = hasher.finalize().into();
+    let rendered = json!({"id": "0190b2a0-0000-7000-8000-000000000000", "version": 1, "position": 7});
+    sqlx::query(
+        "insert into idempotency_keys
+             (tenant_id, idempotency_key, request_fingerprint, status_code, response)
+         values ('acme', 'legacy', $1, 201, $2)",
+    )
+    .bind(&fingerprint[..])
+    .bind(&rendered)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let events = event_count(&app).await;
+    let replayed = app.post_keyed("/v1/resources", &body, "legacy").await;
+    assert_eq!(replayed.status, StatusCode::CREATED);
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+    assert_eq!(replayed.body, rendered);
+    assert_eq!(event_count(&app).await, events);
 }

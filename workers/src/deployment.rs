@@ -125,9 +125,7 @@ async fn command(
     };
     match rt
         .store
-        .execute::<Deployment>(&ctx, job.deployment_id, command, |_| {
-            (200, serde_json::Value::Null)
-        })
+        .execute::<Deployment>(&ctx, job.deployment_id, command)
         .await
     {
         Ok(_) => Ok(true),

@@ -8,6 +8,7 @@ use muster_jobs::JobsError;
 use muster_store::{ReservationConflict, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 /// A problem document (RFC 9457). `type` is stable; `detail` is for humans.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -77,14 +78,27 @@ pub enum ApiError {
     /// No such entity in the caller's tenant.
     #[error("{0} not found")]
     NotFound(String),
-    /// The request conflicts with the entity's state.
-    #[error("{detail}")]
-    Conflict {
-        /// Problem type slug.
-        slug: &'static str,
-        /// What conflicts.
-        detail: String,
-    },
+    /// The entity already exists.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The entity's state does not allow the command.
+    #[error("{0}")]
+    InvalidTransition(String),
+    /// Concurrent writers kept changing the entity; a retry may succeed.
+    #[error("the entity kept changing concurrently; retry")]
+    ConcurrencyConflict,
+    /// Lowering a capacity below what existing reservations need.
+    #[error("existing reservations need a capacity of at least {0}")]
+    CapacityInUse(usize),
+    /// A retired resource cannot be reserved.
+    #[error("resource {0} is retired and cannot be reserved")]
+    ResourceRetired(Uuid),
+    /// Only a dead letter can be re-driven.
+    #[error("only a job that used up its attempts can be retried")]
+    JobNotDead,
+    /// A report's file is not ready to download.
+    #[error("the report is {0}; download it once it is done")]
+    ReportNotReady(String),
     /// A reservation would exceed a resource's capacity.
     #[error("the resource is already reserved at that time")]
     ReservationConflict(Vec<ReservationConflict>),
@@ -117,7 +131,8 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) | ApiError::IdempotencyMismatch => {
@@ -126,7 +141,14 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } | ApiError::ReservationConflict(_) => StatusCode::CONFLICT,
+            ApiError::AlreadyExists(_)
+            | ApiError::InvalidTransition(_)
+            | ApiError::ConcurrencyConflict
+            | ApiError::CapacityInUse(_)
+            | ApiError::ResourceRetired(_)
+            | ApiError::JobNotDead
+            | ApiError::ReportNotReady(_)
+            | ApiError::ReservationConflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -143,7 +165,13 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
-            ApiError::Conflict { slug, .. } => slug,
+            ApiError::AlreadyExists(_) => "already-exists",
+            ApiError::InvalidTransition(_) => "invalid-transition",
+            ApiError::ConcurrencyConflict => "concurrency-conflict",
+            ApiError::CapacityInUse(_) => "capacity-in-use",
+            ApiError::ResourceRetired(_) => "resource-retired",
+            ApiError::JobNotDead => "job-not-failed",
+            ApiError::ReportNotReady(_) => "report-not-ready",
             ApiError::ReservationConflict(_) => "reservation-conflict",
             ApiError::PreconditionFailed { .. } => "stale-version",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
@@ -153,22 +181,6 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal => "internal",
         }
-    }
-
-    /// Whether a replay of the same request must get this same answer:
-    /// refusals are final, while races, limits and outages are not.
-    pub fn is_final(&self) -> bool {
-        let status = self.status();
-        status.is_client_error()
-            && !matches!(
-                self,
-                ApiError::RateLimited(_)
-                    | ApiError::Unauthorized
-                    | ApiError::Conflict {
-                        slug: "concurrency-conflict",
-                        ..
-                    }
-            )
     }
 
     /// The problem document for this error.
@@ -240,14 +252,8 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound(what) | DomainError::UnknownChild(what) => {
                 ApiError::NotFound(what.into())
             }
-            DomainError::AlreadyExists(what) => ApiError::Conflict {
-                slug: "already-exists",
-                detail: format!("{what} already exists"),
-            },
-            DomainError::InvalidTransition(detail) => ApiError::Conflict {
-                slug: "invalid-transition",
-                detail,
-            },
+            DomainError::AlreadyExists(what) => ApiError::AlreadyExists(what.into()),
+            DomainError::InvalidTransition(detail) => ApiError::InvalidTransition(detail),
         }
     }
 }
@@ -263,24 +269,15 @@ impl From<StoreError> for ApiError {
             // The caller replays the first request's answer; this only shows
             // if that answer has since expired.
             StoreError::ConcurrencyConflict | StoreError::IdempotencyKeyTaken => {
-                ApiError::Conflict {
-                    slug: "concurrency-conflict",
-                    detail: "the entity kept changing concurrently; retry".into(),
-                }
+                ApiError::ConcurrencyConflict
             }
             StoreError::ReservationConflict(conflicts) => ApiError::ReservationConflict(conflicts),
-            StoreError::CapacityInUse { needed } => ApiError::Conflict {
-                slug: "capacity-in-use",
-                detail: format!("existing reservations need a capacity of at least {needed}"),
-            },
+            StoreError::CapacityInUse { needed } => ApiError::CapacityInUse(needed),
             StoreError::UnknownResource(id) => ApiError::Validation(vec![FieldError::new(
                 "resource_id",
                 format!("no resource {id}"),
             )]),
-            StoreError::RetiredResource(id) => ApiError::Conflict {
-                slug: "resource-retired",
-                detail: format!("resource {id} is retired and cannot be reserved"),
-            },
+            StoreError::RetiredResource(id) => ApiError::ResourceRetired(id),
             StoreError::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
             StoreError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
@@ -288,6 +285,7 @@ impl From<StoreError> for ApiError {
             }
             e @ (StoreError::Database(_)
             | StoreError::CorruptEvent { .. }
+            | StoreError::CorruptRecord(_)
             | StoreError::NoJobQueue) => {
                 tracing::error!(error = &e as &dyn std::error::Error, "store failure");
                 ApiError::Internal
@@ -300,10 +298,7 @@ impl From<JobsError> for ApiError {
     fn from(error: JobsError) -> Self {
         match error {
             JobsError::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
-            JobsError::JobNotDead => ApiError::Conflict {
-                slug: "job-not-failed",
-                detail: "only a job that used up its attempts can be retried".into(),
-            },
+            JobsError::JobNotDead => ApiError::JobNotDead,
             JobsError::Unavailable(e) => StoreError::Unavailable(e).into(),
             e @ (JobsError::Database(_)
             | JobsError::Encode(_)

@@ -2,12 +2,10 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, header};
 use muster_domain::FieldError;
-use muster_store::idempotency::IdempotencyClaim;
 use muster_store::{CommandContext, Principal};
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::auth::{Auth, WRITERS};
@@ -37,7 +35,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
         let auth = Auth::from_request_parts(&mut parts, state).await?;
         let principal = auth.require(WRITERS)?.clone();
         let if_match = if_match(&parts.headers)?;
-        let idempotency_key = idempotency_key(&parts.headers)?;
+        let idempotency_key = crate::idempotency::key(&parts.headers)?;
         let correlation_id = parts
             .extensions
             .get::<CorrelationId>()
@@ -47,10 +45,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
             .await
             .map_err(|_| ApiError::PayloadTooLarge(state.config.body_limit))?;
         let value = parse_json(&parts.headers, &bytes)?;
-        let idempotency = idempotency_key.map(|key| IdempotencyClaim {
-            fingerprint: fingerprint(&parts.method, parts.uri.path(), &value),
-            key,
-        });
+        let idempotency = idempotency_key
+            .map(|key| crate::idempotency::claim(key, &parts.method, parts.uri.path(), &value));
         let body = deserialize(value)?;
         Ok(Command {
             context: CommandContext {
@@ -177,18 +173,6 @@ fn field_of(path: &str, message: &str) -> String {
     }
 }
 
-/// SHA-256 over method, path and the canonical (key-sorted) body, so that
-/// the same request with reordered keys or other whitespace matches.
-fn fingerprint(method: &Method, path: &str, body: &serde_json::Value) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(method.as_str());
-    hasher.update(b" ");
-    hasher.update(path);
-    hasher.update(b"\n");
-    hasher.update(body.to_string());
-    hasher.finalize().into()
-}
-
 /// `If-Match: 3` or `If-Match: "3"` (an ETag); `*` means any version.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
@@ -205,20 +189,6 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .filter(|v| *v >= 0)
         .map(Some)
         .ok_or_else(|| ApiError::BadRequest("If-Match must be a version number, e.g. \"3\"".into()))
-}
-
-/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value.to_str().unwrap_or("");
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::BadRequest(
-            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
-        ));
-    }
-    Ok(Some(key.to_owned()))
 }
 
 /// Parses an id from the path. An id that is not a UUID names nothing, so
@@ -261,16 +231,6 @@ mod tests {
         assert!(if_match(&h).is_err());
         h.insert(header::IF_MATCH, "*".parse().unwrap());
         assert_eq!(if_match(&h).unwrap(), None);
-    }
-
-    #[test]
-    fn fingerprints_ignore_key_order_but_not_values() {
-        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":2}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{ "b":2, "a":1 }"#).unwrap();
-        let c: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":3}"#).unwrap();
-        let f = |v| fingerprint(&Method::POST, "/v1/x", v);
-        assert_eq!(f(&a), f(&b));
-        assert_ne!(f(&a), f(&c));
     }
 }
 

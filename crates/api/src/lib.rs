@@ -2,9 +2,9 @@
 //! errors, and the OpenAPI document.
 
 pub mod auth;
-mod commands;
 pub mod error;
 pub mod extract;
+mod idempotency;
 pub mod observability;
 pub mod openapi;
 mod read;

@@ -54,7 +54,7 @@ impl Application {
             store.append_signal(),
             muster_store::wakeup::EVENTS_CHANNEL,
         ));
-        tokio::spawn(purge_idempotency_answers(
+        tokio::spawn(muster_store::idempotency::purge_expired(
             store.clone(),
             api.idempotency_ttl,
         ));
@@ -250,20 +250,6 @@ pub async fn rebuild_projection(
     );
     store.pool().close().await;
     Ok(())
-}
-
-/// Forgets expired idempotency answers once a minute, for as long as the
-/// pool is open. Several processes may do this at once; it is harmless.
-async fn purge_idempotency_answers(store: Store, ttl: std::time::Duration) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-    while !store.pool().is_closed() {
-        tick.tick().await;
-        match store.purge_answers(ttl).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(forgotten = n, "expired idempotency answers purged"),
-            Err(e) => tracing::warn!(error = %e, "could not purge idempotency answers"),
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is

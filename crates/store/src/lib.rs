@@ -1,24 +1,28 @@
 //! muster's Postgres store: the event store (append with optimistic
 //! concurrency, gap-free reads), idempotency records, the reservation
-//! working set that enforces capacity, tenants and API keys, and the command
-//! executor that ties them into one transaction per command.
+//! ledger and working set that enforce capacity, tenants and API keys, and
+//! the command executor with the one commit path that ties them into one
+//! transaction per command (or per group-commit batch).
 
 mod batch;
-pub mod commands;
+mod commit;
 pub mod db;
+pub mod effects;
 pub mod error;
 pub mod event_store;
+pub mod executor;
 pub mod idempotency;
 pub mod implied_jobs;
 pub mod keys;
-pub mod reservations;
+pub mod ledger;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wakeup;
+mod working_set;
 
-pub use commands::{CommandContext, CommandOutcome};
 pub use error::{ReservationConflict, StoreError};
 pub use event_store::{EventFilter, EventMetadata, EventPage, RecordedEvent};
+pub use executor::{CommandContext, CommandOutcome, Executed};
 pub use keys::{Principal, Role};
 
 /// The store: a handle on the database pool. Cheap to clone.
@@ -27,6 +31,7 @@ pub struct Store {
     pool: sqlx::PgPool,
     appended: wakeup::CommitSignal,
     batcher: Option<batch::Batcher>,
+    batch_writers: usize,
     job_sink: Option<std::sync::Arc<dyn implied_jobs::JobSink>>,
 }
 
@@ -38,6 +43,7 @@ impl Store {
             pool,
             appended: wakeup::CommitSignal::default(),
             batcher: None,
+            batch_writers: 0,
             job_sink: None,
         }
     }
@@ -45,8 +51,21 @@ impl Store {
     /// Writes stream-creating commands in batches (group commit) with
     /// `writers` concurrent batch writers. Needs a Tokio runtime.
     pub fn with_batching(mut self, writers: usize) -> Self {
-        self.batcher = Some(batch::Batcher::start(self.pool.clone(), writers));
+        self.batch_writers = writers;
+        self.start_batcher();
         self
+    }
+
+    /// (Re)starts the batch writers with the current job sink; writers of
+    /// an earlier batcher stop once its queue is dropped.
+    fn start_batcher(&mut self) {
+        if self.batch_writers > 0 {
+            self.batcher = Some(batch::Batcher::start(
+                self.pool.clone(),
+                self.job_sink.clone(),
+                self.batch_writers,
+            ));
+        }
     }
 
     /// Queues the jobs that commands imply through `sink`. Without one, a
@@ -54,6 +73,7 @@ impl Store {
     /// [`StoreError::NoJobQueue`].
     pub fn with_job_sink(mut self, sink: std::sync::Arc<dyn implied_jobs::JobSink>) -> Self {
         self.job_sink = Some(sink);
+        self.start_batcher();
         self
     }
 

@@ -8,7 +8,7 @@ use muster_domain::capacity::peak_concurrency;
 use muster_domain::resource::{Resource, ResourceChanges, ResourceCommand, ResourceProfile};
 use muster_domain::time::TimeRange;
 use muster_store::testing::TestDatabase;
-use muster_store::{CommandContext, CommandOutcome, Store, StoreError};
+use muster_store::{CommandContext, Store, StoreError};
 use uuid::Uuid;
 
 fn ctx(if_match: Option<i64>) -> CommandContext {
@@ -20,10 +20,6 @@ fn ctx(if_match: Option<i64>) -> CommandContext {
         if_match,
         idempotency: None,
     }
-}
-
-fn answer(_: &CommandOutcome) -> (u16, serde_json::Value) {
-    (200, serde_json::Value::Null)
 }
 
 fn at(hour: i64) -> DateTime<Utc> {
@@ -41,7 +37,7 @@ async fn resource(store: &Store, capacity: u32) -> Uuid {
         tags: vec![],
     };
     store
-        .execute::<Resource>(&ctx(None), id, ResourceCommand::Register(profile), answer)
+        .execute::<Resource>(&ctx(None), id, ResourceCommand::Register(profile))
         .await
         .unwrap();
     id
@@ -77,7 +73,7 @@ fn request(reservations: Vec<(Uuid, i64, i64)>) -> BookingCommand {
 async fn book(store: &Store, reservations: Vec<(Uuid, i64, i64)>) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
     store
-        .execute::<Booking>(&ctx(None), id, request(reservations), answer)
+        .execute::<Booking>(&ctx(None), id, request(reservations))
         .await
         .map(|_| id)
 }
@@ -203,7 +199,6 @@ async fn cancelling_and_releasing_free_the_slot() {
                 reason: None,
                 now: at(0),
             },
-            answer,
         )
         .await
         .unwrap();
@@ -224,7 +219,6 @@ async fn cancelling_and_releasing_free_the_slot() {
                 reservation_id: rid,
                 now: at(0),
             },
-            answer,
         )
         .await
         .unwrap();
@@ -237,7 +231,7 @@ async fn retired_and_unknown_resources_cannot_be_reserved() {
     let store = Store::new(db.pool.clone());
     let room = resource(&store, 1).await;
     store
-        .execute::<Resource>(&ctx(None), room, ResourceCommand::Retire, answer)
+        .execute::<Resource>(&ctx(None), room, ResourceCommand::Retire)
         .await
         .unwrap();
     assert!(matches!(
@@ -264,15 +258,13 @@ async fn lowering_capacity_below_current_reservations_is_refused() {
             ..Default::default()
         })
     };
-    let refused = store
-        .execute::<Resource>(&ctx(None), room, lower(1), answer)
-        .await;
+    let refused = store.execute::<Resource>(&ctx(None), room, lower(1)).await;
     assert!(matches!(
         refused,
         Err(StoreError::CapacityInUse { needed: 2 })
     ));
     store
-        .execute::<Resource>(&ctx(None), room, lower(5), answer)
+        .execute::<Resource>(&ctx(None), room, lower(5))
         .await
         .unwrap();
 }
@@ -293,7 +285,7 @@ async fn concurrent_commands_on_one_stream_lose_no_update() {
                 assignee_id: None,
             };
             store
-                .execute::<Booking>(&ctx(None), booking, BookingCommand::AddTask(task), answer)
+                .execute::<Booking>(&ctx(None), booking, BookingCommand::AddTask(task))
                 .await
         }));
     }
@@ -316,11 +308,11 @@ async fn a_stale_if_match_is_refused_with_the_current_version() {
     let store = Store::new(db.pool.clone());
     let booking = book(&store, vec![]).await.unwrap();
     store
-        .execute::<Booking>(&ctx(Some(1)), booking, BookingCommand::Confirm, answer)
+        .execute::<Booking>(&ctx(Some(1)), booking, BookingCommand::Confirm)
         .await
         .unwrap();
     let stale = store
-        .execute::<Booking>(&ctx(Some(1)), booking, BookingCommand::Start, answer)
+        .execute::<Booking>(&ctx(Some(1)), booking, BookingCommand::Start)
         .await;
     assert!(matches!(
         stale,
@@ -347,12 +339,7 @@ async fn of_two_concurrent_writers_with_the_same_if_match_one_wins() {
                     assignee_id: None,
                 };
                 store
-                    .execute::<Booking>(
-                        &ctx(Some(1)),
-                        booking,
-                        BookingCommand::AddTask(task),
-                        answer,
-                    )
+                    .execute::<Booking>(&ctx(Some(1)), booking, BookingCommand::AddTask(task))
                     .await
             })
         })

@@ -253,10 +253,10 @@ async fn old_payloads_are_upcast_on_read() {
             &ctx,
             stream,
             muster_domain::booking::BookingCommand::Confirm,
-            |_| (200, serde_json::Value::Null),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .outcome;
     assert_eq!(outcome.version, 2);
 }
 
@@ -298,7 +298,6 @@ async fn committed_appends_wake_listeners_outside_the_append_transaction() {
             &ctx,
             Uuid::now_v7(),
             muster_domain::resource::ResourceCommand::Register(profile),
-            |_| (201, serde_json::Value::Null),
         )
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use muster_domain::availability::{ResourceCalendar, free_slots};
 use muster_domain::time::TimeRange;
 use muster_projections::ReadModel;
 use muster_projections::query;
-use muster_store::reservations::Availability;
+use muster_store::ledger::Availability;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use muster_domain::booking::{
-    Booking, BookingCommand, BookingDetails, BookingStatus, Client, Reservation, Task,
+    Booking, BookingCommand, BookingDetails, BookingEvent, BookingStatus, Client, Reservation, Task,
 };
 use muster_store::CommandOutcome;
 use serde::{Deserialize, Serialize};
@@ -16,8 +16,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{CommandAnswer, CommandHeaders, to_json};
-use crate::commands::{Answering, run};
 use crate::extract::{Command, PathIds};
+use crate::idempotency::{Answering, run};
 use crate::{ApiError, AppState};
 
 /// The booking routes.
@@ -205,18 +205,30 @@ enum ResourceField {
 fn answer(
     status: StatusCode,
     booking_status: Option<BookingStatus>,
-    reservations: Vec<ReservationAnswer>,
-    task_id: Option<Uuid>,
     resource_field: ResourceField,
-) -> Answering<impl Fn(&CommandOutcome) -> serde_json::Value, impl Fn(Uuid) -> String> {
+) -> Answering<
+    impl Fn(&CommandOutcome, &[BookingEvent]) -> serde_json::Value,
+    impl Fn(Uuid) -> String,
+> {
     Answering {
         status,
-        render: move |o: &CommandOutcome| {
+        // From the events the command appended, so that a replay (which
+        // reads them back) answers exactly as the first time.
+        render: move |o: &CommandOutcome, events: &[BookingEvent]| {
             to_json(&BookingAnswer {
                 command: CommandAnswer::from(o),
                 status: booking_status.map(StatusBody::from),
-                reservations: reservations.clone(),
-                task_id,
+                reservations: events
+                    .iter()
+                    .filter_map(|e| match e {
+                        BookingEvent::ReservationAdded(r) => Some(ReservationAnswer::from(r)),
+                        _ => None,
+                    })
+                    .collect(),
+                task_id: events.iter().find_map(|e| match e {
+                    BookingEvent::TaskAdded(t) => Some(t.task_id),
+                    _ => None,
+                }),
             })
         },
         resource_field: move |id| match &resource_field {
@@ -243,7 +255,6 @@ async fn request_booking(
         .into_iter()
         .map(ReservationBody::into_reservation)
         .collect();
-    let answers = reservations.iter().map(ReservationAnswer::from).collect();
     let field = ResourceField::Reservations(reservations.iter().map(|r| r.resource_id).collect());
     let details = BookingDetails {
         title: body.title,
@@ -265,13 +276,7 @@ async fn request_booking(
             details,
             reservations,
         },
-        answer(
-            StatusCode::CREATED,
-            Some(BookingStatus::Requested),
-            answers,
-            None,
-            field,
-        ),
+        answer(StatusCode::CREATED, Some(BookingStatus::Requested), field),
     )
     .await
 }
@@ -293,8 +298,6 @@ async fn transition(
         answer(
             StatusCode::OK,
             Some(after),
-            Vec::new(),
-            None,
             ResourceField::Named("resource_id"),
         ),
     )
@@ -395,7 +398,6 @@ async fn add_reservation(
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
     let reservation = command.body.into_reservation();
-    let answers = vec![ReservationAnswer::from(&reservation)];
     run::<Booking, _, _>(
         &state,
         command.context,
@@ -403,8 +405,6 @@ async fn add_reservation(
         BookingCommand::AddReservation(reservation),
         answer(
             StatusCode::CREATED,
-            None,
-            answers,
             None,
             ResourceField::Named("resource_id"),
         ),
@@ -432,13 +432,7 @@ async fn release_reservation(
             reservation_id,
             now: Utc::now(),
         },
-        answer(
-            StatusCode::OK,
-            None,
-            Vec::new(),
-            None,
-            ResourceField::Named("resource_id"),
-        ),
+        answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
     )
     .await
 }
@@ -461,7 +455,6 @@ async fn add_task(
         due_at: body.due_at,
         assignee_id: body.assignee_id,
     };
-    let task_id = task.task_id;
     run::<Booking, _, _>(
         &state,
         command.context,
@@ -470,8 +463,6 @@ async fn add_task(
         answer(
             StatusCode::CREATED,
             None,
-            Vec::new(),
-            Some(task_id),
             ResourceField::Named("assignee_id"),
         ),
     )
@@ -495,13 +486,7 @@ async fn complete_task(
         command.context,
         id,
         BookingCommand::CompleteTask { task_id },
-        answer(
-            StatusCode::OK,
-            None,
-            Vec::new(),
-            None,
-            ResourceField::Named("resource_id"),
-        ),
+        answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
     )
     .await
 }

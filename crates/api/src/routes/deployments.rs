@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use muster_domain::booking::Booking;
-use muster_domain::deployment::{DEFAULT_PRIORITY, Deployment, DeploymentCommand};
+use muster_domain::deployment::{DEFAULT_PRIORITY, Deployment, DeploymentCommand, DeploymentEvent};
 use muster_projections::{DeploymentDocument, ReadModel, query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,8 +17,8 @@ use super::bookings::NoBody;
 use super::resource_queries::ConsistencyQuery;
 use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::auth::{Auth, READERS};
-use crate::commands::{Answering, run};
 use crate::extract::{Command, PathIds, QueryParams};
+use crate::idempotency::{Answering, run};
 use crate::read::{consistent_with, stored_document};
 use crate::{ApiError, AppState};
 
@@ -53,11 +53,13 @@ pub struct DeploymentAnswer {
 fn answer(
     status: StatusCode,
     after: &'static str,
-) -> Answering<impl Fn(&muster_store::CommandOutcome) -> serde_json::Value, impl Fn(Uuid) -> String>
-{
+) -> Answering<
+    impl Fn(&muster_store::CommandOutcome, &[DeploymentEvent]) -> serde_json::Value,
+    impl Fn(Uuid) -> String,
+> {
     Answering {
         status,
-        render: move |o: &muster_store::CommandOutcome| {
+        render: move |o: &muster_store::CommandOutcome, _: &[DeploymentEvent]| {
             to_json(&DeploymentAnswer {
                 command: CommandAnswer::from(o),
                 status: after,

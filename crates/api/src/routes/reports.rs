@@ -157,13 +157,7 @@ async fn download_report(
     let principal = auth.require(READERS)?;
     let (id, report) = find_report(&state, &principal.tenant, &path).await?;
     if report.status != "done" {
-        return Err(ApiError::Conflict {
-            slug: "report-not-ready",
-            detail: format!(
-                "the report is {}; download it once it is done",
-                report.status
-            ),
-        });
+        return Err(ApiError::ReportNotReady(report.status));
     }
     let content_type = if report.format == "json" {
         "application/json"

@@ -4,7 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use muster_domain::FieldError;
-use muster_domain::resource::{Resource, ResourceChanges, ResourceCommand, ResourceProfile};
+use muster_domain::resource::{
+    Resource, ResourceChanges, ResourceCommand, ResourceEvent, ResourceProfile,
+};
 use muster_domain::working_hours::{TimeOfDay, Weekday, WorkingWindow};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -13,8 +15,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{CommandAnswer, CommandHeaders, to_json};
-use crate::commands::{Answering, run};
 use crate::extract::{Command, PathIds};
+use crate::idempotency::{Answering, run};
 use crate::{ApiError, AppState};
 
 /// The resource routes.
@@ -149,11 +151,15 @@ fn weekday(day: WeekdayBody) -> Weekday {
 
 fn answering(
     status: StatusCode,
-) -> Answering<impl Fn(&muster_store::CommandOutcome) -> serde_json::Value, impl Fn(Uuid) -> String>
-{
+) -> Answering<
+    impl Fn(&muster_store::CommandOutcome, &[ResourceEvent]) -> serde_json::Value,
+    impl Fn(Uuid) -> String,
+> {
     Answering {
         status,
-        render: |o: &muster_store::CommandOutcome| to_json(&CommandAnswer::from(o)),
+        render: |o: &muster_store::CommandOutcome, _: &[ResourceEvent]| {
+            to_json(&CommandAnswer::from(o))
+        },
         resource_field: |_| "id".to_owned(),
     }
 }

@@ -1,5 +1,4 @@
-//! The reservation working set: what the write side changes, in the command's
-//! transaction, so that no resource is ever over capacity.
+//! The ledger: the no-double-booking rule and its lock.
 //!
 //! Every writer that adds reservations to a resource first locks the
 //! resource's `reservable_resources` row (FOR NO KEY UPDATE, in resource id
@@ -12,228 +11,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use muster_domain::booking::Reservation;
-use muster_domain::capacity::{blocking_reservations, peak_concurrency};
+use muster_domain::capacity::blocking_reservations;
 use muster_domain::time::TimeRange;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{ReservationConflict, StoreError};
-
-/// A change to the working set implied by a command's events.
-#[derive(Debug, Clone)]
-pub enum WriteEffect {
-    /// A resource became reservable.
-    RegisterResource {
-        /// The resource.
-        resource_id: Uuid,
-        /// Its capacity.
-        capacity: u32,
-    },
-    /// A resource's capacity changed.
-    ChangeCapacity {
-        /// The resource.
-        resource_id: Uuid,
-        /// The new capacity.
-        capacity: u32,
-    },
-    /// A resource was retired.
-    RetireResource {
-        /// The resource.
-        resource_id: Uuid,
-    },
-    /// The command refers to this resource (a task's assignee), which must
-    /// exist in the tenant.
-    RequireResource {
-        /// The resource.
-        resource_id: Uuid,
-    },
-    /// A booking reserves a resource.
-    Reserve {
-        /// The reserving booking.
-        booking_id: Uuid,
-        /// The reservation.
-        reservation: Reservation,
-    },
-    /// A job to push in the command's transaction (not a reservation
-    /// change; the command executor pushes it).
-    Enqueue(crate::implied_jobs::ImpliedJob),
-    /// A reservation stops holding time from `released_from` on.
-    Release {
-        /// The reservation.
-        reservation_id: Uuid,
-        /// From when it no longer holds time.
-        released_from: DateTime<Utc>,
-    },
-}
-
-/// Applies `effects` in the caller's transaction.
-pub(crate) async fn apply(
-    conn: &mut PgConnection,
-    tenant: &str,
-    effects: &[WriteEffect],
-) -> Result<(), StoreError> {
-    let mut reserves = Vec::new();
-    for effect in effects {
-        match effect {
-            WriteEffect::RegisterResource {
-                resource_id,
-                capacity,
-            } => register_many(conn, &[(tenant, *resource_id, *capacity)]).await?,
-            WriteEffect::ChangeCapacity {
-                resource_id,
-                capacity,
-            } => change_capacity(conn, tenant, *resource_id, *capacity).await?,
-            WriteEffect::RetireResource { resource_id } => {
-                retire(conn, tenant, *resource_id).await?
-            }
-            WriteEffect::RequireResource { resource_id } => {
-                require(conn, tenant, *resource_id).await?
-            }
-            WriteEffect::Reserve {
-                booking_id,
-                reservation,
-            } => reserves.push((*booking_id, reservation)),
-            WriteEffect::Release {
-                reservation_id,
-                released_from,
-            } => release(conn, tenant, *reservation_id, *released_from).await?,
-            WriteEffect::Enqueue(_) => {}
-        }
-    }
-    if !reserves.is_empty() {
-        reserve(conn, tenant, &reserves).await?;
-    }
-    Ok(())
-}
-
-/// Locks the resource, refuses a decrease that current and future
-/// reservations would exceed, and stores the new capacity.
-async fn change_capacity(
-    conn: &mut PgConnection,
-    tenant: &str,
-    resource_id: Uuid,
-    capacity: u32,
-) -> Result<(), StoreError> {
-    let current = sqlx::query_scalar!(
-        r#"select capacity from reservable_resources
-            where tenant_id = $1 and resource_id = $2
-              for no key update"#,
-        tenant,
-        resource_id,
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    if capacity < current as u32 {
-        let held = sqlx::query!(
-            r#"select starts_at, ends_at from reservations
-                where tenant_id = $1 and resource_id = $2 and ends_at > now()"#,
-            tenant,
-            resource_id,
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let ranges: Vec<TimeRange> = held
-            .into_iter()
-            .map(|r| TimeRange {
-                starts_at: r.starts_at,
-                ends_at: r.ends_at,
-            })
-            .collect();
-        let needed = peak_concurrency(&ranges);
-        if needed > capacity as usize {
-            return Err(StoreError::CapacityInUse { needed });
-        }
-    }
-    sqlx::query!(
-        "update reservable_resources set capacity = $3 where tenant_id = $1 and resource_id = $2",
-        tenant,
-        resource_id,
-        capacity as i32,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn require(
-    conn: &mut PgConnection,
-    tenant: &str,
-    resource_id: Uuid,
-) -> Result<(), StoreError> {
-    let exists = sqlx::query_scalar!(
-        r#"select exists(select 1 from reservable_resources
-                          where tenant_id = $1 and resource_id = $2) as "exists!""#,
-        tenant,
-        resource_id,
-    )
-    .fetch_one(conn)
-    .await?;
-    if exists {
-        Ok(())
-    } else {
-        Err(StoreError::UnknownResource(resource_id))
-    }
-}
-
-async fn retire(
-    conn: &mut PgConnection,
-    tenant: &str,
-    resource_id: Uuid,
-) -> Result<(), StoreError> {
-    sqlx::query!(
-        "update reservable_resources set retired = true where tenant_id = $1 and resource_id = $2",
-        tenant,
-        resource_id,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn release(
-    conn: &mut PgConnection,
-    tenant: &str,
-    reservation_id: Uuid,
-    released_from: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    // Released at or before its start: gone. Released while under way:
-    // shortened to end where the release begins.
-    sqlx::query!(
-        r#"with removed as (
-               delete from reservations
-                where tenant_id = $1 and reservation_id = $2 and starts_at >= $3
-           )
-           update reservations set ends_at = least(ends_at, $3)
-            where tenant_id = $1 and reservation_id = $2 and starts_at < $3"#,
-        tenant,
-        reservation_id,
-        released_from,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Locks the resources, checks every new reservation against capacity
-/// (including the others of the same command), then inserts them all.
-async fn reserve(
-    conn: &mut PgConnection,
-    tenant: &str,
-    reserves: &[(Uuid, &Reservation)],
-) -> Result<(), StoreError> {
-    let wanted: Vec<Wanted<'_>> = reserves
-        .iter()
-        .map(|(booking_id, reservation)| Wanted {
-            tenant,
-            booking_id: *booking_id,
-            reservation,
-        })
-        .collect();
-    let mut ledger = Ledger::load(conn, &wanted).await?;
-    ledger.admit(&wanted)?;
-    ledger.save_growth(&mut *conn).await?;
-    insert_reservations(conn, &wanted).await
-}
 
 /// A reservation a command wants to add.
 #[derive(Debug, Clone, Copy)]
@@ -247,12 +30,14 @@ type ResourceKey = (String, Uuid);
 
 /// The locked resources of one transaction and the reservations they hold
 /// around the wanted ranges: what admitting a command is checked against.
+#[derive(Clone)]
 pub(crate) struct Ledger {
     resources: HashMap<ResourceKey, LockedResource>,
     held: HashMap<ResourceKey, Vec<ReservationConflict>>,
 }
 
 /// What the write side knows of a locked resource.
+#[derive(Clone)]
 struct LockedResource {
     capacity: u32,
     retired: bool,
@@ -494,6 +279,20 @@ impl Ledger {
             .collect())
     }
 
+    /// Forgets what `reservation_id` holds from `released_from` on, as the
+    /// working set's release does, so that a command that releases and
+    /// reserves (a move) is checked against what it leaves.
+    pub(crate) fn release(&mut self, reservation_id: Uuid, released_from: DateTime<Utc>) {
+        for held in self.held.values_mut() {
+            held.retain(|h| !(h.reservation_id == reservation_id && h.starts_at >= released_from));
+            for h in held.iter_mut() {
+                if h.reservation_id == reservation_id && h.ends_at > released_from {
+                    h.ends_at = released_from;
+                }
+            }
+        }
+    }
+
     /// Stores the longest-reservation bound of resources whose admitted
     /// reservations raised it (rare once a resource has some history).
     pub(crate) async fn save_growth(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
@@ -522,71 +321,6 @@ impl Ledger {
         .await?;
         Ok(())
     }
-}
-
-/// Inserts admitted reservations.
-pub(crate) async fn insert_reservations(
-    conn: &mut PgConnection,
-    wanted: &[Wanted<'_>],
-) -> Result<(), StoreError> {
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let mut tenants = Vec::with_capacity(wanted.len());
-    let mut ids = Vec::with_capacity(wanted.len());
-    let mut bookings = Vec::with_capacity(wanted.len());
-    let mut resources = Vec::with_capacity(wanted.len());
-    let mut starts = Vec::with_capacity(wanted.len());
-    let mut ends = Vec::with_capacity(wanted.len());
-    let mut labels = Vec::with_capacity(wanted.len());
-    for w in wanted {
-        tenants.push(w.tenant);
-        ids.push(w.reservation.reservation_id);
-        bookings.push(w.booking_id);
-        resources.push(w.reservation.resource_id);
-        starts.push(w.reservation.starts_at);
-        ends.push(w.reservation.ends_at);
-        labels.push(w.reservation.label.clone());
-    }
-    sqlx::query!(
-        r#"insert into reservations
-               (tenant_id, reservation_id, booking_id, resource_id, starts_at, ends_at, label)
-           select * from unnest($1::text[], $2::uuid[], $3::uuid[], $4::uuid[],
-                                $5::timestamptz[], $6::timestamptz[], $7::text[])"#,
-        &tenants as &[&str],
-        &ids,
-        &bookings,
-        &resources,
-        &starts,
-        &ends,
-        &labels as &[Option<String>],
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Registers resources as reservable.
-pub(crate) async fn register_many(
-    conn: &mut PgConnection,
-    resources: &[(&str, Uuid, u32)],
-) -> Result<(), StoreError> {
-    if resources.is_empty() {
-        return Ok(());
-    }
-    let tenants: Vec<&str> = resources.iter().map(|r| r.0).collect();
-    let ids: Vec<Uuid> = resources.iter().map(|r| r.1).collect();
-    let capacities: Vec<i32> = resources.iter().map(|r| r.2 as i32).collect();
-    sqlx::query!(
-        r#"insert into reservable_resources (tenant_id, resource_id, capacity)
-           select * from unnest($1::text[], $2::uuid[], $3::int4[])"#,
-        &tenants as &[&str],
-        &ids,
-        &capacities,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// What the conflict check finds for one resource.

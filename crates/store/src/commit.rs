@@ -1,0 +1,324 @@
+//! The one commit path. Every command commits here, alone (a batch of one)
+//! or in a group-commit batch: its idempotency claim, the working-set
+//! changes its events imply (checked by the ledger), the jobs it implies,
+//! its events, and its idempotency record, in one transaction.
+
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::effects::WriteEffect;
+use crate::event_store::{AppendError, StreamAppend, append_to_streams};
+use crate::executor::CommandOutcome;
+use crate::idempotency::{self, IdempotencyClaim, TenantClaim};
+use crate::implied_jobs::JobSink;
+use crate::ledger::{Ledger, Wanted};
+use crate::{StoreError, working_set};
+
+/// A command decided on its stream's state, ready to commit.
+#[derive(Debug)]
+pub(crate) struct Decided {
+    /// Its events, with the stream version they were decided on.
+    pub append: StreamAppend,
+    /// The working-set changes and jobs the events imply.
+    pub effects: Vec<WriteEffect>,
+    /// Its idempotency key, if the client sent one.
+    pub claim: Option<IdempotencyClaim>,
+    /// Position of the stream's last event before the command.
+    pub last_position: Option<i64>,
+}
+
+impl Decided {
+    /// The command's outcome, given the position of its last event.
+    pub(crate) fn outcome(&self, position: Option<i64>) -> CommandOutcome {
+        let appended = self.append.events.len();
+        CommandOutcome {
+            stream_id: self.append.stream_id,
+            version: self.append.expected_version + appended as i64,
+            position: position.or(self.last_position).unwrap_or(0),
+            appended,
+        }
+    }
+
+    /// Whether committing it writes anything at all.
+    fn writes(&self) -> bool {
+        !self.append.events.is_empty() || !self.effects.is_empty() || self.claim.is_some()
+    }
+
+    fn wanted(&self) -> Vec<Wanted<'_>> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                WriteEffect::Reserve {
+                    booking_id,
+                    reservation,
+                } => Some(Wanted {
+                    tenant: &self.append.tenant,
+                    booking_id: *booking_id,
+                    reservation,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn tenant_claim(&self) -> Option<TenantClaim<'_>> {
+        self.claim.as_ref().map(|claim| TenantClaim {
+            tenant: &self.append.tenant,
+            claim,
+        })
+    }
+}
+
+/// Why a whole commit failed; nothing of it was written.
+#[derive(Debug)]
+pub(crate) enum CommitError {
+    /// A stream moved past the version one of the commands was decided on.
+    VersionConflict,
+    /// Anything else (a deadlock, the database).
+    Store(StoreError),
+}
+
+impl From<StoreError> for CommitError {
+    fn from(e: StoreError) -> Self {
+        CommitError::Store(e)
+    }
+}
+
+impl From<sqlx::Error> for CommitError {
+    fn from(e: sqlx::Error) -> Self {
+        CommitError::Store(e.into())
+    }
+}
+
+/// What each command of a committed batch came to, in order: its outcome,
+/// or why it was refused (nothing of it was written).
+pub(crate) type Verdicts = Vec<Result<CommandOutcome, StoreError>>;
+
+/// Commits `batch` in one transaction on `pool`.
+///
+/// Commands are admitted in order, each against the working set as the
+/// ones before it left it; a refused command leaves no trace and the others
+/// commit. `Err`: the transaction as a whole failed and nothing committed
+/// (the caller decides again, or runs the commands alone).
+pub(crate) async fn commit(
+    pool: &PgPool,
+    sink: Option<&dyn JobSink>,
+    batch: &[Decided],
+) -> Result<Verdicts, CommitError> {
+    if !batch.iter().any(Decided::writes) {
+        return Ok(batch.iter().map(|d| Ok(d.outcome(None))).collect());
+    }
+    let mut tx = pool.begin().await?;
+    let claims: Vec<(usize, TenantClaim<'_>)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| d.tenant_claim().map(|c| (i, c)))
+        .collect();
+    let won = idempotency::claim(
+        &mut tx,
+        &claims.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
+    )
+    .await?;
+    let mut claimed = vec![true; batch.len()];
+    for ((i, _), won) in claims.iter().zip(won) {
+        claimed[*i] = won;
+    }
+
+    let wanted: Vec<Vec<Wanted<'_>>> = batch.iter().map(Decided::wanted).collect();
+    let all: Vec<Wanted<'_>> = wanted.iter().flatten().copied().collect();
+    let mut ledger = if all.is_empty() {
+        None
+    } else {
+        Some(Ledger::load(&mut tx, &all).await?)
+    };
+
+    let alone = batch.len() == 1;
+    let mut admitted: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
+    for (i, decided) in batch.iter().enumerate() {
+        if !claimed[i] {
+            admitted.push(Err(StoreError::IdempotencyKeyTaken));
+            continue;
+        }
+        let verdict = if alone || !touches_rows(decided) {
+            admit(&mut tx, sink, decided, &wanted[i], &mut ledger).await
+        } else {
+            // A refusal must leave no trace in the batch's transaction, nor
+            // in the ledger the later commands are checked against.
+            let before = ledger.clone();
+            let mut savepoint = Connection::begin(&mut *tx).await?;
+            match admit(&mut savepoint, sink, decided, &wanted[i], &mut ledger).await {
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    Ok(())
+                }
+                Err(e) => {
+                    savepoint.rollback().await?;
+                    ledger = before;
+                    Err(e)
+                }
+            }
+        };
+        admitted.push(match verdict {
+            Err(e) if is_refusal(&e) => Err(e),
+            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(()),
+        });
+    }
+    if alone && let Some(Err(_)) = admitted.first() {
+        // Nothing else to commit: the claim goes with the rollback.
+        tx.rollback().await?;
+        return Ok(admitted
+            .into_iter()
+            .map(|r| r.map(|()| batch[0].outcome(None)))
+            .collect());
+    }
+
+    if let Some(ledger) = &ledger {
+        ledger.save_growth(&mut tx).await?;
+    }
+    let accepted: Vec<usize> = (0..batch.len()).filter(|&i| admitted[i].is_ok()).collect();
+    let registrations: Vec<(&str, uuid::Uuid, u32)> = accepted
+        .iter()
+        .flat_map(|&i| registrations(&batch[i]))
+        .collect();
+    working_set::register_many(&mut tx, &registrations).await?;
+    let reservations: Vec<Wanted<'_>> = accepted
+        .iter()
+        .flat_map(|&i| wanted[i].iter().copied())
+        .collect();
+    working_set::insert_reservations(&mut tx, &reservations).await?;
+
+    let appending: Vec<usize> = accepted
+        .iter()
+        .copied()
+        .filter(|&i| !batch[i].append.events.is_empty())
+        .collect();
+    let appends: Vec<StreamAppend> = appending.iter().map(|&i| batch[i].append.clone()).collect();
+    let positions = if appends.is_empty() {
+        Vec::new()
+    } else {
+        append_to_streams(&mut tx, &appends)
+            .await
+            .map_err(|e| match e {
+                AppendError::VersionConflict => CommitError::VersionConflict,
+                AppendError::Database(e) => CommitError::Store(e.into()),
+            })?
+    };
+    let mut outcomes: Vec<Option<CommandOutcome>> = vec![None; batch.len()];
+    for &i in &accepted {
+        outcomes[i] = Some(batch[i].outcome(None));
+    }
+    for (&i, position) in appending.iter().zip(positions) {
+        outcomes[i] = Some(batch[i].outcome(Some(position)));
+    }
+
+    let mut recorded = Vec::new();
+    let mut released = Vec::new();
+    for (i, decided) in batch.iter().enumerate() {
+        let Some(claim) = decided.tenant_claim() else {
+            continue;
+        };
+        match (&outcomes[i], claimed[i]) {
+            (Some(outcome), _) => recorded.push((claim, outcome)),
+            (None, true) => released.push(claim),
+            (None, false) => {}
+        }
+    }
+    idempotency::record_outcomes(&mut tx, &recorded).await?;
+    idempotency::release(&mut tx, &released).await?;
+    tx.commit().await?;
+
+    Ok(admitted
+        .into_iter()
+        .zip(outcomes)
+        .map(|(verdict, outcome)| {
+            verdict.map(|()| outcome.expect("every admitted command has an outcome"))
+        })
+        .collect())
+}
+
+/// Whether the command writes rows while it is admitted (so that a refusal
+/// in a batch needs a savepoint), rather than only through the ledger and
+/// the batch's bulk inserts.
+fn touches_rows(decided: &Decided) -> bool {
+    decided.effects.iter().any(|e| {
+        !matches!(
+            e,
+            WriteEffect::Reserve { .. } | WriteEffect::RegisterResource { .. }
+        )
+    })
+}
+
+/// Refusals of one command, as opposed to failures of the transaction.
+fn is_refusal(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::ReservationConflict(_)
+            | StoreError::CapacityInUse { .. }
+            | StoreError::UnknownResource(_)
+            | StoreError::RetiredResource(_)
+            | StoreError::NoJobQueue
+    )
+}
+
+fn registrations(decided: &Decided) -> impl Iterator<Item = (&str, uuid::Uuid, u32)> {
+    decided.effects.iter().filter_map(|e| match e {
+        WriteEffect::RegisterResource {
+            resource_id,
+            capacity,
+        } => Some((decided.append.tenant.as_str(), *resource_id, *capacity)),
+        _ => None,
+    })
+}
+
+/// Applies one command's effects in order, then admits its reservations on
+/// the ledger (all or none) and queues the jobs it implies. Registrations
+/// and admitted reservations are inserted later, with the whole batch's.
+async fn admit(
+    conn: &mut PgConnection,
+    sink: Option<&dyn JobSink>,
+    decided: &Decided,
+    wanted: &[Wanted<'_>],
+    ledger: &mut Option<Ledger>,
+) -> Result<(), StoreError> {
+    let tenant = decided.append.tenant.as_str();
+    for effect in &decided.effects {
+        match effect {
+            WriteEffect::ChangeCapacity {
+                resource_id,
+                capacity,
+            } => working_set::change_capacity(conn, tenant, *resource_id, *capacity).await?,
+            WriteEffect::RetireResource { resource_id } => {
+                working_set::retire(conn, tenant, *resource_id).await?
+            }
+            WriteEffect::RequireResource { resource_id } => {
+                working_set::require(conn, tenant, *resource_id).await?
+            }
+            WriteEffect::Release {
+                reservation_id,
+                released_from,
+            } => {
+                working_set::release(conn, tenant, *reservation_id, *released_from).await?;
+                if let Some(ledger) = ledger {
+                    ledger.release(*reservation_id, *released_from);
+                }
+            }
+            WriteEffect::RegisterResource { .. }
+            | WriteEffect::Reserve { .. }
+            | WriteEffect::Enqueue(_) => {}
+        }
+    }
+    if !wanted.is_empty() {
+        ledger
+            .as_mut()
+            .expect("the ledger is loaded when a command reserves")
+            .admit(wanted)?;
+    }
+    for effect in &decided.effects {
+        if let WriteEffect::Enqueue(job) = effect {
+            sink.ok_or(StoreError::NoJobQueue)?
+                .push(conn, tenant, job)
+                .await?;
+        }
+    }
+    Ok(())
+}
