@@ -183,7 +183,8 @@ async fn records_written_before_outcomes_are_replayed_as_rendered() {
     let mut hasher = Sha256::new();
     hasher.update(format!("POST /v1/resources\n{body}"));
     let fingerprint: [u8; 32] = hasher.finalize().into();
-    let rendered = json!({"id": "0190b2a0-0000-7000-8000-000000000000", "version": 1, "position": 7});
+    let rendered =
+        json!({"id": "0190b2a0-0000-7000-8000-000000000000", "version": 1, "position": 7});
     sqlx::query(
         "insert into idempotency_keys
              (tenant_id, idempotency_key, request_fingerprint, status_code, response)

@@ -12,13 +12,14 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::Runtime;
-use crate::queue::{Attempt, JobFailure, JobLease};
+use crate::failure::{Cause, JobFailure};
+use crate::queue::{Attempt, JobLease};
 
 /// The event type dispatch webhooks subscribe to.
 pub const STEP_EVENT: &str = "deployment.step";
 
 /// Runs (or resumes) one deployment.
-pub(crate) async fn run(
+pub(crate) async fn run_deployment(
     rt: &Runtime,
     job: &DeploymentJob,
     book: &mut Attempt,
@@ -31,9 +32,7 @@ pub(crate) async fn run(
         .await?;
     book.set_units(state.steps.len());
     let Some(lease) = JobLease::take(rt, format!("deployment:{}", job.deployment_id)).await? else {
-        return Err(JobFailure::Retry(
-            "another worker is running this deployment".to_owned(),
-        ));
+        return Err(JobFailure::Retry(Cause::Leased("deployment")));
     };
     let result = drive(rt, job, book.job_id()).instrument(span).await;
     lease.release().await;
@@ -60,7 +59,7 @@ async fn drive(rt: &Runtime, job: &DeploymentJob, id: &str) -> Result<(), JobFai
             .await?;
         match state.status {
             Some(DeploymentStatus::Running) => {}
-            None => return Err(JobFailure::Fatal("the deployment does not exist".into())),
+            None => return Err(JobFailure::Fatal(Cause::Missing("deployment"))),
             Some(_) => return Ok(()),
         }
         let Some(step) = state.next_step().cloned() else {
@@ -87,26 +86,27 @@ async fn drive(rt: &Runtime, job: &DeploymentJob, id: &str) -> Result<(), JobFai
             let attempts = step.attempts + 1;
             let allowed = rt.config.policies.deployment.attempts;
             if attempts >= allowed {
-                let error = format!(
-                    "step {} failed after {attempts} attempts: {error}",
-                    step.plan.name
-                );
+                let cause = Cause::StepExhausted {
+                    step: step.plan.name.clone(),
+                    attempts,
+                    error,
+                };
                 command(
                     rt,
                     &ctx,
                     job,
                     DeploymentCommand::Fail {
-                        error: error.clone(),
+                        error: cause.to_string(),
                     },
                 )
                 .await?;
                 metrics::counter!("muster_deployments_total", "outcome" => "failed").increment(1);
-                return Err(JobFailure::Fatal(error));
+                return Err(JobFailure::Fatal(cause));
             }
-            return Err(JobFailure::Retry(format!(
-                "step {}: {error}",
-                step.plan.name
-            )));
+            return Err(JobFailure::Retry(Cause::StepFailed {
+                step: step.plan.name.clone(),
+                error,
+            }));
         }
     }
 }
@@ -134,7 +134,7 @@ async fn command(
             Ok(false)
         }
         Err(StoreError::Rejected(DomainError::NotFound(_))) => {
-            Err(JobFailure::Fatal("the deployment does not exist".into()))
+            Err(JobFailure::Fatal(Cause::Missing("deployment")))
         }
         Err(e) => Err(e.into()),
     }

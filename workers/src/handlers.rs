@@ -5,7 +5,8 @@ use std::pin::Pin;
 
 use muster_jobs::{DeploymentJob, NotificationJob, ReportJob};
 
-use crate::queue::{Attempt, Handler, JobFailure};
+use crate::failure::JobFailure;
+use crate::queue::{Attempt, Handler};
 use crate::{Runtime, deployment, notification, report};
 
 impl Handler for DeploymentJob {
@@ -14,7 +15,7 @@ impl Handler for DeploymentJob {
         job: &'a Self,
         book: &'a mut Attempt,
     ) -> Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send + 'a>> {
-        Box::pin(deployment::run(rt, job, book))
+        Box::pin(deployment::run_deployment(rt, job, book))
     }
 }
 
@@ -24,7 +25,7 @@ impl Handler for NotificationJob {
         job: &'a Self,
         book: &'a mut Attempt,
     ) -> Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send + 'a>> {
-        Box::pin(notification::run(rt, job, book))
+        Box::pin(notification::attempt_delivery(rt, job, book))
     }
 }
 
@@ -34,6 +35,6 @@ impl Handler for ReportJob {
         job: &'a Self,
         book: &'a mut Attempt,
     ) -> Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send + 'a>> {
-        Box::pin(report::run(rt, job, book))
+        Box::pin(report::build_report(rt, job, book))
     }
 }

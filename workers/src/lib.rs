@@ -10,6 +10,7 @@
 
 mod deployment;
 pub mod email;
+mod failure;
 mod handlers;
 mod notification;
 pub mod outbound;
@@ -166,7 +167,7 @@ impl Workers {
     /// Runs the deployment, notification and report workers, the cleanup
     /// and the queue gauges until shutdown; in-flight jobs finish first.
     pub async fn run(self) {
-        queue::run(self.rt).await;
+        queue::run_workers(self.rt).await;
     }
 }
 

@@ -8,11 +8,12 @@ use muster_jobs::webhooks::{AttemptRecord, DeliveryStatus};
 use tracing::Instrument;
 
 use crate::Runtime;
+use crate::failure::{Cause, JobFailure};
 use crate::outbound::CallOutcome;
-use crate::queue::{Attempt, JobFailure};
+use crate::queue::Attempt;
 
 /// Runs one attempt of a delivery.
-pub(crate) async fn run(
+pub(crate) async fn attempt_delivery(
     rt: &Runtime,
     job: &NotificationJob,
     book: &Attempt,
@@ -36,7 +37,7 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
         .pending_delivery(&job.tenant, job.delivery_id)
         .await?
     else {
-        return Err(JobFailure::Fatal("the delivery does not exist".into()));
+        return Err(JobFailure::Fatal(Cause::Missing("delivery")));
     };
     if d.status == DeliveryStatus::Delivered {
         // A re-run after a crash between the receiver's 2xx and our
@@ -46,9 +47,7 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
     // Through the event store's read, so that the receiver gets the upcast
     // payload the feed serves, never an old schema as stored.
     let Some(event) = rt.store.read_event(&job.tenant, d.event_position).await? else {
-        return Err(JobFailure::Fatal(
-            "the delivery's event does not exist".into(),
-        ));
+        return Err(JobFailure::Fatal(Cause::Missing("delivery's event")));
     };
     let body = serde_json::json!({
         "delivery_id": job.delivery_id,
@@ -121,7 +120,7 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
     metrics::counter!("muster_webhook_deliveries_total", "outcome" => status.name()).increment(1);
     match outcome.error {
         None => Ok(()),
-        Some(e) if refused => Err(JobFailure::Fatal(e)),
-        Some(e) => Err(JobFailure::Retry(e)),
+        Some(e) if refused => Err(JobFailure::Fatal(Cause::TargetRefused(e))),
+        Some(e) => Err(JobFailure::Retry(Cause::Undelivered(e))),
     }
 }

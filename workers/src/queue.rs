@@ -26,11 +26,12 @@ use muster_jobs::admin::JobStatus;
 use muster_jobs::{DeploymentJob, Job, JobKind, NotificationJob, ReportJob};
 use tokio_util::sync::CancellationToken;
 
+use crate::failure::JobFailure;
 use crate::{Runtime, Shared};
 
 /// Runs the deployment, notification and report workers, the cleanup and
 /// the queue gauges until `rt.shutdown`; in-flight jobs finish first.
-pub(crate) async fn run(rt: Shared) {
+pub(crate) async fn run_workers(rt: Shared) {
     let tasks = vec![
         tokio::spawn(supervise(
             rt.clone(),
@@ -167,33 +168,6 @@ fn worker<J: Handler>(rt: Shared, name: String) -> WorkerRun {
     Box::pin(worker.run_until(stop_on(rt.shutdown.clone())))
 }
 
-/// How a job attempt ended when it did not succeed.
-#[derive(Debug)]
-pub(crate) enum JobFailure {
-    /// May succeed later: retried with backoff while attempts remain.
-    Retry(String),
-    /// Will not succeed: dead-lettered now.
-    Fatal(String),
-}
-
-impl From<muster_store::StoreError> for JobFailure {
-    fn from(e: muster_store::StoreError) -> Self {
-        JobFailure::Retry(e.to_string())
-    }
-}
-
-impl From<muster_jobs::JobsError> for JobFailure {
-    fn from(e: muster_jobs::JobsError) -> Self {
-        JobFailure::Retry(e.to_string())
-    }
-}
-
-impl From<sqlx::Error> for JobFailure {
-    fn from(e: sqlx::Error) -> Self {
-        JobFailure::Retry(e.to_string())
-    }
-}
-
 /// Book-keeping around one attempt of a job: metrics, the start latency
 /// (on the first attempt), and what the queue must do after a failure.
 pub(crate) struct Attempt {
@@ -314,11 +288,13 @@ impl JobLease {
     /// Takes the lease on `key`, or `None` if another worker holds it.
     pub(crate) async fn take(rt: &Runtime, key: String) -> Result<Option<Self>, sqlx::Error> {
         let mut conn = rt.store.pool().acquire().await?;
-        let taken: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, hashtext($2))")
-            .bind(JOB_LEASE_CLASS)
-            .bind(&key)
-            .fetch_one(&mut *conn)
-            .await?;
+        let taken = sqlx::query_scalar!(
+            r#"select pg_try_advisory_lock($1, hashtext($2)) as "taken!""#,
+            JOB_LEASE_CLASS,
+            key,
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         Ok(taken.then_some(Self {
             conn: Some(conn),
             key,
@@ -331,11 +307,13 @@ impl JobLease {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let released = sqlx::query_scalar::<_, bool>("select pg_advisory_unlock($1, hashtext($2))")
-            .bind(JOB_LEASE_CLASS)
-            .bind(&self.key)
-            .fetch_one(&mut *conn)
-            .await;
+        let released = sqlx::query_scalar!(
+            r#"select pg_advisory_unlock($1, hashtext($2)) as "released!""#,
+            JOB_LEASE_CLASS,
+            self.key,
+        )
+        .fetch_one(&mut *conn)
+        .await;
         if !matches!(released, Ok(true)) {
             conn.close_on_drop();
         }
@@ -371,7 +349,7 @@ async fn housekeeping(rt: Shared) {
         match rt.queue.depths().await {
             Ok(depths) => {
                 for kind in JobKind::ALL {
-                    for status in JobStatus::ALL {
+                    for &status in JobStatus::ALL {
                         let n = depths
                             .iter()
                             .find(|(k, s, _)| *k == kind && *s == status)

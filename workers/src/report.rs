@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::TryStreamExt;
 use muster_domain::time::TimeRange;
-use muster_jobs::reports::Reports;
+use muster_jobs::reports::{ReportFormat, ReportKind, ReportStatus, Reports};
 use muster_jobs::{JobsError, ReportJob};
 use muster_projections::query;
 use muster_projections::query::resources::ResourceFilter;
@@ -15,14 +15,15 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::Runtime;
-use crate::queue::{Attempt, JobFailure, JobLease};
+use crate::failure::{Cause, JobFailure};
+use crate::queue::{Attempt, JobLease};
 
 const CHUNK: usize = 256 * 1024;
 /// Resources per page of the utilization report.
 const RESOURCE_PAGE: i64 = 500;
 
 /// Builds one report.
-pub(crate) async fn run(
+pub(crate) async fn build_report(
     rt: &Runtime,
     job: &ReportJob,
     book: &mut Attempt,
@@ -30,18 +31,16 @@ pub(crate) async fn run(
     let span = tracing::info_span!("job.report", report_id = %job.report_id, tenant = %job.tenant, attempt = book.number());
     let Some(lease) = JobLease::take(rt, format!("report:{}", job.report_id)).await? else {
         // Another worker builds it: leave its progress alone, look later.
-        return Err(JobFailure::Retry(
-            "another worker is building this report".to_owned(),
-        ));
+        return Err(JobFailure::Retry(Cause::Leased("report")));
     };
     let result = build(rt, job).instrument(span).await;
     lease.release().await;
     if let Err(failure) = &result {
-        let (JobFailure::Retry(e) | JobFailure::Fatal(e)) = failure;
+        let e = failure.cause().to_string();
         let for_good = book.is_last() || matches!(failure, JobFailure::Fatal(_));
         if let Err(re) = rt
             .reports
-            .record_failure(&job.tenant, job.report_id, e, for_good)
+            .record_failure(&job.tenant, job.report_id, &e, for_good)
             .await
         {
             tracing::warn!(report_id = %job.report_id, error = %re, "cannot record the report's failure");
@@ -53,9 +52,9 @@ pub(crate) async fn run(
 async fn build(rt: &Runtime, job: &ReportJob) -> Result<(), JobFailure> {
     let pool = rt.store.pool();
     let Some(request) = rt.reports.order(&job.tenant, job.report_id).await? else {
-        return Err(JobFailure::Fatal("the report does not exist".into()));
+        return Err(JobFailure::Fatal(Cause::Missing("report")));
     };
-    if request.status == "done" {
+    if request.status == ReportStatus::Done {
         return Ok(());
     }
     // A retry starts over: drop what an earlier attempt wrote.
@@ -64,19 +63,16 @@ async fn build(rt: &Runtime, job: &ReportJob) -> Result<(), JobFailure> {
         starts_at: request.range_from,
         ends_at: request.range_to,
     };
-    let format = match request.format.as_str() {
-        "json" => Format::Json,
-        _ => Format::Csv,
-    };
-    let mut out = ChunkWriter::new(&rt.reports, job, format);
-    match request.kind.as_str() {
-        "utilization" => utilization(pool, job, &window, request.resource_kind, &mut out).await?,
-        "bookings" => bookings(pool, job, &window, &mut out).await?,
-        "status_summary" => status_summary(pool, job, &window, &mut out).await?,
-        other => return Err(JobFailure::Fatal(format!("unknown report kind {other}"))),
+    let mut out = ChunkWriter::new(&rt.reports, job, request.format);
+    match request.kind {
+        ReportKind::Utilization => {
+            utilization(pool, job, &window, request.resource_kind, &mut out).await?
+        }
+        ReportKind::Bookings => bookings(pool, job, &window, &mut out).await?,
+        ReportKind::StatusSummary => status_summary(pool, job, &window, &mut out).await?,
     }
     out.finish().await?;
-    metrics::counter!("muster_reports_total", "kind" => request.kind).increment(1);
+    metrics::counter!("muster_reports_total", "kind" => request.kind.name()).increment(1);
     Ok(())
 }
 
@@ -225,12 +221,6 @@ async fn status_summary(
     Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum Format {
-    Csv,
-    Json,
-}
-
 enum Value {
     Text(String),
     Number(f64),
@@ -241,7 +231,7 @@ enum Value {
 struct ChunkWriter<'a> {
     reports: &'a Reports,
     job: &'a ReportJob,
-    format: Format,
+    format: ReportFormat,
     columns: Vec<&'static str>,
     buf: Vec<u8>,
     seq: i32,
@@ -250,7 +240,7 @@ struct ChunkWriter<'a> {
 }
 
 impl<'a> ChunkWriter<'a> {
-    fn new(reports: &'a Reports, job: &'a ReportJob, format: Format) -> Self {
+    fn new(reports: &'a Reports, job: &'a ReportJob, format: ReportFormat) -> Self {
         Self {
             reports,
             job,
@@ -266,17 +256,17 @@ impl<'a> ChunkWriter<'a> {
     fn header(&mut self, columns: &[&'static str]) {
         self.columns = columns.to_vec();
         match self.format {
-            Format::Csv => {
+            ReportFormat::Csv => {
                 self.buf.extend_from_slice(columns.join(",").as_bytes());
                 self.buf.extend_from_slice(b"\r\n");
             }
-            Format::Json => self.buf.extend_from_slice(b"["),
+            ReportFormat::Json => self.buf.extend_from_slice(b"["),
         }
     }
 
     fn row(&mut self, values: &[Value]) {
         match self.format {
-            Format::Csv => {
+            ReportFormat::Csv => {
                 for (i, v) in values.iter().enumerate() {
                     if i > 0 {
                         self.buf.push(b',');
@@ -289,7 +279,7 @@ impl<'a> ChunkWriter<'a> {
                 }
                 self.buf.extend_from_slice(b"\r\n");
             }
-            Format::Json => {
+            ReportFormat::Json => {
                 if self.rows > 0 {
                     self.buf.push(b',');
                 }
@@ -342,7 +332,7 @@ impl<'a> ChunkWriter<'a> {
     }
 
     async fn finish(mut self) -> Result<(), JobsError> {
-        if let Format::Json = self.format {
+        if let ReportFormat::Json = self.format {
             self.buf.extend_from_slice(b"\n]\n");
         }
         self.flush().await?;

@@ -98,7 +98,7 @@ pub enum ApiError {
     JobNotDead,
     /// A report's file is not ready to download.
     #[error("the report is {0}; download it once it is done")]
-    ReportNotReady(String),
+    ReportNotReady(&'static str),
     /// A reservation would exceed a resource's capacity.
     #[error("the resource is already reserved at that time")]
     ReservationConflict(Vec<ReservationConflict>),

@@ -84,7 +84,7 @@ pub(crate) struct Answering<R, F> {
 /// command's own transaction; a final refusal is recorded too, so a retry
 /// gets the same answer. Races between two requests with one key end with
 /// both getting the first answer.
-pub(crate) async fn run<A, R, F>(
+pub(crate) async fn run_command<A, R, F>(
     state: &AppState,
     context: CommandContext,
     stream_id: Uuid,

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::JobsError;
 use crate::queue::{JobKind, JobQueue};
+use crate::text_enum::text_enum;
 
 /// A job as admins see it.
 #[derive(Debug, Clone, Serialize)]
@@ -42,46 +43,19 @@ pub struct JobRecord {
     pub args: Option<serde_json::Value>,
 }
 
-/// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// Waiting to run (new).
-    Pending,
-    /// Taken by a worker.
-    Running,
-    /// Finished.
-    Done,
-    /// Failed with attempts left, waiting for its retry.
-    Failed,
-    /// Attempts used up: a dead letter.
-    Dead,
-}
-
-impl JobStatus {
-    /// Every status.
-    pub const ALL: [JobStatus; 5] = [
-        JobStatus::Pending,
-        JobStatus::Running,
-        JobStatus::Done,
-        JobStatus::Failed,
-        JobStatus::Dead,
-    ];
-
-    /// Its name in the API and in metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            JobStatus::Pending => "pending",
-            JobStatus::Running => "running",
-            JobStatus::Done => "done",
-            JobStatus::Failed => "failed",
-            JobStatus::Dead => "dead",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
+text_enum! {
+    /// Where a job stands.
+    pub enum JobStatus {
+        /// Waiting to run (new).
+        Pending = "pending",
+        /// Taken by a worker.
+        Running = "running",
+        /// Finished.
+        Done = "done",
+        /// Failed with attempts left, waiting for its retry.
+        Failed = "failed",
+        /// Attempts used up: a dead letter.
+        Dead = "dead",
     }
 }
 
@@ -120,7 +94,7 @@ impl JobRow {
         Some(JobRecord {
             id: self.id,
             kind: JobKind::from_queue(&self.kind)?,
-            status: JobStatus::from_name(&self.status)?,
+            status: JobStatus::try_from(self.status).ok()?,
             attempts: self.attempts,
             max_attempts: self.max_attempts,
             priority: self.priority,
@@ -271,7 +245,7 @@ impl JobQueue {
             .filter_map(|(queue, status, n)| {
                 Some((
                     JobKind::from_queue(&queue)?,
-                    JobStatus::from_name(&status)?,
+                    JobStatus::try_from(status).ok()?,
                     n,
                 ))
             })

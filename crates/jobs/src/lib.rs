@@ -11,6 +11,7 @@ pub mod error;
 pub mod job;
 pub mod queue;
 pub mod reports;
+mod text_enum;
 pub mod webhooks;
 
 pub use error::JobsError;

@@ -9,6 +9,30 @@ use uuid::Uuid;
 use crate::JobsError;
 use crate::job::ReportJob;
 use crate::queue::JobQueue;
+use crate::text_enum::text_enum;
+
+/// A report from a row of `reports` (its columns by name).
+macro_rules! report_of {
+    ($row:expr) => {{
+        let r = $row;
+        Ok::<_, JobsError>(Report {
+            id: r.report_id,
+            kind: r.kind.try_into()?,
+            format: r.format.try_into()?,
+            from: r.range_from,
+            to: r.range_to,
+            resource_kind: r.resource_kind,
+            status: r.status.try_into()?,
+            rows_written: r.rows_written,
+            rows_total: r.rows_total,
+            bytes: r.bytes,
+            error: r.error,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        })
+    }};
+}
 
 /// The report tables. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -17,24 +41,60 @@ pub struct Reports {
     queue: JobQueue,
 }
 
+text_enum! {
+    /// What a report reports.
+    pub enum ReportKind {
+        /// Per resource per local day: available hours, booked hours, ratio.
+        Utilization = "utilization",
+        /// One row per booking starting in the window.
+        Bookings = "bookings",
+        /// Bookings per status per (UTC) day.
+        StatusSummary = "status_summary",
+    }
+}
+
+text_enum! {
+    /// A report file's format.
+    pub enum ReportFormat {
+        /// `text/csv`, with a header row.
+        Csv = "csv",
+        /// `application/json`, an array of objects.
+        Json = "json",
+    }
+}
+
+text_enum! {
+    /// Where a report stands.
+    pub enum ReportStatus {
+        /// Waiting for a worker (or for its next attempt).
+        Queued = "queued",
+        /// A worker is writing it.
+        Running = "running",
+        /// Its file can be downloaded.
+        Done = "done",
+        /// It failed for good.
+        Failed = "failed",
+    }
+}
+
 /// A report request and its progress.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     /// Its id.
     pub id: Uuid,
-    /// `utilization`, `bookings` or `status_summary`.
-    pub kind: String,
-    /// `csv` or `json`.
-    pub format: String,
+    /// What it reports.
+    pub kind: ReportKind,
+    /// Its file's format.
+    pub format: ReportFormat,
     /// Window start.
     pub from: DateTime<Utc>,
     /// Window end.
     pub to: DateTime<Utc>,
     /// Resource kind filter (utilization).
     pub resource_kind: Option<String>,
-    /// `queued`, `running`, `done` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: ReportStatus,
     /// Rows written so far.
     pub rows_written: i64,
     /// Rows in all, once done.
@@ -54,10 +114,10 @@ pub struct Report {
 /// What a report is asked for.
 #[derive(Debug, Clone)]
 pub struct ReportRequest {
-    /// `utilization`, `bookings` or `status_summary`.
-    pub kind: String,
-    /// `csv` or `json`.
-    pub format: String,
+    /// What it reports.
+    pub kind: ReportKind,
+    /// Its file's format.
+    pub format: ReportFormat,
     /// Window start.
     pub from: DateTime<Utc>,
     /// Window end.
@@ -69,18 +129,18 @@ pub struct ReportRequest {
 /// A report's request as the worker reads it.
 #[derive(Debug, Clone)]
 pub struct ReportOrder {
-    /// `utilization`, `bookings` or `status_summary`.
-    pub kind: String,
-    /// `csv` or `json`.
-    pub format: String,
+    /// What it reports.
+    pub kind: ReportKind,
+    /// Its file's format.
+    pub format: ReportFormat,
     /// Window start.
     pub range_from: DateTime<Utc>,
     /// Window end.
     pub range_to: DateTime<Utc>,
     /// Resource kind filter.
     pub resource_kind: Option<String>,
-    /// `queued`, `running`, `done` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: ReportStatus,
 }
 
 impl Reports {
@@ -98,18 +158,17 @@ impl Reports {
     ) -> Result<Report, JobsError> {
         let id = Uuid::now_v7();
         let mut tx = self.pool.begin().await?;
-        let report = sqlx::query_as!(
-            Report,
+        let row = sqlx::query!(
             r#"insert into reports (tenant_id, report_id, kind, format, range_from, range_to,
                                     resource_kind, requested_by)
                values ($1, $2, $3, $4, $5, $6, $7, $8)
-               returning report_id as id, kind, format, range_from as "from", range_to as "to",
-                         resource_kind, status, rows_written, rows_total, bytes, error,
-                         created_at, started_at, finished_at"#,
+               returning report_id, kind, format, range_from, range_to, resource_kind, status,
+                         rows_written, rows_total, bytes, error, created_at, started_at,
+                         finished_at"#,
             tenant,
             id,
-            request.kind,
-            request.format,
+            request.kind.name(),
+            request.format.name(),
             request.from,
             request.to,
             request.resource_kind,
@@ -117,6 +176,7 @@ impl Reports {
         )
         .fetch_one(&mut *tx)
         .await?;
+        let report = report_of!(row)?;
         let job = ReportJob {
             tenant: tenant.to_owned(),
             report_id: id,
@@ -129,17 +189,16 @@ impl Reports {
 
     /// Report `id` of `tenant`.
     pub async fn get(&self, tenant: &str, id: Uuid) -> Result<Option<Report>, JobsError> {
-        Ok(sqlx::query_as!(
-            Report,
-            r#"select report_id as id, kind, format, range_from as "from", range_to as "to",
-                      resource_kind, status, rows_written, rows_total, bytes, error,
-                      created_at, started_at, finished_at
+        let row = sqlx::query!(
+            r#"select report_id, kind, format, range_from, range_to, resource_kind, status,
+                      rows_written, rows_total, bytes, error, created_at, started_at, finished_at
                  from reports where tenant_id = $1 and report_id = $2"#,
             tenant,
             id,
         )
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        row.map(|row| report_of!(row)).transpose()
     }
 
     /// Chunk `seq` of report `id`'s file (`None` past the last).
@@ -161,15 +220,25 @@ impl Reports {
 
     /// What report `id` of `tenant` asks for.
     pub async fn order(&self, tenant: &str, id: Uuid) -> Result<Option<ReportOrder>, JobsError> {
-        Ok(sqlx::query_as!(
-            ReportOrder,
+        let row = sqlx::query!(
             r#"select kind, format, range_from, range_to, resource_kind, status
                  from reports where tenant_id = $1 and report_id = $2"#,
             tenant,
             id,
         )
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        row.map(|r| {
+            Ok(ReportOrder {
+                kind: r.kind.try_into()?,
+                format: r.format.try_into()?,
+                range_from: r.range_from,
+                range_to: r.range_to,
+                resource_kind: r.resource_kind,
+                status: r.status.try_into()?,
+            })
+        })
+        .transpose()
     }
 
     /// Starts (or starts over) building report `id`: what an earlier
@@ -251,14 +320,18 @@ impl Reports {
         error: &str,
         for_good: bool,
     ) -> Result<(), JobsError> {
-        let status = if for_good { "failed" } else { "queued" };
+        let status = if for_good {
+            ReportStatus::Failed
+        } else {
+            ReportStatus::Queued
+        };
         sqlx::query!(
             r#"update reports set status = $3, error = $4,
                       finished_at = case when $3 = 'failed' then now() end
                 where tenant_id = $1 and report_id = $2"#,
             tenant,
             id,
-            status,
+            status.name(),
             error,
         )
         .execute(&self.pool)

@@ -7,6 +7,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::JobsError;
+use crate::text_enum::text_enum;
 
 /// The webhook tables. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -14,40 +15,15 @@ pub struct Webhooks {
     pool: PgPool,
 }
 
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    /// Not delivered yet; attempts may remain.
-    Pending,
-    /// The receiver answered 2xx (or the email relay accepted it).
-    Delivered,
-    /// Attempts used up, or the target was refused: a dead letter.
-    Dead,
-}
-
-impl DeliveryStatus {
-    /// Its name in the table, the API and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Dead => "dead",
-        }
-    }
-}
-
-impl TryFrom<String> for DeliveryStatus {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, Self::Error> {
-        match name.as_str() {
-            "pending" => Ok(DeliveryStatus::Pending),
-            "delivered" => Ok(DeliveryStatus::Delivered),
-            "dead" => Ok(DeliveryStatus::Dead),
-            _ => Err(format!("unknown delivery status {name:?}")),
-        }
+text_enum! {
+    /// Where a delivery stands.
+    pub enum DeliveryStatus {
+        /// Not delivered yet; attempts may remain.
+        Pending = "pending",
+        /// The receiver answered 2xx (or the email relay accepted it).
+        Delivered = "delivered",
+        /// Attempts used up, or the target was refused: a dead letter.
+        Dead = "dead",
     }
 }
 
@@ -264,7 +240,7 @@ impl Webhooks {
         .await?;
         row.map(|r| {
             Ok(PendingDelivery {
-                status: DeliveryStatus::try_from(r.status).map_err(JobsError::Corrupt)?,
+                status: DeliveryStatus::try_from(r.status)?,
                 event_type: r.event_type,
                 event_position: r.event_position,
                 url: r.url,
@@ -423,7 +399,7 @@ impl Webhooks {
                     id: r.delivery_id,
                     event_position: r.event_position,
                     event_type: r.event_type,
-                    status: DeliveryStatus::try_from(r.status).map_err(JobsError::Corrupt)?,
+                    status: DeliveryStatus::try_from(r.status)?,
                     attempts: r.attempts,
                     last_status_code: r.last_status_code,
                     last_error: r.last_error,

@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run_cli(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line; sqlx errors already carry their cause in Display.
@@ -29,7 +29,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run_cli(cli: Cli) -> anyhow::Result<()> {
     // Installed first, so that SIGTERM during start-up still shuts down
     // cleanly (and stops an embedded cluster).
     let shutdown = shutdown_signal();

@@ -316,6 +316,10 @@ async fn ensure_database(embedded: &EmbeddedPostgres) -> anyhow::Result<()> {
         .connect()
         .await
         .context("connecting to the embedded cluster")?;
+    // Runtime-checked on purpose: these run against the cluster's
+    // maintenance database before muster's exists, and CREATE DATABASE
+    // cannot be prepared; the offline query data has nothing to check them
+    // against.
     let exists: bool =
         sqlx::query_scalar("select exists(select 1 from pg_database where datname = 'muster')")
             .fetch_one(&mut conn)

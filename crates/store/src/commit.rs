@@ -113,11 +113,8 @@ pub(crate) async fn commit(
         .enumerate()
         .filter_map(|(i, d)| d.tenant_claim().map(|c| (i, c)))
         .collect();
-    let won = idempotency::claim(
-        &mut tx,
-        &claims.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
-    )
-    .await?;
+    let won =
+        idempotency::claim(&mut tx, &claims.iter().map(|(_, c)| *c).collect::<Vec<_>>()).await?;
     let mut claimed = vec![true; batch.len()];
     for ((i, _), won) in claims.iter().zip(won) {
         claimed[*i] = won;

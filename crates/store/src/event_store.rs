@@ -262,8 +262,9 @@ impl Store {
     /// The highest position ever handed out (committed or not): a client
     /// cannot have seen a position above it.
     pub async fn last_allocated_position(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "select case when is_called then last_value else 0 end from events_position_seq",
+        Ok(sqlx::query_scalar!(
+            r#"select case when is_called then last_value else 0 end as "allocated!"
+                 from events_position_seq"#
         )
         .fetch_one(&self.pool)
         .await?)

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::extract::{Command, PathIds};
-use crate::idempotency::{Answering, run};
+use crate::idempotency::{Answering, run_command};
 use crate::{ApiError, AppState};
 
 /// The booking routes.
@@ -268,7 +268,7 @@ async fn request_booking(
         headcount: body.headcount,
         notes: body.notes,
     };
-    run::<Booking, _, _>(
+    run_command::<Booking, _, _>(
         &state,
         command.context,
         Uuid::now_v7(),
@@ -290,7 +290,7 @@ async fn transition(
     after: BookingStatus,
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
-    run::<Booking, _, _>(
+    run_command::<Booking, _, _>(
         state,
         context,
         id,
@@ -398,7 +398,7 @@ async fn add_reservation(
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
     let reservation = command.body.into_reservation();
-    run::<Booking, _, _>(
+    run_command::<Booking, _, _>(
         &state,
         command.context,
         id,
@@ -424,7 +424,7 @@ async fn release_reservation(
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
     let reservation_id = ids.id(1, "reservation")?;
-    run::<Booking, _, _>(
+    run_command::<Booking, _, _>(
         &state,
         command.context,
         id,
@@ -455,7 +455,7 @@ async fn add_task(
         due_at: body.due_at,
         assignee_id: body.assignee_id,
     };
-    run::<Booking, _, _>(
+    run_command::<Booking, _, _>(
         &state,
         command.context,
         id,
@@ -481,7 +481,7 @@ async fn complete_task(
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
     let task_id = ids.id(1, "task")?;
-    run::<Booking, _, _>(
+    run_command::<Booking, _, _>(
         &state,
         command.context,
         id,

@@ -18,7 +18,7 @@ use super::resource_queries::ConsistencyQuery;
 use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::auth::{Auth, READERS};
 use crate::extract::{Command, PathIds, QueryParams};
-use crate::idempotency::{Answering, run};
+use crate::idempotency::{Answering, run_command};
 use crate::read::{consistent_with, stored_document};
 use crate::{ApiError, AppState};
 
@@ -85,7 +85,7 @@ async fn request_deployment(
         .store
         .load::<Booking>(&command.context.tenant, body.booking_id)
         .await?;
-    run::<Deployment, _, _>(
+    run_command::<Deployment, _, _>(
         &state,
         command.context,
         Uuid::now_v7(),
@@ -127,7 +127,7 @@ async fn cancel_deployment(
     command: Command<NoBody>,
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "deployment")?;
-    run::<Deployment, _, _>(
+    run_command::<Deployment, _, _>(
         &state,
         command.context,
         id,

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use muster_jobs::reports::{Report, ReportRequest};
+use muster_jobs::reports::{Report, ReportFormat, ReportKind, ReportRequest, ReportStatus};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,28 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(request_report))
         .routes(routes!(get_report))
         .routes(routes!(download_report))
-}
-
-/// Report kinds.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ReportKind {
-    /// Per resource per local day: available hours, booked hours, ratio.
-    Utilization,
-    /// One row per booking starting in the window.
-    Bookings,
-    /// Bookings per status per (UTC) day.
-    StatusSummary,
-}
-
-/// File formats.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ReportFormat {
-    /// `text/csv`, with a header row.
-    Csv,
-    /// `application/json`, an array of objects.
-    Json,
 }
 
 /// A report to build.
@@ -89,23 +67,14 @@ async fn request_report(
     {
         return Err(invalid("resource_kind", "must be 1 to 100 characters"));
     }
-    let kind = match body.kind {
-        ReportKind::Utilization => "utilization",
-        ReportKind::Bookings => "bookings",
-        ReportKind::StatusSummary => "status_summary",
-    };
-    let format = match body.format.unwrap_or(ReportFormat::Csv) {
-        ReportFormat::Csv => "csv",
-        ReportFormat::Json => "json",
-    };
     let report = state
         .reports
         .request(
             &request.principal.tenant,
             &request.principal.key_id.to_string(),
             &ReportRequest {
-                kind: kind.to_owned(),
-                format: format.to_owned(),
+                kind: body.kind,
+                format: body.format.unwrap_or(ReportFormat::Csv),
                 from: body.from,
                 to: body.to,
                 resource_kind: body.resource_kind,
@@ -156,17 +125,19 @@ async fn download_report(
 ) -> Result<Response, ApiError> {
     let principal = auth.require(READERS)?;
     let (id, report) = find_report(&state, &principal.tenant, &path).await?;
-    if report.status != "done" {
-        return Err(ApiError::ReportNotReady(report.status));
+    if report.status != ReportStatus::Done {
+        return Err(ApiError::ReportNotReady(report.status.name()));
     }
-    let content_type = if report.format == "json" {
+    let content_type = if report.format == ReportFormat::Json {
         "application/json"
     } else {
         "text/csv; charset=utf-8"
     };
     let disposition = format!(
         "attachment; filename=\"{}-{}.{}\"",
-        report.kind, report.id, report.format
+        report.kind.name(),
+        report.id,
+        report.format.name()
     );
     let reports = state.reports.clone();
     let tenant = principal.tenant.clone();

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::extract::{Command, PathIds};
-use crate::idempotency::{Answering, run};
+use crate::idempotency::{Answering, run_command};
 use crate::{ApiError, AppState};
 
 /// The resource routes.
@@ -181,7 +181,7 @@ async fn register_resource(
         working_hours: working_hours(body.working_hours)?,
         tags: body.tags,
     };
-    run::<Resource, _, _>(
+    run_command::<Resource, _, _>(
         &state,
         command.context,
         Uuid::now_v7(),
@@ -209,7 +209,7 @@ async fn update_resource(
         capacity: body.capacity,
         working_hours: body.working_hours.map(working_hours).transpose()?,
     };
-    run::<Resource, _, _>(
+    run_command::<Resource, _, _>(
         &state,
         command.context,
         id,
@@ -229,7 +229,7 @@ async fn retire_resource(
     command: Command<super::bookings::NoBody>,
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "resource")?;
-    run::<Resource, _, _>(
+    run_command::<Resource, _, _>(
         &state,
         command.context,
         id,
