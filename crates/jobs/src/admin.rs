@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::JobsError;
-use crate::queue::{JobKind, JobQueue};
+use crate::kind::JobKind;
+use crate::queue::JobQueue;
 use crate::text_enum::text_enum;
 
 /// A job as admins see it.
@@ -59,12 +60,14 @@ text_enum! {
     }
 }
 
-/// Which jobs to list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which jobs to list (`status=failed` means the dead letters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
 pub enum JobStatusFilter {
-    /// Dead letters: attempts used up.
+    /// Dead letters: every attempt failed.
     Failed,
-    /// Waiting (new or retrying).
+    /// Waiting for a worker (new, or a retry waiting for its backoff).
     Pending,
     /// Taken by a worker.
     Running,

@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::queue::JobKind;
+use crate::kind::JobKind;
 
 /// A job's arguments, as pushed to and fetched from its queue.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {

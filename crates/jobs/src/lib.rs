@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod error;
 pub mod job;
+pub mod kind;
 pub mod queue;
 pub mod reports;
 mod text_enum;
@@ -16,7 +17,8 @@ pub mod webhooks;
 
 pub use error::JobsError;
 pub use job::{DeploymentJob, Job, NotificationJob, ReportJob};
-pub use queue::{JobKind, JobPolicies, JobQueue, RetryPolicy};
+pub use kind::{JobKind, JobPolicies, RetryPolicy};
+pub use queue::JobQueue;
 
 /// Applies apalis-postgres' own migrations (schema `apalis`, its history in
 /// `apalis._sqlx_migrations`; needs `hstore`, which muster's migrations

@@ -9,8 +9,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::StoreError;
 use crate::commit::{Decided, commit};
-use crate::executor::CommandOutcome;
 use crate::implied_jobs::JobSink;
+use crate::outcome::CommandOutcome;
 
 /// Most commands written in one transaction.
 const MAX_BATCH: usize = 256;

@@ -7,10 +7,10 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::effects::WriteEffect;
 use crate::event_store::{AppendError, StreamAppend, append_to_streams};
-use crate::executor::CommandOutcome;
 use crate::idempotency::{self, IdempotencyClaim, TenantClaim};
 use crate::implied_jobs::JobSink;
 use crate::ledger::{Ledger, Wanted};
+use crate::outcome::CommandOutcome;
 use crate::{StoreError, working_set};
 
 /// A command decided on its stream's state, ready to commit.

@@ -13,6 +13,7 @@ use crate::commit::{CommitError, Decided, commit};
 use crate::effects::WriteSide;
 use crate::event_store::{EventData, EventMetadata, StreamAppend, read_stream};
 use crate::idempotency::IdempotencyClaim;
+use crate::outcome::CommandOutcome;
 use crate::{Store, StoreError};
 
 /// How many times a command runs when it loses a race it can retry
@@ -34,21 +35,6 @@ pub struct CommandContext {
     pub if_match: Option<i64>,
     /// `Idempotency-Key`, if sent.
     pub idempotency: Option<IdempotencyClaim>,
-}
-
-/// What a command did: the store's typed record of it, kept under its
-/// idempotency key too.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandOutcome {
-    /// The stream (aggregate id).
-    pub stream_id: Uuid,
-    /// The stream's version after the command.
-    pub version: i64,
-    /// Position of the stream's last event (read-your-writes token).
-    pub position: i64,
-    /// How many events the command appended (0 for a no-op): they are the
-    /// stream's versions `version - appended + 1 ..= version`.
-    pub appended: usize,
 }
 
 /// A command that committed: its outcome and the events it appended.

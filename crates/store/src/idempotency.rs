@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
-use crate::executor::CommandOutcome;
+use crate::outcome::CommandOutcome;
 use crate::{Store, StoreError};
 
 /// A command's claim on an idempotency key: the key and a fingerprint of

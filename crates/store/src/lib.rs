@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod implied_jobs;
 pub mod keys;
 pub mod ledger;
+mod outcome;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wakeup;
@@ -22,8 +23,9 @@ mod working_set;
 
 pub use error::{ReservationConflict, StoreError};
 pub use event_store::{EventFilter, EventMetadata, EventPage, RecordedEvent};
-pub use executor::{CommandContext, CommandOutcome, Executed};
+pub use executor::{CommandContext, Executed};
 pub use keys::{Principal, Role};
+pub use outcome::CommandOutcome;
 
 /// The store: a handle on the database pool. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -150,34 +150,6 @@ impl From<&Reservation> for ReservationAnswer {
     }
 }
 
-/// Booking statuses.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusBody {
-    /// Asked for.
-    Requested,
-    /// Agreed.
-    Confirmed,
-    /// Happening.
-    InProgress,
-    /// Done.
-    Completed,
-    /// Called off.
-    Cancelled,
-}
-
-impl From<BookingStatus> for StatusBody {
-    fn from(s: BookingStatus) -> Self {
-        match s {
-            BookingStatus::Requested => StatusBody::Requested,
-            BookingStatus::Confirmed => StatusBody::Confirmed,
-            BookingStatus::InProgress => StatusBody::InProgress,
-            BookingStatus::Completed => StatusBody::Completed,
-            BookingStatus::Cancelled => StatusBody::Cancelled,
-        }
-    }
-}
-
 /// The answer to a booking command.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BookingAnswer {
@@ -185,7 +157,7 @@ pub struct BookingAnswer {
     command: CommandAnswer,
     /// Status after the command.
     #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<StatusBody>,
+    status: Option<BookingStatus>,
     /// Reservations created by the command.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     reservations: Vec<ReservationAnswer>,
@@ -217,7 +189,7 @@ fn answer(
         render: move |o: &CommandOutcome, events: &[BookingEvent]| {
             to_json(&BookingAnswer {
                 command: CommandAnswer::from(o),
-                status: booking_status.map(StatusBody::from),
+                status: booking_status,
                 reservations: events
                     .iter()
                     .filter_map(|e| match e {

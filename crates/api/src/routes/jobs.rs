@@ -22,27 +22,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_job))
 }
 
-/// Job statuses to filter on.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// Dead letters: every attempt failed.
-    Failed,
-    /// Waiting for a worker (new, or a retry waiting for its backoff).
-    Pending,
-    /// Taken by a worker.
-    Running,
-    /// Finished.
-    Done,
-}
-
 /// Which jobs.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobQuery {
     /// Only jobs with this status.
-    status: Option<JobStatus>,
+    status: Option<JobStatusFilter>,
     /// Page size (default 50, at most 200).
     #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
@@ -70,15 +56,9 @@ async fn list_jobs(
     let principal = auth.require(&[Role::Admin])?;
     let limit = limit(q.limit, 50, 200)?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let status = q.status.map(|s| match s {
-        JobStatus::Failed => JobStatusFilter::Failed,
-        JobStatus::Pending => JobStatusFilter::Pending,
-        JobStatus::Running => JobStatusFilter::Running,
-        JobStatus::Done => JobStatusFilter::Done,
-    });
     let items = state
         .jobs
-        .list(&principal.tenant, status, after.as_deref(), limit)
+        .list(&principal.tenant, q.status, after.as_deref(), limit)
         .await?;
     let next_cursor = next_cursor(&items, limit, |j| j.id.clone());
     Ok(Json(JobPage { items, next_cursor }))

@@ -27,32 +27,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retire_resource))
 }
 
-/// A day of the week.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum WeekdayBody {
-    /// Monday.
-    Mon,
-    /// Tuesday.
-    Tue,
-    /// Wednesday.
-    Wed,
-    /// Thursday.
-    Thu,
-    /// Friday.
-    Fri,
-    /// Saturday.
-    Sat,
-    /// Sunday.
-    Sun,
-}
-
 /// One weekly window of availability, in the resource's time zone.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkingWindowBody {
     /// The day.
-    weekday: WeekdayBody,
+    weekday: Weekday,
     /// Local start, `HH:MM`.
     #[schema(example = "08:00")]
     start: String,
@@ -124,7 +104,7 @@ fn working_hours(windows: Vec<WorkingWindowBody>) -> Result<Vec<WorkingWindow>, 
         };
         if let (Ok(start), Ok(end)) = (time(&w.start, "start"), time(&w.end, "end")) {
             parsed.push(WorkingWindow {
-                weekday: weekday(w.weekday),
+                weekday: w.weekday,
                 start,
                 end,
             });
@@ -134,18 +114,6 @@ fn working_hours(windows: Vec<WorkingWindowBody>) -> Result<Vec<WorkingWindow>, 
         Ok(parsed)
     } else {
         Err(ApiError::Validation(errors))
-    }
-}
-
-fn weekday(day: WeekdayBody) -> Weekday {
-    match day {
-        WeekdayBody::Mon => Weekday::Mon,
-        WeekdayBody::Tue => Weekday::Tue,
-        WeekdayBody::Wed => Weekday::Wed,
-        WeekdayBody::Thu => Weekday::Thu,
-        WeekdayBody::Fri => Weekday::Fri,
-        WeekdayBody::Sat => Weekday::Sat,
-        WeekdayBody::Sun => Weekday::Sun,
     }
 }
 
