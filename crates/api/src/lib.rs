@@ -18,7 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
-use muster_projections::ReadSignals;
+use muster_projections::{ReadModels, ReadSignals};
 use muster_store::Store;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -51,8 +51,10 @@ pub struct ApiConfig {
 /// Shared state of every handler. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The store.
+    /// The store: commands, events, and the async side's tables.
     pub store: Store,
+    /// The read models: every query endpoint reads through this.
+    pub reads: ReadModels,
     /// Limits.
     pub config: Arc<ApiConfig>,
     /// Verified-key cache.
@@ -69,6 +71,8 @@ pub struct AppState {
 
 impl AppState {
     /// State for `store` with `config`; `shutdown` ends live streams.
+    // The read facade is built here from the same store and signals so that
+    // the wiring (crates/muster) needs no change for it.
     pub fn new(
         store: Store,
         config: ApiConfig,
@@ -76,6 +80,7 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            reads: ReadModels::new(store.clone(), signals.clone()),
             signals,
             shutdown,
             limiter: Arc::new(auth::RateLimiter::new(config.rate_limit, config.rate_burst)),

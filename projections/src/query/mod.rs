@@ -1,5 +1,7 @@
-//! The reads the HTTP API serves from the read models. Every function is
-//! scoped to one tenant (except the projection status, which spans them).
+//! The reads over the read models, which the HTTP API reaches through
+//! [`crate::ReadModels`] and the report worker calls directly. Every
+//! function is scoped to one tenant (except the projection status, which
+//! spans them).
 
 pub mod analytics;
 pub mod bookings;
