@@ -94,6 +94,7 @@ impl ReadModels {
         if self.signals.reached(models, position) {
             return Ok(());
         }
+        // A position no command has produced yet would only ever time out.
         if position > self.store.last_allocated_position().await? {
             return Err(ReadError::BeyondHead { position });
         }
