@@ -4,12 +4,14 @@
 //! Each has a stable name and a checkpoint row that commits in the same
 //! transaction as its writes ([`runner`]); one process at a time applies it
 //! (a lease), and [`rebuild`] replays it into fresh tables and swaps them
-//! in. [`query`] holds the reads the HTTP API serves from those tables, and
-//! [`signals`] the wake-ups that keep readers prompt.
+//! in. [`query`] holds the reads over those tables, [`ReadModels`] the one
+//! facade the HTTP API reads them through, and [`signals`] the wake-ups
+//! that keep readers prompt.
 
 mod bookings;
 mod deployments;
 pub mod query;
+mod read_models;
 pub mod rebuild;
 mod resources;
 pub mod runner;
@@ -23,6 +25,7 @@ use sqlx::PgConnection;
 
 pub use bookings::BookingDocument;
 pub use deployments::{DeploymentDocument, StepAttempt, StepView};
+pub use read_models::{ReadError, ReadModels};
 pub use runner::Projector;
 pub use signals::ReadSignals;
 

@@ -8,8 +8,7 @@ use futures_util::TryStreamExt;
 use muster_domain::time::TimeRange;
 use muster_jobs::reports::{ReportFormat, ReportKind, ReportStatus, Reports};
 use muster_jobs::{JobsError, ReportJob};
-use muster_projections::query;
-use muster_projections::query::resources::ResourceFilter;
+use muster_projections::query::Occupancy;
 use sqlx::PgPool;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -93,28 +92,24 @@ async fn utilization(
         "booked_hours",
         "utilization",
     ]);
-    let filter = ResourceFilter {
-        kind,
-        tag: None,
-        include_retired: true,
-    };
     let mut after = None;
     loop {
-        let resources =
-            query::resources::list(pool, &job.tenant, &filter, after, RESOURCE_PAGE).await?;
-        let Some(last) = resources.last() else { break };
+        // The same assembly as the API's utilization, a page at a time;
+        // each resource's days are computed only as they are written.
+        let page = Occupancy::utilization_page(
+            pool,
+            &job.tenant,
+            kind.as_deref(),
+            *window,
+            after,
+            RESOURCE_PAGE,
+        )
+        .await?;
+        let Some(last) = page.resources().last() else {
+            break;
+        };
         after = Some(last.id);
-        let ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
-        let mut reserved: std::collections::HashMap<Uuid, Vec<TimeRange>> =
-            std::collections::HashMap::new();
-        for (id, range) in
-            query::bookings::reserved_ranges(pool, &job.tenant, &ids, *window).await?
-        {
-            reserved.entry(id).or_default().push(range);
-        }
-        for r in &resources {
-            let held = reserved.get(&r.id).map_or(&[][..], Vec::as_slice);
-            let u = query::analytics::utilization(r, held, window);
+        for u in page.utilization() {
             for day in u.days {
                 out.row(&[
                     Value::Text(u.resource_id.to_string()),
@@ -128,7 +123,7 @@ async fn utilization(
             }
             out.flush_if_full().await?;
         }
-        if (resources.len() as i64) < RESOURCE_PAGE {
+        if (page.resources().len() as i64) < RESOURCE_PAGE {
             break;
         }
     }

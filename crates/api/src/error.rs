@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use muster_domain::{DomainError, FieldError};
 use muster_jobs::JobsError;
+use muster_projections::ReadError;
 use muster_store::{ReservationConflict, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -311,8 +312,29 @@ impl From<JobsError> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        StoreError::from(error).into()
+impl From<ReadError> for ApiError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable("the database is unavailable; retry shortly".into())
+            }
+            e @ ReadError::Database(_) => {
+                tracing::error!(error = &e as &dyn std::error::Error, "read failure");
+                ApiError::Internal
+            }
+            ReadError::Store(e) => e.into(),
+            ReadError::BeyondHead { .. } => ApiError::Validation(vec![FieldError::new(
+                "consistent_with",
+                "is beyond every position the event store has handed out",
+            )]),
+            ReadError::ConsistencyTimeout { position } => ApiError::Unavailable(format!(
+                "the read models have not reached position {position} yet; retry"
+            )),
+            ReadError::UnknownResource(id) => ApiError::Validation(vec![FieldError::new(
+                "resource_ids",
+                format!("unknown resource {id}"),
+            )]),
+        }
     }
 }

@@ -21,7 +21,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use muster_jobs::JobQueue;
 use muster_jobs::reports::Reports;
 use muster_jobs::webhooks::Webhooks;
-use muster_projections::ReadSignals;
+use muster_projections::{ReadModels, ReadSignals};
 use muster_store::Store;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -54,7 +54,7 @@ pub struct ApiConfig {
 /// Shared state of every handler. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The store.
+    /// The store: commands and events.
     pub store: Store,
     /// The job queue and its admin.
     pub jobs: JobQueue,
@@ -62,6 +62,8 @@ pub struct AppState {
     pub webhooks: Webhooks,
     /// Report requests and files.
     pub reports: Reports,
+    /// The read models: every query endpoint reads through this.
+    pub reads: ReadModels,
     /// Limits.
     pub config: Arc<ApiConfig>,
     /// Verified-key cache.
@@ -78,7 +80,8 @@ pub struct AppState {
 
 impl AppState {
     /// State for `store` with `config`, queueing jobs on `jobs`;
-    /// `shutdown` ends live streams.
+    /// `shutdown` ends live streams. The read facade is built here from the
+    /// same store and signals.
     pub fn new(
         store: Store,
         jobs: JobQueue,
@@ -87,6 +90,7 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            reads: ReadModels::new(store.clone(), signals.clone()),
             signals,
             shutdown,
             limiter: Arc::new(auth::RateLimiter::new(config.rate_limit, config.rate_burst)),

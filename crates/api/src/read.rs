@@ -21,31 +21,10 @@ pub(crate) async fn consistent_with(
     if position < 0 {
         return Err(invalid("consistent_with", "must be at least 0"));
     }
-    if state.signals.reached(models, position) {
-        return Ok(());
-    }
-    // A position no command has produced yet would only ever time out.
-    if position > state.store.last_allocated_position().await? {
-        return Err(invalid(
-            "consistent_with",
-            "is beyond every position the event store has handed out",
-        ));
-    }
-    let started = std::time::Instant::now();
-    let reached = state
-        .signals
-        .wait_for(models, position, state.config.consistency_wait)
-        .await?;
-    metrics::histogram!("muster_read_consistency_wait_seconds")
-        .record(started.elapsed().as_secs_f64());
-    if reached {
-        Ok(())
-    } else {
-        metrics::counter!("muster_read_consistency_timeouts_total").increment(1);
-        Err(ApiError::Unavailable(format!(
-            "the read models have not reached position {position} yet; retry"
-        )))
-    }
+    Ok(state
+        .reads
+        .wait_until_applied(models, position, state.config.consistency_wait)
+        .await?)
 }
 
 /// A validated `[from, to)` of at most `max_days` days.

@@ -1,17 +1,13 @@
 //! Analytics: utilization per resource and day, bookings by status.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::State;
-use muster_domain::time::TimeRange;
 use muster_projections::ReadModel;
-use muster_projections::query::{self, ResourceFilter, ResourceUtilization, StatusCount};
+use muster_projections::query::{ResourceUtilization, StatusCount};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::auth::{Auth, READERS};
 use crate::extract::QueryParams;
@@ -74,28 +70,12 @@ async fn utilization(
     let limit = limit(q.limit, 50, 100)?;
     let after = id_cursor(q.cursor.as_deref())?;
     consistent_with(&state, &ReadModel::ALL, q.consistent_with).await?;
-    let pool = state.store.pool();
-    let filter = ResourceFilter {
-        kind: q.kind,
-        tag: None,
-        include_retired: true,
-    };
-    let resources = query::resources::list(pool, &principal.tenant, &filter, after, limit).await?;
-    let ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
-    let mut reserved: HashMap<Uuid, Vec<TimeRange>> = HashMap::new();
-    for (id, range) in
-        query::bookings::reserved_ranges(pool, &principal.tenant, &ids, window).await?
-    {
-        reserved.entry(id).or_default().push(range);
-    }
-    let next_cursor = next_cursor(&resources, limit, |r| r.id.to_string());
-    let items = resources
-        .iter()
-        .map(|r| {
-            let held = reserved.get(&r.id).map_or(&[][..], Vec::as_slice);
-            query::analytics::utilization(r, held, &window)
-        })
-        .collect();
+    let items = state
+        .reads
+        .utilization(&principal.tenant, q.kind.as_deref(), window, after, limit)
+        .await?;
+    // One item per resource, in resource order: the cursor is the last id.
+    let next_cursor = next_cursor(&items, limit, |u| u.resource_id.to_string());
     Ok(Json(UtilizationPage { items, next_cursor }))
 }
 
@@ -134,8 +114,10 @@ async fn bookings_by_status(
     let principal = auth.require(READERS)?;
     let window = window(&q.from, &q.to, 366)?;
     consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
-    let statuses =
-        query::analytics::bookings_by_status(state.store.pool(), &principal.tenant, window).await?;
+    let statuses = state
+        .reads
+        .bookings_by_status(&principal.tenant, window)
+        .await?;
     Ok(Json(StatusCounts {
         total: statuses.iter().map(|s| s.count).sum(),
         statuses,

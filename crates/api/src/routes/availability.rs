@@ -1,14 +1,10 @@
 //! Free slots and the conflict check.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
-use muster_domain::availability::{ResourceCalendar, free_slots};
 use muster_domain::time::TimeRange;
 use muster_projections::ReadModel;
-use muster_projections::query;
 use muster_store::ledger::Availability;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -100,50 +96,23 @@ async fn availability(
         return Err(invalid("duration", "must not be longer than the window"));
     }
     consistent_with(&state, &ReadModel::ALL, q.consistent_with).await?;
-    let pool = state.store.pool();
-    let resources = query::resources::by_ids(pool, &principal.tenant, &ids).await?;
-    if let Some(missing) = ids
-        .iter()
-        .find(|id| !resources.iter().any(|r| r.id == **id))
-    {
-        return Err(invalid(
-            "resource_ids",
-            &format!("unknown resource {missing}"),
-        ));
-    }
-    let mut reserved: HashMap<Uuid, Vec<TimeRange>> = HashMap::new();
-    for (id, range) in
-        query::bookings::reserved_ranges(pool, &principal.tenant, &ids, window).await?
-    {
-        reserved.entry(id).or_default().push(range);
-    }
-    let answer = ids
-        .iter()
-        .filter_map(|id| resources.iter().find(|r| r.id == *id))
-        .map(|r| {
-            let calendar = ResourceCalendar {
-                timezone: r.timezone.parse().unwrap_or(chrono_tz::UTC),
-                working_hours: &r.working_hours,
-                capacity: r.capacity.max(1) as u32,
-            };
-            let slots = if r.retired {
-                Vec::new()
-            } else {
-                let held = reserved.get(&r.id).map_or(&[][..], Vec::as_slice);
-                free_slots(&calendar, held, &window, duration)
-            };
-            ResourceSlots {
-                resource_id: r.id,
-                timezone: r.timezone.clone(),
-                retired: r.retired,
-                slots: slots
-                    .into_iter()
-                    .map(|s| Slot {
-                        starts_at: s.starts_at,
-                        ends_at: s.ends_at,
-                    })
-                    .collect(),
-            }
+    let answer = state
+        .reads
+        .availability(&principal.tenant, &ids, window, duration)
+        .await?
+        .into_iter()
+        .map(|r| ResourceSlots {
+            resource_id: r.resource_id,
+            timezone: r.timezone,
+            retired: r.retired,
+            slots: r
+                .slots
+                .into_iter()
+                .map(|s| Slot {
+                    starts_at: s.starts_at,
+                    ends_at: s.ends_at,
+                })
+                .collect(),
         })
         .collect();
     Ok(Json(AvailabilityAnswer { resources: answer }))

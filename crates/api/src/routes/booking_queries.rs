@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use muster_projections::query::{self, BookingFilter, BookingSummary};
+use muster_projections::query::{BookingFilter, BookingSummary};
 use muster_projections::{BookingDocument, ReadModel};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -106,8 +106,10 @@ async fn list_bookings(
         from,
         to,
     };
-    let items =
-        query::bookings::list(state.store.pool(), &principal.tenant, &filter, after, limit).await?;
+    let items = state
+        .reads
+        .bookings(&principal.tenant, &filter, after, limit)
+        .await?;
     let next_cursor = next_cursor(&items, limit, |b| {
         format!("{}|{}", b.starts_at.to_rfc3339(), b.id)
     });
@@ -133,6 +135,6 @@ async fn get_booking(
     let principal = auth.require(READERS)?;
     let id = path.id(0, "booking")?;
     consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
-    let document = query::bookings::document(state.store.pool(), &principal.tenant, id).await?;
+    let document = state.reads.booking_document(&principal.tenant, id).await?;
     stored_document(document, "booking")
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use muster_domain::booking::Booking;
 use muster_domain::deployment::{DEFAULT_PRIORITY, Deployment, DeploymentCommand, DeploymentEvent};
-use muster_projections::{DeploymentDocument, ReadModel, query};
+use muster_projections::{DeploymentDocument, ReadModel};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -113,7 +113,10 @@ async fn get_deployment(
     let principal = auth.require(READERS)?;
     let id = path.id(0, "deployment")?;
     consistent_with(&state, &[ReadModel::Deployments], q.consistent_with).await?;
-    let document = query::deployments::document(state.store.pool(), &principal.tenant, id).await?;
+    let document = state
+        .reads
+        .deployment_document(&principal.tenant, id)
+        .await?;
     stored_document(document, "deployment")
 }
 

@@ -23,18 +23,9 @@ async fn healthz() -> &'static str {
 
 /// The database answers and every migration this build knows is applied.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let latest = muster_store::db::migrator()
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or(0);
-    let applied: Result<Option<i64>, _> =
-        sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
-            .fetch_one(state.store.pool())
-            .await;
-    match applied {
-        Ok(Some(v)) if v >= latest => (StatusCode::OK, "ready".to_owned()),
-        Ok(_) => (
+    match state.reads.schema_current().await {
+        Ok(true) => (StatusCode::OK, "ready".to_owned()),
+        Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "migrations pending: run `muster migrate`".to_owned(),
         ),

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use muster_projections::query::{self, ProjectionStatus};
+use muster_projections::query::ProjectionStatus;
 use muster_store::Role;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -33,7 +33,6 @@ async fn list_projections(
     auth: Auth,
 ) -> Result<Json<ProjectionList>, ApiError> {
     auth.require(&[Role::Admin])?;
-    let head = state.store.safe_position().await?;
-    let projections = query::status::all(state.store.pool(), head).await?;
+    let projections = state.reads.projections().await?;
     Ok(Json(ProjectionList { projections }))
 }

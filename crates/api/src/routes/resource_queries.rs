@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use muster_projections::ReadModel;
-use muster_projections::query::{self, ResourceFilter, ResourceView, ScheduleEntry};
+use muster_projections::query::{ResourceFilter, ResourceView, ScheduleEntry};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -71,9 +71,10 @@ async fn list_resources(
         tag: q.tag,
         include_retired: q.include_retired.unwrap_or(false),
     };
-    let items =
-        query::resources::list(state.store.pool(), &principal.tenant, &filter, after, limit)
-            .await?;
+    let items = state
+        .reads
+        .resources(&principal.tenant, &filter, after, limit)
+        .await?;
     let next_cursor = next_cursor(&items, limit, |r| r.id.to_string());
     Ok(Json(ResourcePage { items, next_cursor }))
 }
@@ -101,9 +102,10 @@ async fn get_resource(
     let principal = auth.require(READERS)?;
     let id = path.id(0, "resource")?;
     consistent_with(&state, &[ReadModel::Resources], q.consistent_with).await?;
-    query::resources::by_ids(state.store.pool(), &principal.tenant, &[id])
+    state
+        .reads
+        .resource(&principal.tenant, id)
         .await?
-        .pop()
         .map(Json)
         .ok_or_else(|| ApiError::NotFound("resource".into()))
 }
@@ -145,12 +147,11 @@ async fn resource_schedule(
     let id = path.id(0, "resource")?;
     let window = window(&q.from, &q.to, 366)?;
     consistent_with(&state, &ReadModel::ALL, q.consistent_with).await?;
-    let pool = state.store.pool();
-    let known = query::resources::by_ids(pool, &principal.tenant, &[id]).await?;
-    if known.is_empty() {
-        return Err(ApiError::NotFound("resource".into()));
-    }
-    let entries = query::bookings::schedule(pool, &principal.tenant, id, window).await?;
+    let entries = state
+        .reads
+        .schedule(&principal.tenant, id, window)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("resource".into()))?;
     Ok(Json(Schedule {
         resource_id: id,
         entries,

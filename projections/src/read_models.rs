@@ -1,0 +1,247 @@
+//! The one typed facade through which the HTTP API reads: every query over
+//! the read models, the read-your-writes wait, and the readiness check, so
+//! that the API needs no SQL and no database driver of its own.
+
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+use chrono::Utc;
+use muster_domain::time::TimeRange;
+use muster_store::{Store, StoreError};
+use uuid::Uuid;
+
+use crate::query::{
+    self, BookingFilter, BookingSummary, FreeSlots, Occupancy, ProjectionStatus, ResourceFilter,
+    ResourceUtilization, ResourceView, ScheduleEntry, StatusCount,
+};
+use crate::{ReadModel, ReadSignals};
+
+/// Why a read failed. The variants are what a caller answers differently.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The database cannot serve now (down, overloaded, too slow): retry.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other database failure.
+    #[error("a read model query failed")]
+    Database(#[source] sqlx::Error),
+    /// The event store refused or failed otherwise.
+    #[error("the event store failed")]
+    Store(#[source] StoreError),
+    /// `consistent_with` named a position no command has produced yet, so
+    /// waiting for it could only time out.
+    #[error("position {position} is beyond every position the event store has handed out")]
+    BeyondHead {
+        /// The position asked for.
+        position: i64,
+    },
+    /// The read models did not reach the asked position within the wait.
+    #[error("the read models have not reached position {position} yet")]
+    ConsistencyTimeout {
+        /// The position asked for.
+        position: i64,
+    },
+    /// A resource the question names does not exist in the tenant.
+    #[error("unknown resource {0}")]
+    UnknownResource(Uuid),
+}
+
+impl From<sqlx::Error> for ReadError {
+    fn from(error: sqlx::Error) -> Self {
+        if muster_store::db::is_unavailable(&error) {
+            ReadError::Unavailable(error)
+        } else {
+            ReadError::Database(error)
+        }
+    }
+}
+
+impl From<StoreError> for ReadError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(e) => ReadError::Unavailable(e),
+            StoreError::Database(e) => ReadError::Database(e),
+            other => ReadError::Store(other),
+        }
+    }
+}
+
+/// The read side as the API sees it. Cheap to clone.
+#[derive(Clone)]
+pub struct ReadModels {
+    store: Store,
+    signals: ReadSignals,
+}
+
+impl ReadModels {
+    /// Reads over `store`'s pool; `signals` tells how far the projections are.
+    pub fn new(store: Store, signals: ReadSignals) -> Self {
+        Self { store, signals }
+    }
+
+    fn pool(&self) -> &sqlx::PgPool {
+        self.store.pool()
+    }
+
+    /// Waits until every one of `models` has applied `position`, at most
+    /// `max_wait`, so that a client reads its own writes.
+    pub async fn wait_until_applied(
+        &self,
+        models: &[ReadModel],
+        position: i64,
+        max_wait: Duration,
+    ) -> Result<(), ReadError> {
+        if self.signals.reached(models, position) {
+            return Ok(());
+        }
+        // A position no command has produced yet would only ever time out.
+        if position > self.store.last_allocated_position().await? {
+            return Err(ReadError::BeyondHead { position });
+        }
+        let started = Instant::now();
+        let reached = self.signals.wait_for(models, position, max_wait).await?;
+        metrics::histogram!("muster_read_consistency_wait_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if reached {
+            Ok(())
+        } else {
+            metrics::counter!("muster_read_consistency_timeouts_total").increment(1);
+            Err(ReadError::ConsistencyTimeout { position })
+        }
+    }
+
+    /// Whether every migration this build knows is applied (readiness).
+    pub async fn schema_current(&self) -> Result<bool, ReadError> {
+        let latest = muster_store::db::migrator()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        // Not a compile-checked query: `_sqlx_migrations` is sqlx's own
+        // table, absent from the database the offline data is prepared on.
+        let applied: Option<i64> =
+            sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+                .fetch_one(self.pool())
+                .await?;
+        Ok(applied.is_some_and(|v| v >= latest))
+    }
+
+    /// Every projection's position, lag and state.
+    pub async fn projections(&self) -> Result<Vec<ProjectionStatus>, ReadError> {
+        let head = self.store.safe_position().await?;
+        Ok(query::status::all(self.pool(), head).await?)
+    }
+
+    /// One page of the tenant's resources in id order, after `after`.
+    pub async fn resources(
+        &self,
+        tenant: &str,
+        filter: &ResourceFilter,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ResourceView>, ReadError> {
+        Ok(query::resources::list(self.pool(), tenant, filter, after, limit).await?)
+    }
+
+    /// One resource of the tenant, if it exists.
+    pub async fn resource(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<Option<ResourceView>, ReadError> {
+        Ok(query::resources::by_ids(self.pool(), tenant, &[id])
+            .await?
+            .pop())
+    }
+
+    /// The reservations holding resource `id` within `window`, in start
+    /// order; `None` when the tenant has no such resource.
+    pub async fn schedule(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        window: TimeRange,
+    ) -> Result<Option<Vec<ScheduleEntry>>, ReadError> {
+        if self.resource(tenant, id).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            query::bookings::schedule(self.pool(), tenant, id, window).await?,
+        ))
+    }
+
+    /// One page of the tenant's bookings in (start, id) order after `after`.
+    pub async fn bookings(
+        &self,
+        tenant: &str,
+        filter: &BookingFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<BookingSummary>, ReadError> {
+        Ok(query::bookings::list(self.pool(), tenant, filter, after, limit).await?)
+    }
+
+    /// A booking's stored document (JSON text), if it exists.
+    pub async fn booking_document(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<Option<String>, ReadError> {
+        Ok(query::bookings::document(self.pool(), tenant, id).await?)
+    }
+
+    /// A deployment's stored document (JSON text), if it exists.
+    pub async fn deployment_document(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> Result<Option<String>, ReadError> {
+        Ok(query::deployments::document(self.pool(), tenant, id).await?)
+    }
+
+    /// Free slots at least `duration` long on each of `ids` (in that
+    /// order) within `window`; every id must name a resource of the tenant.
+    pub async fn availability(
+        &self,
+        tenant: &str,
+        ids: &[Uuid],
+        window: TimeRange,
+        duration: chrono::Duration,
+    ) -> Result<Vec<FreeSlots>, ReadError> {
+        let mut found = query::resources::by_ids(self.pool(), tenant, ids).await?;
+        let mut resources = Vec::with_capacity(ids.len());
+        for id in ids {
+            let at = found
+                .iter()
+                .position(|r| r.id == *id)
+                .ok_or(ReadError::UnknownResource(*id))?;
+            resources.push(found.swap_remove(at));
+        }
+        let occupancy = Occupancy::load(self.pool(), tenant, resources, window).await?;
+        Ok(occupancy.free_slots(duration).collect())
+    }
+
+    /// Utilization per local day of one page of the tenant's resources
+    /// (of `kind`, retired ones included) in id order after `after`.
+    pub async fn utilization(
+        &self,
+        tenant: &str,
+        kind: Option<&str>,
+        window: TimeRange,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ResourceUtilization>, ReadError> {
+        let page =
+            Occupancy::utilization_page(self.pool(), tenant, kind, window, after, limit).await?;
+        Ok(page.utilization().collect())
+    }
+
+    /// Bookings starting within `window`, counted by status.
+    pub async fn bookings_by_status(
+        &self,
+        tenant: &str,
+        window: TimeRange,
+    ) -> Result<Vec<StatusCount>, ReadError> {
+        Ok(query::analytics::bookings_by_status(self.pool(), tenant, window).await?)
+    }
+}
