@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use muster_domain::TenantId;
 use muster_domain::booking::{
     Booking, BookingDetails, BookingEvent, BookingStatus, Client, Reservation, Task,
 };
@@ -244,7 +245,7 @@ fn parse_status(status: &str) -> Option<BookingStatus> {
     serde_json::from_value(serde_json::Value::String(status.to_owned())).ok()
 }
 
-type Key = (String, Uuid);
+type Key = (TenantId, Uuid);
 
 /// What a batch changed of one booking.
 struct Touched {
@@ -307,6 +308,7 @@ pub(crate) async fn apply(
         match decoded {
             BookingEvent::ReservationAdded(_)
             | BookingEvent::ReservationReleased { .. }
+            | BookingEvent::ReservationMoved(_)
             | BookingEvent::Completed
             | BookingEvent::Cancelled { .. } => entry.reservations_changed = true,
             BookingEvent::TaskAdded(_) | BookingEvent::TaskCompleted { .. } => {
@@ -339,6 +341,8 @@ async fn load(
     .await?;
     let mut loaded = HashMap::with_capacity(rows.len());
     for (tenant, json) in rows {
+        let tenant =
+            TenantId::try_from(tenant).map_err(|e| ProjectionError::poison(events[0], e))?;
         let document: BookingDocument = serde_json::from_value(json).map_err(|e| {
             ProjectionError::poison(
                 events[0],

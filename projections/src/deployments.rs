@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use muster_domain::TenantId;
 use muster_domain::deployment::{Deployment, DeploymentEvent, DeploymentStatus};
 use muster_domain::{Aggregate, DomainEvent};
 use muster_store::RecordedEvent;
@@ -84,7 +85,7 @@ pub struct StepAttempt {
     pub at: DateTime<Utc>,
 }
 
-type Key = (String, Uuid);
+type Key = (TenantId, Uuid);
 
 pub(crate) async fn apply(
     conn: &mut PgConnection,
@@ -152,7 +153,7 @@ pub(crate) async fn apply(
     }
     changed.sort_unstable();
     changed.dedup();
-    let changed: Vec<(&String, &DeploymentDocument)> = changed
+    let changed: Vec<(&TenantId, &DeploymentDocument)> = changed
         .iter()
         .filter_map(|k| docs.get(k).map(|d| (&k.0, d)))
         .collect();
@@ -221,6 +222,8 @@ async fn load(
     .await?;
     let mut loaded = HashMap::with_capacity(rows.len());
     for (tenant, json) in rows {
+        let tenant =
+            TenantId::try_from(tenant).map_err(|e| ProjectionError::poison(events[0], e))?;
         let doc: DeploymentDocument = serde_json::from_value(json).map_err(|e| {
             ProjectionError::poison(
                 events[0],
@@ -234,7 +237,7 @@ async fn load(
 
 async fn save(
     conn: &mut PgConnection,
-    docs: &[(&String, &DeploymentDocument)],
+    docs: &[(&TenantId, &DeploymentDocument)],
 ) -> Result<(), ProjectionError> {
     let rows: Vec<serde_json::Value> = docs
         .iter()

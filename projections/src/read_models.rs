@@ -2,6 +2,7 @@
 //! the read models, the read-your-writes wait, and the readiness check, so
 //! that the API needs no SQL and no database driver of its own.
 
+use muster_domain::TenantId;
 use std::time::{Duration, Instant};
 
 use chrono::DateTime;
@@ -135,7 +136,7 @@ impl ReadModels {
     /// One page of the tenant's resources in id order, after `after`.
     pub async fn resources(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         filter: &ResourceFilter,
         after: Option<Uuid>,
         limit: i64,
@@ -146,7 +147,7 @@ impl ReadModels {
     /// One resource of the tenant, if it exists.
     pub async fn resource(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         id: Uuid,
     ) -> Result<Option<ResourceView>, ReadError> {
         Ok(query::resources::by_ids(self.pool(), tenant, &[id])
@@ -158,7 +159,7 @@ impl ReadModels {
     /// order; `None` when the tenant has no such resource.
     pub async fn schedule(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         id: Uuid,
         window: TimeRange,
     ) -> Result<Option<Vec<ScheduleEntry>>, ReadError> {
@@ -173,7 +174,7 @@ impl ReadModels {
     /// One page of the tenant's bookings in (start, id) order after `after`.
     pub async fn bookings(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         filter: &BookingFilter,
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: i64,
@@ -184,7 +185,7 @@ impl ReadModels {
     /// A booking's stored document (JSON text), if it exists.
     pub async fn booking_document(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         id: Uuid,
     ) -> Result<Option<String>, ReadError> {
         Ok(query::bookings::document(self.pool(), tenant, id).await?)
@@ -193,7 +194,7 @@ impl ReadModels {
     /// A deployment's stored document (JSON text), if it exists.
     pub async fn deployment_document(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         id: Uuid,
     ) -> Result<Option<String>, ReadError> {
         Ok(query::deployments::document(self.pool(), tenant, id).await?)
@@ -203,7 +204,7 @@ impl ReadModels {
     /// order) within `window`; every id must name a resource of the tenant.
     pub async fn availability(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         ids: &[Uuid],
         window: TimeRange,
         duration: chrono::Duration,
@@ -225,7 +226,7 @@ impl ReadModels {
     /// (of `kind`, retired ones included) in id order after `after`.
     pub async fn utilization(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         kind: Option<&str>,
         window: TimeRange,
         after: Option<Uuid>,
@@ -239,7 +240,7 @@ impl ReadModels {
     /// Bookings starting within `window`, counted by status.
     pub async fn bookings_by_status(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         window: TimeRange,
     ) -> Result<Vec<StatusCount>, ReadError> {
         Ok(query::analytics::bookings_by_status(self.pool(), tenant, window).await?)

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use muster_domain::TenantId;
 use muster_domain::resource::{Resource, ResourceEvent, ResourceProfile};
 use muster_domain::{Aggregate, DomainEvent};
 use muster_store::RecordedEvent;
@@ -19,7 +20,7 @@ use crate::{ProjectionError, expect_next};
 /// A `read.resources` row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ResourceRow {
-    tenant_id: String,
+    tenant_id: TenantId,
     resource_id: Uuid,
     version: i32,
     registered_at: DateTime<Utc>,
@@ -30,7 +31,7 @@ struct ResourceRow {
     profile: ResourceProfile,
 }
 
-type Key = (String, Uuid);
+type Key = (TenantId, Uuid);
 
 pub(crate) async fn apply(
     conn: &mut PgConnection,

@@ -124,10 +124,13 @@ async fn spawn(
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
-        admin: store.create_key("acme", Role::Admin).await.unwrap(),
-        planner: store.create_key("acme", Role::Planner).await.unwrap(),
-        analyst: store.create_key("acme", Role::Analyst).await.unwrap(),
-        other_tenant: store.create_key("other", Role::Admin).await.unwrap(),
+        admin: store.create_key(&acme(), Role::Admin).await.unwrap(),
+        planner: store.create_key(&acme(), Role::Planner).await.unwrap(),
+        analyst: store.create_key(&acme(), Role::Analyst).await.unwrap(),
+        other_tenant: store
+            .create_key(&"other".parse().unwrap(), Role::Admin)
+            .await
+            .unwrap(),
         db,
     }
 }
@@ -253,4 +256,9 @@ pub async fn event_count(app: &TestApp) -> i64 {
         .fetch_one(&app.db.pool)
         .await
         .unwrap()
+}
+
+/// The tenant of the test app's keys.
+pub fn acme() -> muster_domain::TenantId {
+    "acme".parse().unwrap()
 }

@@ -98,8 +98,20 @@ async fn expired_answers_are_purged_and_fresh_ones_kept() {
         .await
         .unwrap();
     assert_eq!(purged, 1);
-    assert!(store.find_record("acme", "new").await.unwrap().is_some());
-    assert!(store.find_record("acme", "old").await.unwrap().is_none());
+    assert!(
+        store
+            .find_record(&crate::helpers::acme(), "new")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .find_record(&crate::helpers::acme(), "old")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,6 +7,7 @@ mod deployments;
 mod events;
 mod helpers;
 mod idempotency;
+mod moves;
 mod notifications;
 mod operations;
 mod process;

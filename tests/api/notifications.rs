@@ -200,7 +200,7 @@ async fn a_job_push_with_a_duplicate_key_is_a_no_op() {
     let app = spawn_app_with(api_config()).await;
     let pool = sqlx::PgPool::connect(&app.db.url()).await.unwrap();
     let job = muster_jobs::ReportJob {
-        tenant: "acme".into(),
+        tenant: "acme".parse().unwrap(),
         report_id: uuid::Uuid::now_v7(),
         enqueued_at: None,
     };
@@ -277,7 +277,7 @@ async fn a_webhook_receiver_gets_the_upcast_payload_the_feed_serves() {
     muster_store::event_store::append_to_streams(
         &mut tx,
         &[muster_store::event_store::StreamAppend {
-            tenant: "acme".into(),
+            tenant: "acme".parse().unwrap(),
             stream_type: "booking",
             stream_id,
             expected_version: 0,
@@ -293,7 +293,7 @@ async fn a_webhook_receiver_gets_the_upcast_payload_the_feed_serves() {
                 correlation_id: "old".into(),
                 causation_id: uuid::Uuid::now_v7(),
                 actor: "old-muster".into(),
-                tenant: "acme".into(),
+                tenant: "acme".parse().unwrap(),
             },
         }],
     )

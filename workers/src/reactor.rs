@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use muster_domain::TenantId;
 use muster_domain::notification::wants;
 use muster_jobs::webhooks::{NewDelivery, Subscription, Webhooks};
 use muster_jobs::{JobQueue, NotificationJob};
@@ -42,7 +43,7 @@ impl Projection for Reactor {
         events: &'a [RecordedEvent],
     ) -> ApplyFuture<'a> {
         Box::pin(async move {
-            let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
+            let mut tenants: Vec<&TenantId> = events.iter().map(|e| &e.tenant).collect();
             tenants.sort_unstable();
             tenants.dedup();
             let subscriptions = Webhooks::active_for(&mut *conn, &tenants)
@@ -51,13 +52,13 @@ impl Projection for Reactor {
             if subscriptions.is_empty() {
                 return Ok(());
             }
-            let mut by_tenant: HashMap<&str, Vec<&Subscription>> = HashMap::new();
+            let mut by_tenant: HashMap<&TenantId, Vec<&Subscription>> = HashMap::new();
             for s in &subscriptions {
-                by_tenant.entry(s.tenant_id.as_str()).or_default().push(s);
+                by_tenant.entry(&s.tenant_id).or_default().push(s);
             }
             let mut deliveries = Vec::new();
             for event in events {
-                for s in by_tenant.get(event.tenant.as_str()).into_iter().flatten() {
+                for s in by_tenant.get(&event.tenant).into_iter().flatten() {
                     if s.created_at <= event.recorded_at && wants(&s.event_types, &event.event_type)
                     {
                         deliveries.push(NewDelivery {

@@ -166,7 +166,7 @@ async fn bookings(
           where tenant_id = $1 and starts_at >= $2 and starts_at < $3
           order by starts_at, booking_id",
     )
-    .bind(&job.tenant)
+    .bind(job.tenant.as_str())
     .bind(window.starts_at)
     .bind(window.ends_at)
     .fetch(&mut *conn);
@@ -201,7 +201,7 @@ async fn status_summary(
           where tenant_id = $1 and starts_at >= $2 and starts_at < $3
           group by 1, 2 order by 1, 2",
     )
-    .bind(&job.tenant)
+    .bind(job.tenant.as_str())
     .bind(window.starts_at)
     .bind(window.ends_at)
     .fetch(&mut *conn);

@@ -286,7 +286,7 @@ impl From<StoreError> for ApiError {
             }
             e @ (StoreError::Database(_)
             | StoreError::CorruptEvent { .. }
-            | StoreError::CorruptRecord(_)
+            | StoreError::CorruptRow(_)
             | StoreError::NoJobQueue) => {
                 tracing::error!(error = &e as &dyn std::error::Error, "store failure");
                 ApiError::Internal

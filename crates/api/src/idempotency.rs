@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use muster_domain::FieldError;
+use muster_domain::{FieldError, TenantId};
 use muster_store::effects::WriteSide;
 use muster_store::idempotency::{IdempotencyClaim, Recorded, StoredRecord};
 use muster_store::{CommandContext, CommandOutcome, StoreError};
@@ -139,7 +139,7 @@ where
 /// as a replay.
 async fn replay<A, R, F>(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantId,
     stored: &StoredRecord,
     claim: &IdempotencyClaim,
     answering: &Answering<R, F>,

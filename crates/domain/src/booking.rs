@@ -78,6 +78,42 @@ impl Reservation {
     }
 }
 
+/// What changes in a booking's descriptive fields (payload of
+/// `booking.updated`): only the fields that change are set. An empty
+/// `notes` clears them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingChanges {
+    /// A new title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// A new client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<Client>,
+    /// A new headcount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headcount: Option<u32>,
+    /// New notes (empty: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+impl BookingChanges {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Where a reservation moves: each field left `None` keeps its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReservationTarget {
+    /// Another resource.
+    pub resource_id: Option<Uuid>,
+    /// Another start.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Another end.
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
 /// A task attached to a booking (payload of `task.added`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
@@ -170,6 +206,27 @@ pub enum BookingCommand {
         /// Which one.
         task_id: Uuid,
     },
+    /// Changes descriptive fields (title, client, headcount, notes).
+    Update(BookingChanges),
+    /// Moves the booking to `[starts_at, ends_at)`; every reservation that
+    /// still holds time moves by the same offset as the start.
+    Reschedule {
+        /// The new start.
+        starts_at: DateTime<Utc>,
+        /// The new end.
+        ends_at: DateTime<Utc>,
+        /// The clock.
+        now: DateTime<Utc>,
+    },
+    /// Moves one reservation to another time and/or another resource.
+    MoveReservation {
+        /// Which one.
+        reservation_id: Uuid,
+        /// Where to.
+        to: ReservationTarget,
+        /// The clock.
+        now: DateTime<Utc>,
+    },
 }
 
 /// Events of a booking's stream.
@@ -205,6 +262,19 @@ pub enum BookingEvent {
         /// Which one.
         task_id: Uuid,
     },
+    /// `booking.updated`: descriptive fields changed.
+    Updated(BookingChanges),
+    /// `booking.rescheduled`: the booking's own times changed (its
+    /// reservations move with `reservation.moved`).
+    Rescheduled {
+        /// The new start.
+        starts_at: DateTime<Utc>,
+        /// The new end.
+        ends_at: DateTime<Utc>,
+    },
+    /// `reservation.moved`: the reservation (same id) holds this resource
+    /// and range now, instead of its earlier ones.
+    ReservationMoved(Reservation),
 }
 
 /// A booking's state, folded from its events.
@@ -247,6 +317,33 @@ impl Aggregate for Booking {
                         let r = &mut self.reservations[i];
                         r.ends_at = r.ends_at.min(*released_from);
                     }
+                }
+            }
+            BookingEvent::Updated(changes) => {
+                if let Some(details) = &mut self.details {
+                    if let Some(title) = &changes.title {
+                        details.title.clone_from(title);
+                    }
+                    if let Some(client) = &changes.client {
+                        details.client = client.clone();
+                    }
+                    if let Some(headcount) = changes.headcount {
+                        details.headcount = headcount;
+                    }
+                    if let Some(notes) = &changes.notes {
+                        details.notes = (!notes.is_empty()).then(|| notes.clone());
+                    }
+                }
+            }
+            BookingEvent::Rescheduled { starts_at, ends_at } => {
+                if let Some(details) = &mut self.details {
+                    details.starts_at = *starts_at;
+                    details.ends_at = *ends_at;
+                }
+            }
+            BookingEvent::ReservationMoved(moved) => {
+                if let Some(i) = self.reservation_index(moved.reservation_id) {
+                    self.reservations[i] = moved.clone();
                 }
             }
             BookingEvent::TaskAdded(task) => self.tasks.push((task.clone(), false)),
@@ -352,6 +449,33 @@ impl Aggregate for Booking {
                     ..task
                 })])
             }
+            BookingCommand::Update(changes) => {
+                self.require_open(status, "change")?;
+                self.update(changes)
+            }
+            BookingCommand::Reschedule {
+                starts_at,
+                ends_at,
+                now,
+            } => {
+                transition(
+                    status,
+                    "reschedule",
+                    &[BookingStatus::Requested, BookingStatus::Confirmed],
+                )?;
+                self.reschedule(starts_at, ends_at, now)
+            }
+            BookingCommand::MoveReservation {
+                reservation_id,
+                to,
+                now,
+            } => {
+                let i = self
+                    .reservation_index(reservation_id)
+                    .ok_or(DomainError::UnknownChild("reservation"))?;
+                self.require_open(status, "move a reservation of")?;
+                move_reservation(&self.reservations[i], to, now)
+            }
             BookingCommand::CompleteTask { task_id } => {
                 let (_, done) = self
                     .tasks
@@ -391,6 +515,84 @@ impl Booking {
         Ok(())
     }
 
+    /// The changes that differ from the booking's fields (none: a no-op).
+    fn update(&self, changes: BookingChanges) -> Result<Vec<BookingEvent>, DomainError> {
+        let details = self
+            .details
+            .as_ref()
+            .ok_or(DomainError::NotFound("booking"))?;
+        let mut v = Validator::default();
+        if let Some(title) = &changes.title {
+            v.text(title, "title", MAX_TITLE);
+        }
+        if let Some(client) = &changes.client {
+            validate_client(&mut v, client);
+        }
+        if let Some(headcount) = changes.headcount {
+            v.check(
+                headcount <= MAX_HEADCOUNT,
+                "headcount",
+                format!("must be at most {MAX_HEADCOUNT}"),
+            );
+        }
+        if let Some(notes) = &changes.notes {
+            v.check(
+                notes.chars().count() <= MAX_NOTES,
+                "notes",
+                format!("must be at most {MAX_NOTES} characters"),
+            );
+        }
+        v.finish()?;
+        let title = changes.title.map(|t| t.trim().to_owned());
+        let changed = BookingChanges {
+            title: title.filter(|t| *t != details.title),
+            client: changes.client.filter(|c| *c != details.client),
+            headcount: changes.headcount.filter(|h| *h != details.headcount),
+            notes: changes
+                .notes
+                .filter(|n| details.notes.as_deref().unwrap_or("") != n.as_str()),
+        };
+        Ok(if changed.is_empty() {
+            Vec::new()
+        } else {
+            vec![BookingEvent::Updated(changed)]
+        })
+    }
+
+    /// The booking at `[starts_at, ends_at)`, its reservations that still
+    /// hold time moved by the start's offset.
+    fn reschedule(
+        &self,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BookingEvent>, DomainError> {
+        let details = self
+            .details
+            .as_ref()
+            .ok_or(DomainError::NotFound("booking"))?;
+        TimeRange::new(starts_at, ends_at, "").map_err(|e| DomainError::Invalid(vec![e]))?;
+        if starts_at == details.starts_at && ends_at == details.ends_at {
+            return Ok(Vec::new());
+        }
+        let offset = starts_at - details.starts_at;
+        let mut events = vec![BookingEvent::Rescheduled { starts_at, ends_at }];
+        for r in &self.reservations {
+            if r.ends_at <= now || offset.is_zero() {
+                continue;
+            }
+            let moved = Reservation {
+                starts_at: r.starts_at + offset,
+                ends_at: r.ends_at + offset,
+                ..r.clone()
+            };
+            TimeRange::new(moved.starts_at, moved.ends_at, "")
+                .map_err(|e| DomainError::Invalid(vec![e]))?;
+            events.push(BookingEvent::ReservationMoved(moved));
+        }
+        Ok(events)
+    }
+
     /// Releases every reservation that still holds time after `now`.
     fn release_all_from(&self, now: DateTime<Utc>) -> Vec<BookingEvent> {
         self.reservations
@@ -423,23 +625,52 @@ fn transition(
     }
 }
 
-fn request(
-    details: BookingDetails,
-    reservations: Vec<Reservation>,
+/// `r` moved to `to`, or nothing if it stays where it is.
+fn move_reservation(
+    r: &Reservation,
+    to: ReservationTarget,
+    now: DateTime<Utc>,
 ) -> Result<Vec<BookingEvent>, DomainError> {
-    let mut v = Validator::default();
-    v.text(&details.title, "title", MAX_TITLE);
-    v.text(&details.client.name, "client.name", MAX_TITLE);
-    if let Some(email) = &details.client.email {
+    if r.ends_at <= now {
+        return Err(DomainError::InvalidTransition(
+            "the reservation is already over".into(),
+        ));
+    }
+    let moved = Reservation {
+        resource_id: to.resource_id.unwrap_or(r.resource_id),
+        starts_at: to.starts_at.unwrap_or(r.starts_at),
+        ends_at: to.ends_at.unwrap_or(r.ends_at),
+        ..r.clone()
+    };
+    validate_reservation(&moved, "").map_err(|e| DomainError::Invalid(vec![e]))?;
+    Ok(if moved == *r {
+        Vec::new()
+    } else {
+        vec![BookingEvent::ReservationMoved(moved)]
+    })
+}
+
+fn validate_client(v: &mut Validator, client: &Client) {
+    v.text(&client.name, "client.name", MAX_TITLE);
+    if let Some(email) = &client.email {
         v.check(
             is_plausible_email(email),
             "client.email",
             "is not an email address",
         );
     }
-    if let Some(phone) = &details.client.phone {
+    if let Some(phone) = &client.phone {
         v.text(phone, "client.phone", 50);
     }
+}
+
+fn request(
+    details: BookingDetails,
+    reservations: Vec<Reservation>,
+) -> Result<Vec<BookingEvent>, DomainError> {
+    let mut v = Validator::default();
+    v.text(&details.title, "title", MAX_TITLE);
+    validate_client(&mut v, &details.client);
     if let Err(e) = TimeRange::new(details.starts_at, details.ends_at, "") {
         v.push(e);
     }
@@ -511,6 +742,9 @@ impl DomainEvent for BookingEvent {
             BookingEvent::ReservationReleased { .. } => "reservation.released",
             BookingEvent::TaskAdded(_) => "task.added",
             BookingEvent::TaskCompleted { .. } => "task.completed",
+            BookingEvent::Updated(_) => "booking.updated",
+            BookingEvent::Rescheduled { .. } => "booking.rescheduled",
+            BookingEvent::ReservationMoved(_) => "reservation.moved",
         }
     }
 
@@ -531,6 +765,11 @@ impl DomainEvent for BookingEvent {
             } => json!({ "reservation_id": reservation_id, "released_from": released_from }),
             BookingEvent::TaskAdded(t) => payload_of(t),
             BookingEvent::TaskCompleted { task_id } => json!({ "task_id": task_id }),
+            BookingEvent::Updated(changes) => payload_of(changes),
+            BookingEvent::Rescheduled { starts_at, ends_at } => {
+                json!({ "starts_at": starts_at, "ends_at": ends_at })
+            }
+            BookingEvent::ReservationMoved(r) => payload_of(r),
         }
     }
 
@@ -550,6 +789,11 @@ impl DomainEvent for BookingEvent {
         #[derive(Deserialize)]
         struct TaskRef {
             task_id: Uuid,
+        }
+        #[derive(Deserialize)]
+        struct Times {
+            starts_at: DateTime<Utc>,
+            ends_at: DateTime<Utc>,
         }
         Ok(match event_type {
             "booking.requested" => BookingEvent::Requested(decode(event_type, payload)?),
@@ -573,6 +817,15 @@ impl DomainEvent for BookingEvent {
                 let t: TaskRef = decode(event_type, payload)?;
                 BookingEvent::TaskCompleted { task_id: t.task_id }
             }
+            "booking.updated" => BookingEvent::Updated(decode(event_type, payload)?),
+            "booking.rescheduled" => {
+                let t: Times = decode(event_type, payload)?;
+                BookingEvent::Rescheduled {
+                    starts_at: t.starts_at,
+                    ends_at: t.ends_at,
+                }
+            }
+            "reservation.moved" => BookingEvent::ReservationMoved(decode(event_type, payload)?),
             other => return Err(EventDecodeError::UnknownType(other.to_owned())),
         })
     }

@@ -6,6 +6,7 @@
 //! is not ours (it is created by its migrations, after ours, so the
 //! `.sqlx` check cannot see it): they are runtime-checked, here only.
 
+use muster_domain::TenantId;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -122,7 +123,7 @@ impl JobQueue {
     /// Jobs of `tenant` with `status`, oldest id first after `after`.
     pub async fn list(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         status: Option<JobStatusFilter>,
         after: Option<&str>,
         limit: i64,
@@ -131,7 +132,7 @@ impl JobQueue {
     }
 
     /// Job `id` of `tenant`.
-    pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<JobRecord>, JobsError> {
+    pub async fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<JobRecord>, JobsError> {
         Ok(self
             .select_jobs(tenant, None, None, Some(id), 1)
             .await?
@@ -140,7 +141,7 @@ impl JobQueue {
 
     async fn select_jobs(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         status: Option<JobStatusFilter>,
         after: Option<&str>,
         only: Option<&str>,
@@ -166,7 +167,7 @@ impl JobQueue {
              order by id limit $4"
         );
         let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
+            .bind(tenant.as_str())
             .bind(wanted)
             .bind(after)
             .bind(limit)
@@ -179,14 +180,14 @@ impl JobQueue {
     /// Re-drives a dead letter of `tenant`: it becomes pending with a fresh
     /// set of attempts. `Err(NotFound)`: no such job; `Err(JobNotDead)`: the job
     /// exists but has attempts left or is not failed.
-    pub async fn retry(&self, tenant: &str, id: &str) -> Result<JobRecord, JobsError> {
+    pub async fn retry(&self, tenant: &TenantId, id: &str) -> Result<JobRecord, JobsError> {
         let mut tx = self.pool.begin().await?;
         let found: Option<(bool,)> = sqlx::query_as(
             "select status in ('Failed', 'Killed') and attempts >= max_attempts
                from apalis.jobs where id = $1 and metadata -> 'tenant' = $2 for update",
         )
         .bind(id)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         match found {

@@ -1,6 +1,7 @@
 //! Typed jobs: each job type knows its queue, its arguments and how it is
 //! keyed, so that nobody builds job arguments by hand.
 
+use muster_domain::TenantId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -14,7 +15,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
 
     /// The tenant it works for (kept in the job's metadata too, so admins
     /// see only their own tenant's jobs).
-    fn tenant(&self) -> &str;
+    fn tenant(&self) -> &TenantId;
 
     /// At most one job per kind and key is ever queued.
     fn idempotency_key(&self) -> String;
@@ -38,7 +39,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentJob {
     /// The tenant.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The deployment.
     pub deployment_id: Uuid,
     /// Higher runs first.
@@ -55,7 +56,7 @@ pub struct DeploymentJob {
 impl Job for DeploymentJob {
     const KIND: JobKind = JobKind::Deployment;
 
-    fn tenant(&self) -> &str {
+    fn tenant(&self) -> &TenantId {
         &self.tenant
     }
 
@@ -80,7 +81,7 @@ impl Job for DeploymentJob {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationJob {
     /// The tenant.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The delivery (also the `X-Muster-Delivery` header).
     pub delivery_id: Uuid,
     /// When it was queued (ms since the epoch).
@@ -91,7 +92,7 @@ pub struct NotificationJob {
 impl Job for NotificationJob {
     const KIND: JobKind = JobKind::Notification;
 
-    fn tenant(&self) -> &str {
+    fn tenant(&self) -> &TenantId {
         &self.tenant
     }
 
@@ -108,7 +109,7 @@ impl Job for NotificationJob {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportJob {
     /// The tenant.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The report.
     pub report_id: Uuid,
     /// When it was queued (ms since the epoch).
@@ -119,7 +120,7 @@ pub struct ReportJob {
 impl Job for ReportJob {
     const KIND: JobKind = JobKind::Report;
 
-    fn tenant(&self) -> &str {
+    fn tenant(&self) -> &TenantId {
         &self.tenant
     }
 

@@ -10,6 +10,7 @@
 
 use apalis::prelude::{MetadataStore, TaskBuilder};
 use chrono::Utc;
+use muster_domain::TenantId;
 use muster_store::implied_jobs::{ImpliedJob, JobSink, SinkFuture};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -84,7 +85,7 @@ impl JobQueue {
     fn task_of<J: Job>(&self, job: &J) -> Result<apalis_postgres::PgTask, JobsError> {
         let mut metadata = MetadataStore::new();
         metadata
-            .insert("tenant", job.tenant().to_owned())
+            .insert("tenant", job.tenant().to_string())
             .map_err(|e| JobsError::Encode(e.to_string()))?;
         // The enqueue time in milliseconds: the queue's own `run_at` has
         // whole seconds, too coarse for the enqueue→start latency.
@@ -112,7 +113,7 @@ impl JobSink for JobQueue {
     fn push<'a>(
         &'a self,
         conn: &'a mut PgConnection,
-        tenant: &'a str,
+        tenant: &'a TenantId,
         job: &'a ImpliedJob,
     ) -> SinkFuture<'a> {
         Box::pin(async move {
@@ -123,7 +124,7 @@ impl JobSink for JobQueue {
                     steps,
                 } => {
                     let job = DeploymentJob {
-                        tenant: tenant.to_owned(),
+                        tenant: tenant.clone(),
                         deployment_id: *deployment_id,
                         priority: *priority,
                         steps: *steps,

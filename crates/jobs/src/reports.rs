@@ -2,6 +2,7 @@
 //! owner: the API requests and reads them, the report worker writes them.
 
 use chrono::{DateTime, Utc};
+use muster_domain::TenantId;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -152,7 +153,7 @@ impl Reports {
     /// Records a report request and queues its job, in one transaction.
     pub async fn request(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         requested_by: &str,
         request: &ReportRequest,
     ) -> Result<Report, JobsError> {
@@ -165,7 +166,7 @@ impl Reports {
                returning report_id, kind, format, range_from, range_to, resource_kind, status,
                          rows_written, rows_total, bytes, error, created_at, started_at,
                          finished_at"#,
-            tenant,
+            tenant.as_str(),
             id,
             request.kind.name(),
             request.format.name(),
@@ -188,12 +189,12 @@ impl Reports {
     }
 
     /// Report `id` of `tenant`.
-    pub async fn get(&self, tenant: &str, id: Uuid) -> Result<Option<Report>, JobsError> {
+    pub async fn get(&self, tenant: &TenantId, id: Uuid) -> Result<Option<Report>, JobsError> {
         let row = sqlx::query!(
             r#"select report_id, kind, format, range_from, range_to, resource_kind, status,
                       rows_written, rows_total, bytes, error, created_at, started_at, finished_at
                  from reports where tenant_id = $1 and report_id = $2"#,
-            tenant,
+            tenant.as_str(),
             id,
         )
         .fetch_optional(&self.pool)
@@ -204,13 +205,13 @@ impl Reports {
     /// Chunk `seq` of report `id`'s file (`None` past the last).
     pub async fn chunk(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         id: Uuid,
         seq: i32,
     ) -> Result<Option<Vec<u8>>, JobsError> {
         Ok(sqlx::query_scalar!(
             "select data from report_chunks where tenant_id = $1 and report_id = $2 and seq = $3",
-            tenant,
+            tenant.as_str(),
             id,
             seq,
         )
@@ -219,11 +220,15 @@ impl Reports {
     }
 
     /// What report `id` of `tenant` asks for.
-    pub async fn order(&self, tenant: &str, id: Uuid) -> Result<Option<ReportOrder>, JobsError> {
+    pub async fn order(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+    ) -> Result<Option<ReportOrder>, JobsError> {
         let row = sqlx::query!(
             r#"select kind, format, range_from, range_to, resource_kind, status
                  from reports where tenant_id = $1 and report_id = $2"#,
-            tenant,
+            tenant.as_str(),
             id,
         )
         .fetch_optional(&self.pool)
@@ -243,11 +248,11 @@ impl Reports {
 
     /// Starts (or starts over) building report `id`: what an earlier
     /// attempt wrote is dropped.
-    pub async fn start(&self, tenant: &str, id: Uuid) -> Result<(), JobsError> {
+    pub async fn start(&self, tenant: &TenantId, id: Uuid) -> Result<(), JobsError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query!(
             "delete from report_chunks where tenant_id = $1 and report_id = $2",
-            tenant,
+            tenant.as_str(),
             id,
         )
         .execute(&mut *tx)
@@ -256,7 +261,7 @@ impl Reports {
             r#"update reports set status = 'running', started_at = now(), rows_written = 0,
                                   bytes = 0, error = null
                 where tenant_id = $1 and report_id = $2"#,
-            tenant,
+            tenant.as_str(),
             id,
         )
         .execute(&mut *tx)
@@ -268,7 +273,7 @@ impl Reports {
     /// Stores chunk `seq` of report `id` and publishes its progress.
     pub async fn write_chunk(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         id: Uuid,
         seq: i32,
         data: &[u8],
@@ -278,7 +283,7 @@ impl Reports {
         let mut tx = self.pool.begin().await?;
         sqlx::query!(
             "insert into report_chunks (tenant_id, report_id, seq, data) values ($1, $2, $3, $4)",
-            tenant,
+            tenant.as_str(),
             id,
             seq,
             data,
@@ -287,7 +292,7 @@ impl Reports {
         .await?;
         sqlx::query!(
             "update reports set rows_written = $3, bytes = $4 where tenant_id = $1 and report_id = $2",
-            tenant,
+            tenant.as_str(),
             id,
             rows_written,
             bytes,
@@ -299,11 +304,11 @@ impl Reports {
     }
 
     /// Marks report `id` done.
-    pub async fn finish(&self, tenant: &str, id: Uuid) -> Result<(), JobsError> {
+    pub async fn finish(&self, tenant: &TenantId, id: Uuid) -> Result<(), JobsError> {
         sqlx::query!(
             r#"update reports set status = 'done', rows_total = rows_written, finished_at = now()
                 where tenant_id = $1 and report_id = $2"#,
-            tenant,
+            tenant.as_str(),
             id,
         )
         .execute(&self.pool)
@@ -315,7 +320,7 @@ impl Reports {
     /// `failed`, otherwise it is `queued` again for the next attempt.
     pub async fn record_failure(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         id: Uuid,
         error: &str,
         for_good: bool,
@@ -329,7 +334,7 @@ impl Reports {
             r#"update reports set status = $3, error = $4,
                       finished_at = case when $3 = 'failed' then now() end
                 where tenant_id = $1 and report_id = $2"#,
-            tenant,
+            tenant.as_str(),
             id,
             status.name(),
             error,

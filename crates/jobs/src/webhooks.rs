@@ -2,6 +2,7 @@
 //! and book-keeping of the notification side, with one owner.
 
 use chrono::{DateTime, Utc};
+use muster_domain::TenantId;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -88,7 +89,7 @@ pub struct DeliveryAttempt {
 #[derive(Debug, Clone)]
 pub struct Subscription {
     /// Its tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Its id.
     pub webhook_id: Uuid,
     /// The event types it wants.
@@ -129,7 +130,7 @@ pub struct PendingDelivery {
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
     /// The tenant.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The delivery's id.
     pub delivery_id: Uuid,
     /// The subscription.
@@ -165,16 +166,26 @@ impl Webhooks {
     /// (inside the transaction that moves its checkpoint).
     pub async fn active_for(
         conn: &mut PgConnection,
-        tenants: &[&str],
+        tenants: &[&TenantId],
     ) -> Result<Vec<Subscription>, JobsError> {
-        Ok(sqlx::query_as!(
-            Subscription,
+        let tenants: Vec<&str> = tenants.iter().map(|t| t.as_str()).collect();
+        let rows = sqlx::query!(
             r#"select tenant_id, webhook_id, event_types, created_at from public.webhooks
                 where tenant_id = any($1) and deleted_at is null"#,
-            tenants as &[&str],
+            &tenants as &[&str],
         )
         .fetch_all(conn)
-        .await?)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Subscription {
+                    tenant_id: tenant_of(r.tenant_id)?,
+                    webhook_id: r.webhook_id,
+                    event_types: r.event_types,
+                    created_at: r.created_at,
+                })
+            })
+            .collect()
     }
 
     /// Inserts `deliveries` on the reactor's connection; a (subscription,
@@ -183,7 +194,7 @@ impl Webhooks {
     pub async fn insert_deliveries(
         conn: &mut PgConnection,
         deliveries: &[NewDelivery],
-    ) -> Result<Vec<(String, Uuid)>, JobsError> {
+    ) -> Result<Vec<(TenantId, Uuid)>, JobsError> {
         let tenants: Vec<&str> = deliveries.iter().map(|d| d.tenant.as_str()).collect();
         let ids: Vec<Uuid> = deliveries.iter().map(|d| d.delivery_id).collect();
         let webhooks: Vec<Uuid> = deliveries.iter().map(|d| d.webhook_id).collect();
@@ -203,20 +214,19 @@ impl Webhooks {
         )
         .fetch_all(conn)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.tenant_id, r.delivery_id))
-            .collect())
+        rows.into_iter()
+            .map(|r| Ok((tenant_of(r.tenant_id)?, r.delivery_id)))
+            .collect()
     }
 
     /// The active subscriptions of `tenant` with their secrets, by id: the
     /// dispatch targets of deployment steps.
-    pub async fn targets(&self, tenant: &str) -> Result<Vec<Target>, JobsError> {
+    pub async fn targets(&self, tenant: &TenantId) -> Result<Vec<Target>, JobsError> {
         Ok(sqlx::query_as!(
             Target,
             r#"select webhook_id, url, secret, event_types from webhooks
                 where tenant_id = $1 and deleted_at is null order by webhook_id"#,
-            tenant,
+            tenant.as_str(),
         )
         .fetch_all(&self.pool)
         .await?)
@@ -225,7 +235,7 @@ impl Webhooks {
     /// Delivery `id` of `tenant` with its subscription's target.
     pub async fn pending_delivery(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         id: Uuid,
     ) -> Result<Option<PendingDelivery>, JobsError> {
         let row = sqlx::query!(
@@ -233,7 +243,7 @@ impl Webhooks {
                  from webhook_deliveries d
                  join webhooks w on w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
                 where d.tenant_id = $1 and d.delivery_id = $2"#,
-            tenant,
+            tenant.as_str(),
             id,
         )
         .fetch_optional(&self.pool)
@@ -253,7 +263,7 @@ impl Webhooks {
     /// Logs an attempt of delivery `id` and moves its status, atomically.
     pub async fn record_attempt(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         id: Uuid,
         attempt: &AttemptRecord<'_>,
     ) -> Result<(), JobsError> {
@@ -278,7 +288,7 @@ impl Webhooks {
                insert into webhook_attempts
                      (tenant_id, delivery_id, attempt, started_at, status_code, latency_ms, error)
                select tenant_id, delivery_id, attempts, $6, $4, $7, $5 from delivery"#,
-            tenant,
+            tenant.as_str(),
             id,
             attempt.status.name(),
             attempt.status_code.map(i32::from),
@@ -295,7 +305,7 @@ impl Webhooks {
     /// Creates a subscription of `tenant`.
     pub async fn create(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         url: &str,
         event_types: &[String],
         secret: &str,
@@ -305,7 +315,7 @@ impl Webhooks {
             r#"insert into webhooks (tenant_id, webhook_id, url, event_types, secret)
                values ($1, $2, $3, $4, $5)
                returning webhook_id as id, url, event_types, created_at"#,
-            tenant,
+            tenant.as_str(),
             Uuid::now_v7(),
             url,
             event_types,
@@ -318,7 +328,7 @@ impl Webhooks {
     /// Active subscriptions of `tenant` after `after`, by id.
     pub async fn list(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<Webhook>, JobsError> {
@@ -328,7 +338,7 @@ impl Webhooks {
                 where tenant_id = $1 and deleted_at is null
                   and ($2::uuid is null or webhook_id > $2)
                 order by webhook_id limit $3"#,
-            tenant,
+            tenant.as_str(),
             after,
             limit,
         )
@@ -338,11 +348,11 @@ impl Webhooks {
 
     /// Deletes a subscription: it matches no further events; deliveries
     /// already queued still run. `false`: no such active subscription.
-    pub async fn delete(&self, tenant: &str, id: Uuid) -> Result<bool, JobsError> {
+    pub async fn delete(&self, tenant: &TenantId, id: Uuid) -> Result<bool, JobsError> {
         let done = sqlx::query!(
             r#"update webhooks set deleted_at = now()
                 where tenant_id = $1 and webhook_id = $2 and deleted_at is null"#,
-            tenant,
+            tenant.as_str(),
             id,
         )
         .execute(&self.pool)
@@ -351,11 +361,11 @@ impl Webhooks {
     }
 
     /// Whether `tenant` has subscription `id` (deleted ones included).
-    pub async fn exists(&self, tenant: &str, id: Uuid) -> Result<bool, JobsError> {
+    pub async fn exists(&self, tenant: &TenantId, id: Uuid) -> Result<bool, JobsError> {
         Ok(sqlx::query_scalar!(
             r#"select exists (select 1 from webhooks where tenant_id = $1 and webhook_id = $2)
                    as "exists!""#,
-            tenant,
+            tenant.as_str(),
             id,
         )
         .fetch_one(&self.pool)
@@ -366,7 +376,7 @@ impl Webhooks {
     /// first, before `before`.
     pub async fn list_deliveries(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         webhook: Uuid,
         before: Option<Uuid>,
         limit: i64,
@@ -386,7 +396,7 @@ impl Webhooks {
                 where d.tenant_id = $1 and d.webhook_id = $2
                   and ($3::uuid is null or d.delivery_id < $3)
                 order by d.delivery_id desc limit $4"#,
-            tenant,
+            tenant.as_str(),
             webhook,
             before,
             limit,
@@ -411,4 +421,9 @@ impl Webhooks {
             })
             .collect()
     }
+}
+
+/// A tenant id as stored (the tables only hold valid ones).
+fn tenant_of(stored: String) -> Result<TenantId, JobsError> {
+    TenantId::try_from(stored).map_err(|e| JobsError::Corrupt(e.to_string()))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use muster_api::ApiConfig;
+use muster_domain::TenantId;
 use muster_jobs::{JobPolicies, RetryPolicy};
 use muster_store::Role;
 use muster_store::db::PoolSettings;
@@ -77,7 +78,7 @@ pub enum KeysCommand {
     Create {
         /// Tenant id (created if new): lower case letters, digits, `-`, `_`.
         #[arg(long, value_parser = parse_tenant)]
-        tenant: String,
+        tenant: TenantId,
         /// admin, planner or analyst.
         #[arg(long)]
         role: Role,
@@ -365,15 +366,8 @@ impl HttpArgs {
     }
 }
 
-fn parse_tenant(s: &str) -> Result<String, String> {
-    if muster_store::keys::is_valid_tenant(s) {
-        Ok(s.to_owned())
-    } else {
-        Err(
-            "use 1 to 63 lower case letters, digits, '-' or '_', starting with a letter or digit"
-                .into(),
-        )
-    }
+fn parse_tenant(s: &str) -> Result<TenantId, String> {
+    TenantId::parse(s).map_err(|e| e.to_string())
 }
 
 /// A credential-bearing setting, kept out of `Debug` and error messages.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use muster_api::{ApiConfig, AppState};
+use muster_domain::TenantId;
 use muster_jobs::{JobPolicies, JobQueue};
 use muster_projections::{Projector, ReadSignals};
 use muster_store::db::PoolSettings;
@@ -341,7 +342,8 @@ pub async fn ensure_admin_key(store: &Store, data_dir: &Path) -> anyhow::Result<
         tracing::info!(path = %path.display(), "admin key of tenant 'default' is in this file");
         return Ok(());
     }
-    let key = store.create_key("default", Role::Admin).await?;
+    let tenant = TenantId::parse("default").expect("a valid tenant id");
+    let key = store.create_key(&tenant, Role::Admin).await?;
     write_private(&path, &format!("{key}\n"))?;
     tracing::info!(path = %path.display(), "created tenant 'default'; its admin key is in this file");
     Ok(())

@@ -50,8 +50,12 @@ impl Decided {
                 WriteEffect::Reserve {
                     booking_id,
                     reservation,
+                }
+                | WriteEffect::Move {
+                    booking_id,
+                    reservation,
                 } => Some(Wanted {
-                    tenant: &self.append.tenant,
+                    tenant: self.append.tenant.as_str(),
                     booking_id: *booking_id,
                     reservation,
                 }),
@@ -62,7 +66,7 @@ impl Decided {
 
     fn tenant_claim(&self) -> Option<TenantClaim<'_>> {
         self.claim.as_ref().map(|claim| TenantClaim {
-            tenant: &self.append.tenant,
+            tenant: self.append.tenant.as_str(),
             claim,
         })
     }
@@ -277,26 +281,37 @@ async fn admit(
     wanted: &[Wanted<'_>],
     ledger: &mut Option<Ledger>,
 ) -> Result<(), StoreError> {
-    let tenant = decided.append.tenant.as_str();
+    let tenant = &decided.append.tenant;
     for effect in &decided.effects {
         match effect {
             WriteEffect::ChangeCapacity {
                 resource_id,
                 capacity,
-            } => working_set::change_capacity(conn, tenant, *resource_id, *capacity).await?,
+            } => {
+                working_set::change_capacity(conn, tenant.as_str(), *resource_id, *capacity).await?
+            }
             WriteEffect::RetireResource { resource_id } => {
-                working_set::retire(conn, tenant, *resource_id).await?
+                working_set::retire(conn, tenant.as_str(), *resource_id).await?
             }
             WriteEffect::RequireResource { resource_id } => {
-                working_set::require(conn, tenant, *resource_id).await?
+                working_set::require(conn, tenant.as_str(), *resource_id).await?
             }
             WriteEffect::Release {
                 reservation_id,
                 released_from,
             } => {
-                working_set::release(conn, tenant, *reservation_id, *released_from).await?;
+                working_set::release(conn, tenant.as_str(), *reservation_id, *released_from)
+                    .await?;
                 if let Some(ledger) = ledger {
                     ledger.release(*reservation_id, *released_from);
+                }
+            }
+            WriteEffect::Move { reservation, .. } => {
+                // Its old place is left out before anything is admitted, so
+                // that a booking never conflicts with itself.
+                working_set::remove(conn, tenant.as_str(), reservation.reservation_id).await?;
+                if let Some(ledger) = ledger {
+                    ledger.forget(reservation.reservation_id);
                 }
             }
             WriteEffect::RegisterResource { .. }

@@ -45,6 +45,15 @@ pub enum WriteEffect {
         /// The reservation.
         reservation: Reservation,
     },
+    /// A booking's reservation moves: it stops holding its old place and
+    /// holds `reservation` (same id) instead, checked like a new one with
+    /// the old place left out.
+    Move {
+        /// The booking.
+        booking_id: Uuid,
+        /// The reservation at its new place.
+        reservation: Reservation,
+    },
     /// A job to push in the command's transaction (not a reservation
     /// change; the command executor pushes it).
     Enqueue(crate::implied_jobs::ImpliedJob),
@@ -114,6 +123,10 @@ impl WriteSide for Booking {
                 } => Some(WriteEffect::Release {
                     reservation_id: *reservation_id,
                     released_from: *released_from,
+                }),
+                BookingEvent::ReservationMoved(r) => Some(WriteEffect::Move {
+                    booking_id: stream_id,
+                    reservation: r.clone(),
                 }),
                 BookingEvent::TaskAdded(task) => task
                     .assignee_id

@@ -69,9 +69,10 @@ pub enum StoreError {
     /// The named entity does not exist in the tenant.
     #[error("{0} not found")]
     NotFound(&'static str),
-    /// An idempotency record could not be read back.
-    #[error("idempotency record is unreadable: {0}")]
-    CorruptRecord(String),
+    /// A stored row (an idempotency record, an event's tenant) could not
+    /// be read back.
+    #[error("stored data is unreadable: {0}")]
+    CorruptRow(String),
     /// The command implies a job, and this store has no queue to put it
     /// in (see [`crate::Store::with_job_sink`]).
     #[error("no job queue is configured")]

@@ -2,8 +2,8 @@
 //! gap-free reads in position order.
 
 use chrono::{DateTime, Utc};
-use muster_domain::DomainEvent;
 use muster_domain::upcast::upcast;
+use muster_domain::{DomainEvent, TenantId};
 use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -22,14 +22,14 @@ pub struct EventMetadata {
     /// Who: the API key id.
     pub actor: String,
     /// The tenant.
-    pub tenant: String,
+    pub tenant: TenantId,
 }
 
 /// An event as stored, payload already upcast to the current schema.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordedEvent {
     /// The tenant it belongs to.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// Global position, increasing in commit-safe read order.
     pub position: i64,
     /// The stream's kind (`booking`, `resource`).
@@ -61,7 +61,7 @@ pub(crate) struct LoadedStream<E> {
 /// Reads one stream in version order and decodes it, upcasting old payloads.
 pub(crate) async fn read_stream<E: DomainEvent>(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     stream_type: &str,
     stream_id: Uuid,
 ) -> Result<LoadedStream<E>, StoreError> {
@@ -70,7 +70,7 @@ pub(crate) async fn read_stream<E: DomainEvent>(
              from events
             where tenant_id = $1 and stream_id = $2 and stream_type = $3
             order by stream_version"#,
-        tenant,
+        tenant.as_str(),
         stream_id,
         stream_type,
     )
@@ -131,7 +131,7 @@ impl EventData {
 #[derive(Debug, Clone)]
 pub struct StreamAppend {
     /// The tenant.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The stream's kind.
     pub stream_type: &'static str,
     /// The stream.
@@ -151,7 +151,7 @@ pub struct StreamAppend {
 /// here holds back every reader until it ends.
 pub async fn append_to_stream<E: DomainEvent>(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: &TenantId,
     stream_type: &'static str,
     stream_id: Uuid,
     expected_version: i64,
@@ -159,7 +159,7 @@ pub async fn append_to_stream<E: DomainEvent>(
     metadata: &EventMetadata,
 ) -> Result<i64, AppendError> {
     let append = StreamAppend {
-        tenant: tenant.to_owned(),
+        tenant: tenant.clone(),
         stream_type,
         stream_id,
         expected_version,
@@ -306,7 +306,7 @@ impl Store {
     /// reads it here, so that it goes out exactly as the feed serves it.
     pub async fn read_event(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         position: i64,
     ) -> Result<Option<RecordedEvent>, StoreError> {
         let row = sqlx::query_as!(
@@ -315,7 +315,7 @@ impl Store {
                       schema_version, payload, metadata, recorded_at
                  from events
                 where tenant_id = $1 and position = $2"#,
-            tenant,
+            tenant.as_str(),
             position,
         )
         .fetch_optional(&self.pool)
@@ -326,7 +326,7 @@ impl Store {
     /// One tenant's events after `after`, like [`Store::read_all`].
     pub async fn read_tenant(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         after: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -340,7 +340,7 @@ impl Store {
     /// position the read stopped at (see [`Store::read_page`]).
     pub async fn read_tenant_page(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         filter: &EventFilter,
         after: i64,
         limit: i64,
@@ -357,7 +357,7 @@ impl Store {
                   and (cardinality($6::text[]) = 0 or event_type = any($6))
                 order by position
                 limit $4"#,
-            tenant,
+            tenant.as_str(),
             after,
             horizon,
             limit,
@@ -421,7 +421,9 @@ impl EventRow {
         let payload = upcast(&self.event_type, self.schema_version, self.payload)
             .map_err(|source| StoreError::CorruptEvent { position, source })?;
         Ok(RecordedEvent {
-            tenant: self.tenant_id,
+            tenant: TenantId::try_from(self.tenant_id).map_err(|_| {
+                StoreError::CorruptRow(format!("event {position} names an invalid tenant"))
+            })?,
             position,
             stream_type: self.stream_type,
             stream_id: self.stream_id,

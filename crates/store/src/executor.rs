@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use muster_domain::Aggregate;
+use muster_domain::{Aggregate, TenantId};
 use rand::Rng;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -24,7 +24,7 @@ const MAX_ATTEMPTS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct CommandContext {
     /// The caller's tenant.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The caller (API key id).
     pub actor: String,
     /// The request's correlation id.
@@ -202,7 +202,7 @@ impl Store {
     /// `tenant`, with its version (0: no such stream).
     pub async fn load<A: Aggregate>(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         stream_id: Uuid,
     ) -> Result<(A, i64), StoreError> {
         let mut conn = self.pool.acquire().await?;
@@ -214,7 +214,7 @@ impl Store {
     /// (upcast): what a replay of its idempotency record renders.
     pub async fn appended_events<A: Aggregate>(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         outcome: &CommandOutcome,
     ) -> Result<Vec<A::Event>, StoreError> {
         if outcome.appended == 0 {
@@ -243,7 +243,7 @@ impl Store {
         let version = sqlx::query_scalar!(
             r#"select coalesce(max(stream_version), 0)::int8 as "version!"
                  from events where tenant_id = $1 and stream_id = $2 and stream_type = $3"#,
-            ctx.tenant,
+            ctx.tenant.as_str(),
             stream_id,
             stream_type,
         )

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 
+use muster_domain::TenantId;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
@@ -214,14 +215,14 @@ impl Store {
     /// The record stored under `key`, if any.
     pub async fn find_record(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         key: &str,
     ) -> Result<Option<StoredRecord>, StoreError> {
         let row = sqlx::query!(
             r#"select request_fingerprint, outcome, refusal, status_code, response
                  from idempotency_keys
                 where tenant_id = $1 and idempotency_key = $2"#,
-            tenant,
+            tenant.as_str(),
             key,
         )
         .fetch_optional(&self.pool)
@@ -232,7 +233,7 @@ impl Store {
         let recorded = match (row.outcome, row.refusal, row.status_code, row.response) {
             (Some(outcome), _, _, _) => Recorded::Committed(
                 serde_json::from_value::<OutcomeRow>(outcome)
-                    .map_err(|e| StoreError::CorruptRecord(e.to_string()))?
+                    .map_err(|e| StoreError::CorruptRow(e.to_string()))?
                     .into(),
             ),
             (None, Some(refusal), _, _) => Recorded::Refused(refusal),
@@ -242,9 +243,7 @@ impl Store {
             },
             // A claim is only visible to the transaction holding it.
             _ => {
-                return Err(StoreError::CorruptRecord(format!(
-                    "key {key} has no record"
-                )));
+                return Err(StoreError::CorruptRow(format!("key {key} has no record")));
             }
         };
         Ok(Some(StoredRecord {
@@ -258,7 +257,7 @@ impl Store {
     /// caller then replays that one.
     pub async fn record_refusal(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         claim: &IdempotencyClaim,
         refusal: &serde_json::Value,
     ) -> Result<bool, StoreError> {
@@ -268,7 +267,7 @@ impl Store {
                values ($1, $2, $3, $4)
                on conflict (tenant_id, idempotency_key) do nothing
                returning true as "inserted!""#,
-            tenant,
+            tenant.as_str(),
             claim.key,
             &claim.fingerprint[..],
             refusal,

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use muster_domain::TenantId;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -36,7 +37,7 @@ pub trait JobSink: Send + Sync + std::fmt::Debug + 'static {
     fn push<'a>(
         &'a self,
         conn: &'a mut PgConnection,
-        tenant: &'a str,
+        tenant: &'a TenantId,
         job: &'a ImpliedJob,
     ) -> SinkFuture<'a>;
 }

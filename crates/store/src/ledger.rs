@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use muster_domain::TenantId;
 use muster_domain::booking::Reservation;
 use muster_domain::capacity::blocking_reservations;
 use muster_domain::time::TimeRange;
@@ -293,6 +294,21 @@ impl Ledger {
         }
     }
 
+    /// Forgets reservation `reservation_id` entirely (it moves elsewhere).
+    pub(crate) fn forget(&mut self, reservation_id: Uuid) {
+        for held in self.held.values_mut() {
+            held.retain(|h| h.reservation_id != reservation_id);
+        }
+    }
+
+    /// Forgets every reservation of booking `booking_id` (a move of it is
+    /// checked without them: a booking never conflicts with itself).
+    fn forget_booking(&mut self, booking_id: Uuid) {
+        for held in self.held.values_mut() {
+            held.retain(|h| h.booking_id != booking_id);
+        }
+    }
+
     /// Stores the longest-reservation bound of resources whose admitted
     /// reservations raised it (rare once a resource has some history).
     pub(crate) async fn save_growth(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
@@ -340,11 +356,14 @@ impl crate::Store {
     /// Whether `range` could be reserved on each of `resource_ids` right
     /// now: the same working set and the same rule
     /// ([`Ledger::blocking`]) that writers are admitted by, without locks.
+    /// With `exclude_booking`, that booking's own reservations are left out,
+    /// as they are when it moves.
     pub async fn check_reservations(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         resource_ids: &[Uuid],
         range: TimeRange,
+        exclude_booking: Option<Uuid>,
     ) -> Result<Vec<(Uuid, Availability)>, StoreError> {
         let reservations: Vec<Reservation> = resource_ids
             .iter()
@@ -359,13 +378,16 @@ impl crate::Store {
         let wanted: Vec<Wanted<'_>> = reservations
             .iter()
             .map(|reservation| Wanted {
-                tenant,
+                tenant: tenant.as_str(),
                 booking_id: Uuid::nil(),
                 reservation,
             })
             .collect();
         let mut conn = self.pool().acquire().await?;
-        let ledger = Ledger::peek(&mut conn, &wanted).await?;
+        let mut ledger = Ledger::peek(&mut conn, &wanted).await?;
+        if let Some(booking_id) = exclude_booking {
+            ledger.forget_booking(booking_id);
+        }
         wanted
             .iter()
             .map(|w| {

@@ -118,6 +118,23 @@ pub(crate) async fn release(
     Ok(())
 }
 
+/// Removes a reservation's row (it moves: its new place is inserted with
+/// the command's admitted reservations).
+pub(crate) async fn remove(
+    conn: &mut PgConnection,
+    tenant: &str,
+    reservation_id: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "delete from reservations where tenant_id = $1 and reservation_id = $2",
+        tenant,
+        reservation_id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Inserts admitted reservations.
 pub(crate) async fn insert_reservations(
     conn: &mut PgConnection,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 fn ctx(if_match: Option<i64>) -> CommandContext {
     CommandContext {
-        tenant: "t".into(),
+        tenant: "t".parse().unwrap(),
         actor: "test".into(),
         correlation_id: "c".into(),
         command_id: Uuid::now_v7(),

@@ -14,13 +14,17 @@ use muster_store::testing::TestDatabase;
 use rand::Rng;
 use uuid::Uuid;
 
+fn tenant() -> muster_domain::TenantId {
+    "t".parse().unwrap()
+}
+
 fn metadata() -> EventMetadata {
     EventMetadata {
         command_id: Uuid::now_v7(),
         correlation_id: "test".into(),
         causation_id: Uuid::now_v7(),
         actor: "test".into(),
-        tenant: "t".into(),
+        tenant: "t".parse().unwrap(),
     }
 }
 
@@ -31,7 +35,7 @@ async fn append_held(store: &Store, count: usize, hold: Duration) -> i64 {
     let events = vec![BookingEvent::Confirmed; count];
     let last = append_to_stream(
         &mut tx,
-        "t",
+        &tenant(),
         "booking",
         Uuid::now_v7(),
         0,
@@ -129,7 +133,7 @@ async fn the_safe_position_waits_for_a_transaction_that_drew_an_earlier_position
     let mut t1 = store.pool().begin().await.unwrap();
     let p1 = append_to_stream(
         &mut t1,
-        "t",
+        &tenant(),
         "booking",
         Uuid::now_v7(),
         0,
@@ -170,7 +174,7 @@ async fn a_rolled_back_append_does_not_hold_readers_back() {
     let mut tx = store.pool().begin().await.unwrap();
     append_to_stream(
         &mut tx,
-        "t",
+        &tenant(),
         "booking",
         Uuid::now_v7(),
         0,
@@ -202,11 +206,28 @@ async fn a_multi_event_append_is_atomic_and_a_stale_version_is_refused() {
         BookingEvent::Started,
         BookingEvent::Completed,
     ];
-    append_to_stream(&mut conn, "t", "booking", stream, 0, &events, &metadata())
-        .await
-        .unwrap();
+    append_to_stream(
+        &mut conn,
+        &tenant(),
+        "booking",
+        stream,
+        0,
+        &events,
+        &metadata(),
+    )
+    .await
+    .unwrap();
     // Version 2 is taken: the whole append fails, nothing of it is stored.
-    let stale = append_to_stream(&mut conn, "t", "booking", stream, 1, &events, &metadata()).await;
+    let stale = append_to_stream(
+        &mut conn,
+        &tenant(),
+        "booking",
+        stream,
+        1,
+        &events,
+        &metadata(),
+    )
+    .await;
     assert!(matches!(stale, Err(AppendError::VersionConflict)));
     let versions: Vec<i32> =
         sqlx::query_scalar("select stream_version from events where stream_id = $1 order by 1")
@@ -241,7 +262,7 @@ async fn old_payloads_are_upcast_on_read() {
 
     // And the aggregate decides on it: confirming the v1 booking works.
     let ctx = muster_store::CommandContext {
-        tenant: "t".into(),
+        tenant: "t".parse().unwrap(),
         actor: "test".into(),
         correlation_id: "c".into(),
         command_id: Uuid::now_v7(),
@@ -278,7 +299,7 @@ async fn committed_appends_wake_listeners_outside_the_append_transaction() {
         .unwrap();
 
     let ctx = muster_store::CommandContext {
-        tenant: "t".into(),
+        tenant: "t".parse().unwrap(),
         actor: "test".into(),
         correlation_id: "c".into(),
         command_id: Uuid::now_v7(),

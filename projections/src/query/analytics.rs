@@ -1,6 +1,7 @@
 //! Analytics over the read models: utilization per resource and day, and
 //! bookings by status.
 
+use muster_domain::TenantId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -132,7 +133,7 @@ pub struct StatusCount {
 /// Bookings starting within `window`, counted by status.
 pub async fn bookings_by_status(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     window: TimeRange,
 ) -> Result<Vec<StatusCount>, sqlx::Error> {
     sqlx::query_as!(
@@ -142,7 +143,7 @@ pub async fn bookings_by_status(
             where tenant_id = $1 and starts_at >= $2 and starts_at < $3
             group by status
             order by status"#,
-        tenant,
+        tenant.as_str(),
         window.starts_at,
         window.ends_at,
     )

@@ -2,6 +2,7 @@
 //! projection holds them.
 
 use chrono::{DateTime, Utc};
+use muster_domain::TenantId;
 use muster_domain::time::TimeRange;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -50,13 +51,13 @@ pub struct BookingFilter {
 /// The answer of `GET /v1/bookings/{id}`, as stored (JSON text).
 pub async fn document(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     id: Uuid,
 ) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar!(
         r#"select document::text as "document!" from read.bookings
             where tenant_id = $1 and booking_id = $2"#,
-        tenant,
+        tenant.as_str(),
         id,
     )
     .fetch_optional(pool)
@@ -66,7 +67,7 @@ pub async fn document(
 /// One page of bookings in (start, id) order after the cursor `after`.
 pub async fn list(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     filter: &BookingFilter,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
@@ -85,7 +86,7 @@ pub async fn list(
               and ($7::timestamptz is null or starts_at < $7)
             order by starts_at, booking_id
             limit $8"#,
-        tenant,
+        tenant.as_str(),
         after.map(|a| a.0),
         after.map(|a| a.1),
         &filter.statuses,
@@ -130,7 +131,7 @@ pub struct ScheduleEntry {
 /// The reservations holding `resource` within `window`, in start order.
 pub async fn schedule(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     resource: Uuid,
     window: TimeRange,
 ) -> Result<Vec<ScheduleEntry>, sqlx::Error> {
@@ -143,7 +144,7 @@ pub async fn schedule(
             where r.tenant_id = $1 and r.resource_id = $2
               and r.starts_at < $4 and r.ends_at > $3
             order by r.starts_at, r.reservation_id"#,
-        tenant,
+        tenant.as_str(),
         resource,
         window.starts_at,
         window.ends_at,
@@ -155,7 +156,7 @@ pub async fn schedule(
 /// The ranges reserved on each of `resources` that overlap `window`.
 pub async fn reserved_ranges(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     resources: &[Uuid],
     window: TimeRange,
 ) -> Result<Vec<(Uuid, TimeRange)>, sqlx::Error> {
@@ -164,7 +165,7 @@ pub async fn reserved_ranges(
              from read.booking_reservations
             where tenant_id = $1 and resource_id = any($2)
               and starts_at < $4 and ends_at > $3"#,
-        tenant,
+        tenant.as_str(),
         resources,
         window.starts_at,
         window.ends_at,

@@ -1,18 +1,19 @@
 //! Deployment reads.
 
+use muster_domain::TenantId;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The stored `GET /v1/deployments/{id}` document, as JSON text.
 pub async fn document(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     id: Uuid,
 ) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(
         "select document::text from read.deployments where tenant_id = $1 and deployment_id = $2",
     )
-    .bind(tenant)
+    .bind(tenant.as_str())
     .bind(id)
     .fetch_optional(pool)
     .await

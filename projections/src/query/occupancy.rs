@@ -3,6 +3,7 @@
 //! the API's availability and analytics and the utilization report cannot
 //! drift apart.
 
+use muster_domain::TenantId;
 use std::collections::HashMap;
 
 use chrono::Duration;
@@ -41,7 +42,7 @@ impl Occupancy {
     /// within `window`.
     pub async fn load(
         pool: &PgPool,
-        tenant: &str,
+        tenant: &TenantId,
         resources: Vec<ResourceView>,
         window: TimeRange,
     ) -> Result<Self, sqlx::Error> {
@@ -62,7 +63,7 @@ impl Occupancy {
     /// were used while they served).
     pub async fn utilization_page(
         pool: &PgPool,
-        tenant: &str,
+        tenant: &TenantId,
         kind: Option<&str>,
         window: TimeRange,
         after: Option<Uuid>,

@@ -1,6 +1,7 @@
 //! Resources as `read.resources` holds them.
 
 use chrono::{DateTime, Utc};
+use muster_domain::TenantId;
 use muster_domain::working_hours::WorkingWindow;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -86,7 +87,7 @@ impl From<Row> for ResourceView {
 /// The tenant's resources with these ids (unknown ones are left out).
 pub async fn by_ids(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     ids: &[Uuid],
 ) -> Result<Vec<ResourceView>, sqlx::Error> {
     let rows = sqlx::query_as!(
@@ -96,7 +97,7 @@ pub async fn by_ids(
              from read.resources
             where tenant_id = $1 and resource_id = any($2)
             order by resource_id"#,
-        tenant,
+        tenant.as_str(),
         ids,
     )
     .fetch_all(pool)
@@ -108,7 +109,7 @@ pub async fn by_ids(
 /// cursor `after`.
 pub async fn list(
     pool: &PgPool,
-    tenant: &str,
+    tenant: &TenantId,
     filter: &ResourceFilter,
     after: Option<Uuid>,
     limit: i64,
@@ -125,7 +126,7 @@ pub async fn list(
               and ($5 or not retired)
             order by resource_id
             limit $6"#,
-        tenant,
+        tenant.as_str(),
         after,
         filter.kind,
         filter.tag,

@@ -202,6 +202,9 @@ pub struct ConflictCheckBody {
     starts_at: DateTime<Utc>,
     /// End of the range (exclusive).
     ends_at: DateTime<Utc>,
+    /// Leave this booking's own reservations out (would it fit if it moved
+    /// there?).
+    exclude_booking_id: Option<Uuid>,
 }
 
 /// Whether a range is free on each resource.
@@ -249,7 +252,12 @@ async fn check_conflicts(
     let _ = q.consistent_with;
     let checked = state
         .store
-        .check_reservations(&principal.tenant, &body.resource_ids, range)
+        .check_reservations(
+            &principal.tenant,
+            &body.resource_ids,
+            range,
+            body.exclude_booking_id,
+        )
         .await?;
     let mut resources = Vec::with_capacity(checked.len());
     for (i, (resource_id, availability)) in checked.into_iter().enumerate() {

@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use muster_domain::booking::{
-    Booking, BookingCommand, BookingDetails, BookingEvent, BookingStatus, Client, Reservation, Task,
+    Booking, BookingChanges, BookingCommand, BookingDetails, BookingEvent, BookingStatus, Client,
+    Reservation, ReservationTarget, Task,
 };
 use muster_store::CommandOutcome;
 use serde::{Deserialize, Serialize};
@@ -28,8 +29,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(start_booking))
         .routes(routes!(complete_booking))
         .routes(routes!(cancel_booking))
+        .routes(routes!(update_booking))
+        .routes(routes!(reschedule_booking))
         .routes(routes!(add_reservation))
-        .routes(routes!(release_reservation))
+        .routes(routes!(release_reservation, move_reservation))
         .routes(routes!(add_task))
         .routes(routes!(complete_task))
 }
@@ -102,6 +105,53 @@ pub struct RequestBookingBody {
     reservations: Vec<ReservationBody>,
 }
 
+/// Changes to a booking's details; fields left out keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBookingBody {
+    /// A new title.
+    title: Option<String>,
+    /// A new client (replaces the whole client).
+    client: Option<ClientBody>,
+    /// A new headcount.
+    headcount: Option<u32>,
+    /// New notes (`""` clears them).
+    notes: Option<String>,
+}
+
+/// New times for a booking; its reservations move by the same offset as
+/// the start.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleBody {
+    /// The new start (RFC 3339 with offset).
+    starts_at: DateTime<Utc>,
+    /// The new end, after the start.
+    ends_at: DateTime<Utc>,
+}
+
+/// Where a reservation moves; fields left out keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveReservationBody {
+    /// Another resource.
+    resource_id: Option<Uuid>,
+    /// Another start.
+    starts_at: Option<DateTime<Utc>>,
+    /// Another end.
+    ends_at: Option<DateTime<Utc>>,
+}
+
+impl From<ClientBody> for Client {
+    fn from(c: ClientBody) -> Self {
+        Client {
+            name: c.name,
+            email: c.email,
+            phone: c.phone,
+        }
+    }
+}
+
 /// Why a booking is cancelled.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -158,7 +208,7 @@ pub struct BookingAnswer {
     /// Status after the command.
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<BookingStatus>,
-    /// Reservations created by the command.
+    /// Reservations the command created or moved, where they are now.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     reservations: Vec<ReservationAnswer>,
     /// The task created by the command.
@@ -193,7 +243,9 @@ fn answer(
                 reservations: events
                     .iter()
                     .filter_map(|e| match e {
-                        BookingEvent::ReservationAdded(r) => Some(ReservationAnswer::from(r)),
+                        BookingEvent::ReservationAdded(r) | BookingEvent::ReservationMoved(r) => {
+                            Some(ReservationAnswer::from(r))
+                        }
                         _ => None,
                     })
                     .collect(),
@@ -230,11 +282,7 @@ async fn request_booking(
     let field = ResourceField::Reservations(reservations.iter().map(|r| r.resource_id).collect());
     let details = BookingDetails {
         title: body.title,
-        client: Client {
-            name: body.client.name,
-            email: body.client.email,
-            phone: body.client.phone,
-        },
+        client: body.client.into(),
         starts_at: body.starts_at,
         ends_at: body.ends_at,
         headcount: body.headcount,
@@ -458,6 +506,96 @@ async fn complete_task(
         command.context,
         id,
         BookingCommand::CompleteTask { task_id },
+        answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
+    )
+    .await
+}
+
+/// Change a booking's title, client, headcount or notes.
+#[utoipa::path(patch, path = "/v1/bookings/{id}", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
+    request_body = UpdateBookingBody,
+    responses((status = 200, description = "Updated (or already so)", body = BookingAnswer)))]
+async fn update_booking(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<UpdateBookingBody>,
+) -> Result<Response, ApiError> {
+    let id = ids.id(0, "booking")?;
+    let body = command.body;
+    let changes = BookingChanges {
+        title: body.title,
+        client: body.client.map(Client::from),
+        headcount: body.headcount,
+        notes: body.notes,
+    };
+    run_command::<Booking, _, _>(
+        &state,
+        command.context,
+        id,
+        BookingCommand::Update(changes),
+        answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
+    )
+    .await
+}
+
+/// Move a requested or confirmed booking to new times: every reservation
+/// still ahead moves by the same offset, in one transaction, checked with
+/// the booking's own reservations left out; 409 with the conflicts changes
+/// nothing.
+#[utoipa::path(post, path = "/v1/bookings/{id}/reschedule", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
+    request_body = RescheduleBody,
+    responses((status = 200, description = "Rescheduled (or already so)", body = BookingAnswer)))]
+async fn reschedule_booking(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<RescheduleBody>,
+) -> Result<Response, ApiError> {
+    let id = ids.id(0, "booking")?;
+    let body = command.body;
+    run_command::<Booking, _, _>(
+        &state,
+        command.context,
+        id,
+        BookingCommand::Reschedule {
+            starts_at: body.starts_at,
+            ends_at: body.ends_at,
+            now: Utc::now(),
+        },
+        answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
+    )
+    .await
+}
+
+/// Move one reservation to another time and/or resource, checked with its
+/// old place left out; 409 with the conflicts changes nothing.
+#[utoipa::path(patch, path = "/v1/bookings/{id}/reservations/{rid}", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"),
+           ("rid" = Uuid, Path, description = "Reservation id"), CommandHeaders),
+    request_body = MoveReservationBody,
+    responses((status = 200, description = "Moved (or already there)", body = BookingAnswer)))]
+async fn move_reservation(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<MoveReservationBody>,
+) -> Result<Response, ApiError> {
+    let id = ids.id(0, "booking")?;
+    let reservation_id = ids.id(1, "reservation")?;
+    let body = command.body;
+    run_command::<Booking, _, _>(
+        &state,
+        command.context,
+        id,
+        BookingCommand::MoveReservation {
+            reservation_id,
+            to: ReservationTarget {
+                resource_id: body.resource_id,
+                starts_at: body.starts_at,
+                ends_at: body.ends_at,
+            },
+            now: Utc::now(),
+        },
         answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
     )
     .await

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use muster_domain::TenantId;
 use muster_jobs::reports::{Report, ReportFormat, ReportKind, ReportRequest, ReportStatus};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -87,7 +88,7 @@ async fn request_report(
 /// The report named in the path, or 404.
 async fn find_report(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantId,
     path: &PathIds,
 ) -> Result<(uuid::Uuid, Report), ApiError> {
     let id = path.id(0, "report")?;

@@ -5,6 +5,7 @@
 //! has no gap and no duplicate. A subscriber is only read for as fast as it
 //! consumes, so a slow one holds back nobody but itself.
 
+use muster_domain::TenantId;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -119,7 +120,7 @@ fn sse_event(event: RecordedEvent) -> Event {
 /// One subscriber's position in the tenant's events.
 struct Cursor {
     state: AppState,
-    tenant: String,
+    tenant: TenantId,
     filter: EventFilter,
     after: i64,
     buffer: VecDeque<RecordedEvent>,

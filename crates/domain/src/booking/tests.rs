@@ -456,3 +456,213 @@ fn events_round_trip_through_their_payloads() {
         assert_eq!(back, event);
     }
 }
+
+#[test]
+fn update_records_only_what_changes_and_nothing_is_a_no_op() {
+    let state = given::<Booking>(requested())
+        .when(BookingCommand::Update(BookingChanges {
+            title: Some("  Smith & Jones wedding ".into()),
+            headcount: Some(120),
+            notes: Some("vegetarian menu".into()),
+            client: None,
+        }))
+        .then([BookingEvent::Updated(BookingChanges {
+            title: Some("Smith & Jones wedding".into()),
+            notes: Some("vegetarian menu".into()),
+            ..BookingChanges::default()
+        })]);
+    let details = state.details.as_ref().unwrap();
+    assert_eq!(details.title, "Smith & Jones wedding");
+    assert_eq!(details.notes.as_deref(), Some("vegetarian menu"));
+    given::<Booking>(requested())
+        .when(BookingCommand::Update(BookingChanges {
+            title: Some("Smith wedding".into()),
+            ..BookingChanges::default()
+        }))
+        .then([]);
+    // An empty text clears the notes.
+    let cleared = given::<Booking>(with(
+        requested(),
+        &[BookingEvent::Updated(BookingChanges {
+            notes: Some("x".into()),
+            ..BookingChanges::default()
+        })],
+    ))
+    .when(BookingCommand::Update(BookingChanges {
+        notes: Some(String::new()),
+        ..BookingChanges::default()
+    }))
+    .then([BookingEvent::Updated(BookingChanges {
+        notes: Some(String::new()),
+        ..BookingChanges::default()
+    })]);
+    assert_eq!(cleared.details.unwrap().notes, None);
+}
+
+#[test]
+fn update_validates_and_is_refused_once_the_booking_is_over() {
+    given::<Booking>(requested())
+        .when(BookingCommand::Update(BookingChanges {
+            title: Some(String::new()),
+            client: Some(Client {
+                name: "Ann".into(),
+                email: Some("nope".into()),
+                phone: None,
+            }),
+            headcount: Some(MAX_HEADCOUNT + 1),
+            notes: None,
+        }))
+        .then_invalid(&["title", "client.email", "headcount"]);
+    let cancelled = with(requested(), &[BookingEvent::Cancelled { reason: None }]);
+    assert!(matches!(
+        given::<Booking>(cancelled)
+            .when(BookingCommand::Update(BookingChanges {
+                headcount: Some(3),
+                ..BookingChanges::default()
+            }))
+            .then_refused(),
+        DomainError::InvalidTransition(_)
+    ));
+}
+
+#[test]
+fn reschedule_moves_every_current_reservation_by_the_start_offset() {
+    let history = with(
+        requested(),
+        &[BookingEvent::ReservationAdded(reservation(2, 14, 16))],
+    );
+    let state = given::<Booking>(history)
+        .when(BookingCommand::Reschedule {
+            starts_at: t(14 + 24),
+            ends_at: t(22 + 24),
+            now: t(0),
+        })
+        .then([
+            BookingEvent::Rescheduled {
+                starts_at: t(38),
+                ends_at: t(46),
+            },
+            BookingEvent::ReservationMoved(reservation(1, 36, 48)),
+            BookingEvent::ReservationMoved(reservation(2, 38, 40)),
+        ]);
+    let details = state.details.as_ref().unwrap();
+    assert_eq!((details.starts_at, details.ends_at), (t(38), t(46)));
+    assert_eq!(
+        state.reservations[0].range(),
+        reservation(1, 36, 48).range()
+    );
+    // The same times again: nothing happens.
+    given::<Booking>(requested())
+        .when(BookingCommand::Reschedule {
+            starts_at: t(14),
+            ends_at: t(23),
+            now: t(0),
+        })
+        .then([]);
+}
+
+#[test]
+fn reschedule_is_for_requested_or_confirmed_bookings_with_a_valid_range() {
+    given::<Booking>(requested())
+        .when(BookingCommand::Reschedule {
+            starts_at: t(5),
+            ends_at: t(5),
+            now: t(0),
+        })
+        .then_invalid(&["ends_at"]);
+    let started = with(
+        requested(),
+        &[BookingEvent::Confirmed, BookingEvent::Started],
+    );
+    assert!(matches!(
+        given::<Booking>(started)
+            .when(BookingCommand::Reschedule {
+                starts_at: t(30),
+                ends_at: t(40),
+                now: t(0),
+            })
+            .then_refused(),
+        DomainError::InvalidTransition(_)
+    ));
+}
+
+#[test]
+fn a_reservation_moves_to_another_resource_or_time_keeping_its_id() {
+    let elsewhere = id(999);
+    given::<Booking>(requested())
+        .when(BookingCommand::MoveReservation {
+            reservation_id: id(1),
+            to: ReservationTarget {
+                resource_id: Some(elsewhere),
+                starts_at: Some(t(13)),
+                ends_at: None,
+            },
+            now: t(0),
+        })
+        .then([BookingEvent::ReservationMoved(Reservation {
+            resource_id: elsewhere,
+            starts_at: t(13),
+            ..reservation(1, 12, 24)
+        })]);
+    // Moving nowhere is a no-op; an unknown reservation is not found; an
+    // end before the start is invalid; a reservation already over stays.
+    given::<Booking>(requested())
+        .when(BookingCommand::MoveReservation {
+            reservation_id: id(1),
+            to: ReservationTarget::default(),
+            now: t(0),
+        })
+        .then([]);
+    assert_eq!(
+        given::<Booking>(requested())
+            .when(BookingCommand::MoveReservation {
+                reservation_id: id(7),
+                to: ReservationTarget::default(),
+                now: t(0),
+            })
+            .then_refused(),
+        DomainError::UnknownChild("reservation")
+    );
+    given::<Booking>(requested())
+        .when(BookingCommand::MoveReservation {
+            reservation_id: id(1),
+            to: ReservationTarget {
+                ends_at: Some(t(11)),
+                ..ReservationTarget::default()
+            },
+            now: t(0),
+        })
+        .then_invalid(&["ends_at"]);
+    assert!(matches!(
+        given::<Booking>(requested())
+            .when(BookingCommand::MoveReservation {
+                reservation_id: id(1),
+                to: ReservationTarget {
+                    starts_at: Some(t(30)),
+                    ends_at: Some(t(31)),
+                    ..ReservationTarget::default()
+                },
+                now: t(25),
+            })
+            .then_refused(),
+        DomainError::InvalidTransition(_)
+    ));
+}
+
+#[test]
+fn change_and_move_events_survive_their_payloads() {
+    for event in [
+        BookingEvent::Updated(BookingChanges {
+            headcount: Some(4),
+            ..BookingChanges::default()
+        }),
+        BookingEvent::Rescheduled {
+            starts_at: t(1),
+            ends_at: t(2),
+        },
+        BookingEvent::ReservationMoved(reservation(3, 1, 2)),
+    ] {
+        let back = BookingEvent::from_payload(event.event_type(), event.to_payload()).unwrap();
+        assert_eq!(back, event);
+    }
+}
