@@ -5,6 +5,7 @@ mod auth;
 mod bookings;
 mod deployments;
 mod events;
+mod free;
 mod helpers;
 mod idempotency;
 mod moves;

@@ -67,7 +67,7 @@ pub(crate) fn limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, A
 }
 
 /// An opaque cursor for `parts` (hex, so that it needs no URL encoding).
-fn encode_cursor(parts: &str) -> String {
+pub(crate) fn encode_cursor(parts: &str) -> String {
     hex::encode(parts)
 }
 

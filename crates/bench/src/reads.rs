@@ -23,6 +23,9 @@ pub enum ReadScenario {
     /// POST /v1/conflicts/check at a fixed rate over 1M reservations on 10k
     /// resources (seeded in SQL into the key's tenant on first run).
     ConflictCheck(ReadArgs),
+    /// GET /v1/resources/free at a fixed rate (default 200/s) over the same
+    /// 10k resources and 1M reservations, half the ranges busy everywhere.
+    FreeSearch(ReadArgs),
     /// Projection lag (command answered → both projections past its
     /// position) while booking commands run at a fixed rate.
     Lag(ReadArgs),
@@ -81,6 +84,7 @@ pub async fn run(scenario: ReadScenario) -> anyhow::Result<()> {
     match scenario {
         ReadScenario::GetBooking(args) => get_booking(args).await,
         ReadScenario::ConflictCheck(args) => conflict_check(args).await,
+        ReadScenario::FreeSearch(args) => free_search(args).await,
         ReadScenario::Lag(args) => lag(args).await,
         ReadScenario::SeedEvents {
             database_url,
@@ -300,6 +304,98 @@ async fn conflict_check(args: ReadArgs) -> anyhow::Result<()> {
         ms(&base, 0.5),
         ms(&base, 0.99)
     );
+    Ok(())
+}
+
+async fn free_search(args: ReadArgs) -> anyhow::Result<()> {
+    let key = args.key()?;
+    let tenant = key
+        .split('.')
+        .nth(1)
+        .context("a key of the form mk.<tenant>.<secret>")?
+        .to_owned();
+    let pool = PgPool::connect(&args.database_url).await?;
+    seed_reservations(&pool, &tenant).await?;
+    seed_resource_list(&pool, &tenant).await?;
+    let http = reqwest::Client::new();
+    let rate = args.rate.unwrap_or(200);
+    let found = Arc::new(Mutex::new((0u64, 0u64)));
+    let measured = open_loop(rate, Duration::from_secs(args.duration), {
+        let (url, key, found) = (args.url.clone(), key.clone(), found.clone());
+        move || {
+            let (http, url, key, found) = (http.clone(), url.clone(), key.clone(), found.clone());
+            // Every resource holds [2h, 2h+1) for h in 0..100: a range in an
+            // even hour is busy everywhere (the search scans its bound),
+            // one in an odd hour is free everywhere.
+            let hour = rand::rng().random_range(0..200);
+            async move {
+                let start = chrono::DateTime::parse_from_rfc3339("2031-01-01T00:00:00Z").unwrap()
+                    + chrono::Duration::hours(hour)
+                    + chrono::Duration::minutes(10);
+                let end = start + chrono::Duration::minutes(30);
+                let answer = http
+                    .get(format!("{url}/v1/resources/free"))
+                    .query(&[
+                        ("starts_at", start.to_rfc3339()),
+                        ("ends_at", end.to_rfc3339()),
+                        ("kind", "room".to_owned()),
+                        ("limit", "20".to_owned()),
+                    ])
+                    .bearer_auth(&key)
+                    .send()
+                    .await;
+                match answer {
+                    Ok(r) if r.status() == 200 => {
+                        let v: serde_json::Value = r.json().await.unwrap_or_default();
+                        let n = v["items"].as_array().map_or(0, Vec::len) as u64;
+                        let mut f = found.lock().expect("not poisoned");
+                        f.0 += 1;
+                        f.1 += n;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
+    })
+    .await;
+    let base = pgbench_latency(
+        &args.database_url,
+        LOOKUP_SETUP,
+        LOOKUP,
+        rate,
+        args.duration,
+    )?;
+    let (answers, items) = *found.lock().expect("not poisoned");
+    println!(
+        "free-resource search at {rate}/s over 10k resources / 1M reservations: p50 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms ({answers} answers, {:.1} resources each on average); \
+         pgbench lookup at {rate}/s: p50 {:.2} ms, p99 {:.2} ms",
+        ms(&measured, 0.5),
+        ms(&measured, 0.99),
+        measured.max() as f64 / 1000.0,
+        items as f64 / answers.max(1) as f64,
+        ms(&base, 0.5),
+        ms(&base, 0.99)
+    );
+    Ok(())
+}
+
+/// The 10k seeded resources in the resource list (`read.resources`), as
+/// the projection would have written them, once per database.
+async fn seed_resource_list(pool: &PgPool, tenant: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into read.resources
+             (tenant_id, resource_id, name, kind, capacity, timezone, working_hours, tags,
+              retired, version, registered_at, updated_at, position)
+         select $1, md5('muster-bench-resource-' || g)::uuid, 'bench room ' || g, 'room', 1,
+                'UTC', '[]'::jsonb, '{}'::text[], false, 1, now(), now(), 0
+           from generate_series(1, 10000) g
+         on conflict do nothing",
+    )
+    .bind(tenant)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

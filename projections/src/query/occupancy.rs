@@ -73,6 +73,7 @@ impl Occupancy {
             kind: kind.map(str::to_owned),
             tag: None,
             include_retired: true,
+            min_capacity: None,
         };
         let page = resources::list(pool, tenant, &filter, after, limit).await?;
         Self::load(pool, tenant, page, window).await

@@ -47,6 +47,8 @@ pub struct ResourceFilter {
     pub tag: Option<String>,
     /// Retired ones too.
     pub include_retired: bool,
+    /// Only resources that hold at least this many bookings at once.
+    pub min_capacity: Option<u32>,
 }
 
 struct Row {
@@ -124,6 +126,7 @@ pub async fn list(
               and ($3::text is null or kind = $3)
               and ($4::text is null or $4 = any(tags))
               and ($5 or not retired)
+              and ($7::int4 is null or capacity >= $7)
             order by resource_id
             limit $6"#,
         tenant.as_str(),
@@ -132,6 +135,9 @@ pub async fn list(
         filter.tag,
         filter.include_retired,
         limit,
+        filter
+            .min_capacity
+            .map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
     )
     .fetch_all(pool)
     .await?;

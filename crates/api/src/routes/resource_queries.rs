@@ -2,8 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
+use muster_domain::time::TimeRange;
 use muster_projections::ReadModel;
 use muster_projections::query::{ResourceFilter, ResourceView, ScheduleEntry};
+use muster_store::ledger::Availability;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -12,13 +15,14 @@ use uuid::Uuid;
 
 use crate::auth::{Auth, READERS};
 use crate::extract::{PathIds, QueryParams};
-use crate::read::{consistent_with, id_cursor, limit, next_cursor, window};
+use crate::read::{consistent_with, encode_cursor, id_cursor, limit, next_cursor, window};
 use crate::{ApiError, AppState};
 
 /// The resource query routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_resources))
+        .routes(routes!(free_resources))
         .routes(routes!(get_resource))
         .routes(routes!(resource_schedule))
 }
@@ -70,6 +74,7 @@ async fn list_resources(
         kind: q.kind,
         tag: q.tag,
         include_retired: q.include_retired.unwrap_or(false),
+        min_capacity: None,
     };
     let items = state
         .reads
@@ -156,4 +161,114 @@ async fn resource_schedule(
         resource_id: id,
         entries,
     }))
+}
+
+/// Most candidates one free-resource search looks at before it answers
+/// with what it found and a cursor to go on from: a search over a busy
+/// tenant stays bounded (about four candidate pages) whatever it asks.
+const MAX_SCANNED: usize = 1_000;
+
+/// Candidates checked at once: one read of the resource list and one
+/// check on the write side's working set per page.
+const CANDIDATE_PAGE: i64 = 250;
+
+/// Which resources could take a range.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FreeResourcesQuery {
+    /// Start of the range (RFC 3339 with offset).
+    starts_at: DateTime<Utc>,
+    /// End of the range (exclusive), after the start.
+    ends_at: DateTime<Utc>,
+    /// Only resources of this kind.
+    kind: Option<String>,
+    /// Only resources with this tag.
+    tag: Option<String>,
+    /// Only resources that hold at least this many bookings at once.
+    #[param(minimum = 1)]
+    min_capacity: Option<u32>,
+    /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Wait until the resource list has applied this position (read your
+    /// writes); the availability itself is always current.
+    #[param(minimum = 0)]
+    consistent_with: Option<i64>,
+}
+
+/// Find the resources that could take a reservation of exactly this range
+/// right now, by the write side's own rule and data (the same as the
+/// conflict check and as a booking made at the same instant), in creation
+/// order. A page may hold fewer than `limit` items when the search stopped
+/// after looking at many busy candidates: follow `next_cursor` until it is
+/// absent.
+#[utoipa::path(get, path = "/v1/resources/free", tag = "resources", params(FreeResourcesQuery),
+    responses((status = 200, description = "A page of free resources", body = ResourcePage)))]
+async fn free_resources(
+    State(state): State<AppState>,
+    auth: Auth,
+    QueryParams(q): QueryParams<FreeResourcesQuery>,
+) -> Result<Json<ResourcePage>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let limit = limit(q.limit, 100, 500)?;
+    let range =
+        TimeRange::new(q.starts_at, q.ends_at, "").map_err(|e| ApiError::Validation(vec![e]))?;
+    if q.min_capacity == Some(0) {
+        return Err(crate::read::invalid("min_capacity", "must be at least 1"));
+    }
+    let mut after = id_cursor(q.cursor.as_deref())?;
+    consistent_with(&state, &[ReadModel::Resources], q.consistent_with).await?;
+    let filter = ResourceFilter {
+        kind: q.kind,
+        tag: q.tag,
+        include_retired: false,
+        min_capacity: q.min_capacity,
+    };
+    let wanted = usize::try_from(limit).unwrap_or(100);
+    let mut items = Vec::with_capacity(wanted);
+    let mut scanned = 0;
+    let next_cursor = loop {
+        let page = state
+            .reads
+            .resources(&principal.tenant, &filter, after, CANDIDATE_PAGE)
+            .await?;
+        let Some(last) = page.last() else {
+            break None;
+        };
+        after = Some(last.id);
+        scanned += page.len();
+        let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
+        let checked = state
+            .store
+            .check_reservations(&principal.tenant, &ids, range, None)
+            .await?;
+        let free: Vec<Uuid> = checked
+            .into_iter()
+            .filter(|(_, a)| *a == Availability::Free)
+            .map(|(id, _)| id)
+            .collect();
+        for resource in page.iter().filter(|r| free.contains(&r.id)) {
+            if items.len() == wanted {
+                // The page is full: go on from the last one answered.
+                break;
+            }
+            items.push(resource.clone());
+        }
+        if items.len() == wanted {
+            break items
+                .last()
+                .map(|r: &ResourceView| encode_cursor(&r.id.to_string()));
+        }
+        if (page.len() as i64) < CANDIDATE_PAGE {
+            break None;
+        }
+        if scanned >= MAX_SCANNED {
+            break after.map(|id| encode_cursor(&id.to_string()));
+        }
+    };
+    metrics::histogram!("muster_free_search_scanned").record(scanned as f64);
+    Ok(Json(ResourcePage { items, next_cursor }))
 }
