@@ -37,6 +37,7 @@ pub fn api_config() -> ApiConfig {
         rate_limit: 0,
         rate_burst: 1,
         request_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(1),
         idempotency_ttl: Duration::from_secs(86_400),
         consistency_wait: Duration::from_secs(2),
         // Test receivers listen on loopback.

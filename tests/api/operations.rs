@@ -150,3 +150,56 @@ async fn requests_fail_fast_with_503_while_the_database_is_down() {
         .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// Sends `head` and `body` on a raw connection and returns the status line
+/// of the answer and how long it took.
+async fn raw_status(address: &str, head: &str, body: &[u8]) -> (String, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(8), stream.read(&mut buf))
+            .await
+            .expect("an answer within 8 s")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    (
+        text.lines().next().unwrap_or_default().to_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn an_over_limit_length_is_413_at_once_and_a_stalled_body_is_408() {
+    let app = spawn_app().await;
+    let head = |length: &str| {
+        format!(
+            "POST /v1/bookings HTTP/1.1\r\nHost: muster\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n",
+            app.planner
+        )
+    };
+    let (status, took) = raw_status(&app.address, &head("99999999999"), b"{").await;
+    assert!(status.contains(" 413 "), "{status}");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "at once, not after a wait: {took:?}"
+    );
+
+    // Ten bytes of a hundred, then nothing: 408 after the body timeout (1 s
+    // in tests), well before the request timeout's 503.
+    let (status, took) = raw_status(&app.address, &head("100"), b"{\"title\":").await;
+    assert!(status.contains(" 408 "), "{status}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}

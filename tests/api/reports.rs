@@ -132,6 +132,15 @@ async fn bad_report_requests_are_refused_and_unfinished_reports_do_not_download(
             json!({"kind": "nope", "from": "2027-01-01T00:00:00Z", "to": "2027-01-02T00:00:00Z"}),
             "kind",
         ),
+        // Year 0 and year 10000 in UTC, reached through the widest offsets.
+        (
+            json!({"kind": "utilization", "from": "0001-01-01T00:00:00+14:00", "to": "0001-01-02T00:00:00Z"}),
+            "from",
+        ),
+        (
+            json!({"kind": "utilization", "from": "9999-12-31T00:00:00Z", "to": "9999-12-31T23:00:00-14:00"}),
+            "to",
+        ),
         (
             json!({"kind": "bookings", "from": "2027-01-01T00:00:00Z", "to": "2027-01-02T00:00:00Z", "format": "xml"}),
             "format",

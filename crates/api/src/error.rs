@@ -114,6 +114,9 @@ pub enum ApiError {
     /// Body over the configured limit.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The client did not send its whole body in time.
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u128),
     /// Body not sent as JSON.
     #[error("send the body as application/json")]
     UnsupportedMediaType,
@@ -152,6 +155,7 @@ impl ApiError {
             | ApiError::ReservationConflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -176,6 +180,7 @@ impl ApiError {
             ApiError::ReservationConflict(_) => "reservation-conflict",
             ApiError::PreconditionFailed { .. } => "stale-version",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::BodyTimeout(_) => "request-timeout",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::IdempotencyMismatch => "idempotency-key-reused",
             ApiError::RateLimited(_) => "rate-limited",

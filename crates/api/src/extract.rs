@@ -41,9 +41,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Command<T> {
             .get::<CorrelationId>()
             .map_or_else(|| Uuid::now_v7().to_string(), |c| c.0.clone());
 
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(state.config.body_limit))?;
+        let bytes = read_body(Request::from_parts(parts.clone(), body), state).await?;
         let value = parse_json(&parts.headers, &bytes)?;
         let idempotency = idempotency_key
             .map(|key| crate::idempotency::claim(key, &parts.method, parts.uri.path(), &value));
@@ -80,9 +78,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for QueryBody<T> {
         let (mut parts, body) = req.into_parts();
         let auth = Auth::from_request_parts(&mut parts, state).await?;
         let principal = auth.require(crate::auth::READERS)?.clone();
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(state.config.body_limit))?;
+        let bytes = read_body(Request::from_parts(parts.clone(), body), state).await?;
         let body = deserialize(parse_json(&parts.headers, &bytes)?)?;
         Ok(QueryBody { principal, body })
     }
@@ -170,6 +166,18 @@ fn field_of(path: &str, message: &str) -> String {
         Some(name) if !parent.ends_with(name) => format!("{parent}.{name}"),
         _ if parent.is_empty() => "body".to_owned(),
         _ => parent.to_owned(),
+    }
+}
+
+/// The whole body, within the size limit and the body timeout: a client
+/// that stops sending (a body shorter than its `Content-Length`) is
+/// answered 408 rather than held until the request timeout.
+async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    let timeout = state.config.body_timeout;
+    match tokio::time::timeout(timeout, Bytes::from_request(request, state)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::PayloadTooLarge(state.config.body_limit)),
+        Err(_) => Err(ApiError::BodyTimeout(timeout.as_millis())),
     }
 }
 

@@ -42,6 +42,9 @@ pub struct ApiConfig {
     pub rate_burst: u32,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// Longest a client may take to send its body before it is answered
+    /// 408 (a body shorter than its `Content-Length` stalls).
+    pub body_timeout: Duration,
     /// How long an Idempotency-Key's first answer is kept.
     pub idempotency_ttl: Duration,
     /// How long a query with `consistent_with` waits for the read models

@@ -72,7 +72,13 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         status = tracing::field::Empty,
     );
     let timeout = state.config.request_timeout;
+    let too_large = declared_length(&request).is_some_and(|n| n > state.config.body_limit as u64);
     let mut response = async move {
+        if too_large {
+            // Refused before a byte of the body is read: waiting for it
+            // would hold the connection for nothing.
+            return ApiError::PayloadTooLarge(state.config.body_limit).into_response();
+        }
         match tokio::time::timeout(timeout, next.run(request)).await {
             Ok(response) => response,
             Err(_) => timed_out(timeout),
@@ -102,6 +108,18 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         response.headers_mut().insert("x-correlation-id", value);
     }
     response
+}
+
+/// The body length the client declares, if it does.
+fn declared_length(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn timed_out(timeout: Duration) -> Response {

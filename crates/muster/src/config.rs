@@ -224,6 +224,10 @@ pub struct HttpArgs {
     #[arg(long, env = "MUSTER_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
+    /// Longest a client may take to send a request body before 408 (ms).
+    #[arg(long, env = "MUSTER_BODY_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
     /// How long the first answer to an Idempotency-Key is kept (hours).
     #[arg(long, env = "MUSTER_IDEMPOTENCY_TTL_HOURS", default_value_t = 24,
           value_parser = clap::value_parser!(u64).range(1..=8760))]
@@ -359,6 +363,7 @@ impl HttpArgs {
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
             idempotency_ttl: Duration::from_secs(self.idempotency_ttl_hours * 3600),
             consistency_wait: Duration::from_millis(self.consistency_wait_ms),
             allow_private_webhooks: self.jobs.allow_private_webhooks,

@@ -117,8 +117,10 @@ fn hours(r: &TimeRange) -> f64 {
     (r.ends_at - r.starts_at).as_seconds_f64() / 3600.0
 }
 
+/// To the thousandth, and never `-0.0` (a tiny negative rounds to zero,
+/// and `+ 0.0` turns its sign positive).
 fn round(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
+    (x * 1000.0).round() / 1000.0 + 0.0
 }
 
 /// How many bookings of one status start within a window.
@@ -149,4 +151,19 @@ pub async fn bookings_by_status(
     )
     .fetch_all(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round;
+
+    #[test]
+    fn rounding_never_answers_negative_zero() {
+        for x in [-0.0, -0.0001, -0.0004] {
+            let r = round(x);
+            assert_eq!(r, 0.0);
+            assert!(r.is_sign_positive(), "{x} rounds to {r}");
+        }
+        assert_eq!(round(1.23456), 1.235);
+    }
 }

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use muster_domain::TenantId;
 use muster_jobs::reports::{Report, ReportFormat, ReportKind, ReportRequest, ReportStatus};
 use serde::Deserialize;
@@ -55,6 +55,13 @@ async fn request_report(
     request: QueryBody<RequestReportBody>,
 ) -> Result<(StatusCode, Json<Report>), ApiError> {
     let body = request.body;
+    // The same bounds as every other time the API takes (years 1 to 9999
+    // in UTC), so that a ±14:00 offset cannot reach year 0 or 10000.
+    for (value, field) in [(body.from, "from"), (body.to, "to")] {
+        if !(1..=9999).contains(&value.year()) {
+            return Err(invalid(field, "must be between the years 1 and 9999"));
+        }
+    }
     if body.to <= body.from {
         return Err(invalid("to", "must be after from"));
     }
