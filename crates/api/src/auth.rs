@@ -2,10 +2,11 @@
 //! per-key rate limit.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use muster_store::keys::hash_key;
@@ -27,13 +28,18 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
-    async fn authenticate(&self, store: &Store, key: &str) -> Result<Principal, ApiError> {
+    /// The principal of `key` if it was verified recently.
+    fn cached(&self, key: &str) -> Option<Principal> {
         let hash = hash_key(key);
-        if let Some((principal, at)) = self.lock().get(&hash)
-            && at.elapsed() < KEY_CACHE_TTL
-        {
-            return Ok(principal.clone());
-        }
+        self.lock()
+            .get(&hash)
+            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(principal, _)| principal.clone())
+    }
+
+    /// Looks `key` up in the store and remembers it.
+    async fn verify(&self, store: &Store, key: &str) -> Result<Principal, ApiError> {
+        let hash = hash_key(key);
         let principal = store
             .authenticate(key)
             .await?
@@ -52,17 +58,17 @@ impl KeyCache {
     }
 }
 
-/// A token bucket per API key: `rate` requests per second, bursts of
-/// `burst`. Per process: with N API processes a key gets up to N times the
-/// rate, which is stated in the docs.
+/// A token bucket per key `K` (an API key's id, a client address):
+/// `rate` requests per second, bursts of `burst`. Per process: with N API
+/// processes a key gets up to N times the rate, which is stated in the docs.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = Uuid> {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<Uuid, (f64, Instant)>>,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl RateLimiter {
+impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     /// A limiter; `rate == 0` disables it.
     pub fn new(rate: u32, burst: u32) -> Self {
         Self {
@@ -72,8 +78,27 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `key` has a token left, without taking it.
+    fn has_token(&self, key: &K) -> Result<(), u64> {
+        if self.rate == 0.0 {
+            return Ok(());
+        }
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        match buckets.get(key) {
+            Some((tokens, last)) => {
+                let tokens = (tokens + last.elapsed().as_secs_f64() * self.rate).min(self.burst);
+                if tokens >= 1.0 {
+                    Ok(())
+                } else {
+                    Err(((1.0 - tokens) / self.rate).ceil().max(1.0) as u64)
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Takes one token for `key`, or says how many seconds until one is free.
-    fn take(&self, key: Uuid) -> Result<(), u64> {
+    fn take(&self, key: K) -> Result<(), u64> {
         if self.rate == 0.0 {
             return Ok(());
         }
@@ -125,7 +150,10 @@ impl FromRequestParts<AppState> for Auth {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
-        let principal = state.keys.authenticate(&state.store, key).await?;
+        let principal = match state.keys.cached(key) {
+            Some(principal) => principal,
+            None => authenticate(state, parts, key).await?,
+        };
         state
             .limiter
             .take(principal.key_id)
@@ -133,6 +161,38 @@ impl FromRequestParts<AppState> for Auth {
         tracing::Span::current().record("tenant", principal.tenant.as_str());
         parts.extensions.insert(principal.clone());
         Ok(Auth(principal))
+    }
+}
+
+/// Looks up a key that is not cached, throttled by the client's address
+/// first: a flood of made-up keys meets 429 too, instead of costing a
+/// database lookup each. Only failed lookups spend the address's tokens,
+/// and keys verified in the last minute skip this, so clients with valid
+/// keys behind one address are held back only while the address keeps
+/// failing, and only for a key not yet seen.
+async fn authenticate(state: &AppState, parts: &Parts, key: &str) -> Result<Principal, ApiError> {
+    let address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(ip) = address {
+        state
+            .failed_auth_limiter
+            .has_token(&ip)
+            .map_err(ApiError::RateLimited)?;
+    }
+    match state.keys.verify(&state.store, key).await {
+        Err(ApiError::Unauthorized) => {
+            metrics::counter!("muster_auth_failures_total").increment(1);
+            if let Some(ip) = address {
+                state
+                    .failed_auth_limiter
+                    .take(ip)
+                    .map_err(ApiError::RateLimited)?;
+            }
+            Err(ApiError::Unauthorized)
+        }
+        other => other,
     }
 }
 

@@ -73,6 +73,8 @@ pub struct AppState {
     pub keys: Arc<auth::KeyCache>,
     /// Per-key rate limiter.
     pub limiter: Arc<auth::RateLimiter>,
+    /// Per-address limiter of failed authentications (unknown keys).
+    pub failed_auth_limiter: Arc<auth::RateLimiter<std::net::IpAddr>>,
     /// Prometheus renderer.
     pub metrics: PrometheusHandle,
     /// Read-side wake-ups and projection positions.
@@ -97,6 +99,10 @@ impl AppState {
             signals,
             shutdown,
             limiter: Arc::new(auth::RateLimiter::new(config.rate_limit, config.rate_burst)),
+            failed_auth_limiter: Arc::new(auth::RateLimiter::new(
+                config.rate_limit,
+                config.rate_burst,
+            )),
             config: Arc::new(config),
             keys: Arc::default(),
             metrics: observability::prometheus(),

@@ -115,7 +115,12 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "muster is listening");
         let token = self.shutdown.clone();
-        axum::serve(self.listener, self.router)
+        // With the peer's address, which the rate limit of failed
+        // authentications is keyed on.
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 // Live streams end here; ordinary requests finish first.
