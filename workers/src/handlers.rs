@@ -9,32 +9,21 @@ use crate::failure::JobFailure;
 use crate::queue::{Attempt, Handler};
 use crate::{Runtime, deployment, notification, report};
 
-impl Handler for DeploymentJob {
-    fn attempt<'a>(
-        rt: &'a Runtime,
-        job: &'a Self,
-        book: &'a mut Attempt,
-    ) -> Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send + 'a>> {
-        Box::pin(deployment::run_deployment(rt, job, book))
-    }
+/// Makes `$run` the handler of job type `$job`.
+macro_rules! handled_by {
+    ($job:ty => $run:path) => {
+        impl Handler for $job {
+            fn attempt<'a>(
+                rt: &'a Runtime,
+                job: &'a Self,
+                book: &'a mut Attempt,
+            ) -> Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send + 'a>> {
+                Box::pin($run(rt, job, book))
+            }
+        }
+    };
 }
 
-impl Handler for NotificationJob {
-    fn attempt<'a>(
-        rt: &'a Runtime,
-        job: &'a Self,
-        book: &'a mut Attempt,
-    ) -> Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send + 'a>> {
-        Box::pin(notification::attempt_delivery(rt, job, book))
-    }
-}
-
-impl Handler for ReportJob {
-    fn attempt<'a>(
-        rt: &'a Runtime,
-        job: &'a Self,
-        book: &'a mut Attempt,
-    ) -> Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send + 'a>> {
-        Box::pin(report::build_report(rt, job, book))
-    }
-}
+handled_by!(DeploymentJob => deployment::run_deployment);
+handled_by!(NotificationJob => notification::attempt_delivery);
+handled_by!(ReportJob => report::build_report);

@@ -238,7 +238,9 @@ async fn get_booking(args: ReadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn conflict_check(args: ReadArgs) -> anyhow::Result<()> {
+/// The key, its tenant and a pool on a database holding the 10k resources
+/// with 1M reservations (seeded once).
+async fn seeded(args: &ReadArgs) -> anyhow::Result<(String, String, PgPool)> {
     let key = args.key()?;
     let tenant = key
         .split('.')
@@ -247,6 +249,11 @@ async fn conflict_check(args: ReadArgs) -> anyhow::Result<()> {
         .to_owned();
     let pool = PgPool::connect(&args.database_url).await?;
     seed_reservations(&pool, &tenant).await?;
+    Ok((key, tenant, pool))
+}
+
+async fn conflict_check(args: ReadArgs) -> anyhow::Result<()> {
+    let (key, _, _) = seeded(&args).await?;
     let http = reqwest::Client::new();
     let rate = args.rate.unwrap_or(1_000);
     let conflicts = Arc::new(Mutex::new((0u64, 0u64)));
@@ -308,14 +315,7 @@ async fn conflict_check(args: ReadArgs) -> anyhow::Result<()> {
 }
 
 async fn free_search(args: ReadArgs) -> anyhow::Result<()> {
-    let key = args.key()?;
-    let tenant = key
-        .split('.')
-        .nth(1)
-        .context("a key of the form mk.<tenant>.<secret>")?
-        .to_owned();
-    let pool = PgPool::connect(&args.database_url).await?;
-    seed_reservations(&pool, &tenant).await?;
+    let (key, tenant, pool) = seeded(&args).await?;
     seed_resource_list(&pool, &tenant).await?;
     let http = reqwest::Client::new();
     let rate = args.rate.unwrap_or(200);
