@@ -10,6 +10,7 @@
 
 mod bookings;
 mod deployments;
+mod fold;
 pub mod query;
 mod read_models;
 pub mod rebuild;
