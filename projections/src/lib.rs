@@ -1,7 +1,7 @@
 //! muster's read side.
 //!
 //! Projections fold the event store into read models in the `read` schema,
-//! all one way ([`fold`]): the domain aggregate's state moved on by its own
+//! all one way (module `fold`): the domain aggregate's state moved on by its own
 //! `evolve`, plus what only the event envelopes know.
 //! Each has a stable name and a checkpoint row that commits in the same
 //! transaction as its writes ([`runner`]); one process at a time applies it
