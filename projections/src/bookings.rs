@@ -3,10 +3,13 @@
 //! `read.booking_reservations` (the resource schedules),
 //! `read.booking_tasks` and `read.booking_status_history`.
 //!
-//! Like `resources`, a batch loads the documents its events touch, folds
-//! the events with the domain's own `Booking::evolve` (so a release
+//! Folds like every projection ([`crate::fold`]): a batch loads the
+//! bookings its events touch as the domain's `Booking` (the document shows
+//! the whole state), moves them on with `Booking::evolve` (so a release
 //! shortens or removes a reservation here exactly as on the write side),
-//! and writes everything back with a handful of set-based statements.
+//! notes what only the envelopes know (times, the status history), and
+//! writes the documents that shows back with a handful of set-based
+//! statements.
 
 use std::collections::HashMap;
 
@@ -15,14 +18,14 @@ use muster_domain::TenantId;
 use muster_domain::booking::{
     Booking, BookingDetails, BookingEvent, BookingStatus, Client, Reservation, Task,
 };
-use muster_domain::{Aggregate, DomainEvent};
 use muster_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{ProjectionError, expect_next};
+use crate::ProjectionError;
+use crate::fold::{Envelope, Folded, Key, events_of, fold_batch};
 
 /// A booking as `GET /v1/bookings/{id}` answers it, stored whole in
 /// `read.bookings.document`.
@@ -120,66 +123,50 @@ pub struct StatusChange {
     pub position: i64,
 }
 
-impl BookingDocument {
-    /// The domain state this document shows.
-    fn to_state(&self) -> Booking {
-        Booking {
-            details: Some(BookingDetails {
-                title: self.title.clone(),
-                client: Client {
-                    name: self.client.name.clone(),
-                    email: self.client.email.clone(),
-                    phone: self.client.phone.clone(),
-                },
-                starts_at: self.starts_at,
-                ends_at: self.ends_at,
-                headcount: self.headcount,
-                notes: self.notes.clone(),
-            }),
-            status: parse_status(&self.status),
-            reservations: self
-                .reservations
-                .iter()
-                .map(|r| Reservation {
-                    reservation_id: r.reservation_id,
-                    resource_id: r.resource_id,
-                    starts_at: r.starts_at,
-                    ends_at: r.ends_at,
-                    label: r.label.clone(),
-                })
-                .collect(),
-            tasks: self
-                .tasks
-                .iter()
-                .map(|t| {
-                    let task = Task {
-                        task_id: t.task_id,
-                        title: t.title.clone(),
-                        due_at: t.due_at,
-                        assignee_id: t.assignee_id,
-                    };
-                    (task, t.completed)
-                })
-                .collect(),
+/// What only the envelopes of a booking's events say: when it was
+/// requested and last changed, and when each status was entered.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BookingEnvelope {
+    id: Uuid,
+    version: i32,
+    position: i64,
+    status_history: Vec<StatusChange>,
+    requested_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A booking as this projection folds it.
+type FoldedBooking = Folded<Booking, BookingEnvelope>;
+
+impl Envelope<Booking> for BookingEnvelope {
+    const NOT_CREATED: &'static str = "the booking was never requested";
+
+    fn created(state: &Booking) -> bool {
+        state.details.is_some()
+    }
+
+    fn first(event: &RecordedEvent) -> Self {
+        Self {
+            id: event.stream_id,
+            version: 0,
+            position: event.position,
+            status_history: Vec::new(),
+            requested_at: event.recorded_at,
+            updated_at: event.recorded_at,
         }
     }
 
-    /// Takes over `state`'s fields after `event` was folded into it.
-    fn show(&mut self, state: &Booking, event: &RecordedEvent) {
-        if let Some(details) = &state.details {
-            self.title.clone_from(&details.title);
-            self.client = ClientView {
-                name: details.client.name.clone(),
-                email: details.client.email.clone(),
-                phone: details.client.phone.clone(),
-            };
-            self.starts_at = details.starts_at;
-            self.ends_at = details.ends_at;
-            self.headcount = details.headcount;
-            self.notes.clone_from(&details.notes);
-        }
+    fn version(&self) -> i32 {
+        self.version
+    }
+
+    fn note(&mut self, event: &RecordedEvent, _: &BookingEvent, state: &Booking) {
         let status = state.status.map_or("requested", BookingStatus::as_str);
-        if self.status_history.is_empty() || self.status != status {
+        if self
+            .status_history
+            .last()
+            .is_none_or(|h| h.status != status)
+        {
             self.status_history.push(StatusChange {
                 status: status.to_owned(),
                 at: event.recorded_at,
@@ -187,145 +174,171 @@ impl BookingDocument {
                 position: event.position,
             });
         }
-        self.status = status.to_owned();
-        self.reservations = state
-            .reservations
-            .iter()
-            .map(|r| ReservationView {
-                reservation_id: r.reservation_id,
-                resource_id: r.resource_id,
-                starts_at: r.starts_at,
-                ends_at: r.ends_at,
-                label: r.label.clone(),
-            })
-            .collect();
-        self.tasks = state
-            .tasks
-            .iter()
-            .map(|(t, completed)| TaskView {
-                task_id: t.task_id,
-                title: t.title.clone(),
-                due_at: t.due_at,
-                assignee_id: t.assignee_id,
-                completed: *completed,
-            })
-            .collect();
         self.version = event.stream_version;
         self.position = event.position;
         self.updated_at = event.recorded_at;
     }
+}
 
-    /// An empty document for a booking requested by `event`.
-    fn new(event: &RecordedEvent, details: &BookingDetails) -> Self {
-        Self {
-            id: event.stream_id,
-            version: 0,
-            position: event.position,
+impl FoldedBooking {
+    /// The document this booking shows; `None` before it was requested
+    /// (which [`crate::fold::fold`] never returns).
+    fn document(&self) -> Option<BookingDocument> {
+        let (state, envelope) = (&self.state, &self.envelope);
+        let details = state.details.as_ref()?;
+        Some(BookingDocument {
+            id: envelope.id,
+            version: envelope.version,
+            position: envelope.position,
             title: details.title.clone(),
             client: ClientView {
                 name: details.client.name.clone(),
-                email: None,
-                phone: None,
+                email: details.client.email.clone(),
+                phone: details.client.phone.clone(),
             },
             starts_at: details.starts_at,
             ends_at: details.ends_at,
             headcount: details.headcount,
-            notes: None,
-            status: String::new(),
-            reservations: Vec::new(),
-            tasks: Vec::new(),
-            status_history: Vec::new(),
-            requested_at: event.recorded_at,
-            updated_at: event.recorded_at,
-        }
+            notes: details.notes.clone(),
+            status: state
+                .status
+                .map_or("requested", BookingStatus::as_str)
+                .to_owned(),
+            reservations: state
+                .reservations
+                .iter()
+                .map(|r| ReservationView {
+                    reservation_id: r.reservation_id,
+                    resource_id: r.resource_id,
+                    starts_at: r.starts_at,
+                    ends_at: r.ends_at,
+                    label: r.label.clone(),
+                })
+                .collect(),
+            tasks: state
+                .tasks
+                .iter()
+                .map(|(t, completed)| TaskView {
+                    task_id: t.task_id,
+                    title: t.title.clone(),
+                    due_at: t.due_at,
+                    assignee_id: t.assignee_id,
+                    completed: *completed,
+                })
+                .collect(),
+            status_history: envelope.status_history.clone(),
+            requested_at: envelope.requested_at,
+            updated_at: envelope.updated_at,
+        })
+    }
+
+    /// The booking a stored document shows (it shows the whole state).
+    fn from_document(doc: BookingDocument) -> Result<Self, String> {
+        let status: BookingStatus =
+            serde_json::from_value(serde_json::Value::String(doc.status.clone()))
+                .map_err(|e| format!("status {:?}: {e}", doc.status))?;
+        let state = Booking {
+            details: Some(BookingDetails {
+                title: doc.title,
+                client: Client {
+                    name: doc.client.name,
+                    email: doc.client.email,
+                    phone: doc.client.phone,
+                },
+                starts_at: doc.starts_at,
+                ends_at: doc.ends_at,
+                headcount: doc.headcount,
+                notes: doc.notes,
+            }),
+            status: Some(status),
+            reservations: doc
+                .reservations
+                .into_iter()
+                .map(|r| Reservation {
+                    reservation_id: r.reservation_id,
+                    resource_id: r.resource_id,
+                    starts_at: r.starts_at,
+                    ends_at: r.ends_at,
+                    label: r.label,
+                })
+                .collect(),
+            tasks: doc
+                .tasks
+                .into_iter()
+                .map(|t| {
+                    let task = Task {
+                        task_id: t.task_id,
+                        title: t.title,
+                        due_at: t.due_at,
+                        assignee_id: t.assignee_id,
+                    };
+                    (task, t.completed)
+                })
+                .collect(),
+        };
+        Ok(Folded {
+            state,
+            envelope: BookingEnvelope {
+                id: doc.id,
+                version: doc.version,
+                position: doc.position,
+                status_history: doc.status_history,
+                requested_at: doc.requested_at,
+                updated_at: doc.updated_at,
+            },
+        })
     }
 }
 
-fn parse_status(status: &str) -> Option<BookingStatus> {
-    serde_json::from_value(serde_json::Value::String(status.to_owned())).ok()
-}
-
-type Key = (TenantId, Uuid);
-
-/// What a batch changed of one booking.
-struct Touched {
+/// One booking a batch changed: as stored before it (`None`: new) and after.
+struct Changed<'a> {
+    key: &'a Key,
+    stored: Option<&'a FoldedBooking>,
     document: BookingDocument,
-    /// History entries already stored (the rest are new).
-    stored_history: usize,
+    /// Whether its reservations and tasks differ from the stored ones
+    /// (their normalised rows are then replaced).
     reservations_changed: bool,
     tasks_changed: bool,
-    changed: bool,
 }
 
 pub(crate) async fn apply(
     conn: &mut PgConnection,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    let events: Vec<&RecordedEvent> = events
-        .iter()
-        .filter(|e| e.stream_type == Booking::STREAM_TYPE)
-        .collect();
+    let events = events_of::<Booking>(events);
     if events.is_empty() {
         return Ok(());
     }
-    let mut touched = load(conn, &events).await?;
-    for event in &events {
-        let decoded = BookingEvent::from_payload(&event.event_type, event.payload.clone())
-            .map_err(|e| ProjectionError::poison(event, e))?;
-        let key = (event.tenant.clone(), event.stream_id);
-        if let Some(entry) = touched.get(&key) {
-            expect_next(event, entry.document.version)?;
-        } else if let BookingEvent::Requested(details) = &decoded {
-            expect_next(event, 0)?;
-            let document = BookingDocument::new(event, details);
-            touched.insert(
-                key.clone(),
-                Touched {
-                    document,
-                    stored_history: 0,
-                    reservations_changed: false,
-                    tasks_changed: false,
-                    changed: false,
-                },
-            );
-        } else {
-            return Err(ProjectionError::poison(
-                event,
-                "the booking was never requested",
-            ));
-        }
-        let Some(entry) = touched.get_mut(&key) else {
+    let stored = load(conn, &events).await?;
+    let mut folded = stored.clone();
+    let changed_keys = fold_batch(&mut folded, &events)?;
+    let mut changed = Vec::with_capacity(changed_keys.len());
+    for key in &changed_keys {
+        let Some(after) = folded.get(key) else {
             continue;
         };
-        let mut state = if entry.document.version == 0 {
-            Booking::default()
-        } else {
-            entry.document.to_state()
+        let Some(document) = after.document() else {
+            continue;
         };
-        state.evolve(&decoded);
-        entry.document.show(&state, event);
-        entry.changed = true;
-        match decoded {
-            BookingEvent::ReservationAdded(_)
-            | BookingEvent::ReservationReleased { .. }
-            | BookingEvent::ReservationMoved(_)
-            | BookingEvent::Completed
-            | BookingEvent::Cancelled { .. } => entry.reservations_changed = true,
-            BookingEvent::TaskAdded(_) | BookingEvent::TaskCompleted { .. } => {
-                entry.tasks_changed = true;
-            }
-            _ => {}
-        }
+        let stored = stored.get(key);
+        let (reservations, tasks) = stored.map_or((&[][..], &[][..]), |s| {
+            (&s.state.reservations[..], &s.state.tasks[..])
+        });
+        changed.push(Changed {
+            key,
+            stored,
+            reservations_changed: after.state.reservations != reservations,
+            tasks_changed: after.state.tasks != tasks,
+            document,
+        });
     }
-    let mut changed: Vec<(&Key, &Touched)> = touched.iter().filter(|(_, t)| t.changed).collect();
-    changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
     save(conn, &changed).await
 }
 
 async fn load(
     conn: &mut PgConnection,
     events: &[&RecordedEvent],
-) -> Result<HashMap<Key, Touched>, ProjectionError> {
+) -> Result<HashMap<Key, FoldedBooking>, ProjectionError> {
     let keys: Vec<serde_json::Value> = events
         .iter()
         .map(|e| serde_json::json!({"tenant_id": e.tenant, "booking_id": e.stream_id}))
@@ -349,32 +362,27 @@ async fn load(
                 format!("a read.bookings document does not decode: {e}"),
             )
         })?;
-        let stored_history = document.status_history.len();
-        loaded.insert(
-            (tenant, document.id),
-            Touched {
-                document,
-                stored_history,
-                reservations_changed: false,
-                tasks_changed: false,
-                changed: false,
-            },
-        );
+        let id = document.id;
+        let folded = FoldedBooking::from_document(document).map_err(|e| {
+            ProjectionError::poison(
+                events[0],
+                format!("a read.bookings document is invalid: {e}"),
+            )
+        })?;
+        loaded.insert((tenant, id), folded);
     }
     Ok(loaded)
 }
 
-async fn save(
-    conn: &mut PgConnection,
-    changed: &[(&Key, &Touched)],
-) -> Result<(), ProjectionError> {
+async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), ProjectionError> {
     let mut bookings = Vec::with_capacity(changed.len());
     let mut replaced_reservations = Vec::new();
     let mut reservations = Vec::new();
     let mut replaced_tasks = Vec::new();
     let mut tasks = Vec::new();
     let mut history = Vec::new();
-    for ((tenant, id), t) in changed {
+    for t in changed {
+        let (tenant, id) = t.key;
         let d = &t.document;
         bookings.push(serde_json::json!({
             "tenant_id": tenant, "booking_id": id, "title": d.title,
@@ -405,7 +413,8 @@ async fn save(
                 })
             }));
         }
-        history.extend(d.status_history[t.stored_history..].iter().map(|h| {
+        let stored_history = t.stored.map_or(0, |s| s.envelope.status_history.len());
+        history.extend(d.status_history[stored_history..].iter().map(|h| {
             serde_json::json!({
                 "tenant_id": tenant, "booking_id": id, "version": h.version,
                 "status": h.status, "changed_at": h.at, "position": h.position,
@@ -499,3 +508,6 @@ async fn replace_children(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

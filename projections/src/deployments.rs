@@ -1,20 +1,27 @@
 //! Projection `deployments`: one row per deployment in `read.deployments`,
 //! with the whole `GET /v1/deployments/{id}` answer (status, progress, the
 //! steps with every attempt) in `document`.
+//!
+//! Folds like every projection ([`crate::fold`]): the domain's
+//! `Deployment` moved on by `Deployment::evolve`, beside the times only the
+//! envelopes know (requested, started, finished, each step attempt).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use muster_domain::Aggregate;
 use muster_domain::TenantId;
-use muster_domain::deployment::{Deployment, DeploymentEvent, DeploymentStatus};
-use muster_domain::{Aggregate, DomainEvent};
+use muster_domain::deployment::{
+    Deployment, DeploymentEvent, DeploymentPlan, DeploymentStatus, StepOutcome, StepPlan, StepState,
+};
 use muster_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{ProjectionError, expect_next};
+use crate::ProjectionError;
+use crate::fold::{Envelope, Folded, Key, events_of, fold_batch};
 
 /// A deployment as `GET /v1/deployments/{id}` answers it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -85,129 +92,219 @@ pub struct StepAttempt {
     pub at: DateTime<Utc>,
 }
 
-type Key = (TenantId, Uuid);
+/// What only the envelopes of a deployment's events say: when it was
+/// requested, started and finished, and when each step attempt was
+/// recorded (the domain counts attempts; the document lists them).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DeploymentEnvelope {
+    id: Uuid,
+    version: i32,
+    position: i64,
+    requested_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    /// Each step's attempts (by step name), oldest first.
+    attempts: HashMap<String, Vec<StepAttempt>>,
+}
+
+/// A deployment as this projection folds it.
+type FoldedDeployment = Folded<Deployment, DeploymentEnvelope>;
+
+impl Envelope<Deployment> for DeploymentEnvelope {
+    const NOT_CREATED: &'static str = "the deployment was never requested";
+
+    fn created(state: &Deployment) -> bool {
+        // Only the request names the booking.
+        state.booking_id.is_some()
+    }
+
+    fn first(event: &RecordedEvent) -> Self {
+        Self {
+            id: event.stream_id,
+            version: 0,
+            position: event.position,
+            requested_at: event.recorded_at,
+            started_at: None,
+            finished_at: None,
+            updated_at: event.recorded_at,
+            attempts: HashMap::new(),
+        }
+    }
+
+    fn version(&self) -> i32 {
+        self.version
+    }
+
+    fn note(&mut self, event: &RecordedEvent, decoded: &DeploymentEvent, state: &Deployment) {
+        let at = event.recorded_at;
+        // The times the status first became running and terminal.
+        match state.status {
+            Some(DeploymentStatus::Running) => {
+                self.started_at.get_or_insert(at);
+            }
+            Some(status) if status.is_terminal() => {
+                self.finished_at.get_or_insert(at);
+            }
+            _ => {}
+        }
+        if let DeploymentEvent::StepSucceeded(o) | DeploymentEvent::StepFailed(o) = decoded
+            && state.steps.iter().any(|s| s.plan.name == o.step)
+        {
+            self.attempts
+                .entry(o.step.clone())
+                .or_default()
+                .push(StepAttempt {
+                    attempt: o.attempt,
+                    succeeded: matches!(decoded, DeploymentEvent::StepSucceeded(_)),
+                    error: o.error.clone(),
+                    at,
+                });
+        }
+        self.version = event.stream_version;
+        self.position = event.position;
+        self.updated_at = at;
+    }
+}
+
+impl FoldedDeployment {
+    /// The document this deployment shows; `None` before it was requested
+    /// (which [`crate::fold::fold`] never returns).
+    fn document(&self) -> Option<DeploymentDocument> {
+        let (state, envelope) = (&self.state, &self.envelope);
+        let (done, total) = state.progress();
+        let (steps_done, steps_total) = (count(done), count(total));
+        Some(DeploymentDocument {
+            id: envelope.id,
+            booking_id: state.booking_id?,
+            status: state.status?.as_str().to_owned(),
+            priority: state.priority,
+            progress: if steps_total == 0 {
+                1.0
+            } else {
+                f64::from(steps_done) / f64::from(steps_total)
+            },
+            steps_done,
+            steps_total,
+            steps: state
+                .steps
+                .iter()
+                .map(|step| StepView {
+                    name: step.plan.name.clone(),
+                    resource_id: step.plan.resource_id,
+                    label: step.plan.label.clone(),
+                    status: step_status(step).to_owned(),
+                    attempts: envelope
+                        .attempts
+                        .get(&step.plan.name)
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            error: state.error.clone(),
+            version: envelope.version,
+            position: envelope.position,
+            requested_at: envelope.requested_at,
+            started_at: envelope.started_at,
+            finished_at: envelope.finished_at,
+            updated_at: envelope.updated_at,
+        })
+    }
+
+    /// The deployment a stored document shows: its plan and step outcomes
+    /// folded by the domain again, its status and error as stored.
+    fn from_document(doc: DeploymentDocument) -> Result<Self, String> {
+        let status: DeploymentStatus =
+            serde_json::from_value(serde_json::Value::String(doc.status.clone()))
+                .map_err(|e| format!("status {:?}: {e}", doc.status))?;
+        let mut state = Deployment::default();
+        state.evolve(&DeploymentEvent::Requested(DeploymentPlan {
+            booking_id: doc.booking_id,
+            priority: doc.priority,
+            steps: doc
+                .steps
+                .iter()
+                .map(|s| StepPlan {
+                    name: s.name.clone(),
+                    resource_id: s.resource_id,
+                    label: s.label.clone(),
+                })
+                .collect(),
+        }));
+        for step in &doc.steps {
+            for attempt in &step.attempts {
+                let outcome = StepOutcome {
+                    step: step.name.clone(),
+                    attempt: attempt.attempt,
+                    error: attempt.error.clone(),
+                };
+                state.evolve(&if attempt.succeeded {
+                    DeploymentEvent::StepSucceeded(outcome)
+                } else {
+                    DeploymentEvent::StepFailed(outcome)
+                });
+            }
+        }
+        state.status = Some(status);
+        state.error = doc.error;
+        Ok(Folded {
+            state,
+            envelope: DeploymentEnvelope {
+                id: doc.id,
+                version: doc.version,
+                position: doc.position,
+                requested_at: doc.requested_at,
+                started_at: doc.started_at,
+                finished_at: doc.finished_at,
+                updated_at: doc.updated_at,
+                attempts: doc
+                    .steps
+                    .into_iter()
+                    .filter(|s| !s.attempts.is_empty())
+                    .map(|s| (s.name, s.attempts))
+                    .collect(),
+            },
+        })
+    }
+}
+
+/// `pending` until its first attempt, then `succeeded` or `failed` (its
+/// last attempt failed).
+fn step_status(step: &StepState) -> &'static str {
+    if step.done {
+        "succeeded"
+    } else if step.attempts > 0 {
+        "failed"
+    } else {
+        "pending"
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
 
 pub(crate) async fn apply(
     conn: &mut PgConnection,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    let events: Vec<&RecordedEvent> = events
-        .iter()
-        .filter(|e| e.stream_type == Deployment::STREAM_TYPE)
-        .collect();
+    let events = events_of::<Deployment>(events);
     if events.is_empty() {
         return Ok(());
     }
-    let mut docs = load(conn, &events).await?;
-    let mut changed: Vec<Key> = Vec::new();
-    for event in events {
-        let decoded = DeploymentEvent::from_payload(&event.event_type, event.payload.clone())
-            .map_err(|e| ProjectionError::poison(event, e))?;
-        let key = (event.tenant.clone(), event.stream_id);
-        match (docs.get_mut(&key), decoded) {
-            (Some(doc), decoded) => {
-                expect_next(event, doc.version)?;
-                evolve(doc, &decoded, event);
-            }
-            (None, DeploymentEvent::Requested(plan)) => {
-                expect_next(event, 0)?;
-                docs.insert(
-                    key.clone(),
-                    DeploymentDocument {
-                        id: event.stream_id,
-                        booking_id: plan.booking_id,
-                        status: DeploymentStatus::Queued.as_str().to_owned(),
-                        priority: plan.priority,
-                        progress: 0.0,
-                        steps_done: 0,
-                        steps_total: plan.steps.len() as u32,
-                        steps: plan
-                            .steps
-                            .into_iter()
-                            .map(|s| StepView {
-                                name: s.name,
-                                resource_id: s.resource_id,
-                                label: s.label,
-                                status: "pending".into(),
-                                attempts: Vec::new(),
-                            })
-                            .collect(),
-                        error: None,
-                        version: event.stream_version,
-                        position: event.position,
-                        requested_at: event.recorded_at,
-                        started_at: None,
-                        finished_at: None,
-                        updated_at: event.recorded_at,
-                    },
-                );
-            }
-            (None, _) => {
-                return Err(ProjectionError::poison(
-                    event,
-                    "the deployment was never requested",
-                ));
-            }
-        }
-        changed.push(key);
-    }
-    changed.sort_unstable();
-    changed.dedup();
-    let changed: Vec<(&TenantId, &DeploymentDocument)> = changed
+    let mut folded = load(conn, &events).await?;
+    let changed = fold_batch(&mut folded, &events)?;
+    let docs: Vec<(&TenantId, DeploymentDocument)> = changed
         .iter()
-        .filter_map(|k| docs.get(k).map(|d| (&k.0, d)))
+        .filter_map(|k| folded.get(k)?.document().map(|d| (&k.0, d)))
         .collect();
-    save(conn, &changed).await
-}
-
-/// The document after `event` (the read-side mirror of
-/// `Deployment::evolve`, plus timestamps and the attempt log).
-fn evolve(doc: &mut DeploymentDocument, event: &DeploymentEvent, recorded: &RecordedEvent) {
-    let at = recorded.recorded_at;
-    let finish = |doc: &mut DeploymentDocument, status: DeploymentStatus| {
-        doc.status = status.as_str().to_owned();
-        doc.finished_at = Some(at);
-    };
-    match event {
-        DeploymentEvent::Requested(_) => {}
-        DeploymentEvent::Started => {
-            doc.status = DeploymentStatus::Running.as_str().to_owned();
-            doc.started_at.get_or_insert(at);
-        }
-        DeploymentEvent::StepSucceeded(o) | DeploymentEvent::StepFailed(o) => {
-            let succeeded = matches!(event, DeploymentEvent::StepSucceeded(_));
-            if let Some(step) = doc.steps.iter_mut().find(|s| s.name == o.step) {
-                step.status = if succeeded { "succeeded" } else { "failed" }.into();
-                step.attempts.push(StepAttempt {
-                    attempt: o.attempt,
-                    succeeded,
-                    error: o.error.clone(),
-                    at,
-                });
-            }
-            doc.steps_done = doc.steps.iter().filter(|s| s.status == "succeeded").count() as u32;
-            doc.progress = if doc.steps_total == 0 {
-                1.0
-            } else {
-                f64::from(doc.steps_done) / f64::from(doc.steps_total)
-            };
-        }
-        DeploymentEvent::Succeeded => finish(doc, DeploymentStatus::Succeeded),
-        DeploymentEvent::Failed { error } => {
-            doc.error = Some(error.clone());
-            finish(doc, DeploymentStatus::Failed);
-        }
-        DeploymentEvent::Cancelled => finish(doc, DeploymentStatus::Cancelled),
-    }
-    doc.version = recorded.stream_version;
-    doc.position = recorded.position;
-    doc.updated_at = at;
+    save(conn, &docs).await
 }
 
 async fn load(
     conn: &mut PgConnection,
     events: &[&RecordedEvent],
-) -> Result<HashMap<Key, DeploymentDocument>, ProjectionError> {
+) -> Result<HashMap<Key, FoldedDeployment>, ProjectionError> {
     let tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
     let ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
     let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
@@ -230,14 +327,18 @@ async fn load(
                 format!("a read.deployments row does not decode: {e}"),
             )
         })?;
-        loaded.insert((tenant, doc.id), doc);
+        let id = doc.id;
+        let folded = FoldedDeployment::from_document(doc).map_err(|e| {
+            ProjectionError::poison(events[0], format!("a read.deployments row is invalid: {e}"))
+        })?;
+        loaded.insert((tenant, id), folded);
     }
     Ok(loaded)
 }
 
 async fn save(
     conn: &mut PgConnection,
-    docs: &[(&TenantId, &DeploymentDocument)],
+    docs: &[(&TenantId, DeploymentDocument)],
 ) -> Result<(), ProjectionError> {
     let rows: Vec<serde_json::Value> = docs
         .iter()
@@ -263,3 +364,6 @@ async fn save(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,8 @@
 //! muster's read side.
 //!
-//! Projections fold the event store into read models in the `read` schema.
+//! Projections fold the event store into read models in the `read` schema,
+//! all one way (module `fold`): the domain aggregate's state moved on by its own
+//! `evolve`, plus what only the event envelopes know.
 //! Each has a stable name and a checkpoint row that commits in the same
 //! transaction as its writes ([`runner`]); one process at a time applies it
 //! (a lease), and [`rebuild`] replays it into fresh tables and swaps them
@@ -10,6 +12,7 @@
 
 mod bookings;
 mod deployments;
+mod fold;
 pub mod query;
 mod read_models;
 pub mod rebuild;

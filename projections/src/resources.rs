@@ -1,21 +1,23 @@
 //! Projection `resources`: one row per resource in `read.resources`.
 //!
-//! A batch loads the rows its events touch, folds the events with the
-//! domain's own `Resource::evolve`, and writes the rows back in one
-//! statement, so catch-up costs a few statements per batch, not per event.
+//! Folds like every projection ([`crate::fold`]): a batch loads the rows
+//! its events touch (each holds the domain's `ResourceProfile` and retired
+//! flag), folds every event, the registration too, with the domain's own
+//! `Resource::evolve`, and writes the rows back in one statement, so
+//! catch-up costs a few statements per batch, not per event.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use muster_domain::TenantId;
 use muster_domain::resource::{Resource, ResourceEvent, ResourceProfile};
-use muster_domain::{Aggregate, DomainEvent};
 use muster_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{ProjectionError, expect_next};
+use crate::ProjectionError;
+use crate::fold::{Envelope, Folded, Key, events_of, fold_batch};
 
 /// A `read.resources` row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,74 +33,99 @@ struct ResourceRow {
     profile: ResourceProfile,
 }
 
-type Key = (TenantId, Uuid);
+/// What only the envelopes of a resource's events say.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ResourceEnvelope {
+    version: i32,
+    registered_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    position: i64,
+}
+
+/// A resource as this projection folds it.
+type FoldedResource = Folded<Resource, ResourceEnvelope>;
+
+impl Envelope<Resource> for ResourceEnvelope {
+    const NOT_CREATED: &'static str = "the resource is not registered";
+
+    fn created(state: &Resource) -> bool {
+        state.profile.is_some()
+    }
+
+    fn first(event: &RecordedEvent) -> Self {
+        Self {
+            version: 0,
+            registered_at: event.recorded_at,
+            updated_at: event.recorded_at,
+            position: event.position,
+        }
+    }
+
+    fn version(&self) -> i32 {
+        self.version
+    }
+
+    fn note(&mut self, event: &RecordedEvent, _: &ResourceEvent, _: &Resource) {
+        self.version = event.stream_version;
+        self.updated_at = event.recorded_at;
+        self.position = event.position;
+    }
+}
+
+impl FoldedResource {
+    /// The row of the resource `key`; `None` before it was registered
+    /// (which [`crate::fold::fold`] never returns).
+    fn row(&self, (tenant_id, resource_id): &Key) -> Option<ResourceRow> {
+        Some(ResourceRow {
+            tenant_id: tenant_id.clone(),
+            resource_id: *resource_id,
+            version: self.envelope.version,
+            registered_at: self.envelope.registered_at,
+            updated_at: self.envelope.updated_at,
+            position: self.envelope.position,
+            retired: self.state.retired,
+            profile: self.state.profile.clone()?,
+        })
+    }
+
+    /// The resource a stored row holds.
+    fn from_row(row: ResourceRow) -> Self {
+        Folded {
+            state: Resource {
+                profile: Some(row.profile),
+                retired: row.retired,
+            },
+            envelope: ResourceEnvelope {
+                version: row.version,
+                registered_at: row.registered_at,
+                updated_at: row.updated_at,
+                position: row.position,
+            },
+        }
+    }
+}
 
 pub(crate) async fn apply(
     conn: &mut PgConnection,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    let events: Vec<&RecordedEvent> = events
-        .iter()
-        .filter(|e| e.stream_type == Resource::STREAM_TYPE)
-        .collect();
+    let events = events_of::<Resource>(events);
     if events.is_empty() {
         return Ok(());
     }
-    let mut rows = load(conn, &events).await?;
-    let mut changed: Vec<Key> = Vec::new();
-    for event in events {
-        let decoded = ResourceEvent::from_payload(&event.event_type, event.payload.clone())
-            .map_err(|e| ProjectionError::poison(event, e))?;
-        let key = (event.tenant.clone(), event.stream_id);
-        match (rows.get_mut(&key), decoded) {
-            (Some(row), decoded) => {
-                expect_next(event, row.version)?;
-                let mut state = Resource {
-                    profile: Some(row.profile.clone()),
-                    retired: row.retired,
-                };
-                state.evolve(&decoded);
-                row.profile = state.profile.unwrap_or_else(|| row.profile.clone());
-                row.retired = state.retired;
-                row.version = event.stream_version;
-                row.updated_at = event.recorded_at;
-                row.position = event.position;
-            }
-            (None, ResourceEvent::Registered(profile)) => {
-                expect_next(event, 0)?;
-                rows.insert(
-                    key.clone(),
-                    ResourceRow {
-                        tenant_id: event.tenant.clone(),
-                        resource_id: event.stream_id,
-                        version: event.stream_version,
-                        registered_at: event.recorded_at,
-                        updated_at: event.recorded_at,
-                        position: event.position,
-                        retired: false,
-                        profile,
-                    },
-                );
-            }
-            (None, _) => {
-                return Err(ProjectionError::poison(
-                    event,
-                    "the resource is not registered",
-                ));
-            }
-        }
-        changed.push(key);
-    }
-    changed.sort_unstable();
-    changed.dedup();
-    let changed: Vec<&ResourceRow> = changed.iter().filter_map(|k| rows.get(k)).collect();
-    save(conn, &changed).await
+    let mut folded = load(conn, &events).await?;
+    let changed = fold_batch(&mut folded, &events)?;
+    let rows: Vec<ResourceRow> = changed
+        .iter()
+        .filter_map(|k| folded.get(k)?.row(k))
+        .collect();
+    save(conn, &rows).await
 }
 
 async fn load(
     conn: &mut PgConnection,
     events: &[&RecordedEvent],
-) -> Result<HashMap<Key, ResourceRow>, ProjectionError> {
+) -> Result<HashMap<Key, FoldedResource>, ProjectionError> {
     let keys: Vec<serde_json::Value> = events
         .iter()
         .map(|e| serde_json::json!({"tenant_id": e.tenant, "resource_id": e.stream_id}))
@@ -120,12 +147,13 @@ async fn load(
                 format!("a read.resources row does not decode: {e}"),
             )
         })?;
-        loaded.insert((row.tenant_id.clone(), row.resource_id), row);
+        let key = (row.tenant_id.clone(), row.resource_id);
+        loaded.insert(key, FoldedResource::from_row(row));
     }
     Ok(loaded)
 }
 
-async fn save(conn: &mut PgConnection, rows: &[&ResourceRow]) -> Result<(), ProjectionError> {
+async fn save(conn: &mut PgConnection, rows: &[ResourceRow]) -> Result<(), ProjectionError> {
     let rows = serde_json::to_value(rows).unwrap_or_default();
     sqlx::query(
         r#"insert into resources
@@ -150,3 +178,6 @@ async fn save(conn: &mut PgConnection, rows: &[&ResourceRow]) -> Result<(), Proj
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
