@@ -143,6 +143,23 @@ async fn the_free_resource_search_filters_and_refuses_bad_input() {
             .await;
         assert!(answer.status.is_client_error(), "{bad}: {:?}", answer.body);
     }
+    // Two reservations overlap 10-12 on a capacity-2 room, one after the
+    // other: never two at once, so it is free (the count alone would say
+    // busy; the ledger's rule decides).
+    let pair = resource(&app, "studio", 2, &[]).await;
+    app.book(&pair, &at(10), &at(11)).await;
+    let last = app.book(&pair, &at(11), &at(12)).await;
+    let position = last.body["position"].as_i64().unwrap();
+    let query = format!(
+        "starts_at={}&ends_at={}&kind=studio&consistent_with={position}",
+        at(10),
+        at(12)
+    );
+    assert_eq!(free(&app, &query).await, vec![pair.clone()]);
+    let third = app.book(&pair, &at(10), &at(12)).await;
+    assert_eq!(third.status, StatusCode::CREATED, "{:?}", third.body);
+    assert!(free(&app, &query).await.is_empty(), "now two at once");
+
     let unauthorised = app
         .send(
             reqwest::Method::GET,

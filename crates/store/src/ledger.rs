@@ -402,4 +402,59 @@ impl crate::Store {
             })
             .collect()
     }
+
+    /// Which of `resource_ids` could take `range` right now, in the order
+    /// given, by the same rule as [`Store::check_reservations`] but cheaper
+    /// for many resources: one statement counts each resource's
+    /// reservations around the range (the ledger's lookback). Fewer than
+    /// its capacity cannot reach it at any instant, so that resource is
+    /// free; with capacity 1 any overlap blocks, so it is not; only the
+    /// rest (capacity above 1, enough overlaps) go through the ledger's
+    /// exact rule. Retired and unknown resources are never free.
+    pub async fn free_among(
+        &self,
+        tenant: &TenantId,
+        resource_ids: &[Uuid],
+        range: TimeRange,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query!(
+            r#"select w.resource_id, w.capacity,
+                      (select count(*) from reservations h
+                        where h.tenant_id = w.tenant_id and h.resource_id = w.resource_id
+                          and h.starts_at > $3::timestamptz - make_interval(secs => w.longest_reservation_secs + 1)
+                          and h.starts_at < $4::timestamptz and h.ends_at > $3) as "overlapping!"
+                 from reservable_resources w
+                where w.tenant_id = $1 and w.resource_id = any($2) and not w.retired"#,
+            tenant.as_str(),
+            resource_ids,
+            range.starts_at,
+            range.ends_at,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut free = std::collections::HashSet::new();
+        let mut undecided = Vec::new();
+        for row in rows {
+            if row.overlapping < i64::from(row.capacity) {
+                free.insert(row.resource_id);
+            } else if row.capacity > 1 {
+                undecided.push(row.resource_id);
+            }
+        }
+        if !undecided.is_empty() {
+            for (id, availability) in self
+                .check_reservations(tenant, &undecided, range, None)
+                .await?
+            {
+                if availability == Availability::Free {
+                    free.insert(id);
+                }
+            }
+        }
+        Ok(resource_ids
+            .iter()
+            .copied()
+            .filter(|id| free.contains(id))
+            .collect())
+    }
 }

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use muster_domain::time::TimeRange;
 use muster_projections::ReadModel;
 use muster_projections::query::{ResourceFilter, ResourceView, ScheduleEntry};
-use muster_store::ledger::Availability;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -165,8 +164,8 @@ async fn resource_schedule(
 
 /// Most candidates one free-resource search looks at before it answers
 /// with what it found and a cursor to go on from: a search over a busy
-/// tenant stays bounded (about four candidate pages) whatever it asks.
-const MAX_SCANNED: usize = 1_000;
+/// tenant stays bounded (two candidate pages) whatever it asks.
+const MAX_SCANNED: usize = 500;
 
 /// Candidates checked at once: one read of the resource list and one
 /// check on the write side's working set per page.
@@ -241,15 +240,10 @@ async fn free_resources(
         after = Some(last.id);
         scanned += page.len();
         let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
-        let checked = state
+        let free = state
             .store
-            .check_reservations(&principal.tenant, &ids, range, None)
+            .free_among(&principal.tenant, &ids, range)
             .await?;
-        let free: Vec<Uuid> = checked
-            .into_iter()
-            .filter(|(_, a)| *a == Availability::Free)
-            .map(|(id, _)| id)
-            .collect();
         for resource in page.iter().filter(|r| free.contains(&r.id)) {
             if items.len() == wanted {
                 // The page is full: go on from the last one answered.
