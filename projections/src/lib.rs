@@ -9,6 +9,12 @@
 //! in. [`query`] holds the reads over those tables, [`ReadModels`] the one
 //! facade the HTTP API reads them through, and [`signals`] the wake-ups
 //! that keep readers prompt.
+//!
+//! The projections' writes name their tables without a schema and run
+//! under `set local search_path`, so that one set of statements writes the
+//! live `read` tables and, during a rebuild, the staging ones: those
+//! statements are runtime-checked for that reason. Reads, checkpoints and
+//! leases are compile-checked like the rest of muster's SQL.
 
 mod bookings;
 mod deployments;

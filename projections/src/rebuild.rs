@@ -77,17 +77,18 @@ pub async fn rebuild(
     let name = model.name();
     let options = store.pool().connect_options();
     let mut guard = PgConnection::connect_with(&options).await?;
-    let mine: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, hashtext($2))")
-        .bind(REBUILD_CLASS)
-        .bind(name)
-        .fetch_one(&mut guard)
-        .await?;
+    let mine = sqlx::query_scalar!(
+        r#"select pg_try_advisory_lock($1, hashtext($2)) as "mine!""#,
+        REBUILD_CLASS,
+        name,
+    )
+    .fetch_one(&mut guard)
+    .await?;
     if !mine {
         return Err(RebuildError::AlreadyRunning(name));
     }
     let result = run(store, model, &mut progress).await;
-    let _ = sqlx::query("delete from projection_rebuilds where name = $1")
-        .bind(name)
+    let _ = sqlx::query!("delete from projection_rebuilds where name = $1", name)
         .execute(store.pool())
         .await;
     let _ = guard.close().await;

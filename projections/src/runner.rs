@@ -246,13 +246,17 @@ impl Projector {
         async {
             let started = Instant::now();
             let mut tx = self.store.pool().begin().await?;
+            // The projections' own statements name their tables without a
+            // schema, so that the same statements write `read` here and the
+            // staging schema during a rebuild (rebuild.rs): they are
+            // runtime-checked for that reason, the checkpoint's are not.
             sqlx::query("set local search_path = read, public")
                 .execute(&mut *tx)
                 .await?;
-            let current: i64 = sqlx::query_scalar(
+            let current = sqlx::query_scalar!(
                 "select position from projection_checkpoints where name = $1 for update",
+                name,
             )
-            .bind(name)
             .fetch_one(&mut *tx)
             .await?;
             if current != position {
@@ -265,14 +269,14 @@ impl Projector {
                 return Ok(current);
             }
             model.apply(&mut tx, events).await?;
-            sqlx::query(
+            sqlx::query!(
                 "update projection_checkpoints
                     set position = $2, owner = $3, updated_at = now()
                   where name = $1",
+                name,
+                last,
+                self.owner,
             )
-            .bind(name)
-            .bind(last)
-            .bind(&self.owner)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -347,24 +351,28 @@ async fn try_lease(store: &Store, name: &str) -> Result<Option<PgConnection>, sq
 
 /// The projection's checkpoint, creating its row on first use.
 pub(crate) async fn checkpoint(store: &Store, name: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query("insert into projection_checkpoints (name) values ($1) on conflict do nothing")
-        .bind(name)
-        .execute(store.pool())
-        .await?;
-    sqlx::query_scalar("select position from projection_checkpoints where name = $1")
-        .bind(name)
-        .fetch_one(store.pool())
-        .await
+    sqlx::query!(
+        "insert into projection_checkpoints (name) values ($1) on conflict do nothing",
+        name,
+    )
+    .execute(store.pool())
+    .await?;
+    sqlx::query_scalar!(
+        "select position from projection_checkpoints where name = $1",
+        name,
+    )
+    .fetch_one(store.pool())
+    .await
 }
 
 async fn failed_position(store: &Store, name: &str) -> Result<Option<i64>, sqlx::Error> {
-    let row: Option<(Option<i64>,)> = sqlx::query_as(
+    let row = sqlx::query_scalar!(
         "select failed_position from projection_checkpoints where name = $1 and state = 'failed'",
+        name,
     )
-    .bind(name)
     .fetch_optional(store.pool())
     .await?;
-    Ok(row.map(|(at,)| at.unwrap_or(0)))
+    Ok(row.map(|at| at.unwrap_or(0)))
 }
 
 /// Lag in events (the safe head minus the checkpoint) and in seconds (the

@@ -159,9 +159,10 @@ async fn refresh(pool: &PgPool, positions: &watch::Sender<Positions>) {
 }
 
 async fn read_positions(pool: &PgPool) -> Result<Positions, sqlx::Error> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("select name, position from projection_checkpoints")
-            .fetch_all(pool)
-            .await?;
-    Ok(Arc::new(rows.into_iter().collect()))
+    let rows = sqlx::query!("select name, position from projection_checkpoints")
+        .fetch_all(pool)
+        .await?;
+    Ok(Arc::new(
+        rows.into_iter().map(|r| (r.name, r.position)).collect(),
+    ))
 }

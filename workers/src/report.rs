@@ -3,7 +3,7 @@
 //! bounded whatever the report's size, and progress is visible while it
 //! runs.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use muster_domain::time::TimeRange;
 use muster_jobs::reports::{ReportFormat, ReportKind, ReportStatus, Reports};
@@ -130,7 +130,6 @@ async fn utilization(
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
 struct BookingRow {
     booking_id: Uuid,
     title: String,
@@ -160,15 +159,16 @@ async fn bookings(
         "status",
     ]);
     let mut conn = pool.acquire().await?;
-    let mut rows = sqlx::query_as::<_, BookingRow>(
+    let mut rows = sqlx::query_as!(
+        BookingRow,
         "select booking_id, title, client_name, client_email, starts_at, ends_at, headcount, status
            from read.bookings
           where tenant_id = $1 and starts_at >= $2 and starts_at < $3
           order by starts_at, booking_id",
+        job.tenant.as_str(),
+        window.starts_at,
+        window.ends_at,
     )
-    .bind(job.tenant.as_str())
-    .bind(window.starts_at)
-    .bind(window.ends_at)
     .fetch(&mut *conn);
     while let Some(b) = rows.try_next().await? {
         out.row(&[
@@ -195,17 +195,19 @@ async fn status_summary(
 ) -> Result<(), JobFailure> {
     out.header(&["date", "status", "bookings"]);
     let mut conn = pool.acquire().await?;
-    let mut rows = sqlx::query_as::<_, (NaiveDate, String, i64)>(
-        "select (starts_at at time zone 'UTC')::date, status, count(*)::int8
-           from read.bookings
-          where tenant_id = $1 and starts_at >= $2 and starts_at < $3
-          group by 1, 2 order by 1, 2",
+    let mut rows = sqlx::query!(
+        r#"select (starts_at at time zone 'UTC')::date as "date!", status,
+                  count(*)::int8 as "bookings!"
+             from read.bookings
+            where tenant_id = $1 and starts_at >= $2 and starts_at < $3
+            group by 1, 2 order by 1, 2"#,
+        job.tenant.as_str(),
+        window.starts_at,
+        window.ends_at,
     )
-    .bind(job.tenant.as_str())
-    .bind(window.starts_at)
-    .bind(window.ends_at)
     .fetch(&mut *conn);
-    while let Some((date, status, count)) = rows.try_next().await? {
+    while let Some(row) = rows.try_next().await? {
+        let (date, status, count) = (row.date, row.status, row.bookings);
         out.row(&[
             Value::Text(date.to_string()),
             Value::Text(status),

@@ -10,11 +10,12 @@ pub async fn document(
     tenant: &TenantId,
     id: Uuid,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select document::text from read.deployments where tenant_id = $1 and deployment_id = $2",
+    sqlx::query_scalar!(
+        r#"select document::text as "document!"
+             from read.deployments where tenant_id = $1 and deployment_id = $2"#,
+        tenant.as_str(),
+        id,
     )
-    .bind(tenant.as_str())
-    .bind(id)
     .fetch_optional(pool)
     .await
 }
