@@ -396,6 +396,9 @@ async fn seed_resource_list(pool: &PgPool, tenant: &str) -> anyhow::Result<()> {
     .bind(tenant)
     .execute(pool)
     .await?;
+    // As autovacuum would soon: without statistics the planner reads the
+    // whole list for every page.
+    sqlx::query("analyze read.resources").execute(pool).await?;
     Ok(())
 }
 

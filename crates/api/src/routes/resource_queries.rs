@@ -167,8 +167,9 @@ async fn resource_schedule(
 /// tenant stays bounded (two candidate pages) whatever it asks.
 const MAX_SCANNED: usize = 500;
 
-/// Candidates checked at once: one read of the resource list and one
-/// check on the write side's working set per page.
+/// Candidates checked at once after the first page: one read of the
+/// resource list and one check on the write side's working set per page.
+/// The first page is twice `limit`, which is enough when most are free.
 const CANDIDATE_PAGE: i64 = 250;
 
 /// Which resources could take a range.
@@ -229,10 +230,11 @@ async fn free_resources(
     let wanted = usize::try_from(limit).unwrap_or(100);
     let mut items = Vec::with_capacity(wanted);
     let mut scanned = 0;
+    let mut page_size = (limit * 2).min(CANDIDATE_PAGE);
     let next_cursor = loop {
         let page = state
             .reads
-            .resources(&principal.tenant, &filter, after, CANDIDATE_PAGE)
+            .resources(&principal.tenant, &filter, after, page_size)
             .await?;
         let Some(last) = page.last() else {
             break None;
@@ -256,9 +258,10 @@ async fn free_resources(
                 .last()
                 .map(|r: &ResourceView| encode_cursor(&r.id.to_string()));
         }
-        if (page.len() as i64) < CANDIDATE_PAGE {
+        if (page.len() as i64) < page_size {
             break None;
         }
+        page_size = CANDIDATE_PAGE;
         if scanned >= MAX_SCANNED {
             break after.map(|id| encode_cursor(&id.to_string()));
         }
