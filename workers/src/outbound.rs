@@ -106,22 +106,34 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// The error and its causes on one line (reqwest hides the useful part,
-/// such as "connection refused" or our resolver's refusal, in the source).
+/// What the subscription's owner can act on, in one line. The causes'
+/// own texts are never echoed: they may say what an internal host name
+/// resolved to, which the delivery log would then show to the tenant.
 fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        e.to_string()
-    };
+    if e.is_timeout() {
+        return "timed out".to_owned();
+    }
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        if cause.to_string().contains(PRIVATE_ONLY) {
+            return PRIVATE_ONLY.to_owned();
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return format!("could not connect: {}", io.kind());
+        }
         source = cause.source();
     }
-    text
+    if e.is_connect() {
+        "could not connect".to_owned()
+    } else if e.is_redirect() {
+        "the receiver redirected, which is not followed".to_owned()
+    } else {
+        "the request failed".to_owned()
+    }
 }
+
+/// Our resolver's refusal: the name does not lead to a public address.
+const PRIVATE_ONLY: &str = "the target's name resolves only to private or loopback addresses, which this server does not deliver to";
 
 /// Resolves with the system resolver, then refuses private addresses.
 struct GuardedResolver {
@@ -140,10 +152,7 @@ impl Resolve for GuardedResolver {
                 .filter(|a| allow_private || !is_private(a.ip()))
                 .collect();
             if allowed.is_empty() {
-                return Err(format!(
-                    "{host} resolves only to private or loopback addresses, which this server does not deliver to"
-                )
-                .into());
+                return Err(PRIVATE_ONLY.into());
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })

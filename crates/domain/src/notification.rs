@@ -28,6 +28,11 @@ impl WebhookTarget {
         if raw.len() > MAX_URL {
             return Err(invalid("must be at most 2000 characters"));
         }
+        // A URL with control characters (CR/LF) would be echoed back and
+        // logged as given; the parser would silently drop them.
+        if raw.chars().any(char::is_control) {
+            return Err(invalid("must not contain control characters"));
+        }
         let url = Url::parse(raw).map_err(|e| invalid(&format!("is not a URL: {e}")))?;
         match url.scheme() {
             "mailto" => {
@@ -41,6 +46,15 @@ impl WebhookTarget {
                 Ok(WebhookTarget::Email(address.to_owned()))
             }
             "http" | "https" => {
+                // `http:///x` parses as host `x`; what is stored must say
+                // what is called.
+                let authority = raw.split_once("://").map_or("", |(_, rest)| rest);
+                if authority.starts_with('/') || authority.is_empty() {
+                    return Err(invalid("needs a host"));
+                }
+                if url.port() == Some(0) {
+                    return Err(invalid("must not use port 0"));
+                }
                 if !url.username().is_empty() || url.password().is_some() {
                     return Err(invalid("must not carry credentials; use the secret"));
                 }
@@ -101,7 +115,23 @@ fn is_private_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return is_private_v4(v4);
     }
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    // IPv4-compatible (::a.b.c.d, deprecated) and 6to4 (2002:aabb:ccdd::)
+    // addresses carry an IPv4 address that routers may deliver to.
+    if segments[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified() {
+        let o = ip.octets();
+        return is_private_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    if segments[0] == 0x2002 {
+        let [a, b] = segments[1].to_be_bytes();
+        let [c, d] = segments[2].to_be_bytes();
+        return is_private_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    // Teredo hides its IPv4 addresses; never deliver through it.
+    if segments[0] == 0x2001 && segments[1] == 0 {
+        return true;
+    }
+    let first = segments[0];
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
@@ -175,8 +205,32 @@ mod tests {
             assert_eq!(e.field, "url", "{url}");
             assert!(WebhookTarget::parse(url, true).is_ok(), "{url}");
         }
+        for url in [
+            "http://[::127.0.0.1]/x",
+            "http://[::10.0.0.1]/x",
+            "http://[2002:7f00:1::]/x",
+            "http://[2002:c0a8:101::1]/x",
+            "http://[2001:0:4136:e378::1]/x",
+        ] {
+            assert!(WebhookTarget::parse(url, false).is_err(), "{url}");
+        }
+        assert!(WebhookTarget::parse("http://[2002:808:808::1]/x", false).is_ok());
         assert!(WebhookTarget::parse("https://hooks.example.com/x", false).is_ok());
         assert!(WebhookTarget::parse("https://8.8.8.8/x", false).is_ok());
+    }
+
+    #[test]
+    fn refuses_urls_that_do_not_say_what_is_called() {
+        for url in [
+            "http:///x",
+            "https:///hooks.example.com/x",
+            "https://hooks.example.com:0/x",
+            "https://hooks.example.com/x\r\nX-Evil: 1",
+            "https://hooks.example.com/\nx",
+        ] {
+            assert!(WebhookTarget::parse(url, true).is_err(), "{url:?}");
+        }
+        assert!(WebhookTarget::parse("https://hooks.example.com:8443/x", false).is_ok());
     }
 
     #[test]
