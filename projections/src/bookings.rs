@@ -343,6 +343,8 @@ async fn load(
         .iter()
         .map(|e| serde_json::json!({"tenant_id": e.tenant, "booking_id": e.stream_id}))
         .collect();
+    // Runtime-checked: unqualified tables, live or staging by search_path.
+
     let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
         r#"select b.tenant_id, b.document
              from bookings b
@@ -421,6 +423,8 @@ async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), Pr
             })
         }));
     }
+    // Runtime-checked: unqualified tables, live or staging by search_path.
+
     sqlx::query(
         r#"insert into bookings
                (tenant_id, booking_id, title, client_name, client_email, client_phone,
@@ -472,6 +476,8 @@ async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), Pr
     )
     .await?;
     if !history.is_empty() {
+        // Runtime-checked: unqualified tables, live or staging by search_path.
+
         sqlx::query(
             r#"insert into booking_status_history
                    (tenant_id, booking_id, version, status, changed_at, position)
@@ -498,10 +504,14 @@ async fn replace_children(
     if owners.is_empty() {
         return Ok(());
     }
+    // Runtime-checked: unqualified tables, live or staging by search_path.
+
     sqlx::query(delete)
         .bind(serde_json::Value::Array(owners))
         .execute(&mut *conn)
         .await?;
+    // Runtime-checked: unqualified tables, live or staging by search_path.
+
     sqlx::query(insert)
         .bind(serde_json::Value::Array(rows))
         .execute(&mut *conn)

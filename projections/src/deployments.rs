@@ -307,6 +307,8 @@ async fn load(
 ) -> Result<HashMap<Key, FoldedDeployment>, ProjectionError> {
     let tenants: Vec<&str> = events.iter().map(|e| e.tenant.as_str()).collect();
     let ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
+    // Runtime-checked: unqualified tables, live or staging by search_path.
+
     let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
         "select d.tenant_id, d.document
            from deployments d
@@ -344,6 +346,8 @@ async fn save(
         .iter()
         .map(|(tenant, d)| serde_json::json!({ "tenant_id": tenant, "document": d }))
         .collect();
+    // Runtime-checked: unqualified tables, live or staging by search_path.
+
     sqlx::query(
         r#"insert into deployments
                (tenant_id, deployment_id, booking_id, status, priority, steps_done, steps_total,

@@ -103,15 +103,17 @@ async fn run(
     let name = model.name();
     let started = Instant::now();
     checkpoint(store, model.name()).await?;
-    sqlx::query("select muster_rebuild_prepare($1)")
-        .bind(model.tables())
-        .execute(store.pool())
-        .await?;
-    sqlx::query(
+    sqlx::query!(
+        "select muster_rebuild_prepare($1)",
+        model.tables() as &[&str]
+    )
+    .execute(store.pool())
+    .await?;
+    sqlx::query!(
         "insert into projection_rebuilds (name) values ($1)
          on conflict (name) do update set position = 0, started_at = now(), updated_at = now()",
+        name,
     )
-    .bind(name)
     .execute(store.pool())
     .await?;
     tracing::info!(
@@ -128,16 +130,18 @@ async fn run(
             break;
         }
         let mut tx = store.pool().begin().await?;
-        sqlx::query("set local search_path = read_rebuild, public")
+        // The projection's statements name no schema: they write the
+        // staging tables here (runtime-checked in the projections for that).
+        sqlx::query!("set local search_path = read_rebuild, public")
             .execute(&mut *tx)
             .await?;
         model.apply(&mut tx, &page.events).await?;
         position = page.events.last().map_or(page.horizon, |e| e.position);
-        sqlx::query(
+        sqlx::query!(
             "update projection_rebuilds set position = $2, updated_at = now() where name = $1",
+            name,
+            position,
         )
-        .bind(name)
-        .bind(position)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -172,18 +176,18 @@ async fn run(
 async fn swap(store: &Store, model: ReadModel, from: i64) -> Result<(i64, u64), RebuildError> {
     let name = model.name();
     let mut tx = store.pool().begin().await?;
-    sqlx::query("set local search_path = read_rebuild, public")
+    sqlx::query!("set local search_path = read_rebuild, public")
         .execute(&mut *tx)
         .await?;
     // Readers hold the live tables only briefly; do not queue behind a
     // stuck one for ever.
-    sqlx::query("set local lock_timeout = '10s'")
+    sqlx::query!("set local lock_timeout = '10s'")
         .execute(&mut *tx)
         .await?;
-    let live: i64 = sqlx::query_scalar(
+    let live = sqlx::query_scalar!(
         "select position from projection_checkpoints where name = $1 for update",
+        name,
     )
-    .bind(name)
     .fetch_one(&mut *tx)
     .await?;
     let mut position = from;
@@ -203,18 +207,17 @@ async fn swap(store: &Store, model: ReadModel, from: i64) -> Result<(i64, u64), 
             break;
         }
     }
-    sqlx::query("select muster_rebuild_swap($1)")
-        .bind(model.tables())
+    sqlx::query!("select muster_rebuild_swap($1)", model.tables() as &[&str])
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    sqlx::query!(
         "update projection_checkpoints
             set position = $2, state = 'running', failed_position = null, error = null,
                 updated_at = now()
           where name = $1",
+        name,
+        position,
     )
-    .bind(name)
-    .bind(position)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

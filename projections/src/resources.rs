@@ -130,6 +130,8 @@ async fn load(
         .iter()
         .map(|e| serde_json::json!({"tenant_id": e.tenant, "resource_id": e.stream_id}))
         .collect();
+    // Runtime-checked: unqualified tables, live or staging by search_path.
+
     let rows: Vec<(serde_json::Value,)> = sqlx::query_as(
         r#"select to_jsonb(r)
              from resources r
@@ -155,6 +157,8 @@ async fn load(
 
 async fn save(conn: &mut PgConnection, rows: &[ResourceRow]) -> Result<(), ProjectionError> {
     let rows = serde_json::to_value(rows).unwrap_or_default();
+    // Runtime-checked: unqualified tables, live or staging by search_path.
+
     sqlx::query(
         r#"insert into resources
                (tenant_id, resource_id, name, kind, capacity, timezone, working_hours, tags,

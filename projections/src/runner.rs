@@ -154,7 +154,9 @@ impl Projector {
         let mut stopped = failed_position(&self.store, name).await?.is_some();
         while !shutdown.is_cancelled() {
             if lease_checked.elapsed() >= LEASE_CHECK {
-                sqlx::query("select 1").execute(&mut *lease).await?;
+                sqlx::query!("select 1 as alive")
+                    .fetch_one(&mut *lease)
+                    .await?;
                 lease_checked = Instant::now();
             }
             if stopped {
@@ -250,7 +252,7 @@ impl Projector {
             // schema, so that the same statements write `read` here and the
             // staging schema during a rebuild (rebuild.rs): they are
             // runtime-checked for that reason, the checkpoint's are not.
-            sqlx::query("set local search_path = read, public")
+            sqlx::query!("set local search_path = read, public")
                 .execute(&mut *tx)
                 .await?;
             let current = sqlx::query_scalar!(
@@ -308,16 +310,16 @@ impl Projector {
             "poison event: projection stopped; other projections go on");
         metrics::counter!("muster_projection_poison_events_total", "projection" => name)
             .increment(1);
-        sqlx::query(
+        sqlx::query!(
             "update projection_checkpoints
                 set state = 'failed', failed_position = $3, error = $4, owner = $5, updated_at = now()
               where name = $1 and position = $2",
+            name,
+            position,
+            event.position,
+            error.to_string(),
+            self.owner,
         )
-        .bind(name)
-        .bind(position)
-        .bind(event.position)
-        .bind(error.to_string())
-        .bind(&self.owner)
         .execute(self.store.pool())
         .await?;
         Ok(Step::Stopped(position))
@@ -336,11 +338,13 @@ enum Step {
 async fn try_lease(store: &Store, name: &str) -> Result<Option<PgConnection>, sqlx::Error> {
     let options = store.pool().connect_options();
     let mut conn = PgConnection::connect_with(&options).await?;
-    let taken: bool = sqlx::query_scalar("select pg_try_advisory_lock($1, hashtext($2))")
-        .bind(LEASE_CLASS)
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await?;
+    let taken = sqlx::query_scalar!(
+        r#"select pg_try_advisory_lock($1, hashtext($2)) as "taken!""#,
+        LEASE_CLASS,
+        name,
+    )
+    .fetch_one(&mut conn)
+    .await?;
     if taken {
         Ok(Some(conn))
     } else {

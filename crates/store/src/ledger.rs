@@ -37,6 +37,27 @@ pub(crate) struct Ledger {
     held: HashMap<ResourceKey, Vec<ReservationConflict>>,
 }
 
+/// A `reservable_resources` row as the ledger reads it.
+struct ResourceRow {
+    tenant_id: String,
+    resource_id: Uuid,
+    capacity: i32,
+    retired: bool,
+    longest_reservation_secs: f64,
+}
+
+impl ResourceRow {
+    fn entry(self) -> (ResourceKey, LockedResource) {
+        let resource = LockedResource {
+            capacity: self.capacity as u32,
+            retired: self.retired,
+            longest_secs: self.longest_reservation_secs,
+            grew: false,
+        };
+        ((self.tenant_id, self.resource_id), resource)
+    }
+}
+
 /// What the write side knows of a locked resource.
 #[derive(Clone)]
 struct LockedResource {
@@ -66,7 +87,8 @@ impl Ledger {
         keys.sort_unstable();
         keys.dedup();
         let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.into_iter().unzip();
-        let resources: HashMap<ResourceKey, LockedResource> = sqlx::query!(
+        let resources: HashMap<ResourceKey, LockedResource> = sqlx::query_as!(
+            ResourceRow,
             // One index probe per key, locking in the (sorted) order of the
             // keys; `offset 0` keeps the planner from flattening the probes
             // into a join that scans the table.
@@ -88,15 +110,7 @@ impl Ledger {
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
-        .map(|r| {
-            let locked = LockedResource {
-                capacity: r.capacity as u32,
-                retired: r.retired,
-                longest_secs: r.longest_reservation_secs,
-                grew: false,
-            };
-            ((r.tenant_id, r.resource_id), locked)
-        })
+        .map(ResourceRow::entry)
         .collect();
         Self::around(conn, resources, wanted).await
     }
@@ -111,7 +125,8 @@ impl Ledger {
             .iter()
             .map(|w| (w.tenant, w.reservation.resource_id))
             .unzip();
-        let resources: HashMap<ResourceKey, LockedResource> = sqlx::query!(
+        let resources: HashMap<ResourceKey, LockedResource> = sqlx::query_as!(
+            ResourceRow,
             r#"select rr.tenant_id, rr.resource_id, rr.capacity, rr.retired,
                       rr.longest_reservation_secs
                  from reservable_resources rr
@@ -123,15 +138,7 @@ impl Ledger {
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
-        .map(|r| {
-            let resource = LockedResource {
-                capacity: r.capacity as u32,
-                retired: r.retired,
-                longest_secs: r.longest_reservation_secs,
-                grew: false,
-            };
-            ((r.tenant_id, r.resource_id), resource)
-        })
+        .map(ResourceRow::entry)
         .collect();
         Self::around(conn, resources, wanted).await
     }
