@@ -99,3 +99,69 @@ async fn sigterm_finishes_in_flight_work_and_exits_zero() {
         .unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+/// The README's first command from a clone inside a root user's 0700 home:
+/// the cluster's unprivileged user cannot reach the data directory, so the
+/// cluster lives where it can, and muster serves.
+#[tokio::test]
+async fn the_embedded_default_serves_from_a_private_directory() {
+    use sha2::Digest;
+    use std::os::unix::fs::PermissionsExt;
+    let home = std::env::temp_dir().join(format!("muster-home-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data_dir = home.join(".muster");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env("MUSTER_DATA_DIR", &data_dir)
+        .env("MUSTER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..600 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            ready = true;
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("muster serve exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "muster serve did not become ready");
+    assert!(data_dir.join("admin.key").exists());
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // Where the cluster went (as the server derives it), cleaned up.
+    let beside = std::path::absolute(data_dir.join("pg")).unwrap();
+    let digest = sha2::Sha256::digest(beside.as_os_str().as_encoded_bytes());
+    let elsewhere =
+        std::path::PathBuf::from(format!("/var/tmp/muster-{}", &hex::encode(digest)[..16]));
+    let _ = std::fs::remove_dir_all(elsewhere);
+    let _ = std::fs::remove_dir_all(home);
+}

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use rand::RngCore;
+use sha2::Digest;
 use sqlx::postgres::PgConnectOptions;
 
 /// What went wrong bringing the cluster up, phrased for the operator.
@@ -83,7 +84,7 @@ impl EmbeddedPostgres {
             None
         };
         create_private_dir(data_dir)?;
-        let cluster_dir = absolute(&data_dir.join("pg"))?;
+        let cluster_dir = cluster_dir_for(data_dir, run_as.as_deref())?;
         let password_file = data_dir.join("pg.password");
         let mut cluster = EmbeddedPostgres {
             bin_dir,
@@ -296,6 +297,34 @@ fn free_port() -> Result<u16, EmbeddedError> {
 
 fn absolute(path: &Path) -> Result<PathBuf, EmbeddedError> {
     std::path::absolute(path).map_err(io(format!("resolving {}", path.display())))
+}
+
+/// Where the cluster lives: `<data dir>/pg`, unless the unprivileged user
+/// the cluster runs as cannot reach the data directory (a clone inside a
+/// root user's 0700 home). Then it lives where that user can, under
+/// `/var/tmp`, at a place derived from the data directory's path (so every
+/// start finds it again), and the operator is told where.
+fn cluster_dir_for(data_dir: &Path, run_as: Option<&str>) -> Result<PathBuf, EmbeddedError> {
+    let beside = absolute(&data_dir.join("pg"))?;
+    let Some(user) = run_as else {
+        return Ok(beside);
+    };
+    let reachable = Command::new("runuser")
+        .args(["-u", user, "--", "test", "-x"])
+        .arg(absolute(data_dir)?)
+        .status()
+        .is_ok_and(|s| s.success());
+    if reachable || beside.join("PG_VERSION").exists() {
+        return Ok(beside);
+    }
+    let digest = sha2::Sha256::digest(beside.as_os_str().as_encoded_bytes());
+    let elsewhere = PathBuf::from(format!("/var/tmp/muster-{}/pg", &hex::encode(digest)[..16]));
+    tracing::warn!(
+        data_dir = %data_dir.display(),
+        cluster = %elsewhere.display(),
+        "the '{user}' user cannot reach the data directory; the embedded cluster lives elsewhere"
+    );
+    Ok(elsewhere)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), EmbeddedError> {
