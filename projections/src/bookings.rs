@@ -260,6 +260,8 @@ impl FoldedBooking {
                     starts_at: r.starts_at,
                     ends_at: r.ends_at,
                     label: r.label,
+                    outside_working_hours: false,
+                    hold_id: None,
                 })
                 .collect(),
             tasks: doc

@@ -12,7 +12,7 @@ use muster_store::{Store, StoreError};
 use uuid::Uuid;
 
 use crate::query::{
-    self, BookingFilter, BookingSummary, FreeSlots, Occupancy, ProjectionStatus, ResourceFilter,
+    self, BookingFilter, BookingSummary, Occupancy, ProjectionStatus, ResourceFilter,
     ResourceUtilization, ResourceView, ScheduleEntry, StatusCount,
 };
 use crate::{ReadModel, ReadSignals};
@@ -198,28 +198,6 @@ impl ReadModels {
         id: Uuid,
     ) -> Result<Option<String>, ReadError> {
         Ok(query::deployments::document(self.pool(), tenant, id).await?)
-    }
-
-    /// Free slots at least `duration` long on each of `ids` (in that
-    /// order) within `window`; every id must name a resource of the tenant.
-    pub async fn availability(
-        &self,
-        tenant: &TenantId,
-        ids: &[Uuid],
-        window: TimeRange,
-        duration: chrono::Duration,
-    ) -> Result<Vec<FreeSlots>, ReadError> {
-        let mut found = query::resources::by_ids(self.pool(), tenant, ids).await?;
-        let mut resources = Vec::with_capacity(ids.len());
-        for id in ids {
-            let at = found
-                .iter()
-                .position(|r| r.id == *id)
-                .ok_or(ReadError::UnknownResource(*id))?;
-            resources.push(found.swap_remove(at));
-        }
-        let occupancy = Occupancy::load(self.pool(), tenant, resources, window).await?;
-        Ok(occupancy.free_slots(duration).collect())
     }
 
     /// Utilization per local day of one page of the tenant's resources

@@ -162,17 +162,18 @@ async fn save(conn: &mut PgConnection, rows: &[ResourceRow]) -> Result<(), Proje
     sqlx::query(
         r#"insert into resources
                (tenant_id, resource_id, name, kind, capacity, timezone, working_hours, tags,
-                retired, version, registered_at, updated_at, position)
+                retired, version, registered_at, updated_at, position, seats, policy)
            select tenant_id, resource_id, name, kind, capacity, timezone, working_hours,
                   array(select jsonb_array_elements_text(tags)), retired, version,
-                  registered_at, updated_at, position
+                  registered_at, updated_at, position, seats, coalesce(policy, '{}')
              from jsonb_to_recordset($1) as x(
                   tenant_id text, resource_id uuid, name text, kind text, capacity integer,
                   timezone text, working_hours jsonb, tags jsonb, retired boolean,
                   version integer, registered_at timestamptz, updated_at timestamptz,
-                  position bigint)
+                  position bigint, seats integer, policy jsonb)
            on conflict (tenant_id, resource_id) do update
               set name = excluded.name, kind = excluded.kind, capacity = excluded.capacity,
+                  seats = excluded.seats, policy = excluded.policy,
                   timezone = excluded.timezone, working_hours = excluded.working_hours,
                   tags = excluded.tags, retired = excluded.retired, version = excluded.version,
                   updated_at = excluded.updated_at, position = excluded.position"#,

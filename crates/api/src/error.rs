@@ -3,6 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use muster_domain::policy::Refusal;
 use muster_domain::{DomainError, FieldError};
 use muster_jobs::JobsError;
 use muster_projections::ReadError;
@@ -59,6 +60,8 @@ pub struct ConflictingReservation {
     reservation_id: uuid::Uuid,
     starts_at: chrono::DateTime<chrono::Utc>,
     ends_at: chrono::DateTime<chrono::Utc>,
+    /// Present when it is a hold: when it stops counting.
+    hold_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Everything an HTTP request can fail with.
@@ -103,6 +106,14 @@ pub enum ApiError {
     /// A reservation would exceed a resource's capacity.
     #[error("the resource is already reserved at that time")]
     ReservationConflict(Vec<ReservationConflict>),
+    /// A resource's booking rule refuses the reservation itself.
+    #[error("{}", refusal_detail(*.resource_id, .refusal))]
+    Refused {
+        /// The resource.
+        resource_id: Uuid,
+        /// Why.
+        refusal: Refusal,
+    },
     /// `If-Match` names a version that is no longer current.
     #[error("the entity is at version {current}, not {expected}")]
     PreconditionFailed {
@@ -152,7 +163,8 @@ impl ApiError {
             | ApiError::ResourceRetired(_)
             | ApiError::JobNotDead
             | ApiError::ReportNotReady(_)
-            | ApiError::ReservationConflict(_) => StatusCode::CONFLICT,
+            | ApiError::ReservationConflict(_)
+            | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -178,6 +190,7 @@ impl ApiError {
             ApiError::JobNotDead => "job-not-failed",
             ApiError::ReportNotReady(_) => "report-not-ready",
             ApiError::ReservationConflict(_) => "reservation-conflict",
+            ApiError::Refused { refusal, .. } => crate::routes::availability::refusal_type(refusal),
             ApiError::PreconditionFailed { .. } => "stale-version",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
@@ -284,6 +297,13 @@ impl From<StoreError> for ApiError {
                 format!("no resource {id}"),
             )]),
             StoreError::RetiredResource(id) => ApiError::ResourceRetired(id),
+            StoreError::Refused {
+                resource_id,
+                refusal,
+            } => ApiError::Refused {
+                resource_id,
+                refusal,
+            },
             StoreError::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
             StoreError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
@@ -341,5 +361,26 @@ impl From<ReadError> for ApiError {
                 format!("unknown resource {id}"),
             )]),
         }
+    }
+}
+
+/// A refusal in words, naming the resource and the limit it ran into.
+fn refusal_detail(resource_id: Uuid, refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::SeatsExceeded { seats, headcount } => {
+            format!("resource {resource_id} seats {seats}; the booking's headcount is {headcount}")
+        }
+        Refusal::TooSoon { earliest } => format!(
+            "resource {resource_id} needs more notice: the earliest start now is {}",
+            earliest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        Refusal::TooFarAhead { latest } => format!(
+            "resource {resource_id} takes no bookings that far ahead: the latest start now is {}",
+            latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        Refusal::OutsideWorkingHours => format!(
+            "the reservation is outside resource {resource_id}'s working hours; a planner may send \"outside_working_hours\": true to book it anyway"
+        ),
+        Refusal::Full(_) => "the resource is already reserved at that time".to_owned(),
     }
 }

@@ -97,6 +97,29 @@ where
     R: Fn(&CommandOutcome, &[A::Event]) -> serde_json::Value,
     F: Fn(Uuid) -> String,
 {
+    run_linked::<A, A, R, F>(state, context, stream_id, command, Vec::new(), answering).await
+}
+
+/// Runs `command` on stream `stream_id` together with `linked` commands on
+/// other streams, all or nothing ([`muster_store::Store::execute_linked`]),
+/// with the idempotency of [`run_command`]. The answer is rendered from
+/// the command's own events, so a replay answers the same.
+pub(crate) async fn run_linked<A, B, R, F>(
+    state: &AppState,
+    context: CommandContext,
+    stream_id: Uuid,
+    command: A::Command,
+    linked: Vec<(Uuid, B::Command)>,
+    answering: Answering<R, F>,
+) -> Result<Response, ApiError>
+where
+    A: WriteSide,
+    A::Command: Clone,
+    B: WriteSide,
+    B::Command: Clone,
+    R: Fn(&CommandOutcome, &[A::Event]) -> serde_json::Value,
+    F: Fn(Uuid) -> String,
+{
     let tenant = context.tenant.clone();
     if let Some(claim) = &context.idempotency
         && let Some(stored) = state.store.find_record(&tenant, &claim.key).await?
@@ -104,7 +127,11 @@ where
         return replay::<A, R, F>(state, &tenant, &stored, claim, &answering).await;
     }
 
-    let error = match state.store.execute::<A>(&context, stream_id, command).await {
+    let executed = state
+        .store
+        .execute_linked::<A, B>(&context, stream_id, command, linked)
+        .await;
+    let error = match executed.map(|(executed, _)| executed) {
         Ok(executed) => {
             let body = (answering.render)(&executed.outcome, &executed.events);
             return Ok((answering.status, Json(body)).into_response());

@@ -119,6 +119,7 @@ pub fn router(state: AppState) -> Router {
     let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::resources::router())
         .merge(routes::bookings::router())
+        .merge(routes::holds::router())
         .merge(routes::events::router())
         .merge(routes::resource_queries::router())
         .merge(routes::booking_queries::router())

@@ -17,6 +17,7 @@ use crate::error::Problem;
     tags(
         (name = "resources", description = "Staff, rooms, equipment, vehicles"),
         (name = "bookings", description = "Bookings, reservations and tasks"),
+        (name = "holds", description = "Tentative claims that count until they expire"),
         (name = "events", description = "The event feed"),
     ),
     components(schemas(Problem)),

@@ -1,45 +1,13 @@
-//! Free time on a resource: its working hours in its own time zone, minus
-//! the periods in which its reservations fill its capacity.
+//! Working hours as instants: a resource's weekly windows in its own time
+//! zone, turned into UTC periods across DST changes. The booking rule
+//! ([`crate::policy`]) builds free slots and the working-hours check on
+//! them.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::capacity::full_periods;
 use crate::time::TimeRange;
 use crate::working_hours::{Weekday, WorkingWindow};
-
-/// What availability needs to know of a resource.
-#[derive(Debug, Clone)]
-pub struct ResourceCalendar<'a> {
-    /// The zone its working hours are in.
-    pub timezone: Tz,
-    /// Weekly windows; empty means always available.
-    pub working_hours: &'a [WorkingWindow],
-    /// Parallel bookings it can hold.
-    pub capacity: u32,
-}
-
-/// The maximal free ranges within `window` that are at least `duration`
-/// long: inside working hours and never at an instant where `reservations`
-/// already fill the capacity. Any booking of `duration` that starts in
-/// `[slot.starts_at, slot.ends_at - duration]` fits.
-pub fn free_slots(
-    calendar: &ResourceCalendar<'_>,
-    reservations: &[TimeRange],
-    window: &TimeRange,
-    duration: Duration,
-) -> Vec<TimeRange> {
-    let open = if calendar.working_hours.is_empty() {
-        vec![*window]
-    } else {
-        working_periods(calendar.timezone, calendar.working_hours, window)
-    };
-    let full = full_periods(reservations, window, calendar.capacity);
-    subtract(&open, &full)
-        .into_iter()
-        .filter(|slot| slot.ends_at - slot.starts_at >= duration)
-        .collect()
-}
 
 /// The working periods within `window`, in UTC, merged where one day's
 /// window runs into the next.
@@ -127,7 +95,7 @@ fn merge(mut ranges: Vec<TimeRange>) -> Vec<TimeRange> {
 }
 
 /// `open` minus `taken`; both sorted and non-overlapping.
-fn subtract(open: &[TimeRange], taken: &[TimeRange]) -> Vec<TimeRange> {
+pub(crate) fn subtract(open: &[TimeRange], taken: &[TimeRange]) -> Vec<TimeRange> {
     let mut free = Vec::new();
     for o in open {
         let mut from = o.starts_at;
@@ -173,12 +141,17 @@ mod tests {
         }
     }
 
-    fn berlin(hours: &[WorkingWindow], capacity: u32) -> ResourceCalendar<'_> {
-        ResourceCalendar {
+    fn berlin(hours: &[WorkingWindow], capacity: u32) -> crate::policy::ResourceRules {
+        crate::policy::ResourceRules {
             timezone: chrono_tz::Europe::Berlin,
-            working_hours: hours,
-            capacity,
+            working_hours: hours.to_vec(),
+            ..crate::policy::ResourceRules::capacity_only(capacity)
         }
+    }
+
+    /// A clock long before every test range: no notice or horizon applies.
+    fn long_ago() -> DateTime<Utc> {
+        at("2000-01-01T00:00:00Z")
     }
 
     #[test]
@@ -254,11 +227,11 @@ mod tests {
     fn slots_are_clipped_to_the_asked_window_and_working_hours() {
         // Monday 2027-06-07, Berlin summer time: 08:00-18:00 = 06:00-16:00 UTC.
         let hours = [window(Weekday::Mon, "08:00", "18:00")];
-        let slots = free_slots(
-            &berlin(&hours, 1),
+        let slots = berlin(&hours, 1).free_slots(
             &[],
             &range("2027-06-07T10:00:00Z", "2027-06-08T00:00:00Z"),
             Duration::hours(1),
+            long_ago(),
         );
         assert_eq!(
             slots,
@@ -266,21 +239,21 @@ mod tests {
         );
         // A slot that ends exactly at closing time still counts; one hour
         // shorter than asked does not.
-        let slots = free_slots(
-            &berlin(&hours, 1),
+        let slots = berlin(&hours, 1).free_slots(
             &[range("2027-06-07T06:00:00Z", "2027-06-07T15:00:00Z")],
             &range("2027-06-07T00:00:00Z", "2027-06-08T00:00:00Z"),
             Duration::hours(1),
+            long_ago(),
         );
         assert_eq!(
             slots,
             [range("2027-06-07T15:00:00Z", "2027-06-07T16:00:00Z")]
         );
-        let slots = free_slots(
-            &berlin(&hours, 1),
+        let slots = berlin(&hours, 1).free_slots(
             &[range("2027-06-07T06:00:00Z", "2027-06-07T15:30:00Z")],
             &range("2027-06-07T00:00:00Z", "2027-06-08T00:00:00Z"),
             Duration::hours(1),
+            long_ago(),
         );
         assert!(slots.is_empty());
     }
@@ -288,14 +261,14 @@ mod tests {
     #[test]
     fn back_to_back_reservations_leave_no_gap_and_free_time_starts_at_their_end() {
         let always: [WorkingWindow; 0] = [];
-        let slots = free_slots(
-            &berlin(&always, 1),
+        let slots = berlin(&always, 1).free_slots(
             &[
                 range("2027-06-07T09:00:00Z", "2027-06-07T10:00:00Z"),
                 range("2027-06-07T10:00:00Z", "2027-06-07T11:00:00Z"),
             ],
             &range("2027-06-07T08:00:00Z", "2027-06-07T12:00:00Z"),
             Duration::minutes(30),
+            long_ago(),
         );
         assert_eq!(
             slots,
@@ -314,12 +287,8 @@ mod tests {
             range("2027-06-07T10:00:00Z", "2027-06-07T12:00:00Z"),
         ];
         let window = range("2027-06-07T08:00:00Z", "2027-06-07T13:00:00Z");
-        let slots = free_slots(
-            &berlin(&always, 2),
-            &reservations,
-            &window,
-            Duration::minutes(1),
-        );
+        let slots =
+            berlin(&always, 2).free_slots(&reservations, &window, Duration::minutes(1), long_ago());
         assert_eq!(
             slots,
             [
@@ -328,12 +297,8 @@ mod tests {
             ]
         );
         // With capacity 3 nothing is full.
-        let slots = free_slots(
-            &berlin(&always, 3),
-            &reservations,
-            &window,
-            Duration::minutes(1),
-        );
+        let slots =
+            berlin(&always, 3).free_slots(&reservations, &window, Duration::minutes(1), long_ago());
         assert_eq!(slots, [window]);
     }
 }

@@ -66,6 +66,13 @@ pub struct Reservation {
     /// What the resource is for in this booking (`hall`, `chef`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// A planner booked it outside the resource's working hours on
+    /// purpose (the override is part of the record).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outside_working_hours: bool,
+    /// The hold it was converted from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<Uuid>,
 }
 
 impl Reservation {
@@ -112,6 +119,8 @@ pub struct ReservationTarget {
     pub starts_at: Option<DateTime<Utc>>,
     /// Another end.
     pub ends_at: Option<DateTime<Utc>>,
+    /// Sets or clears the planner's working-hours override.
+    pub outside_working_hours: Option<bool>,
 }
 
 /// A task attached to a booking (payload of `task.added`).
@@ -499,6 +508,20 @@ impl Aggregate for Booking {
 }
 
 impl Booking {
+    /// The headcount after `events` (decided on this state) apply: what
+    /// the reservations they add or move are checked against the seats by.
+    pub fn headcount_after(&self, events: &[BookingEvent]) -> Option<u32> {
+        events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                BookingEvent::Requested(details) => Some(details.headcount),
+                BookingEvent::Updated(changes) => changes.headcount,
+                _ => None,
+            })
+            .or(self.details.as_ref().map(|d| d.headcount))
+    }
+
     fn reservation_index(&self, id: Uuid) -> Option<usize> {
         self.reservations
             .iter()
@@ -640,6 +663,7 @@ fn move_reservation(
         resource_id: to.resource_id.unwrap_or(r.resource_id),
         starts_at: to.starts_at.unwrap_or(r.starts_at),
         ends_at: to.ends_at.unwrap_or(r.ends_at),
+        outside_working_hours: to.outside_working_hours.unwrap_or(r.outside_working_hours),
         ..r.clone()
     };
     validate_reservation(&moved, "").map_err(|e| DomainError::Invalid(vec![e]))?;

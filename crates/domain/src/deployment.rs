@@ -447,6 +447,8 @@ mod tests {
             starts_at: Utc.with_ymd_and_hms(2027, 6, 12, 12, 0, 0).unwrap(),
             ends_at: Utc.with_ymd_and_hms(2027, 6, 12, 20, 0, 0).unwrap(),
             label: label.map(str::to_owned),
+            outside_working_hours: false,
+            hold_id: None,
         }
     }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Validator;
 use crate::event::{EventDecodeError, decode, payload_of};
+use crate::policy::{BookingPolicy, ResourceRules};
 use crate::working_hours::{WorkingWindow, validate_working_hours};
 use crate::{Aggregate, DomainError, DomainEvent};
 
@@ -15,6 +16,8 @@ const MAX_KIND: usize = 50;
 const MAX_TAG: usize = 50;
 const MAX_TAGS: usize = 50;
 const MAX_WINDOWS: usize = 50;
+/// Most seats a resource may declare.
+pub const MAX_SEATS: u32 = 1_000_000;
 
 /// The fields a resource is registered with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +34,26 @@ pub struct ResourceProfile {
     pub working_hours: Vec<WorkingWindow>,
     /// Free-form labels.
     pub tags: Vec<String>,
+    /// How many people it holds, if it says (a booking's headcount may
+    /// not exceed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<u32>,
+    /// Buffers, notice and horizon.
+    #[serde(default, skip_serializing_if = "BookingPolicy::is_empty")]
+    pub policy: BookingPolicy,
+}
+
+impl ResourceProfile {
+    /// The booking rule this profile sets for the resource.
+    pub fn rules(&self) -> ResourceRules {
+        ResourceRules {
+            capacity: self.capacity,
+            seats: self.seats,
+            timezone: self.timezone.parse().unwrap_or(chrono_tz::UTC),
+            working_hours: self.working_hours.clone(),
+            policy: self.policy,
+        }
+    }
 }
 
 /// A partial update; `None` leaves a field as it is.
@@ -49,14 +72,25 @@ pub struct ResourceChanges {
     /// New working hours (replacing the old ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_hours: Option<Vec<WorkingWindow>>,
+    /// New seats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<u32>,
+    /// A new booking policy, replacing the old one as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<BookingPolicy>,
 }
 
 impl ResourceChanges {
     fn is_empty(&self) -> bool {
-        self.name.is_none()
-            && self.tags.is_none()
-            && self.capacity.is_none()
-            && self.working_hours.is_none()
+        *self == Self::default()
+    }
+
+    /// Whether the write side's copy of the booking rule changes.
+    pub fn changes_rules(&self) -> bool {
+        self.capacity.is_some()
+            || self.working_hours.is_some()
+            || self.seats.is_some()
+            || self.policy.is_some()
     }
 }
 
@@ -65,7 +99,7 @@ impl ResourceChanges {
 pub enum ResourceCommand {
     /// Creates the resource.
     Register(ResourceProfile),
-    /// Changes name, tags, capacity or working hours.
+    /// Changes name, tags, capacity, working hours, seats or policy.
     Update(ResourceChanges),
     /// Withdraws it from service: it can no longer be reserved.
     Retire,
@@ -112,6 +146,12 @@ impl Aggregate for Resource {
                     }
                     if let Some(windows) = &changes.working_hours {
                         profile.working_hours.clone_from(windows);
+                    }
+                    if let Some(seats) = changes.seats {
+                        profile.seats = Some(seats);
+                    }
+                    if let Some(policy) = changes.policy {
+                        profile.policy = policy;
                     }
                 }
             }
@@ -173,6 +213,10 @@ fn validate_profile(p: &ResourceProfile) -> Result<(), DomainError> {
     );
     check_tags(&mut v, &p.tags);
     check_windows(&mut v, &p.working_hours);
+    if let Some(seats) = p.seats {
+        check_seats(&mut v, seats);
+    }
+    p.policy.validate(&mut v);
     v.finish()
 }
 
@@ -195,7 +239,21 @@ fn validate_changes(c: &ResourceChanges) -> Result<(), DomainError> {
     if let Some(windows) = &c.working_hours {
         check_windows(&mut v, windows);
     }
+    if let Some(seats) = c.seats {
+        check_seats(&mut v, seats);
+    }
+    if let Some(policy) = &c.policy {
+        policy.validate(&mut v);
+    }
     v.finish()
+}
+
+fn check_seats(v: &mut Validator, seats: u32) {
+    v.check(
+        (1..=MAX_SEATS).contains(&seats),
+        "seats",
+        format!("must be between 1 and {MAX_SEATS}"),
+    );
 }
 
 fn check_capacity(v: &mut Validator, capacity: u32) {
@@ -261,6 +319,8 @@ fn only_differences(current: &ResourceProfile, changes: ResourceChanges) -> Reso
         working_hours: changes
             .working_hours
             .filter(|w| *w != current.working_hours),
+        seats: changes.seats.filter(|s| Some(*s) != current.seats),
+        policy: changes.policy.filter(|p| *p != current.policy),
     }
 }
 

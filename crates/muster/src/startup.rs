@@ -59,6 +59,10 @@ impl Application {
             store.clone(),
             api.idempotency_ttl,
         ));
+        tokio::spawn(muster_store::holds::sweep_expired(
+            store.clone(),
+            std::time::Duration::from_secs(1),
+        ));
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;

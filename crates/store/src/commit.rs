@@ -3,6 +3,7 @@
 //! changes its events imply (checked by the ledger), the jobs it implies,
 //! its events, and its idempotency record, in one transaction.
 
+use muster_domain::policy::ResourceRules;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::effects::WriteEffect;
@@ -18,6 +19,10 @@ use crate::{StoreError, working_set};
 pub(crate) struct Decided {
     /// Its events, with the stream version they were decided on.
     pub append: StreamAppend,
+    /// Events of linked commands on other streams (a hold the command
+    /// converts, the bookings of a series), each decided on its own
+    /// stream's version: they commit with the command or not at all.
+    pub linked: Vec<StreamAppend>,
     /// The working-set changes and jobs the events imply.
     pub effects: Vec<WriteEffect>,
     /// Its idempotency key, if the client sent one.
@@ -40,7 +45,17 @@ impl Decided {
 
     /// Whether committing it writes anything at all.
     fn writes(&self) -> bool {
-        !self.append.events.is_empty() || !self.effects.is_empty() || self.claim.is_some()
+        !self.append.events.is_empty()
+            || !self.linked.is_empty()
+            || !self.effects.is_empty()
+            || self.claim.is_some()
+    }
+
+    /// Its appends that carry events: its own, then the linked ones.
+    fn appends(&self) -> impl Iterator<Item = &StreamAppend> {
+        std::iter::once(&self.append)
+            .chain(&self.linked)
+            .filter(|a| !a.events.is_empty())
     }
 
     fn wanted(&self) -> Vec<Wanted<'_>> {
@@ -50,14 +65,28 @@ impl Decided {
                 WriteEffect::Reserve {
                     booking_id,
                     reservation,
+                    headcount,
                 }
                 | WriteEffect::Move {
                     booking_id,
                     reservation,
+                    headcount,
                 } => Some(Wanted {
                     tenant: self.append.tenant.as_str(),
                     booking_id: *booking_id,
                     reservation,
+                    headcount: *headcount,
+                    expires_at: None,
+                }),
+                WriteEffect::Hold {
+                    reservation,
+                    expires_at,
+                } => Some(Wanted {
+                    tenant: self.append.tenant.as_str(),
+                    booking_id: reservation.reservation_id,
+                    reservation,
+                    headcount: None,
+                    expires_at: Some(*expires_at),
                 }),
                 _ => None,
             })
@@ -177,7 +206,7 @@ pub(crate) async fn commit(
         ledger.save_growth(&mut tx).await?;
     }
     let accepted: Vec<usize> = (0..batch.len()).filter(|&i| admitted[i].is_ok()).collect();
-    let registrations: Vec<(&str, uuid::Uuid, u32)> = accepted
+    let registrations: Vec<(&str, uuid::Uuid, &ResourceRules)> = accepted
         .iter()
         .flat_map(|&i| registrations(&batch[i]))
         .collect();
@@ -188,12 +217,11 @@ pub(crate) async fn commit(
         .collect();
     working_set::insert_reservations(&mut tx, &reservations).await?;
 
-    let appending: Vec<usize> = accepted
+    // Each append with the command it belongs to.
+    let (appending, appends): (Vec<usize>, Vec<StreamAppend>) = accepted
         .iter()
-        .copied()
-        .filter(|&i| !batch[i].append.events.is_empty())
-        .collect();
-    let appends: Vec<StreamAppend> = appending.iter().map(|&i| batch[i].append.clone()).collect();
+        .flat_map(|&i| batch[i].appends().map(move |a| (i, a.clone())))
+        .unzip();
     let positions = if appends.is_empty() {
         Vec::new()
     } else {
@@ -204,12 +232,15 @@ pub(crate) async fn commit(
                 AppendError::Database(e) => CommitError::Store(e.into()),
             })?
     };
+    // A command's position is the last of its appends: reading at it
+    // shows the linked streams' changes too.
+    let mut last: Vec<Option<i64>> = vec![None; batch.len()];
+    for (&i, position) in appending.iter().zip(positions) {
+        last[i] = Some(last[i].map_or(position, |l| l.max(position)));
+    }
     let mut outcomes: Vec<Option<CommandOutcome>> = vec![None; batch.len()];
     for &i in &accepted {
-        outcomes[i] = Some(batch[i].outcome(None));
-    }
-    for (&i, position) in appending.iter().zip(positions) {
-        outcomes[i] = Some(batch[i].outcome(Some(position)));
+        outcomes[i] = Some(batch[i].outcome(last[i]));
     }
 
     let mut recorded = Vec::new();
@@ -244,7 +275,9 @@ fn touches_rows(decided: &Decided) -> bool {
     decided.effects.iter().any(|e| {
         !matches!(
             e,
-            WriteEffect::Reserve { .. } | WriteEffect::RegisterResource { .. }
+            WriteEffect::Reserve { .. }
+                | WriteEffect::Hold { .. }
+                | WriteEffect::RegisterResource { .. }
         )
     })
 }
@@ -257,16 +290,16 @@ fn is_refusal(error: &StoreError) -> bool {
             | StoreError::CapacityInUse { .. }
             | StoreError::UnknownResource(_)
             | StoreError::RetiredResource(_)
+            | StoreError::Refused { .. }
             | StoreError::NoJobQueue
     )
 }
 
-fn registrations(decided: &Decided) -> impl Iterator<Item = (&str, uuid::Uuid, u32)> {
+fn registrations(decided: &Decided) -> impl Iterator<Item = (&str, uuid::Uuid, &ResourceRules)> {
     decided.effects.iter().filter_map(|e| match e {
-        WriteEffect::RegisterResource {
-            resource_id,
-            capacity,
-        } => Some((decided.append.tenant.as_str(), *resource_id, *capacity)),
+        WriteEffect::RegisterResource { resource_id, rules } => {
+            Some((decided.append.tenant.as_str(), *resource_id, rules))
+        }
         _ => None,
     })
 }
@@ -284,12 +317,13 @@ async fn admit(
     let tenant = &decided.append.tenant;
     for effect in &decided.effects {
         match effect {
-            WriteEffect::ChangeCapacity {
-                resource_id,
-                capacity,
-            } => {
-                working_set::change_capacity(conn, tenant.as_str(), *resource_id, *capacity).await?
+            WriteEffect::ChangeRules { resource_id, rules } => {
+                working_set::change_rules(conn, tenant.as_str(), *resource_id, rules).await?
             }
+            WriteEffect::CheckSeats {
+                resource_ids,
+                headcount,
+            } => working_set::check_seats(conn, tenant.as_str(), resource_ids, *headcount).await?,
             WriteEffect::RetireResource { resource_id } => {
                 working_set::retire(conn, tenant.as_str(), *resource_id).await?
             }
@@ -314,8 +348,15 @@ async fn admit(
                     ledger.forget(reservation.reservation_id);
                 }
             }
+            WriteEffect::DropHold { hold_id } => {
+                working_set::remove(conn, tenant.as_str(), *hold_id).await?;
+                if let Some(ledger) = ledger {
+                    ledger.forget(*hold_id);
+                }
+            }
             WriteEffect::RegisterResource { .. }
             | WriteEffect::Reserve { .. }
+            | WriteEffect::Hold { .. }
             | WriteEffect::Enqueue(_) => {}
         }
     }

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use muster_domain::Aggregate;
 use muster_domain::booking::{Booking, BookingCommand, BookingEvent, Reservation};
 use muster_domain::deployment::{Deployment, DeploymentCommand, DeploymentEvent};
+use muster_domain::hold::{Hold, HoldCommand, HoldEvent};
+use muster_domain::policy::ResourceRules;
 use muster_domain::resource::{Resource, ResourceCommand, ResourceEvent};
 use uuid::Uuid;
 
@@ -17,15 +19,17 @@ pub enum WriteEffect {
     RegisterResource {
         /// The resource.
         resource_id: Uuid,
-        /// Its capacity.
-        capacity: u32,
+        /// Its booking rule.
+        rules: ResourceRules,
     },
-    /// A resource's capacity changed.
-    ChangeCapacity {
+    /// A resource's booking rule changed (capacity, seats, working hours,
+    /// policy). A capacity decrease is refused when existing reservations
+    /// would exceed it.
+    ChangeRules {
         /// The resource.
         resource_id: Uuid,
-        /// The new capacity.
-        capacity: u32,
+        /// The rule as it is now.
+        rules: ResourceRules,
     },
     /// A resource was retired.
     RetireResource {
@@ -44,6 +48,8 @@ pub enum WriteEffect {
         booking_id: Uuid,
         /// The reservation.
         reservation: Reservation,
+        /// The booking's headcount, checked against the seats.
+        headcount: Option<u32>,
     },
     /// A booking's reservation moves: it stops holding its old place and
     /// holds `reservation` (same id) instead, checked like a new one with
@@ -53,6 +59,30 @@ pub enum WriteEffect {
         booking_id: Uuid,
         /// The reservation at its new place.
         reservation: Reservation,
+        /// The booking's headcount, checked against the seats.
+        headcount: Option<u32>,
+    },
+    /// A booking's headcount changed: it must still fit the seats of every
+    /// resource it holds.
+    CheckSeats {
+        /// The resources the booking holds.
+        resource_ids: Vec<Uuid>,
+        /// The new headcount.
+        headcount: u32,
+    },
+    /// A hold claims a resource until `expires_at`: admitted like a
+    /// reservation (whose id and booking id are the hold's id).
+    Hold {
+        /// The hold as the reservation it stands for.
+        reservation: Reservation,
+        /// When it stops counting.
+        expires_at: DateTime<Utc>,
+    },
+    /// A hold ended (released, converted or expired): its row goes, and it
+    /// stops counting for the rest of the command.
+    DropHold {
+        /// The hold.
+        hold_id: Uuid,
     },
     /// A job to push in the command's transaction (not a reservation
     /// change; the command executor pushes it).
@@ -73,8 +103,8 @@ pub trait WriteSide: Aggregate {
     /// since their stream id is freshly generated.
     fn creates(command: &Self::Command) -> bool;
 
-    /// The working-set changes `events` imply.
-    fn effects(stream_id: Uuid, events: &[Self::Event]) -> Vec<WriteEffect>;
+    /// The working-set changes `events` imply, decided on `state`.
+    fn effects(state: &Self, stream_id: Uuid, events: &[Self::Event]) -> Vec<WriteEffect>;
 }
 
 impl WriteSide for Resource {
@@ -82,23 +112,31 @@ impl WriteSide for Resource {
         matches!(command, ResourceCommand::Register(_))
     }
 
-    fn effects(stream_id: Uuid, events: &[ResourceEvent]) -> Vec<WriteEffect> {
+    fn effects(state: &Resource, stream_id: Uuid, events: &[ResourceEvent]) -> Vec<WriteEffect> {
+        let mut after = state.clone();
         events
             .iter()
-            .filter_map(|event| match event {
-                ResourceEvent::Registered(p) => Some(WriteEffect::RegisterResource {
-                    resource_id: stream_id,
-                    capacity: p.capacity,
-                }),
-                ResourceEvent::Updated(c) => {
-                    c.capacity.map(|capacity| WriteEffect::ChangeCapacity {
+            .filter_map(|event| {
+                after.evolve(event);
+                let rules = || after.profile.as_ref().map(|p| p.rules());
+                match event {
+                    ResourceEvent::Registered(_) => {
+                        rules().map(|rules| WriteEffect::RegisterResource {
+                            resource_id: stream_id,
+                            rules,
+                        })
+                    }
+                    ResourceEvent::Updated(c) if c.changes_rules() => {
+                        rules().map(|rules| WriteEffect::ChangeRules {
+                            resource_id: stream_id,
+                            rules,
+                        })
+                    }
+                    ResourceEvent::Updated(_) => None,
+                    ResourceEvent::Retired => Some(WriteEffect::RetireResource {
                         resource_id: stream_id,
-                        capacity,
-                    })
+                    }),
                 }
-                ResourceEvent::Retired => Some(WriteEffect::RetireResource {
-                    resource_id: stream_id,
-                }),
             })
             .collect()
     }
@@ -109,14 +147,22 @@ impl WriteSide for Booking {
         matches!(command, BookingCommand::Request { .. })
     }
 
-    fn effects(stream_id: Uuid, events: &[BookingEvent]) -> Vec<WriteEffect> {
+    fn effects(state: &Booking, stream_id: Uuid, events: &[BookingEvent]) -> Vec<WriteEffect> {
+        let headcount = state.headcount_after(events);
         events
             .iter()
             .filter_map(|event| match event {
                 BookingEvent::ReservationAdded(r) => Some(WriteEffect::Reserve {
                     booking_id: stream_id,
                     reservation: r.clone(),
+                    headcount,
                 }),
+                BookingEvent::Updated(changes) => {
+                    changes.headcount.map(|headcount| WriteEffect::CheckSeats {
+                        resource_ids: state.reservations.iter().map(|r| r.resource_id).collect(),
+                        headcount,
+                    })
+                }
                 BookingEvent::ReservationReleased {
                     reservation_id,
                     released_from,
@@ -127,11 +173,41 @@ impl WriteSide for Booking {
                 BookingEvent::ReservationMoved(r) => Some(WriteEffect::Move {
                     booking_id: stream_id,
                     reservation: r.clone(),
+                    headcount,
                 }),
                 BookingEvent::TaskAdded(task) => task
                     .assignee_id
                     .map(|resource_id| WriteEffect::RequireResource { resource_id }),
                 _ => None,
+            })
+            .collect()
+    }
+}
+
+impl WriteSide for Hold {
+    fn creates(command: &HoldCommand) -> bool {
+        matches!(command, HoldCommand::Place { .. })
+    }
+
+    fn effects(_: &Hold, stream_id: Uuid, events: &[HoldEvent]) -> Vec<WriteEffect> {
+        events
+            .iter()
+            .map(|event| match event {
+                HoldEvent::Placed(spec) => WriteEffect::Hold {
+                    reservation: Reservation {
+                        reservation_id: stream_id,
+                        resource_id: spec.resource_id,
+                        starts_at: spec.starts_at,
+                        ends_at: spec.ends_at,
+                        label: None,
+                        outside_working_hours: false,
+                        hold_id: Some(stream_id),
+                    },
+                    expires_at: spec.expires_at,
+                },
+                HoldEvent::Released | HoldEvent::Converted { .. } | HoldEvent::Expired => {
+                    WriteEffect::DropHold { hold_id: stream_id }
+                }
             })
             .collect()
     }
@@ -145,7 +221,7 @@ impl WriteSide for Deployment {
     /// A requested deployment is queued for a worker in the same
     /// transaction: exactly one job per deployment, or none if the command
     /// does not commit.
-    fn effects(stream_id: Uuid, events: &[DeploymentEvent]) -> Vec<WriteEffect> {
+    fn effects(_: &Deployment, stream_id: Uuid, events: &[DeploymentEvent]) -> Vec<WriteEffect> {
         events
             .iter()
             .filter_map(|event| match event {

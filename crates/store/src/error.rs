@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use muster_domain::DomainError;
+use muster_domain::policy::Refusal;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -18,6 +19,10 @@ pub struct ReservationConflict {
     pub starts_at: DateTime<Utc>,
     /// End of the conflicting reservation.
     pub ends_at: DateTime<Utc>,
+    /// Set when what stands in the way is a hold: when it stops counting.
+    /// Its `reservation_id` and `booking_id` are then the hold's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_expires_at: Option<DateTime<Utc>>,
 }
 
 /// Why a store operation failed.
@@ -46,6 +51,15 @@ pub enum StoreError {
     CapacityInUse {
         /// The peak of existing future reservations.
         needed: usize,
+    },
+    /// The resource's booking rule refuses the claim itself: seats,
+    /// notice, horizon or working hours.
+    #[error("resource {resource_id} refuses the reservation: {refusal:?}")]
+    Refused {
+        /// The resource.
+        resource_id: Uuid,
+        /// Why (never [`Refusal::Full`]: that is a reservation conflict).
+        refusal: Refusal,
     },
     /// A referenced resource does not exist in the tenant.
     #[error("resource {0} does not exist")]

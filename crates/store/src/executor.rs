@@ -66,21 +66,68 @@ impl Store {
         A: WriteSide,
         A::Command: Clone,
     {
+        let (executed, _) = self
+            .execute_linked::<A, A>(ctx, stream_id, command, Vec::new())
+            .await?;
+        Ok(executed)
+    }
+
+    /// Runs `command` against stream `stream_id` of aggregate `A` together
+    /// with `linked` commands on other streams of aggregate `B`, all or
+    /// nothing, through the same commit path as [`Store::execute`]: a
+    /// booking that converts holds, the bookings of a series. Each linked
+    /// command is decided on its own stream's state and appended with
+    /// optimistic concurrency on it; its working-set effects apply before
+    /// the command's own (a converted hold stops counting before the
+    /// booking's reservation is checked). `If-Match` and the idempotency key
+    /// belong to the command. Answers the command's execution and each
+    /// linked command's events, in order.
+    pub async fn execute_linked<A, B>(
+        &self,
+        ctx: &CommandContext,
+        stream_id: Uuid,
+        command: A::Command,
+        linked: Vec<(Uuid, B::Command)>,
+    ) -> Result<(Executed<A::Event>, Vec<Vec<B::Event>>), StoreError>
+    where
+        A: WriteSide,
+        A::Command: Clone,
+        B: WriteSide,
+        B::Command: Clone,
+    {
         let span = tracing::info_span!(
             "command",
             stream_type = A::STREAM_TYPE,
             %stream_id,
             command_id = %ctx.command_id,
+            linked = linked.len(),
         );
         async move {
             let mut attempt = 1;
             loop {
                 let started = Instant::now();
-                let (decided, events) = self.decide::<A>(ctx, stream_id, command.clone()).await?;
-                let reason = match self.commit_one(decided, A::creates(&command), ctx).await {
+                let (mut decided, events) = self
+                    .decide::<A>(ctx, stream_id, command.clone(), true)
+                    .await?;
+                let mut effects = Vec::new();
+                let mut linked_events = Vec::with_capacity(linked.len());
+                for (linked_id, linked_command) in &linked {
+                    let (other, other_events) = self
+                        .decide::<B>(ctx, *linked_id, linked_command.clone(), false)
+                        .await?;
+                    effects.extend(other.effects);
+                    decided.linked.push(other.append);
+                    linked_events.push(other_events);
+                }
+                effects.append(&mut decided.effects);
+                decided.effects = effects;
+                // Linked commands commit in their own transaction, never in
+                // a group-commit batch another command's refusal could touch.
+                let creates = A::creates(&command) && linked.is_empty();
+                let reason = match self.commit_one(decided, creates, ctx).await {
                     Ok(outcome) => {
                         self.record_append(A::STREAM_TYPE, &outcome, started);
-                        return Ok(Executed { outcome, events });
+                        return Ok((Executed { outcome, events }, linked_events));
                     }
                     Err(CommitError::Store(StoreError::Database(e)))
                         if crate::db::is_transient(&e) =>
@@ -93,7 +140,9 @@ impl Store {
                             .increment(1);
                         if let Some(expected) = ctx.if_match {
                             let actual = self.stream_version(ctx, A::STREAM_TYPE, stream_id).await?;
-                            return Err(StoreError::PreconditionFailed { expected, actual });
+                            if actual != expected {
+                                return Err(StoreError::PreconditionFailed { expected, actual });
+                            }
                         }
                         "version"
                     }
@@ -112,12 +161,13 @@ impl Store {
     }
 
     /// Loads the stream (unless the command creates it), checks `If-Match`
-    /// and decides.
+    /// (for the context's own command, not a linked one) and decides.
     async fn decide<A>(
         &self,
         ctx: &CommandContext,
         stream_id: Uuid,
         command: A::Command,
+        own: bool,
     ) -> Result<(Decided, Vec<A::Event>), StoreError>
     where
         A: WriteSide,
@@ -134,7 +184,8 @@ impl Store {
                 stream.last_position,
             )
         };
-        if let Some(expected) = ctx.if_match
+        if own
+            && let Some(expected) = ctx.if_match
             && expected != version
         {
             return Err(StoreError::PreconditionFailed {
@@ -152,8 +203,9 @@ impl Store {
                 events: events.iter().map(EventData::of).collect(),
                 metadata: metadata(ctx),
             },
-            effects: A::effects(stream_id, &events),
-            claim: ctx.idempotency.clone(),
+            linked: Vec::new(),
+            effects: A::effects(&state, stream_id, &events),
+            claim: if own { ctx.idempotency.clone() } else { None },
             last_position,
         };
         Ok((decided, events))

@@ -5,16 +5,18 @@
 //! order, so two bookings never deadlock on each other). Writers of one
 //! resource therefore run one after the other, and each sees every
 //! reservation committed before it when it counts overlaps with the same
-//! pure rule the conflict check uses ([`muster_domain::capacity`]).
+//! pure rule the conflict check uses ([`muster_domain::policy`]).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use muster_domain::TenantId;
 use muster_domain::booking::Reservation;
-use muster_domain::capacity::blocking_reservations;
+use muster_domain::policy::{Claim, Refusal, ResourceRules};
 use muster_domain::time::TimeRange;
+use muster_domain::working_hours::WorkingWindow;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::{ReservationConflict, StoreError};
@@ -25,6 +27,20 @@ pub(crate) struct Wanted<'a> {
     pub tenant: &'a str,
     pub booking_id: Uuid,
     pub reservation: &'a Reservation,
+    /// The booking's headcount (none for a hold), checked against seats.
+    pub headcount: Option<u32>,
+    /// When it stops counting: a hold's expiry; `None` for a reservation.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Wanted<'_> {
+    fn claim(&self) -> Claim {
+        Claim {
+            range: self.reservation.range(),
+            headcount: self.headcount,
+            outside_working_hours: self.reservation.outside_working_hours,
+        }
+    }
 }
 
 type ResourceKey = (String, Uuid);
@@ -38,18 +54,30 @@ pub(crate) struct Ledger {
 }
 
 /// A `reservable_resources` row as the ledger reads it.
-struct ResourceRow {
-    tenant_id: String,
-    resource_id: Uuid,
-    capacity: i32,
-    retired: bool,
-    longest_reservation_secs: f64,
+pub(crate) struct ResourceRow {
+    pub tenant_id: String,
+    pub resource_id: Uuid,
+    pub capacity: i32,
+    pub retired: bool,
+    pub longest_reservation_secs: f64,
+    pub timezone: String,
+    pub working_hours: Json<Vec<WorkingWindow>>,
+    pub seats: Option<i32>,
+    pub buffer_before_secs: i32,
+    pub buffer_after_secs: i32,
+    pub min_notice_secs: Option<i32>,
+    pub max_advance_secs: Option<i32>,
 }
 
 impl ResourceRow {
+    /// The booking rule the row holds.
+    pub(crate) fn rules(&self) -> ResourceRules {
+        crate::rules::from_columns(self)
+    }
+
     fn entry(self) -> (ResourceKey, LockedResource) {
         let resource = LockedResource {
-            capacity: self.capacity as u32,
+            rules: self.rules(),
             retired: self.retired,
             longest_secs: self.longest_reservation_secs,
             grew: false,
@@ -61,7 +89,7 @@ impl ResourceRow {
 /// What the write side knows of a locked resource.
 #[derive(Clone)]
 struct LockedResource {
-    capacity: u32,
+    rules: ResourceRules,
     retired: bool,
     /// Longest reservation it ever held (seconds): how far back an
     /// overlapping reservation can start.
@@ -94,11 +122,15 @@ impl Ledger {
             // into a join that scans the table.
             r#"select r.tenant_id as "tenant_id!", r.resource_id as "resource_id!",
                       r.capacity as "capacity!", r.retired as "retired!",
-                      r.longest_reservation_secs as "longest_reservation_secs!"
+                      r.longest_reservation_secs as "longest_reservation_secs!",
+                      r.timezone as "timezone!",
+                      r.working_hours as "working_hours!: Json<Vec<WorkingWindow>>",
+                      r.seats, r.buffer_before_secs as "buffer_before_secs!",
+                      r.buffer_after_secs as "buffer_after_secs!",
+                      r.min_notice_secs, r.max_advance_secs
                  from unnest($1::text[], $2::uuid[]) with ordinality as k(tenant_id, resource_id, n)
                 cross join lateral (
-                      select rr.tenant_id, rr.resource_id, rr.capacity, rr.retired,
-                             rr.longest_reservation_secs
+                      select rr.*
                         from reservable_resources rr
                        where rr.tenant_id = k.tenant_id and rr.resource_id = k.resource_id
                          for no key update
@@ -128,7 +160,10 @@ impl Ledger {
         let resources: HashMap<ResourceKey, LockedResource> = sqlx::query_as!(
             ResourceRow,
             r#"select rr.tenant_id, rr.resource_id, rr.capacity, rr.retired,
-                      rr.longest_reservation_secs
+                      rr.longest_reservation_secs, rr.timezone,
+                      rr.working_hours as "working_hours: Json<Vec<WorkingWindow>>",
+                      rr.seats, rr.buffer_before_secs, rr.buffer_after_secs,
+                      rr.min_notice_secs, rr.max_advance_secs
                  from reservable_resources rr
                  join unnest($1::text[], $2::uuid[]) as k(tenant_id, resource_id)
                    on rr.tenant_id = k.tenant_id and rr.resource_id = k.resource_id"#,
@@ -156,31 +191,38 @@ impl Ledger {
         let mut lookbacks = Vec::with_capacity(wanted.len());
         for w in wanted {
             let key = (w.tenant.to_owned(), w.reservation.resource_id);
+            let resource = resources.get(&key);
+            // Buffers widen what can compete with the wanted range.
+            let reach = resource.map_or(chrono::Duration::zero(), |r| r.rules.reach());
             tenants.push(w.tenant);
             ids.push(w.reservation.resource_id);
-            starts.push(w.reservation.starts_at);
-            ends.push(w.reservation.ends_at);
+            starts.push(w.reservation.starts_at - reach);
+            ends.push(w.reservation.ends_at + reach);
             // One second of slack keeps float rounding on the safe side.
-            lookbacks.push(resources.get(&key).map_or(0.0, |r| r.longest_secs) + 1.0);
+            lookbacks.push(resource.map_or(0.0, |r| r.longest_secs) + 1.0);
         }
         let rows = sqlx::query!(
             // One index range scan per candidate (`offset 0` keeps the
             // planner from turning the probes into a hash join over the
-            // whole table); nothing held is longer than the lookback.
+            // whole table); nothing held is longer than the lookback. A
+            // hold counts until its expiry instant, by the database's clock
+            // (the transaction's start: never later than the real instant,
+            // so a hold never stops counting early).
             r#"select distinct r.tenant_id as "tenant_id!", r.resource_id as "resource_id!",
                       r.booking_id as "booking_id!", r.reservation_id as "reservation_id!",
-                      r.starts_at as "starts_at!", r.ends_at as "ends_at!"
+                      r.starts_at as "starts_at!", r.ends_at as "ends_at!", r.expires_at
                  from unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::float8[])
                           as c(tenant_id, resource_id, starts_at, ends_at, lookback_secs)
                 cross join lateral (
                       select h.tenant_id, h.resource_id, h.booking_id, h.reservation_id,
-                             h.starts_at, h.ends_at
+                             h.starts_at, h.ends_at, h.expires_at
                         from reservations h
                        where h.tenant_id = c.tenant_id
                          and h.resource_id = c.resource_id
                          and h.starts_at > c.starts_at - make_interval(secs => c.lookback_secs)
                          and h.starts_at < c.ends_at
                          and h.ends_at > c.starts_at
+                         and (h.expires_at is null or h.expires_at > now())
                       offset 0) r"#,
             &tenants as &[&str],
             &ids,
@@ -200,6 +242,7 @@ impl Ledger {
                     reservation_id: r.reservation_id,
                     starts_at: r.starts_at,
                     ends_at: r.ends_at,
+                    hold_expires_at: r.expires_at,
                 });
         }
         Ok(Self { resources, held })
@@ -213,10 +256,11 @@ impl Ledger {
         let mut admitted: Vec<(ResourceKey, ReservationConflict)> =
             Vec::with_capacity(wanted.len());
         let mut conflicts = Vec::new();
+        let now = Utc::now();
         for w in wanted {
             let r = w.reservation;
             let key = (w.tenant.to_owned(), r.resource_id);
-            let blocking = self.blocking(w, &admitted)?;
+            let blocking = self.blocking(w, &admitted, now)?;
             if blocking.is_empty() {
                 admitted.push((
                     key,
@@ -226,6 +270,7 @@ impl Ledger {
                         reservation_id: r.reservation_id,
                         starts_at: r.starts_at,
                         ends_at: r.ends_at,
+                        hold_expires_at: w.expires_at,
                     },
                 ));
             } else {
@@ -251,21 +296,24 @@ impl Ledger {
         Ok(())
     }
 
-    /// The held (and `admitted`) reservations that leave no room for `w`,
-    /// or why `w`'s resource cannot be reserved at all.
+    /// The held (and `admitted`) reservations that leave no room for `w`
+    /// at `now`, or why `w`'s resource refuses it whatever is held (the
+    /// resource is unknown or retired, or its booking rule refuses the
+    /// claim itself: seats, notice, horizon, working hours).
     pub(crate) fn blocking(
         &self,
         w: &Wanted<'_>,
         admitted: &[(ResourceKey, ReservationConflict)],
+        now: DateTime<Utc>,
     ) -> Result<Vec<ReservationConflict>, StoreError> {
         let r = w.reservation;
         let key = (w.tenant.to_owned(), r.resource_id);
-        let capacity = match self.resources.get(&key) {
+        let rules = match self.resources.get(&key) {
             None => return Err(StoreError::UnknownResource(r.resource_id)),
             Some(resource) if resource.retired => {
                 return Err(StoreError::RetiredResource(r.resource_id));
             }
-            Some(resource) => resource.capacity,
+            Some(resource) => &resource.rules,
         };
         let existing: Vec<&ReservationConflict> = self
             .held
@@ -281,10 +329,16 @@ impl Ledger {
                 ends_at: e.ends_at,
             })
             .collect();
-        Ok(blocking_reservations(&ranges, &r.range(), capacity)
-            .into_iter()
-            .map(|i| existing[i].clone())
-            .collect())
+        match rules.admits(&w.claim(), &ranges, now) {
+            Ok(()) => Ok(Vec::new()),
+            Err(Refusal::Full(blocking)) => {
+                Ok(blocking.into_iter().map(|i| existing[i].clone()).collect())
+            }
+            Err(refusal) => Err(StoreError::Refused {
+                resource_id: r.resource_id,
+                refusal,
+            }),
+        }
     }
 
     /// Forgets what `reservation_id` holds from `released_from` on, as the
@@ -353,6 +407,9 @@ pub enum Availability {
     Free,
     /// These reservations leave no room (capacity 1: every overlap).
     Conflicts(Vec<ReservationConflict>),
+    /// The resource's booking rule refuses the range itself (seats,
+    /// notice, horizon, working hours).
+    Refused(Refusal),
     /// The resource is retired and takes no reservations.
     Retired,
     /// No such resource in the tenant.
@@ -360,7 +417,7 @@ pub enum Availability {
 }
 
 impl crate::Store {
-    /// Whether `range` could be reserved on each of `resource_ids` right
+    /// Whether `claim` could be reserved on each of `resource_ids` right
     /// now: the same working set and the same rule
     /// ([`Ledger::blocking`]) that writers are admitted by, without locks.
     /// With `exclude_booking`, that booking's own reservations are left out,
@@ -369,7 +426,7 @@ impl crate::Store {
         &self,
         tenant: &TenantId,
         resource_ids: &[Uuid],
-        range: TimeRange,
+        claim: Claim,
         exclude_booking: Option<Uuid>,
     ) -> Result<Vec<(Uuid, Availability)>, StoreError> {
         let reservations: Vec<Reservation> = resource_ids
@@ -377,9 +434,11 @@ impl crate::Store {
             .map(|&resource_id| Reservation {
                 reservation_id: Uuid::nil(),
                 resource_id,
-                starts_at: range.starts_at,
-                ends_at: range.ends_at,
+                starts_at: claim.range.starts_at,
+                ends_at: claim.range.ends_at,
                 label: None,
+                outside_working_hours: claim.outside_working_hours,
+                hold_id: None,
             })
             .collect();
         let wanted: Vec<Wanted<'_>> = reservations
@@ -388,6 +447,8 @@ impl crate::Store {
                 tenant: tenant.as_str(),
                 booking_id: Uuid::nil(),
                 reservation,
+                headcount: claim.headcount,
+                expires_at: None,
             })
             .collect();
         let mut conn = self.pool().acquire().await?;
@@ -395,12 +456,14 @@ impl crate::Store {
         if let Some(booking_id) = exclude_booking {
             ledger.forget_booking(booking_id);
         }
+        let now = Utc::now();
         wanted
             .iter()
             .map(|w| {
-                let availability = match ledger.blocking(w, &[]) {
+                let availability = match ledger.blocking(w, &[], now) {
                     Ok(blocking) if blocking.is_empty() => Availability::Free,
                     Ok(blocking) => Availability::Conflicts(blocking),
+                    Err(StoreError::Refused { refusal, .. }) => Availability::Refused(refusal),
                     Err(StoreError::RetiredResource(_)) => Availability::Retired,
                     Err(StoreError::UnknownResource(_)) => Availability::Unknown,
                     Err(e) => return Err(e),
@@ -408,60 +471,5 @@ impl crate::Store {
                 Ok((w.reservation.resource_id, availability))
             })
             .collect()
-    }
-
-    /// Which of `resource_ids` could take `range` right now, in the order
-    /// given, by the same rule as [`Store::check_reservations`] but cheaper
-    /// for many resources: one statement counts each resource's
-    /// reservations around the range (the ledger's lookback). Fewer than
-    /// its capacity cannot reach it at any instant, so that resource is
-    /// free; with capacity 1 any overlap blocks, so it is not; only the
-    /// rest (capacity above 1, enough overlaps) go through the ledger's
-    /// exact rule. Retired and unknown resources are never free.
-    pub async fn free_among(
-        &self,
-        tenant: &TenantId,
-        resource_ids: &[Uuid],
-        range: TimeRange,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        let rows = sqlx::query!(
-            r#"select w.resource_id, w.capacity,
-                      (select count(*) from reservations h
-                        where h.tenant_id = w.tenant_id and h.resource_id = w.resource_id
-                          and h.starts_at > $3::timestamptz - make_interval(secs => w.longest_reservation_secs + 1)
-                          and h.starts_at < $4::timestamptz and h.ends_at > $3) as "overlapping!"
-                 from reservable_resources w
-                where w.tenant_id = $1 and w.resource_id = any($2) and not w.retired"#,
-            tenant.as_str(),
-            resource_ids,
-            range.starts_at,
-            range.ends_at,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut free = std::collections::HashSet::new();
-        let mut undecided = Vec::new();
-        for row in rows {
-            if row.overlapping < i64::from(row.capacity) {
-                free.insert(row.resource_id);
-            } else if row.capacity > 1 {
-                undecided.push(row.resource_id);
-            }
-        }
-        if !undecided.is_empty() {
-            for (id, availability) in self
-                .check_reservations(tenant, &undecided, range, None)
-                .await?
-            {
-                if availability == Availability::Free {
-                    free.insert(id);
-                }
-            }
-        }
-        Ok(resource_ids
-            .iter()
-            .copied()
-            .filter(|id| free.contains(id))
-            .collect())
     }
 }

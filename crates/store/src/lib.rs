@@ -11,11 +11,14 @@ pub mod effects;
 pub mod error;
 pub mod event_store;
 pub mod executor;
+pub mod free;
+pub mod holds;
 pub mod idempotency;
 pub mod implied_jobs;
 pub mod keys;
 pub mod ledger;
 mod outcome;
+mod rules;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wakeup;

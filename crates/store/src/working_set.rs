@@ -3,20 +3,23 @@
 
 use chrono::{DateTime, Utc};
 use muster_domain::capacity::peak_concurrency;
+use muster_domain::policy::{Refusal, ResourceRules};
 use muster_domain::time::TimeRange;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::StoreError;
 use crate::ledger::Wanted;
+use crate::rules::RuleColumns;
 
-/// Locks the resource, refuses a decrease that current and future
-/// reservations would exceed, and stores the new capacity.
-pub(crate) async fn change_capacity(
+/// Locks the resource, refuses a capacity decrease that current and
+/// future reservations would exceed (counting their buffers as the new
+/// rule does), and stores the new rule.
+pub(crate) async fn change_rules(
     conn: &mut PgConnection,
     tenant: &str,
     resource_id: Uuid,
-    capacity: u32,
+    rules: &ResourceRules,
 ) -> Result<(), StoreError> {
     let current = sqlx::query_scalar!(
         r#"select capacity from reservable_resources
@@ -27,10 +30,11 @@ pub(crate) async fn change_capacity(
     )
     .fetch_one(&mut *conn)
     .await?;
-    if capacity < current as u32 {
+    if rules.capacity < current as u32 {
         let held = sqlx::query!(
             r#"select starts_at, ends_at from reservations
-                where tenant_id = $1 and resource_id = $2 and ends_at > now()"#,
+                where tenant_id = $1 and resource_id = $2 and ends_at > now()
+                  and (expires_at is null or expires_at > now())"#,
             tenant,
             resource_id,
         )
@@ -38,25 +42,70 @@ pub(crate) async fn change_capacity(
         .await?;
         let ranges: Vec<TimeRange> = held
             .into_iter()
-            .map(|r| TimeRange {
-                starts_at: r.starts_at,
-                ends_at: r.ends_at,
+            .map(|r| {
+                rules.occupied(&TimeRange {
+                    starts_at: r.starts_at,
+                    ends_at: r.ends_at,
+                })
             })
             .collect();
         let needed = peak_concurrency(&ranges);
-        if needed > capacity as usize {
+        if needed > rules.capacity as usize {
             return Err(StoreError::CapacityInUse { needed });
         }
     }
+    let c = RuleColumns::of(rules);
     sqlx::query!(
-        "update reservable_resources set capacity = $3 where tenant_id = $1 and resource_id = $2",
+        r#"update reservable_resources
+              set capacity = $3, seats = $4, timezone = $5, working_hours = $6,
+                  buffer_before_secs = $7, buffer_after_secs = $8,
+                  min_notice_secs = $9, max_advance_secs = $10
+            where tenant_id = $1 and resource_id = $2"#,
         tenant,
         resource_id,
-        capacity as i32,
+        c.capacity,
+        c.seats,
+        c.timezone,
+        c.working_hours,
+        c.buffer_before_secs,
+        c.buffer_after_secs,
+        c.min_notice_secs,
+        c.max_advance_secs,
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Refuses a headcount that exceeds the seats of any of `resource_ids`.
+pub(crate) async fn check_seats(
+    conn: &mut PgConnection,
+    tenant: &str,
+    resource_ids: &[Uuid],
+    headcount: u32,
+) -> Result<(), StoreError> {
+    if resource_ids.is_empty() {
+        return Ok(());
+    }
+    let smallest = sqlx::query!(
+        r#"select resource_id, seats as "seats!" from reservable_resources
+            where tenant_id = $1 and resource_id = any($2) and seats is not null
+            order by seats limit 1"#,
+        tenant,
+        resource_ids,
+    )
+    .fetch_optional(conn)
+    .await?;
+    match smallest {
+        Some(r) if i64::from(r.seats) < i64::from(headcount) => Err(StoreError::Refused {
+            resource_id: r.resource_id,
+            refusal: Refusal::SeatsExceeded {
+                seats: r.seats as u32,
+                headcount,
+            },
+        }),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) async fn require(
@@ -150,6 +199,7 @@ pub(crate) async fn insert_reservations(
     let mut starts = Vec::with_capacity(wanted.len());
     let mut ends = Vec::with_capacity(wanted.len());
     let mut labels = Vec::with_capacity(wanted.len());
+    let mut expiries = Vec::with_capacity(wanted.len());
     for w in wanted {
         tenants.push(w.tenant);
         ids.push(w.reservation.reservation_id);
@@ -158,12 +208,15 @@ pub(crate) async fn insert_reservations(
         starts.push(w.reservation.starts_at);
         ends.push(w.reservation.ends_at);
         labels.push(w.reservation.label.clone());
+        expiries.push(w.expires_at);
     }
     sqlx::query!(
         r#"insert into reservations
-               (tenant_id, reservation_id, booking_id, resource_id, starts_at, ends_at, label)
+               (tenant_id, reservation_id, booking_id, resource_id, starts_at, ends_at, label,
+                expires_at)
            select * from unnest($1::text[], $2::uuid[], $3::uuid[], $4::uuid[],
-                                $5::timestamptz[], $6::timestamptz[], $7::text[])"#,
+                                $5::timestamptz[], $6::timestamptz[], $7::text[],
+                                $8::timestamptz[])"#,
         &tenants as &[&str],
         &ids,
         &bookings,
@@ -171,29 +224,48 @@ pub(crate) async fn insert_reservations(
         &starts,
         &ends,
         &labels as &[Option<String>],
+        &expiries as &[Option<DateTime<Utc>>],
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Registers resources as reservable.
+/// Registers resources as reservable, with their booking rules.
 pub(crate) async fn register_many(
     conn: &mut PgConnection,
-    resources: &[(&str, Uuid, u32)],
+    resources: &[(&str, Uuid, &ResourceRules)],
 ) -> Result<(), StoreError> {
     if resources.is_empty() {
         return Ok(());
     }
     let tenants: Vec<&str> = resources.iter().map(|r| r.0).collect();
     let ids: Vec<Uuid> = resources.iter().map(|r| r.1).collect();
-    let capacities: Vec<i32> = resources.iter().map(|r| r.2 as i32).collect();
+    let columns: Vec<RuleColumns> = resources.iter().map(|r| RuleColumns::of(r.2)).collect();
+    let capacities: Vec<i32> = columns.iter().map(|c| c.capacity).collect();
+    let seats: Vec<Option<i32>> = columns.iter().map(|c| c.seats).collect();
+    let zones: Vec<&str> = columns.iter().map(|c| c.timezone.as_str()).collect();
+    let hours: Vec<serde_json::Value> = columns.iter().map(|c| c.working_hours.clone()).collect();
+    let before: Vec<i32> = columns.iter().map(|c| c.buffer_before_secs).collect();
+    let after: Vec<i32> = columns.iter().map(|c| c.buffer_after_secs).collect();
+    let notice: Vec<Option<i32>> = columns.iter().map(|c| c.min_notice_secs).collect();
+    let advance: Vec<Option<i32>> = columns.iter().map(|c| c.max_advance_secs).collect();
     sqlx::query!(
-        r#"insert into reservable_resources (tenant_id, resource_id, capacity)
-           select * from unnest($1::text[], $2::uuid[], $3::int4[])"#,
+        r#"insert into reservable_resources
+               (tenant_id, resource_id, capacity, seats, timezone, working_hours,
+                buffer_before_secs, buffer_after_secs, min_notice_secs, max_advance_secs)
+           select * from unnest($1::text[], $2::uuid[], $3::int4[], $4::int4[], $5::text[],
+                                $6::jsonb[], $7::int4[], $8::int4[], $9::int4[], $10::int4[])"#,
         &tenants as &[&str],
         &ids,
         &capacities,
+        &seats as &[Option<i32>],
+        &zones as &[&str],
+        &hours,
+        &before,
+        &after,
+        &notice as &[Option<i32>],
+        &advance as &[Option<i32>],
     )
     .execute(conn)
     .await?;

@@ -35,6 +35,8 @@ async fn resource(store: &Store, capacity: u32) -> Uuid {
         timezone: "UTC".into(),
         working_hours: vec![],
         tags: vec![],
+        seats: None,
+        policy: Default::default(),
     };
     store
         .execute::<Resource>(&ctx(None), id, ResourceCommand::Register(profile))
@@ -65,6 +67,8 @@ fn request(reservations: Vec<(Uuid, i64, i64)>) -> BookingCommand {
                 starts_at: at(from),
                 ends_at: at(to),
                 label: None,
+                outside_working_hours: false,
+                hold_id: None,
             })
             .collect(),
     }

@@ -313,6 +313,8 @@ async fn committed_appends_wake_listeners_outside_the_append_transaction() {
         timezone: "UTC".into(),
         working_hours: vec![],
         tags: vec![],
+        seats: None,
+        policy: Default::default(),
     };
     store
         .execute::<muster_domain::resource::Resource>(

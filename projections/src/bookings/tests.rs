@@ -38,6 +38,8 @@ fn reservation(id: u128, resource_id: Uuid, label: Option<&str>) -> Reservation 
         starts_at: at(1000),
         ends_at: at(1600),
         label: label.map(str::to_owned),
+        outside_working_hours: false,
+        hold_id: None,
     }
 }
 

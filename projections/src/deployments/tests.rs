@@ -27,6 +27,8 @@ fn requested() -> DeploymentEvent {
             starts_at: at(1000),
             ends_at: at(1100),
             label: Some("hall".into()),
+            outside_working_hours: false,
+            hold_id: None,
         }]),
     })
 }

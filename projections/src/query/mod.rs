@@ -12,6 +12,6 @@ pub mod status;
 
 pub use analytics::{DayUtilization, ResourceUtilization, StatusCount};
 pub use bookings::{BookingFilter, BookingSummary, ScheduleEntry};
-pub use occupancy::{FreeSlots, Occupancy};
+pub use occupancy::Occupancy;
 pub use resources::{ResourceFilter, ResourceView};
 pub use status::ProjectionStatus;

@@ -1,13 +1,11 @@
 //! Resources together with what is reserved on them within one window: the
-//! one assembly that free slots and utilization are both computed from, so
-//! the API's availability and analytics and the utilization report cannot
-//! drift apart.
+//! one assembly that utilization is computed from, so the API's analytics
+//! and the utilization report cannot drift apart. (Free slots are answered
+//! by the write side's booking rule: `muster_store::free`.)
 
 use muster_domain::TenantId;
 use std::collections::HashMap;
 
-use chrono::Duration;
-use muster_domain::availability::{ResourceCalendar, free_slots};
 use muster_domain::time::TimeRange;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -22,19 +20,6 @@ pub struct Occupancy {
     window: TimeRange,
     resources: Vec<ResourceView>,
     reserved: HashMap<Uuid, Vec<TimeRange>>,
-}
-
-/// The free time on one resource within a window.
-#[derive(Debug, Clone)]
-pub struct FreeSlots {
-    /// The resource.
-    pub resource_id: Uuid,
-    /// Its time zone (its working hours are in it).
-    pub timezone: String,
-    /// Whether it is retired (then it has no slots).
-    pub retired: bool,
-    /// Maximal free ranges at least the asked duration long.
-    pub slots: Vec<TimeRange>,
 }
 
 impl Occupancy {
@@ -74,6 +59,7 @@ impl Occupancy {
             tag: None,
             include_retired: true,
             min_capacity: None,
+            min_seats: None,
         };
         let page = resources::list(pool, tenant, &filter, after, limit).await?;
         Self::load(pool, tenant, page, window).await
@@ -94,30 +80,6 @@ impl Occupancy {
         self.resources
             .iter()
             .map(|r| utilization(r, self.reserved_on(r.id), &self.window))
-    }
-
-    /// Each resource's free slots at least `duration` long, honouring its
-    /// working hours (in its own time zone) and its capacity; a retired
-    /// resource has none.
-    pub fn free_slots(&self, duration: Duration) -> impl Iterator<Item = FreeSlots> + '_ {
-        self.resources.iter().map(move |r| {
-            let slots = if r.retired {
-                Vec::new()
-            } else {
-                let calendar = ResourceCalendar {
-                    timezone: r.timezone.parse().unwrap_or(chrono_tz::UTC),
-                    working_hours: &r.working_hours,
-                    capacity: r.capacity.max(1) as u32,
-                };
-                free_slots(&calendar, self.reserved_on(r.id), &self.window, duration)
-            };
-            FreeSlots {
-                resource_id: r.id,
-                timezone: r.timezone.clone(),
-                retired: r.retired,
-                slots,
-            }
-        })
     }
 }
 
@@ -147,6 +109,8 @@ mod tests {
             timezone: "UTC".into(),
             working_hours: Vec::new(),
             tags: Vec::new(),
+            seats: None,
+            policy: Default::default(),
             retired,
             version: 1,
             registered_at: at("2027-01-01T00:00:00Z"),
@@ -170,24 +134,6 @@ mod tests {
             )]),
         };
         (occupancy, open_id, retired_id)
-    }
-
-    #[test]
-    fn free_slots_leave_out_reservations_and_retired_resources() {
-        let (occupancy, open, retired) = one_day();
-        let slots: Vec<FreeSlots> = occupancy.free_slots(Duration::hours(1)).collect();
-        assert_eq!(
-            slots.iter().map(|s| s.resource_id).collect::<Vec<_>>(),
-            [open, retired]
-        );
-        assert_eq!(
-            slots[0].slots,
-            [
-                range("2027-06-01T00:00:00Z", "2027-06-01T10:00:00Z"),
-                range("2027-06-01T12:00:00Z", "2027-06-02T00:00:00Z"),
-            ]
-        );
-        assert!(slots[1].retired && slots[1].slots.is_empty());
     }
 
     #[test]

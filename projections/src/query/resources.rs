@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use muster_domain::TenantId;
+use muster_domain::policy::BookingPolicy;
 use muster_domain::working_hours::WorkingWindow;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -26,6 +27,12 @@ pub struct ResourceView {
     pub working_hours: Vec<WorkingWindow>,
     /// Labels.
     pub tags: Vec<String>,
+    /// How many people it holds, if it says.
+    pub seats: Option<i32>,
+    /// Its booking policy: buffers, notice and horizon (ISO 8601
+    /// durations; parts not set are left out).
+    #[schema(value_type = Object)]
+    pub policy: BookingPolicy,
     /// Whether it was retired (it takes no new reservations).
     pub retired: bool,
     /// Its version (send as `If-Match`).
@@ -49,6 +56,8 @@ pub struct ResourceFilter {
     pub include_retired: bool,
     /// Only resources that hold at least this many bookings at once.
     pub min_capacity: Option<u32>,
+    /// Only resources that seat at least this many people.
+    pub min_seats: Option<u32>,
 }
 
 struct Row {
@@ -64,6 +73,8 @@ struct Row {
     registered_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     position: i64,
+    seats: Option<i32>,
+    policy: serde_json::Value,
 }
 
 impl From<Row> for ResourceView {
@@ -77,6 +88,8 @@ impl From<Row> for ResourceView {
             // Written by the projection from validated events.
             working_hours: serde_json::from_value(r.working_hours).unwrap_or_default(),
             tags: r.tags,
+            seats: r.seats,
+            policy: serde_json::from_value(r.policy).unwrap_or_default(),
             retired: r.retired,
             version: r.version,
             registered_at: r.registered_at,
@@ -95,7 +108,7 @@ pub async fn by_ids(
     let rows = sqlx::query_as!(
         Row,
         r#"select resource_id, name, kind, capacity, timezone, working_hours, tags, retired,
-                  version, registered_at, updated_at, position
+                  version, registered_at, updated_at, position, seats, policy
              from read.resources
             where tenant_id = $1 and resource_id = any($2)
             order by resource_id"#,
@@ -119,7 +132,7 @@ pub async fn list(
     let rows = sqlx::query_as!(
         Row,
         r#"select resource_id, name, kind, capacity, timezone, working_hours, tags, retired,
-                  version, registered_at, updated_at, position
+                  version, registered_at, updated_at, position, seats, policy
              from read.resources
             where tenant_id = $1
               and ($2::uuid is null or resource_id > $2)
@@ -127,6 +140,7 @@ pub async fn list(
               and ($4::text is null or $4 = any(tags))
               and ($5 or not retired)
               and ($7::int4 is null or capacity >= $7)
+              and ($8::int4 is null or seats >= $8)
             order by resource_id
             limit $6"#,
         tenant.as_str(),
@@ -137,6 +151,9 @@ pub async fn list(
         limit,
         filter
             .min_capacity
+            .map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
+        filter
+            .min_seats
             .map(|c| i32::try_from(c).unwrap_or(i32::MAX)),
     )
     .fetch_all(pool)

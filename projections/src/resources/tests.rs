@@ -23,6 +23,8 @@ fn registered() -> ResourceEvent {
         timezone: "Europe/London".into(),
         working_hours: Vec::new(),
         tags: vec!["ground-floor".into()],
+        seats: None,
+        policy: Default::default(),
     })
 }
 

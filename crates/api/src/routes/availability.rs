@@ -3,8 +3,9 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
+use muster_domain::duration::IsoDuration;
+use muster_domain::policy::{Claim, Refusal};
 use muster_domain::time::TimeRange;
-use muster_projections::ReadModel;
 use muster_store::ledger::Availability;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -16,7 +17,7 @@ use super::resource_queries::ConsistencyQuery;
 use crate::auth::{Auth, READERS};
 use crate::error::ConflictingReservation;
 use crate::extract::{QueryBody, QueryParams};
-use crate::read::{consistent_with, invalid, window};
+use crate::read::{invalid, window};
 use crate::{ApiError, AppState};
 
 /// The availability routes.
@@ -95,10 +96,12 @@ async fn availability(
     if duration > window.ends_at - window.starts_at {
         return Err(invalid("duration", "must not be longer than the window"));
     }
-    consistent_with(&state, &ReadModel::ALL, q.consistent_with).await?;
+    // Answered from the write side's working set, which is always
+    // current: any position the client has seen is already reflected.
+    let _ = q.consistent_with;
     let answer = state
-        .reads
-        .availability(&principal.tenant, &ids, window, duration)
+        .store
+        .free_slots(&principal.tenant, &ids, window, duration)
         .await?
         .into_iter()
         .map(|r| ResourceSlots {
@@ -158,33 +161,11 @@ fn parse_duration(raw: &str) -> Result<Duration, ApiError> {
     let minutes: i64 = if raw.bytes().all(|b| b.is_ascii_digit()) && !raw.is_empty() {
         raw.parse().map_err(|_| bad())?
     } else {
-        let rest = raw
-            .strip_prefix("PT")
-            .or_else(|| raw.strip_prefix("pt"))
-            .ok_or_else(bad)?;
-        let mut total = 0i64;
-        let mut number = String::new();
-        for c in rest.chars() {
-            match c {
-                '0'..='9' => number.push(c),
-                'H' | 'h' | 'M' | 'm' if !number.is_empty() => {
-                    let n: i64 = number.parse().map_err(|_| bad())?;
-                    total = total
-                        .checked_add(if c.eq_ignore_ascii_case(&'h') {
-                            n.saturating_mul(60)
-                        } else {
-                            n
-                        })
-                        .ok_or_else(bad)?;
-                    number.clear();
-                }
-                _ => return Err(bad()),
-            }
-        }
-        if !number.is_empty() {
+        let d: IsoDuration = raw.parse().map_err(|_| bad())?;
+        if d.seconds() % 60 != 0 {
             return Err(bad());
         }
-        total
+        d.seconds() / 60
     };
     if !(1..=MAX_DAYS * 24 * 60).contains(&minutes) {
         return Err(bad());
@@ -205,6 +186,12 @@ pub struct ConflictCheckBody {
     /// Leave this booking's own reservations out (would it fit if it moved
     /// there?).
     exclude_booking_id: Option<Uuid>,
+    /// The booking's headcount, checked against each resource's seats.
+    #[schema(minimum = 0)]
+    headcount: Option<u32>,
+    /// Check as a planner's reservation outside working hours would be.
+    #[serde(default)]
+    outside_working_hours: bool,
 }
 
 /// Whether a range is free on each resource.
@@ -223,7 +210,9 @@ pub struct ResourceCheck {
     resource_id: Uuid,
     /// Whether a reservation of the range would be admitted now.
     available: bool,
-    /// `retired` when the resource takes no reservations.
+    /// Why the resource refuses the range whatever it holds: `retired`,
+    /// `seats-exceeded`, `too-soon`, `too-far-ahead` or
+    /// `outside-working-hours` (the problem types a booking would get).
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     /// The reservations in the way (at full capacity).
@@ -250,12 +239,17 @@ async fn check_conflicts(
     // The write side's working set is always current: any position the
     // client has seen is already reflected, so there is nothing to wait for.
     let _ = q.consistent_with;
+    let claim = Claim {
+        range,
+        headcount: body.headcount,
+        outside_working_hours: body.outside_working_hours,
+    };
     let checked = state
         .store
         .check_reservations(
             &principal.tenant,
             &body.resource_ids,
-            range,
+            claim,
             body.exclude_booking_id,
         )
         .await?;
@@ -264,6 +258,9 @@ async fn check_conflicts(
         let (available, reason, conflicts) = match availability {
             Availability::Free => (true, None, Vec::new()),
             Availability::Conflicts(c) => (false, None, c),
+            Availability::Refused(refusal) => {
+                (false, Some(refusal_type(&refusal).to_owned()), Vec::new())
+            }
             Availability::Retired => (false, Some("retired".to_owned()), Vec::new()),
             Availability::Unknown => {
                 return Err(invalid(&format!("resource_ids[{i}]"), "no such resource"));
@@ -280,4 +277,15 @@ async fn check_conflicts(
         available: resources.iter().all(|r| r.available),
         resources,
     }))
+}
+
+/// The problem type a refusal answers with, as the conflict check names it.
+pub(crate) fn refusal_type(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::SeatsExceeded { .. } => "seats-exceeded",
+        Refusal::TooSoon { .. } => "too-soon",
+        Refusal::TooFarAhead { .. } => "too-far-ahead",
+        Refusal::OutsideWorkingHours => "outside-working-hours",
+        Refusal::Full(_) => "reservation-conflict",
+    }
 }

@@ -5,10 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use muster_domain::FieldError;
 use muster_domain::booking::{
     Booking, BookingChanges, BookingCommand, BookingDetails, BookingEvent, BookingStatus, Client,
     Reservation, ReservationTarget, Task,
 };
+use muster_domain::hold::{Hold, HoldCommand};
 use muster_store::CommandOutcome;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,7 +20,7 @@ use uuid::Uuid;
 
 use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::extract::{Command, PathIds};
-use crate::idempotency::{Answering, run_command};
+use crate::idempotency::{Answering, run_command, run_linked};
 use crate::{ApiError, AppState};
 
 /// The booking routes.
@@ -56,29 +58,126 @@ pub struct ClientBody {
     phone: Option<String>,
 }
 
-/// A reservation to hold: a resource for `[starts_at, ends_at)`.
+/// A reservation to hold: a resource for `[starts_at, ends_at)`, or a
+/// hold to convert (`hold_id` alone: the reservation takes the hold's
+/// resource and range).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReservationBody {
-    /// The resource.
-    resource_id: Uuid,
-    /// Inclusive start (RFC 3339 with offset).
-    starts_at: DateTime<Utc>,
-    /// Exclusive end, after the start.
-    ends_at: DateTime<Utc>,
+    /// The resource (required unless `hold_id` is given).
+    resource_id: Option<Uuid>,
+    /// Inclusive start (RFC 3339 with offset; required unless `hold_id`).
+    starts_at: Option<DateTime<Utc>>,
+    /// Exclusive end, after the start (required unless `hold_id`).
+    ends_at: Option<DateTime<Utc>>,
     /// What the resource is for in this booking.
     label: Option<String>,
+    /// A planner books outside the resource's working hours on purpose
+    /// (recorded in the event).
+    #[serde(default)]
+    outside_working_hours: bool,
+    /// A hold of this tenant to convert, atomically, into this reservation
+    /// (an expired one converts only if its range is still free).
+    hold_id: Option<Uuid>,
 }
 
-impl ReservationBody {
-    fn into_reservation(self) -> Reservation {
-        Reservation {
+/// Reservations as a request asks for them, with the holds they convert
+/// (loaded from their streams: a hold brings its resource and range).
+struct Resolved {
+    reservations: Vec<Reservation>,
+    holds: Vec<Uuid>,
+}
+
+impl Resolved {
+    /// The hold conversions to commit with the booking `booking_id`.
+    fn conversions(&self, booking_id: Uuid) -> Vec<(Uuid, HoldCommand)> {
+        self.holds
+            .iter()
+            .map(|&hold| (hold, HoldCommand::Convert { booking_id }))
+            .collect()
+    }
+}
+
+/// Resolves reservation bodies; errors name `{prefix}[i].field` (or
+/// `field` alone when `prefix` is empty: a single reservation).
+async fn resolve(
+    state: &AppState,
+    tenant: &muster_domain::TenantId,
+    bodies: Vec<ReservationBody>,
+    prefix: &str,
+) -> Result<Resolved, ApiError> {
+    let mut resolved = Resolved {
+        reservations: Vec::with_capacity(bodies.len()),
+        holds: Vec::new(),
+    };
+    let mut errors = Vec::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let at = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}[{i}].")
+        };
+        let (resource_id, starts_at, ends_at) = match body.hold_id {
+            Some(hold_id) => {
+                if body.resource_id.is_some() || body.starts_at.is_some() || body.ends_at.is_some()
+                {
+                    errors.push(FieldError::new(
+                        format!("{at}hold_id"),
+                        "a hold brings its own resource and range: leave resource_id, starts_at and ends_at out",
+                    ));
+                    continue;
+                }
+                if resolved.holds.contains(&hold_id) {
+                    errors.push(FieldError::new(
+                        format!("{at}hold_id"),
+                        "the same hold twice",
+                    ));
+                    continue;
+                }
+                let (hold, _) = state.store.load::<Hold>(tenant, hold_id).await?;
+                let Some(spec) = hold.spec else {
+                    errors.push(FieldError::new(
+                        format!("{at}hold_id"),
+                        format!("no hold {hold_id}"),
+                    ));
+                    continue;
+                };
+                resolved.holds.push(hold_id);
+                (spec.resource_id, spec.starts_at, spec.ends_at)
+            }
+            None => match (body.resource_id, body.starts_at, body.ends_at) {
+                (Some(r), Some(s), Some(e)) => (r, s, e),
+                (r, s, e) => {
+                    for (missing, name) in [
+                        (r.is_none(), "resource_id"),
+                        (s.is_none(), "starts_at"),
+                        (e.is_none(), "ends_at"),
+                    ] {
+                        if missing {
+                            errors.push(FieldError::new(
+                                format!("{at}{name}"),
+                                "is required unless hold_id is given",
+                            ));
+                        }
+                    }
+                    continue;
+                }
+            },
+        };
+        resolved.reservations.push(Reservation {
             reservation_id: Uuid::now_v7(),
-            resource_id: self.resource_id,
-            starts_at: self.starts_at,
-            ends_at: self.ends_at,
-            label: self.label,
-        }
+            resource_id,
+            starts_at,
+            ends_at,
+            label: body.label,
+            outside_working_hours: body.outside_working_hours,
+            hold_id: body.hold_id,
+        });
+    }
+    if errors.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(ApiError::Validation(errors))
     }
 }
 
@@ -140,6 +239,8 @@ pub struct MoveReservationBody {
     starts_at: Option<DateTime<Utc>>,
     /// Another end.
     ends_at: Option<DateTime<Utc>>,
+    /// Sets or clears the planner's working-hours override.
+    outside_working_hours: Option<bool>,
 }
 
 impl From<ClientBody> for Client {
@@ -274,11 +375,16 @@ async fn request_booking(
     command: Command<RequestBookingBody>,
 ) -> Result<Response, ApiError> {
     let body = command.body;
-    let reservations: Vec<Reservation> = body
-        .reservations
-        .into_iter()
-        .map(ReservationBody::into_reservation)
-        .collect();
+    let resolved = resolve(
+        &state,
+        &command.context.tenant,
+        body.reservations,
+        "reservations",
+    )
+    .await?;
+    let booking_id = Uuid::now_v7();
+    let conversions = resolved.conversions(booking_id);
+    let reservations = resolved.reservations;
     let field = ResourceField::Reservations(reservations.iter().map(|r| r.resource_id).collect());
     let details = BookingDetails {
         title: body.title,
@@ -288,14 +394,15 @@ async fn request_booking(
         headcount: body.headcount,
         notes: body.notes,
     };
-    run_command::<Booking, _, _>(
+    run_linked::<Booking, Hold, _, _>(
         &state,
         command.context,
-        Uuid::now_v7(),
+        booking_id,
         BookingCommand::Request {
             details,
             reservations,
         },
+        conversions,
         answer(StatusCode::CREATED, Some(BookingStatus::Requested), field),
     )
     .await
@@ -417,12 +524,15 @@ async fn add_reservation(
     command: Command<ReservationBody>,
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
-    let reservation = command.body.into_reservation();
-    run_command::<Booking, _, _>(
+    let mut resolved = resolve(&state, &command.context.tenant, vec![command.body], "").await?;
+    let conversions = resolved.conversions(id);
+    let reservation = resolved.reservations.remove(0);
+    run_linked::<Booking, Hold, _, _>(
         &state,
         command.context,
         id,
         BookingCommand::AddReservation(reservation),
+        conversions,
         answer(
             StatusCode::CREATED,
             None,
@@ -593,6 +703,7 @@ async fn move_reservation(
                 resource_id: body.resource_id,
                 starts_at: body.starts_at,
                 ends_at: body.ends_at,
+                outside_working_hours: body.outside_working_hours,
             },
             now: Utc::now(),
         },

@@ -6,6 +6,7 @@ pub mod booking_queries;
 pub mod bookings;
 pub mod deployments;
 pub mod events;
+pub mod holds;
 pub mod jobs;
 pub mod ops;
 pub mod projections;

@@ -74,6 +74,7 @@ async fn list_resources(
         tag: q.tag,
         include_retired: q.include_retired.unwrap_or(false),
         min_capacity: None,
+        min_seats: None,
     };
     let items = state
         .reads
@@ -188,6 +189,10 @@ pub struct FreeResourcesQuery {
     /// Only resources that hold at least this many bookings at once.
     #[param(minimum = 1)]
     min_capacity: Option<u32>,
+    /// Only resources that seat at least this many people (resources that
+    /// declare no seats are left out).
+    #[param(minimum = 1)]
+    min_seats: Option<u32>,
     /// At most this many (1 to 500, default 100).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
@@ -219,6 +224,9 @@ async fn free_resources(
     if q.min_capacity == Some(0) {
         return Err(crate::read::invalid("min_capacity", "must be at least 1"));
     }
+    if q.min_seats == Some(0) {
+        return Err(crate::read::invalid("min_seats", "must be at least 1"));
+    }
     let mut after = id_cursor(q.cursor.as_deref())?;
     consistent_with(&state, &[ReadModel::Resources], q.consistent_with).await?;
     let filter = ResourceFilter {
@@ -226,6 +234,7 @@ async fn free_resources(
         tag: q.tag,
         include_retired: false,
         min_capacity: q.min_capacity,
+        min_seats: q.min_seats,
     };
     let wanted = usize::try_from(limit).unwrap_or(100);
     let mut items = Vec::with_capacity(wanted);
@@ -244,7 +253,7 @@ async fn free_resources(
         let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
         let free = state
             .store
-            .free_among(&principal.tenant, &ids, range)
+            .free_among(&principal.tenant, &ids, range, q.min_seats)
             .await?;
         for resource in page.iter().filter(|r| free.contains(&r.id)) {
             if items.len() == wanted {

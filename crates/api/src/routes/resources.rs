@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use muster_domain::FieldError;
+use muster_domain::policy::BookingPolicy;
 use muster_domain::resource::{
     Resource, ResourceChanges, ResourceCommand, ResourceEvent, ResourceProfile,
 };
@@ -65,6 +66,13 @@ pub struct RegisterResourceBody {
     /// Labels.
     #[serde(default)]
     tags: Vec<String>,
+    /// How many people it holds (a booking with a larger headcount is
+    /// refused: 409 `seats-exceeded`).
+    #[schema(minimum = 1, maximum = 1000000)]
+    seats: Option<u32>,
+    /// Buffers, notice and horizon, as ISO 8601 durations.
+    #[serde(default)]
+    policy: BookingPolicy,
 }
 
 fn one() -> u32 {
@@ -88,6 +96,12 @@ pub struct UpdateResourceBody {
     capacity: Option<u32>,
     /// New working hours (replacing the old ones).
     working_hours: Option<Vec<WorkingWindowBody>>,
+    /// New seats.
+    #[schema(minimum = 1, maximum = 1000000)]
+    seats: Option<u32>,
+    /// A new booking policy, replacing the old one as a whole (`{}`
+    /// removes every part).
+    policy: Option<BookingPolicy>,
 }
 
 fn working_hours(windows: Vec<WorkingWindowBody>) -> Result<Vec<WorkingWindow>, ApiError> {
@@ -148,6 +162,8 @@ async fn register_resource(
         timezone: body.timezone,
         working_hours: working_hours(body.working_hours)?,
         tags: body.tags,
+        seats: body.seats,
+        policy: body.policy,
     };
     run_command::<Resource, _, _>(
         &state,
@@ -159,7 +175,8 @@ async fn register_resource(
     .await
 }
 
-/// Change a resource's name, tags, capacity or working hours.
+/// Change a resource's name, tags, capacity, working hours, seats or
+/// booking policy.
 #[utoipa::path(patch, path = "/v1/resources/{id}", tag = "resources",
     params(("id" = Uuid, Path, description = "Resource id"), CommandHeaders),
     request_body = UpdateResourceBody,
@@ -176,6 +193,8 @@ async fn update_resource(
         tags: body.tags,
         capacity: body.capacity,
         working_hours: body.working_hours.map(working_hours).transpose()?,
+        seats: body.seats,
+        policy: body.policy,
     };
     run_command::<Resource, _, _>(
         &state,

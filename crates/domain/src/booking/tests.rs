@@ -32,6 +32,8 @@ fn reservation(n: u128, from: i64, to: i64) -> Reservation {
         starts_at: t(from),
         ends_at: t(to),
         label: Some("hall".into()),
+        outside_working_hours: false,
+        hold_id: None,
     }
 }
 
@@ -596,6 +598,7 @@ fn a_reservation_moves_to_another_resource_or_time_keeping_its_id() {
                 resource_id: Some(elsewhere),
                 starts_at: Some(t(13)),
                 ends_at: None,
+                outside_working_hours: None,
             },
             now: t(0),
         })

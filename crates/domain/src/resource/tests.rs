@@ -14,6 +14,8 @@ fn hall() -> ResourceProfile {
             end: "18:00".parse().unwrap(),
         }],
         tags: vec!["ground-floor".into()],
+        seats: None,
+        policy: Default::default(),
     }
 }
 

@@ -1,0 +1,222 @@
+//! Free time and free resources, answered from the write side's working
+//! set by the booking rule itself ([`ResourceRules`]), so that what is
+//! shown as free is exactly what a booking made at the same instant would
+//! be admitted to: buffers, seats, notice, horizon, working hours,
+//! unexpired holds and capacity included.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{Duration, Utc};
+use muster_domain::TenantId;
+use muster_domain::policy::Claim;
+use muster_domain::time::TimeRange;
+use muster_domain::working_hours::WorkingWindow;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::ledger::{Availability, ResourceRow};
+use crate::{Store, StoreError};
+
+/// The free time on one resource within a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreeSlots {
+    /// The resource.
+    pub resource_id: Uuid,
+    /// Its time zone (its working hours are in it).
+    pub timezone: String,
+    /// Whether it is retired (then it has no slots).
+    pub retired: bool,
+    /// Maximal ranges in which a claim of the asked duration may start:
+    /// any start in `[starts_at, ends_at - duration]` is admitted now.
+    pub slots: Vec<TimeRange>,
+}
+
+impl Store {
+    /// Each of `resource_ids`' free slots of at least `duration` within
+    /// `window`, in the order asked; `Err(UnknownResource)` names the first
+    /// id the tenant does not have.
+    pub async fn free_slots(
+        &self,
+        tenant: &TenantId,
+        resource_ids: &[Uuid],
+        window: TimeRange,
+        duration: Duration,
+    ) -> Result<Vec<FreeSlots>, StoreError> {
+        let rows = sqlx::query_as!(
+            ResourceRow,
+            r#"select rr.tenant_id, rr.resource_id, rr.capacity, rr.retired,
+                      rr.longest_reservation_secs, rr.timezone,
+                      rr.working_hours as "working_hours: Json<Vec<WorkingWindow>>",
+                      rr.seats, rr.buffer_before_secs, rr.buffer_after_secs,
+                      rr.min_notice_secs, rr.max_advance_secs
+                 from reservable_resources rr
+                where rr.tenant_id = $1 and rr.resource_id = any($2)"#,
+            tenant.as_str(),
+            resource_ids,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let rows: HashMap<Uuid, ResourceRow> =
+            rows.into_iter().map(|r| (r.resource_id, r)).collect();
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut starts = Vec::with_capacity(rows.len());
+        let mut ends = Vec::with_capacity(rows.len());
+        let mut lookbacks = Vec::with_capacity(rows.len());
+        for id in resource_ids {
+            let row = rows.get(id).ok_or(StoreError::UnknownResource(*id))?;
+            let reach = row.rules().reach();
+            ids.push(*id);
+            starts.push(window.starts_at - reach);
+            ends.push(window.ends_at + reach);
+            lookbacks.push(row.longest_reservation_secs + 1.0);
+        }
+        // The ledger's statement, over the whole window per resource.
+        let held = sqlx::query!(
+            r#"select r.resource_id as "resource_id!", r.starts_at as "starts_at!",
+                      r.ends_at as "ends_at!"
+                 from unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::float8[])
+                          as c(resource_id, starts_at, ends_at, lookback_secs)
+                cross join lateral (
+                      select h.resource_id, h.starts_at, h.ends_at
+                        from reservations h
+                       where h.tenant_id = $1
+                         and h.resource_id = c.resource_id
+                         and h.starts_at > c.starts_at - make_interval(secs => c.lookback_secs)
+                         and h.starts_at < c.ends_at
+                         and h.ends_at > c.starts_at
+                         and (h.expires_at is null or h.expires_at > now())
+                      offset 0) r"#,
+            tenant.as_str(),
+            &ids,
+            &starts,
+            &ends,
+            &lookbacks,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_resource: HashMap<Uuid, Vec<TimeRange>> = HashMap::new();
+        for h in held {
+            by_resource
+                .entry(h.resource_id)
+                .or_default()
+                .push(TimeRange {
+                    starts_at: h.starts_at,
+                    ends_at: h.ends_at,
+                });
+        }
+        let now = Utc::now();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let row = &rows[id];
+                let slots = if row.retired {
+                    Vec::new()
+                } else {
+                    let existing = by_resource.get(id).map_or(&[][..], Vec::as_slice);
+                    row.rules().free_slots(existing, &window, duration, now)
+                };
+                FreeSlots {
+                    resource_id: *id,
+                    timezone: row.timezone.clone(),
+                    retired: row.retired,
+                    slots,
+                }
+            })
+            .collect())
+    }
+
+    /// Which of `resource_ids` could take a reservation of exactly `range`
+    /// right now, in the order given, by the same rule as
+    /// [`Store::check_reservations`] but cheaper for many resources: one
+    /// statement reads each resource's rule and counts what it holds around
+    /// the range (buffers widen "around"). A resource whose rule refuses
+    /// the range itself is not free; fewer held than its capacity cannot
+    /// fill it at any instant, so it is free; with capacity 1 anything
+    /// held there blocks; only the rest (capacity above 1, enough held) go
+    /// through the ledger's exact rule. Retired and unknown resources, and
+    /// those with fewer than `min_seats` seats (or none declared), are never
+    /// free.
+    pub async fn free_among(
+        &self,
+        tenant: &TenantId,
+        resource_ids: &[Uuid],
+        range: TimeRange,
+        min_seats: Option<u32>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let min_seats = min_seats.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+        let rows = sqlx::query!(
+            r#"select w.resource_id, w.capacity, w.seats, w.timezone,
+                      w.working_hours as "working_hours: Json<Vec<WorkingWindow>>",
+                      w.buffer_before_secs, w.buffer_after_secs,
+                      w.min_notice_secs, w.max_advance_secs,
+                      (select count(*) from reservations h
+                        where h.tenant_id = w.tenant_id and h.resource_id = w.resource_id
+                          and h.starts_at > $3::timestamptz
+                                - make_interval(secs => w.longest_reservation_secs + 1
+                                                        + w.buffer_before_secs + w.buffer_after_secs)
+                          and h.starts_at < $4::timestamptz
+                                + make_interval(secs => w.buffer_before_secs + w.buffer_after_secs)
+                          and h.ends_at > $3::timestamptz
+                                - make_interval(secs => w.buffer_before_secs + w.buffer_after_secs)
+                          and (h.expires_at is null or h.expires_at > now())) as "overlapping!"
+                 from reservable_resources w
+                where w.tenant_id = $1 and w.resource_id = any($2) and not w.retired
+                  and ($5::int4 is null or w.seats >= $5)"#,
+            tenant.as_str(),
+            resource_ids,
+            range.starts_at,
+            range.ends_at,
+            min_seats,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let claim = Claim {
+            range,
+            headcount: None,
+            outside_working_hours: false,
+        };
+        let now = Utc::now();
+        let mut free = HashSet::new();
+        let mut undecided = Vec::new();
+        for row in rows {
+            let rules = ResourceRow {
+                tenant_id: String::new(),
+                resource_id: row.resource_id,
+                capacity: row.capacity,
+                retired: false,
+                longest_reservation_secs: 0.0,
+                timezone: row.timezone,
+                working_hours: row.working_hours,
+                seats: row.seats,
+                buffer_before_secs: row.buffer_before_secs,
+                buffer_after_secs: row.buffer_after_secs,
+                min_notice_secs: row.min_notice_secs,
+                max_advance_secs: row.max_advance_secs,
+            }
+            .rules();
+            if rules.admits_range(&claim, now).is_err() {
+                continue;
+            }
+            if row.overlapping < i64::from(row.capacity) {
+                free.insert(row.resource_id);
+            } else if row.capacity > 1 {
+                undecided.push(row.resource_id);
+            }
+        }
+        if !undecided.is_empty() {
+            for (id, availability) in self
+                .check_reservations(tenant, &undecided, claim, None)
+                .await?
+            {
+                if availability == Availability::Free {
+                    free.insert(id);
+                }
+            }
+        }
+        Ok(resource_ids
+            .iter()
+            .copied()
+            .filter(|id| free.contains(id))
+            .collect())
+    }
+}

@@ -1,0 +1,73 @@
+//! Holds after their expiry instant: `hold.expired` is recorded for the
+//! feed and the webhooks. Correctness never waits for this: every check
+//! stops counting a hold at its expiry instant by itself (the ledger reads
+//! only unexpired holds), so the sweeper only tidies and tells.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use muster_domain::TenantId;
+use muster_domain::hold::{Hold, HoldCommand};
+use uuid::Uuid;
+
+use crate::executor::CommandContext;
+use crate::{Store, StoreError};
+
+/// Holds recorded as expired per sweep at most.
+const SWEEP_LIMIT: i64 = 200;
+
+impl Store {
+    /// Records `hold.expired` for holds whose expiry instant has passed (a
+    /// second ago, so that the application's clock agrees with the
+    /// database's); returns how many.
+    pub async fn expire_holds(&self) -> Result<usize, StoreError> {
+        let due = sqlx::query!(
+            r#"select tenant_id, reservation_id from reservations
+                where expires_at <= now() - interval '1 second'
+                order by expires_at
+                limit $1"#,
+            SWEEP_LIMIT,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expired = 0;
+        for hold in due {
+            let tenant = TenantId::try_from(hold.tenant_id)
+                .map_err(|e| StoreError::CorruptRow(format!("a hold's tenant: {e}")))?;
+            let ctx = CommandContext {
+                tenant,
+                actor: "system:hold-sweeper".into(),
+                correlation_id: Uuid::now_v7().to_string(),
+                command_id: Uuid::now_v7(),
+                if_match: None,
+                idempotency: None,
+            };
+            let now = Utc::now();
+            let executed = self
+                .execute::<Hold>(&ctx, hold.reservation_id, HoldCommand::Expire { now })
+                .await?;
+            if executed.outcome.appended > 0 {
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+}
+
+/// Records expired holds every `every`, for as long as the store's pool
+/// is open. Several processes may sweep at once: a hold's stream version
+/// lets one of them record it, and the other decides nothing to do.
+pub async fn sweep_expired(store: Store, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    while !store.pool().is_closed() {
+        tick.tick().await;
+        match store.expire_holds().await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!("muster_holds_total", "outcome" => "expired").increment(n as u64);
+                tracing::debug!(expired = n, "expired holds recorded");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not record expired holds"),
+        }
+    }
+}
