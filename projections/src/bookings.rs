@@ -50,6 +50,9 @@ pub struct BookingDocument {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// The recurring series it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_id: Option<Uuid>,
     /// `requested`, `confirmed`, `in_progress`, `completed` or `cancelled`.
     pub status: String,
     /// Reservations still holding time (released ones are shortened or gone).
@@ -91,6 +94,12 @@ pub struct ReservationView {
     /// What the resource is for in this booking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Booked outside the resource's working hours by a planner's override.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outside_working_hours: bool,
+    /// The hold it was converted from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<Uuid>,
 }
 
 /// A task of a booking.
@@ -200,6 +209,7 @@ impl FoldedBooking {
             ends_at: details.ends_at,
             headcount: details.headcount,
             notes: details.notes.clone(),
+            series_id: details.series_id,
             status: state
                 .status
                 .map_or("requested", BookingStatus::as_str)
@@ -213,6 +223,8 @@ impl FoldedBooking {
                     starts_at: r.starts_at,
                     ends_at: r.ends_at,
                     label: r.label.clone(),
+                    outside_working_hours: r.outside_working_hours,
+                    hold_id: r.hold_id,
                 })
                 .collect(),
             tasks: state
@@ -249,6 +261,7 @@ impl FoldedBooking {
                 ends_at: doc.ends_at,
                 headcount: doc.headcount,
                 notes: doc.notes,
+                series_id: doc.series_id,
             }),
             status: Some(status),
             reservations: doc
@@ -260,8 +273,8 @@ impl FoldedBooking {
                     starts_at: r.starts_at,
                     ends_at: r.ends_at,
                     label: r.label,
-                    outside_working_hours: false,
-                    hold_id: None,
+                    outside_working_hours: r.outside_working_hours,
+                    hold_id: r.hold_id,
                 })
                 .collect(),
             tasks: doc
@@ -394,7 +407,7 @@ async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), Pr
             "client_phone": d.client.phone, "starts_at": d.starts_at, "ends_at": d.ends_at,
             "headcount": d.headcount, "status": d.status, "version": d.version,
             "requested_at": d.requested_at, "updated_at": d.updated_at,
-            "position": d.position, "document": d,
+            "position": d.position, "series_id": d.series_id, "document": d,
         }));
         let key = serde_json::json!({"tenant_id": tenant, "booking_id": id});
         if t.reservations_changed {
@@ -431,13 +444,13 @@ async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), Pr
         r#"insert into bookings
                (tenant_id, booking_id, title, client_name, client_email, client_phone,
                 starts_at, ends_at, headcount, status, version, requested_at, updated_at,
-                position, document)
+                position, series_id, document)
            select * from jsonb_to_recordset($1) as x(
                   tenant_id text, booking_id uuid, title text, client_name text,
                   client_email text, client_phone text, starts_at timestamptz,
                   ends_at timestamptz, headcount integer, status text, version integer,
                   requested_at timestamptz, updated_at timestamptz, position bigint,
-                  document jsonb)
+                  series_id uuid, document jsonb)
            on conflict (tenant_id, booking_id) do update
               set title = excluded.title, client_name = excluded.client_name,
                   client_email = excluded.client_email, client_phone = excluded.client_phone,

@@ -19,6 +19,7 @@ mod reads;
 mod receiver;
 mod reports;
 mod resources;
+mod series;
 mod subscribe;
 mod two_processes;
 mod worker_processes;

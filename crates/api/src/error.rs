@@ -36,6 +36,11 @@ pub struct Problem {
     /// For a stale `If-Match`: the entity's current version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<i64>,
+    /// For a series that cannot be booked: each occurrence in the way,
+    /// with why and the reservations it met.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub occurrences: Vec<muster_domain::series::SkippedOccurrence>,
 }
 
 /// One invalid field of a request.
@@ -106,6 +111,10 @@ pub enum ApiError {
     /// A reservation would exceed a resource's capacity.
     #[error("the resource is already reserved at that time")]
     ReservationConflict(Vec<ReservationConflict>),
+    /// Occurrences of a series cannot be booked (all or nothing: nothing
+    /// was).
+    #[error("{} occurrence(s) of the series cannot be booked; nothing was booked", .0.len())]
+    SeriesConflict(Vec<muster_domain::series::SkippedOccurrence>),
     /// A resource's booking rule refuses the reservation itself.
     #[error("{}", refusal_detail(*.resource_id, .refusal))]
     Refused {
@@ -164,6 +173,7 @@ impl ApiError {
             | ApiError::JobNotDead
             | ApiError::ReportNotReady(_)
             | ApiError::ReservationConflict(_)
+            | ApiError::SeriesConflict(_)
             | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -189,7 +199,9 @@ impl ApiError {
             ApiError::ResourceRetired(_) => "resource-retired",
             ApiError::JobNotDead => "job-not-failed",
             ApiError::ReportNotReady(_) => "report-not-ready",
-            ApiError::ReservationConflict(_) => "reservation-conflict",
+            ApiError::ReservationConflict(_) | ApiError::SeriesConflict(_) => {
+                "reservation-conflict"
+            }
             ApiError::Refused { refusal, .. } => crate::routes::availability::refusal_type(refusal),
             ApiError::PreconditionFailed { .. } => "stale-version",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
@@ -213,6 +225,7 @@ impl ApiError {
             errors: Vec::new(),
             conflicts: Vec::new(),
             current_version: None,
+            occurrences: Vec::new(),
         };
         match self {
             ApiError::Validation(errors) => {
@@ -224,6 +237,7 @@ impl ApiError {
                     .join("; ");
             }
             ApiError::ReservationConflict(conflicts) => problem.conflicts.clone_from(conflicts),
+            ApiError::SeriesConflict(occurrences) => problem.occurrences.clone_from(occurrences),
             ApiError::PreconditionFailed { current, .. } => {
                 problem.current_version = Some(*current)
             }

@@ -121,10 +121,8 @@ where
     F: Fn(Uuid) -> String,
 {
     let tenant = context.tenant.clone();
-    if let Some(claim) = &context.idempotency
-        && let Some(stored) = state.store.find_record(&tenant, &claim.key).await?
-    {
-        return replay::<A, R, F>(state, &tenant, &stored, claim, &answering).await;
+    if let Some(replayed) = replay_recorded::<A, R, F>(state, &context, &answering).await? {
+        return Ok(replayed);
     }
 
     let executed = state
@@ -160,6 +158,29 @@ where
         }
     }
     Err(error)
+}
+
+/// The recorded answer of the context's idempotency key, if it has one:
+/// what a command that must look at the world before it runs (a series'
+/// conflict check) answers first, as [`run_linked`] does.
+pub(crate) async fn replay_recorded<A, R, F>(
+    state: &AppState,
+    context: &CommandContext,
+    answering: &Answering<R, F>,
+) -> Result<Option<Response>, ApiError>
+where
+    A: WriteSide,
+    R: Fn(&CommandOutcome, &[A::Event]) -> serde_json::Value,
+{
+    let Some(claim) = &context.idempotency else {
+        return Ok(None);
+    };
+    let Some(stored) = state.store.find_record(&context.tenant, &claim.key).await? else {
+        return Ok(None);
+    };
+    replay::<A, R, F>(state, &context.tenant, &stored, claim, answering)
+        .await
+        .map(Some)
 }
 
 /// Answers with a key's record, rendered as the first answer was, marked

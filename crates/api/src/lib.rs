@@ -120,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::resources::router())
         .merge(routes::bookings::router())
         .merge(routes::holds::router())
+        .merge(routes::series::router())
         .merge(routes::events::router())
         .merge(routes::resource_queries::router())
         .merge(routes::booking_queries::router())

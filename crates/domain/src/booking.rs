@@ -49,6 +49,9 @@ pub struct BookingDetails {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// The recurring series it belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_id: Option<Uuid>,
 }
 
 /// A reservation of a resource for a half-open range (payload of

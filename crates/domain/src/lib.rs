@@ -18,6 +18,7 @@ pub mod hold;
 pub mod notification;
 pub mod policy;
 pub mod resource;
+pub mod series;
 pub mod tenant;
 pub mod time;
 pub mod upcast;

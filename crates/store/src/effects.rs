@@ -8,6 +8,7 @@ use muster_domain::deployment::{Deployment, DeploymentCommand, DeploymentEvent};
 use muster_domain::hold::{Hold, HoldCommand, HoldEvent};
 use muster_domain::policy::ResourceRules;
 use muster_domain::resource::{Resource, ResourceCommand, ResourceEvent};
+use muster_domain::series::{Series, SeriesCommand, SeriesEvent};
 use uuid::Uuid;
 
 use crate::implied_jobs::ImpliedJob;
@@ -210,6 +211,18 @@ impl WriteSide for Hold {
                 }
             })
             .collect()
+    }
+}
+
+/// A series writes nothing but its events: its bookings are linked
+/// commands with their own effects.
+impl WriteSide for Series {
+    fn creates(command: &SeriesCommand) -> bool {
+        matches!(command, SeriesCommand::Create(_))
+    }
+
+    fn effects(_: &Series, _: Uuid, _: &[SeriesEvent]) -> Vec<WriteEffect> {
+        Vec::new()
     }
 }
 

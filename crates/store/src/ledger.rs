@@ -429,25 +429,41 @@ impl crate::Store {
         claim: Claim,
         exclude_booking: Option<Uuid>,
     ) -> Result<Vec<(Uuid, Availability)>, StoreError> {
-        let reservations: Vec<Reservation> = resource_ids
+        let claims: Vec<(Uuid, Claim)> = resource_ids.iter().map(|&id| (id, claim)).collect();
+        self.check_claims(tenant, &claims, exclude_booking).await
+    }
+
+    /// Like [`Store::check_reservations`] for many claims at once (the
+    /// occurrences of a series), each checked alone against what is held
+    /// now, in one read.
+    pub async fn check_claims(
+        &self,
+        tenant: &TenantId,
+        claims: &[(Uuid, Claim)],
+        exclude_booking: Option<Uuid>,
+    ) -> Result<Vec<(Uuid, Availability)>, StoreError> {
+        let reservations: Vec<(Reservation, Option<u32>)> = claims
             .iter()
-            .map(|&resource_id| Reservation {
-                reservation_id: Uuid::nil(),
-                resource_id,
-                starts_at: claim.range.starts_at,
-                ends_at: claim.range.ends_at,
-                label: None,
-                outside_working_hours: claim.outside_working_hours,
-                hold_id: None,
+            .map(|&(resource_id, claim)| {
+                let reservation = Reservation {
+                    reservation_id: Uuid::nil(),
+                    resource_id,
+                    starts_at: claim.range.starts_at,
+                    ends_at: claim.range.ends_at,
+                    label: None,
+                    outside_working_hours: claim.outside_working_hours,
+                    hold_id: None,
+                };
+                (reservation, claim.headcount)
             })
             .collect();
         let wanted: Vec<Wanted<'_>> = reservations
             .iter()
-            .map(|reservation| Wanted {
+            .map(|(reservation, headcount)| Wanted {
                 tenant: tenant.as_str(),
                 booking_id: Uuid::nil(),
                 reservation,
-                headcount: claim.headcount,
+                headcount: *headcount,
                 expires_at: None,
             })
             .collect();

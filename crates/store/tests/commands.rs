@@ -58,6 +58,7 @@ fn request(reservations: Vec<(Uuid, i64, i64)>) -> BookingCommand {
             ends_at: at(24),
             headcount: 2,
             notes: None,
+            series_id: None,
         },
         reservations: reservations
             .into_iter()

@@ -28,6 +28,7 @@ fn requested() -> BookingEvent {
         ends_at: at(1600),
         headcount: 80,
         notes: None,
+        series_id: None,
     })
 }
 
@@ -140,6 +141,7 @@ fn a_requested_booking_shows_its_details_and_first_status() {
             ends_at: at(1600),
             headcount: 80,
             notes: None,
+            series_id: None,
             status: "requested".into(),
             reservations: vec![
                 ReservationView {
@@ -148,6 +150,8 @@ fn a_requested_booking_shows_its_details_and_first_status() {
                     starts_at: at(1000),
                     ends_at: at(1600),
                     label: Some("hall".into()),
+                    outside_working_hours: false,
+                    hold_id: None,
                 },
                 ReservationView {
                     reservation_id: Uuid::from_u128(12),
@@ -155,6 +159,8 @@ fn a_requested_booking_shows_its_details_and_first_status() {
                     starts_at: at(1000),
                     ends_at: at(1600),
                     label: None,
+                    outside_working_hours: false,
+                    hold_id: None,
                 },
             ],
             tasks: Vec::new(),
@@ -184,6 +190,7 @@ fn a_whole_life_gives_the_document_the_domain_state_shows() {
             ends_at: at(1660),
             headcount: 90,
             notes: Some("vegetarian".into()),
+            series_id: None,
             status: "cancelled".into(),
             reservations: vec![ReservationView {
                 reservation_id: Uuid::from_u128(11),
@@ -191,6 +198,8 @@ fn a_whole_life_gives_the_document_the_domain_state_shows() {
                 starts_at: at(1060),
                 ends_at: at(1200),
                 label: Some("hall".into()),
+                outside_working_hours: false,
+                hold_id: None,
             }],
             tasks: vec![TaskView {
                 task_id: TASK,

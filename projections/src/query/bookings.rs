@@ -46,6 +46,8 @@ pub struct BookingFilter {
     pub from: Option<DateTime<Utc>>,
     /// Only bookings starting before this.
     pub to: Option<DateTime<Utc>>,
+    /// Only bookings of this recurring series.
+    pub series_id: Option<Uuid>,
 }
 
 /// The answer of `GET /v1/bookings/{id}`, as stored (JSON text).
@@ -84,6 +86,7 @@ pub async fn list(
               and ($5::text is null or client_name ilike $5 or client_email ilike $5)
               and ($6::timestamptz is null or ends_at > $6)
               and ($7::timestamptz is null or starts_at < $7)
+              and ($9::uuid is null or series_id = $9)
             order by starts_at, booking_id
             limit $8"#,
         tenant.as_str(),
@@ -94,6 +97,7 @@ pub async fn list(
         filter.from,
         filter.to,
         limit,
+        filter.series_id,
     )
     .fetch_all(pool)
     .await

@@ -48,6 +48,8 @@ pub struct BookingListQuery {
     from: Option<String>,
     /// Only bookings starting before this time (RFC 3339).
     to: Option<String>,
+    /// Only bookings of this recurring series.
+    series_id: Option<Uuid>,
     /// At most this many (1 to 500, default 100).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
@@ -105,6 +107,7 @@ async fn list_bookings(
         client: q.client,
         from,
         to,
+        series_id: q.series_id,
     };
     let items = state
         .reads

@@ -202,6 +202,14 @@ pub struct RequestBookingBody {
     /// Reservations to hold from the start.
     #[serde(default)]
     reservations: Vec<ReservationBody>,
+    /// Book a recurring series: one booking per occurrence of the rule,
+    /// each keeping this booking's local times in the rule's zone.
+    recurrence: Option<super::series::RecurrenceBody>,
+    /// What a series does with occurrences that cannot be booked: `fail`
+    /// (default: nothing is booked, 409 lists them) or `skip` (the others
+    /// are booked and these listed).
+    #[serde(default)]
+    on_conflict: super::series::OnConflict,
 }
 
 /// Changes to a booking's details; fields left out keep their value.
@@ -315,6 +323,35 @@ pub struct BookingAnswer {
     /// The task created by the command.
     #[serde(skip_serializing_if = "Option::is_none")]
     task_id: Option<Uuid>,
+    /// For a series: its id (also the answer's `id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    series_id: Option<Uuid>,
+    /// For a series: the bookings created, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bookings: Option<Vec<super::series::OccurrenceAnswer>>,
+    /// For a series: the occurrences left out, with why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    skipped: Option<Vec<muster_domain::series::SkippedOccurrence>>,
+}
+
+impl BookingAnswer {
+    /// The answer to a series request.
+    pub(crate) fn series(
+        command: CommandAnswer,
+        bookings: Vec<super::series::OccurrenceAnswer>,
+        skipped: Vec<muster_domain::series::SkippedOccurrence>,
+    ) -> Self {
+        Self {
+            series_id: Some(command.id),
+            command,
+            status: None,
+            reservations: Vec::new(),
+            task_id: None,
+            bookings: Some(bookings),
+            skipped: Some(skipped),
+        }
+    }
 }
 
 /// Where a command's body names resources, for "no such resource" errors.
@@ -354,6 +391,9 @@ fn answer(
                     BookingEvent::TaskAdded(t) => Some(t.task_id),
                     _ => None,
                 }),
+                series_id: None,
+                bookings: None,
+                skipped: None,
             })
         },
         resource_field: move |id| match &resource_field {
@@ -393,7 +433,25 @@ async fn request_booking(
         ends_at: body.ends_at,
         headcount: body.headcount,
         notes: body.notes,
+        series_id: None,
     };
+    if let Some(recurrence) = body.recurrence {
+        if !conversions.is_empty() {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "recurrence",
+                "a series cannot convert holds",
+            )]));
+        }
+        return super::series::request_series(
+            &state,
+            command.context,
+            details,
+            reservations,
+            recurrence.into(),
+            body.on_conflict,
+        )
+        .await;
+    }
     run_linked::<Booking, Hold, _, _>(
         &state,
         command.context,

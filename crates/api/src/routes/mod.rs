@@ -13,6 +13,7 @@ pub mod projections;
 pub mod reports;
 pub mod resource_queries;
 pub mod resources;
+pub mod series;
 pub mod subscribe;
 pub mod webhooks;
 

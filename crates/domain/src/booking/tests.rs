@@ -22,6 +22,7 @@ fn details() -> BookingDetails {
         ends_at: t(23),
         headcount: 120,
         notes: None,
+        series_id: None,
     }
 }
 
