@@ -49,12 +49,36 @@ async fn the_free_resource_search_agrees_with_the_write_side() {
     for capacity in [1, 1, 2, 2, 1] {
         rooms.push(resource(&app, "room", capacity, &["ground-floor"]).await);
     }
+    // The booking rule's other parts: buffers, and working hours (a
+    // Wednesday's day shift running into a whole Thursday).
+    for body in [
+        json!({"name": "Buffered", "kind": "room", "capacity": 1,
+               "policy": {"buffer_before": "PT1H", "buffer_after": "PT2H"}}),
+        json!({"name": "Shifts", "kind": "room", "capacity": 2,
+               "working_hours": [{"weekday": "wed", "start": "06:00", "end": "24:00"},
+                                 {"weekday": "thu", "start": "00:00", "end": "24:00"}],
+               "policy": {"buffer_after": "PT1H"}}),
+    ] {
+        let answer = app.post("/v1/resources", &body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+        rooms.push(answer.body["id"].as_str().unwrap().to_owned());
+    }
     let van = resource(&app, "vehicle", 1, &[]).await;
     // Some history: overlapping bookings of various lengths.
     let mut last_position = 0;
-    for (i, (from, to)) in [(2, 6), (4, 9), (5, 7), (10, 14), (12, 20), (3, 4), (15, 16)]
-        .into_iter()
-        .enumerate()
+    for (i, (from, to)) in [
+        (2, 6),
+        (4, 9),
+        (5, 7),
+        (10, 14),
+        (12, 20),
+        (3, 4),
+        (15, 16),
+        (7, 8),
+        (9, 10),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let room = &rooms[i % rooms.len()];
         let booked = app.book(room, &at(from), &at(to)).await;
@@ -68,7 +92,18 @@ async fn the_free_resource_search_agrees_with_the_write_side() {
         .await;
     last_position = last_position.max(answer.body["position"].as_i64().unwrap());
 
-    for (from, to) in [(1, 3), (4, 6), (5, 6), (8, 11), (13, 15), (19, 22), (0, 30)] {
+    for (from, to) in [
+        (1, 3),
+        (4, 6),
+        (5, 6),
+        (8, 11),
+        (13, 15),
+        (19, 22),
+        (0, 30),
+        (10, 12),
+        (16, 18),
+        (22, 26),
+    ] {
         let query = format!(
             "starts_at={}&ends_at={}&kind=room&consistent_with={last_position}",
             at(from),

@@ -82,6 +82,21 @@ async fn a_hold_blocks_others_until_converted_atomically() {
     );
     let shown = app.get(&format!("/v1/holds/{hold_id}"), &app.analyst).await;
     assert_eq!(shown.body["status"], "active", "{:?}", shown.body);
+    let schedule = app
+        .get(
+            &format!(
+                "/v1/resources/{room}/schedule?from=2030-04-02T00:00:00Z&to=2030-04-03T00:00:00Z"
+            ),
+            &app.analyst,
+        )
+        .await;
+    assert_eq!(schedule.status, StatusCode::OK, "{:?}", schedule.body);
+    assert_eq!(schedule.body["entries"][0]["status"], "held");
+    assert_eq!(
+        schedule.body["entries"][0]["reservation_id"],
+        hold_id.as_str()
+    );
+    assert!(schedule.body["entries"][0]["expires_at"].is_string());
 
     // Converted, with an idempotency key: the replay answers the same.
     let key = "convert-1";

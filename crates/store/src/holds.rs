@@ -13,10 +13,47 @@ use uuid::Uuid;
 use crate::executor::CommandContext;
 use crate::{Store, StoreError};
 
+/// A hold that counts now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveHold {
+    /// The hold.
+    pub hold_id: Uuid,
+    /// Start of the held range.
+    pub starts_at: chrono::DateTime<Utc>,
+    /// End of the held range.
+    pub ends_at: chrono::DateTime<Utc>,
+    /// When it stops counting.
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
 /// Holds recorded as expired per sweep at most.
 const SWEEP_LIMIT: i64 = 200;
 
 impl Store {
+    /// The holds on `resource_id` overlapping `window` that count now (not
+    /// expired), in start order: what a schedule shows as holds.
+    pub async fn active_holds(
+        &self,
+        tenant: &TenantId,
+        resource_id: Uuid,
+        window: muster_domain::time::TimeRange,
+    ) -> Result<Vec<ActiveHold>, StoreError> {
+        Ok(sqlx::query_as!(
+            ActiveHold,
+            r#"select reservation_id as hold_id, starts_at, ends_at, expires_at as "expires_at!"
+                 from reservations
+                where tenant_id = $1 and resource_id = $2 and expires_at > now()
+                  and starts_at < $4 and ends_at > $3
+                order by starts_at, reservation_id"#,
+            tenant.as_str(),
+            resource_id,
+            window.starts_at,
+            window.ends_at,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Records `hold.expired` for holds whose expiry instant has passed (a
     /// second ago, so that the application's clock agrees with the
     /// database's); returns how many.

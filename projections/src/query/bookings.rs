@@ -130,6 +130,10 @@ pub struct ScheduleEntry {
     /// What the resource is for in the booking.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Present for a hold (then `status` is `held`, and `reservation_id`
+    /// and `booking_id` are the hold's id): when it stops counting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The reservations holding `resource` within `window`, in start order.
@@ -142,7 +146,7 @@ pub async fn schedule(
     sqlx::query_as!(
         ScheduleEntry,
         r#"select r.reservation_id, r.booking_id, b.title, b.status, r.starts_at, r.ends_at,
-                  r.label
+                  r.label, null::timestamptz as expires_at
              from read.booking_reservations r
              join read.bookings b on b.tenant_id = r.tenant_id and b.booking_id = r.booking_id
             where r.tenant_id = $1 and r.resource_id = $2

@@ -134,7 +134,8 @@ pub struct ScheduleQuery {
 pub struct Schedule {
     /// The resource.
     resource_id: Uuid,
-    /// Reservations overlapping the window, in start order.
+    /// Reservations and unexpired holds overlapping the window, in start
+    /// order.
     entries: Vec<ScheduleEntry>,
 }
 
@@ -152,11 +153,28 @@ async fn resource_schedule(
     let id = path.id(0, "resource")?;
     let window = window(&q.from, &q.to, 366)?;
     consistent_with(&state, &ReadModel::ALL, q.consistent_with).await?;
-    let entries = state
+    let mut entries = state
         .reads
         .schedule(&principal.tenant, id, window)
         .await?
         .ok_or_else(|| ApiError::NotFound("resource".into()))?;
+    // Holds come from the write side's working set: they count until
+    // their expiry instant, and show until then.
+    let holds = state
+        .store
+        .active_holds(&principal.tenant, id, window)
+        .await?;
+    entries.extend(holds.into_iter().map(|h| ScheduleEntry {
+        reservation_id: h.hold_id,
+        booking_id: h.hold_id,
+        title: "Hold".into(),
+        status: "held".into(),
+        starts_at: h.starts_at,
+        ends_at: h.ends_at,
+        label: None,
+        expires_at: Some(h.expires_at),
+    }));
+    entries.sort_by_key(|e| (e.starts_at, e.reservation_id));
     Ok(Json(Schedule {
         resource_id: id,
         entries,
