@@ -87,6 +87,7 @@ async function signIn(key, startedAt) {
     await afterPaint();
     if (startedAt !== undefined) {
       const ms = performance.now() - startedAt;
+      if (app.timeline.firstScreenAt !== undefined) $("timeline").dataset.firstScreenMs = (app.timeline.firstScreenAt - startedAt).toFixed(0);
       $("timeline").dataset.drawnMs = ms.toFixed(0);
       performance.mark("muster:bars-drawn");
       performance.measure("muster:sign-in-to-bars", "muster:sign-in", "muster:bars-drawn");
@@ -216,7 +217,7 @@ function onLiveEvent(event) {
     }, 200);
   } else if (event.stream_type === "deployment") {
     if (event.type === "deployment.requested" && event.data && event.data.booking_id) {
-      app.bookings.rememberDeployment(event.data.booking_id, event.stream_id);
+      app.bookings.rememberDeployment(event.data.booking_id, event.stream_id, event.position);
       if (app.bookings.openId === event.data.booking_id && app.bookings.doc) app.bookings.renderDetail(app.bookings.doc);
     }
   }

@@ -84,6 +84,7 @@ export class Bookings {
   /** Opens the form for a slot: `{ resourceId, from, to }` (all optional). */
   openCreate({ resourceId, from, to } = {}) {
     if (!this.ctx.writable) return;
+    this.createForm.reset();
     const select = this.createForm.elements.resource_id;
     select.replaceChildren();
     for (const resource of this.ctx.timeline.resources) {
@@ -147,7 +148,10 @@ export class Bookings {
     const query = position ? `?consistent_with=${position}` : "";
     const doc = await this.api.get(`/v1/bookings/${id}${query}`);
     this.ctx.timeline.applyBooking(doc);
-    if (this.openId === id) this.renderDetail(doc);
+    // The live stream re-reads what a command here already showed: draw
+    // the detail again only if something new is known.
+    const unchanged = this.doc && this.doc.id === id && this.doc.version === doc.version && this.renderedActors === this.ctx.actors.size;
+    if (this.openId === id && !unchanged) this.renderDetail(doc);
     return doc;
   }
 
@@ -226,7 +230,12 @@ export class Bookings {
   }
 
   renderDetail(doc) {
+    // Keep the keyboard where it was across the redraw.
+    const active = this.detailBody.contains(document.activeElement) ? document.activeElement : null;
+    const focusId = active && (active.id || active.getAttribute("aria-label") || active.textContent);
     this.doc = doc;
+    this.renderedActors = this.ctx.actors.size;
+    this.renderGeneration = (this.renderGeneration || 0) + 1;
     this.detailTitle.textContent = doc.title;
     const body = document.createDocumentFragment();
 
@@ -277,6 +286,12 @@ export class Bookings {
     body.append(this.historySection(doc));
     body.append(this.deploymentsSection(doc, error));
     this.detailBody.replaceChildren(body);
+    if (active) {
+      const same = [...this.detailBody.querySelectorAll("button, input, select")].find(
+        (n) => n.id === focusId || n.getAttribute("aria-label") === focusId || n.textContent === focusId,
+      );
+      (same || this.detailTitle).focus();
+    }
   }
 
   rescheduleForm(doc, error) {
@@ -434,11 +449,11 @@ export class Bookings {
     return all[bookingId] || [];
   }
 
-  rememberDeployment(bookingId, deploymentId) {
+  rememberDeployment(bookingId, deploymentId, position) {
     const all = JSON.parse(sessionStorage.getItem(DEPLOYMENTS_KEY) || "{}");
-    const ids = new Set(all[bookingId] || []);
-    ids.add(deploymentId);
-    all[bookingId] = [...ids];
+    const known = all[bookingId] || [];
+    if (!known.some((d) => d.id === deploymentId)) known.push({ id: deploymentId, position });
+    all[bookingId] = known;
     sessionStorage.setItem(DEPLOYMENTS_KEY, JSON.stringify(all));
   }
 
@@ -448,14 +463,14 @@ export class Bookings {
     section.append(list);
     const ids = this.knownDeployments(doc.id);
     if (!ids.length) list.append(el("p", "muted", "No deployment requested from this tab."));
-    this.loadDeployments(doc, ids, list, error);
+    this.loadDeployments(doc, ids, list, error, this.renderGeneration);
     if (this.ctx.writable && ["confirmed", "in_progress"].includes(doc.status)) {
       const b = button("Request deployment", "primary");
       b.addEventListener("click", () =>
         act(b, async (key) => {
           try {
             const answer = await this.api.command("/v1/deployments", { booking_id: doc.id }, key);
-            this.rememberDeployment(doc.id, answer.id);
+            this.rememberDeployment(doc.id, answer.id, answer.position);
             this.ctx.announce(`Deployment requested for “${doc.title}”.`);
             if (this.openId === doc.id) this.renderDetail(this.doc);
           } catch (err) {
@@ -468,13 +483,18 @@ export class Bookings {
     return section;
   }
 
-  async loadDeployments(doc, ids, list, error) {
+  /** Shows the deployments in `list`, re-reading while one is under way; stops once the detail is drawn again. */
+  async loadDeployments(doc, ids, list, error, generation) {
+    const current = () => this.openId === doc.id && this.renderGeneration === generation;
     clearTimeout(this.pollTimer);
     let active = false;
     const cards = [];
-    for (const id of ids) {
+    for (const { id, position } of ids) {
       try {
-        const d = await this.api.get(`/v1/deployments/${id}`);
+        // Read-your-writes: the answer's position, so a deployment
+        // requested a moment ago is not yet "not found".
+        const query = position ? `?consistent_with=${position}` : "";
+        const d = await this.api.get(`/v1/deployments/${id}${query}`);
         if (["queued", "running"].includes(d.status)) active = true;
         cards.push(this.deploymentCard(doc, d, error));
       } catch (e) {
@@ -485,10 +505,10 @@ export class Bookings {
         } else cards.push(el("p", "error", e.message));
       }
     }
-    if (this.openId !== doc.id) return;
+    if (!current()) return;
     if (cards.length) list.replaceChildren(...cards);
     // Progress is shown live: re-read while a deployment is under way.
-    if (active) this.pollTimer = setTimeout(() => this.openId === doc.id && this.loadDeployments(doc, ids, list, error), 1000);
+    if (active) this.pollTimer = setTimeout(() => current() && this.loadDeployments(doc, ids, list, error, generation), 1000);
   }
 
   deploymentCard(doc, d, error) {

@@ -70,6 +70,15 @@ export class LiveStream {
   start() {
     if (!this.stopped) return;
     this.stopped = false;
+    // The browser knows before the socket does: drop at once when it goes
+    // offline, and come back without waiting out the back-off.
+    this.onOffline = () => this.controller?.abort();
+    this.onOnline = () => {
+      this.backoff = 500;
+      this.wake?.();
+    };
+    window.addEventListener("offline", this.onOffline);
+    window.addEventListener("online", this.onOnline);
     this.run();
   }
 
@@ -78,6 +87,8 @@ export class LiveStream {
     clearTimeout(this.retryTimer);
     clearTimeout(this.silenceTimer);
     this.controller?.abort();
+    window.removeEventListener("offline", this.onOffline);
+    window.removeEventListener("online", this.onOnline);
   }
 
   /** Drops the connection now and reconnects (for tests of the resume path, too). */
@@ -99,8 +110,11 @@ export class LiveStream {
       this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
       this.onState("offline", `reconnecting in ${Math.round(wait / 1000)} s`);
       await new Promise((resolve) => {
-        this.retryTimer = setTimeout(resolve, wait);
+        this.wake = resolve;
+        this.retryTimer = setTimeout(resolve, navigator.onLine === false ? MAX_BACKOFF_MS : wait);
       });
+      this.wake = null;
+      clearTimeout(this.retryTimer);
     }
   }
 

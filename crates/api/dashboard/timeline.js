@@ -29,6 +29,8 @@ const STATUS_LABELS = {
 };
 /** Parallel schedule reads (the browser allows 6 connections; one is the live stream). */
 const PARALLEL_READS = 5;
+/** Rows that fill a screen: when their bars are drawn the timeline is usable. */
+const FIRST_SCREEN_ROWS = 30;
 /** A drag shorter than this (px) is a click. */
 const DRAG_THRESHOLD = 5;
 
@@ -78,6 +80,7 @@ export class Timeline {
     // booking id -> set of resource ids whose rows show it
     this.rowsOfBooking = new Map();
     this.loadedWindowKey = null;
+    this.shading = new Map();
     this.loadGeneration = 0;
     this.focusKey = null;
     this.build();
@@ -132,39 +135,72 @@ export class Timeline {
     return [...new Set(this.resources.flatMap((r) => r.tags))].sort();
   }
 
-  /** Schedules of the visible resources for the window; draws when done. */
+  /**
+   * Schedules of the visible resources for the window. The rows (names,
+   * working hours) draw at once; each row's bars draw as its schedule
+   * arrives, top rows (those in view) first, one batch per frame.
+   */
   async loadSchedules({ onlyMissing = false } = {}) {
     const { from, to } = this.window;
     const key = `${from.toISOString()}/${to.toISOString()}`;
     if (this.loadedWindowKey !== key) {
       this.entries = new Map();
+      this.shading = new Map();
       this.loadedWindowKey = key;
       onlyMissing = false;
     }
     const generation = ++this.loadGeneration;
+    this.firstScreenAt = undefined;
     const wanted = this.visibleResources().filter((r) => !onlyMissing || !this.entries.has(r.id));
     this.root.setAttribute("aria-busy", "true");
-    this.drawSkeleton();
+    this.draw();
     const query = new URLSearchParams({ from: from.toISOString(), to: to.toISOString() });
-    const fetched = new Map();
+    const pending = new Set();
+    const firstScreen = Math.min(wanted.length, FIRST_SCREEN_ROWS);
+    let loaded = 0;
+    let frame = 0;
     let failure = null;
+    const flush = () => {
+      frame = 0;
+      if (generation !== this.loadGeneration) return;
+      for (const id of pending) this.redrawRow(id, { keepFocus: false });
+      pending.clear();
+      this.restoreFocusStop();
+      this.markDrawn();
+      if (loaded >= firstScreen && this.firstScreenAt === undefined) {
+        this.firstScreenAt = performance.now();
+        performance.mark("muster:first-screen");
+      }
+    };
+    performance.mark("muster:schedules-start");
     await inPool(wanted, PARALLEL_READS, async (resource) => {
       if (failure || generation !== this.loadGeneration) return;
+      let entries;
       try {
-        const schedule = await this.api.get(`/v1/resources/${resource.id}/schedule?${query}`);
-        fetched.set(resource.id, schedule.entries);
+        entries = (await this.api.get(`/v1/resources/${resource.id}/schedule?${query}`)).entries;
       } catch (error) {
         // A resource retired or gone meanwhile draws as empty.
-        if (error instanceof ApiProblem && error.status === 404) fetched.set(resource.id, []);
-        else failure = error;
+        if (error instanceof ApiProblem && error.status === 404) entries = [];
+        else {
+          failure = error;
+          return;
+        }
       }
+      if (generation !== this.loadGeneration) return;
+      this.entries.set(resource.id, entries);
+      loaded += 1;
+      pending.add(resource.id);
+      // Rows in view draw as they come; the rest in one go at the end,
+      // so that drawing does not slow down the reads.
+      if (!frame && this.firstScreenAt === undefined) frame = requestAnimationFrame(flush);
     });
     if (generation !== this.loadGeneration) return false;
+    cancelAnimationFrame(frame);
+    flush();
     this.root.removeAttribute("aria-busy");
     if (failure) throw failure;
-    for (const [id, entries] of fetched) this.entries.set(id, entries);
     this.reindex();
-    this.draw();
+    performance.mark("muster:drawn");
     return true;
   }
 
@@ -281,12 +317,6 @@ export class Timeline {
     return Math.min(100, Math.max(0, ((ms - from.getTime()) / span) * 100));
   }
 
-  drawSkeleton() {
-    if (this.body.childElementCount === 0) {
-      this.body.replaceChildren(el("p", "tl-loading", "Loading the timeline…"));
-    }
-  }
-
   draw() {
     const columns = this.columns();
     this.grid.dataset.view = this.view;
@@ -307,37 +337,40 @@ export class Timeline {
     if (visible.length === 0) {
       rows.append(el("p", "tl-empty", this.resources.length ? "No resource matches the filter." : "No resources yet. Register one through POST /v1/resources."));
     }
-    const shading = new Map();
-    for (const resource of visible) rows.append(this.buildRow(resource, shading));
+    for (const resource of visible) rows.append(this.buildRow(resource));
     this.body.replaceChildren(rows);
     this.restoreFocusStop();
     this.markDrawn();
   }
 
-  redrawRow(resourceId) {
+  redrawRow(resourceId, { keepFocus = true } = {}) {
     const old = this.body.querySelector(`.tl-row[data-resource-id="${resourceId}"]`);
     const resource = this.resourceById.get(resourceId);
     if (!old || !resource) return;
     const hadFocus = old.contains(document.activeElement);
-    const focused = document.activeElement;
-    const row = this.buildRow(resource, new Map());
+    const focused = hadFocus && document.activeElement.classList.contains("bar") ? document.activeElement.dataset.reservationId : null;
+    const row = this.buildRow(resource);
     old.replaceWith(row);
-    this.restoreFocusStop(hadFocus ? focused : null);
+    if (hadFocus) {
+      // The focused bar was rebuilt: focus its successor (or the row).
+      const again = (focused && row.querySelector(`.bar[data-reservation-id="${focused}"]`)) || row.querySelector(".tl-track");
+      this.focusStop(again);
+    } else if (keepFocus) this.restoreFocusStop();
   }
 
-  buildRow(resource, shadingCache) {
+  buildRow(resource) {
+    const shadingCache = this.shading;
     const { from, to } = this.window;
     const row = el("div", "tl-row");
     row.dataset.resourceId = resource.id;
-    row.setAttribute("role", "group");
-    row.setAttribute("aria-label", `${resource.name}, ${resource.kind}`);
     const label = el("div", "tl-label");
     label.append(el("span", "tl-name", resource.name));
     label.append(el("span", "tl-meta", [resource.kind, ...resource.tags].join(" · ")));
     const track = el("div", "tl-track");
     track.dataset.resourceId = resource.id;
     track.tabIndex = -1;
-    track.setAttribute("aria-label", `${resource.name}: ${this.writable ? "press Enter to book a free slot" : "timeline"}`);
+    track.setAttribute("role", "group");
+    track.setAttribute("aria-label", `${resource.name}, ${resource.kind}${this.writable ? ": press Enter to book" : ""}`);
 
     // Working hours, computed once per (zone, hours) for the window.
     const shadingKey = `${resource.timezone}|${JSON.stringify(resource.working_hours)}`;
