@@ -468,6 +468,7 @@ test("the core flow at a phone-sized viewport (390×844)", async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page itself does not scroll sideways (by ${overflow}px)`);
   await checkAxe(page, "timeline (phone)");
+  if (env.MUSTER_PHONE_SCREENSHOT) await page.screenshot({ path: env.MUSTER_PHONE_SCREENSHOT });
   await page.getByRole("button", { name: "New booking" }).click();
   await page.getByLabel("Title").fill("Phone booking");
   await page.getByLabel("Client name").fill("Pat Phone");

@@ -82,6 +82,8 @@ async function signIn(key, startedAt) {
   setUpSession(resources);
   submit.disabled = false;
   form.reset();
+  // The form is gone: put the keyboard at the top of what replaced it.
+  $("timeline-heading").focus();
   try {
     await app.timeline.loadSchedules();
     await afterPaint();
@@ -181,7 +183,7 @@ function wireToolbar() {
 
 // --- views -------------------------------------------------------------------
 
-function route() {
+function route(event) {
   if (!app.api) return;
   let view = location.hash.replace("#", "") || "timeline";
   if (!VIEWS.includes(view) || (view === "ops" && app.role !== "admin")) view = "timeline";
@@ -193,6 +195,8 @@ function route() {
   if (view === "finder") app.finder.prepare();
   if (view === "ops") app.ops.load();
   if (view === "timeline") $("timeline-heading").textContent = app.timeline.title();
+  // A view chosen from the navigation takes the keyboard to its heading.
+  if (event) $(`${view}-heading`).focus();
 }
 
 // --- live --------------------------------------------------------------------
