@@ -307,6 +307,35 @@ test("move a booking through the reschedule form and by dragging its bar", async
   assert.equal(new Date(moved.starts_at).getTime(), at(target, 3, 10).getTime());
 });
 
+test("resize a reservation by its bar's edge; moving one onto a taken slot shows the conflict", async () => {
+  await closeDialogs(planner);
+  const board = bar(planner, "Board meeting");
+  const box = await board.boundingBox();
+  const track = await planner.locator(`.tl-track[data-resource-id="${ids.hallB}"]`).boundingBox();
+  const x = box.x + box.width - 2;
+  await planner.mouse.move(x, box.y + box.height / 2);
+  await planner.mouse.down();
+  await planner.mouse.move(x + (2 * track.width) / 168, box.y + box.height / 2, { steps: 6 });
+  await planner.mouse.up();
+  await planner.waitForFunction(
+    (t) => [...document.querySelectorAll(".bar")].some((b) => b.textContent === "Board meeting" && Number(b.dataset.end) === t),
+    at(target, 3, 14).getTime(),
+  );
+  const resized = await admin.get(`/v1/bookings/${ids.board}`);
+  assert.equal(new Date(resized.reservations[0].ends_at).getTime(), at(target, 3, 14).getTime());
+
+  await bar(planner, "Board meeting").click();
+  const dialog = planner.getByRole("dialog", { name: "Board meeting" });
+  await dialog.getByText("Change this reservation").click();
+  await dialog.getByLabel("Resource", { exact: true }).selectOption(ids.hallA);
+  await dialog.getByRole("button", { name: "Save reservation" }).click();
+  await dialog.getByRole("alert").filter({ hasText: "Smith wedding" }).waitFor();
+  await checkAxe(planner, "booking detail with a reservation conflict");
+  const unchanged = await admin.get(`/v1/bookings/${ids.board}`);
+  assert.equal(unchanged.reservations[0].resource_id, ids.hallB);
+  await dialog.getByRole("button", { name: "Close" }).click();
+});
+
 test("confirm a booking, add and complete a task, request a deployment", async () => {
   await closeDialogs(planner);
   await bar(planner, "Smith wedding").click();

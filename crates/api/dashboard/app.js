@@ -126,6 +126,7 @@ function setUpSession(resources) {
     openBooking: (id) => app.bookings.openDetail(id),
     selectSlot: (slot) => app.bookings.openCreate(slot),
     moveBooking: ({ bookingId, deltaMs }) => app.bookings.moveBy(bookingId, deltaMs),
+    changeReservation: ({ bookingId, reservationId, change }) => app.bookings.changeReservation(bookingId, reservationId, change),
   });
   app.timeline.resources = resources;
   app.timeline.resourceById = new Map(resources.map((r) => [r.id, r]));

@@ -213,6 +213,32 @@ export class Bookings {
     }
   }
 
+  /**
+   * Changes one reservation (a resized bar, the reservation form):
+   * `PATCH /v1/bookings/{id}/reservations/{rid}` with the booking's version
+   * as If-Match. Answers the error text, or null.
+   */
+  async changeReservation(bookingId, reservationId, change, key = newActionKey()) {
+    try {
+      const doc = await this.api.get(`/v1/bookings/${bookingId}`);
+      const answer = await this.api.request("PATCH", `/v1/bookings/${bookingId}/reservations/${reservationId}`, {
+        body: change,
+        idempotencyKey: key,
+        headers: { "If-Match": String(doc.version) },
+      });
+      const to = change.starts_at ? ` to ${formatRange(new Date(change.starts_at), new Date(change.ends_at))}` : "";
+      this.ctx.announce(`Changed a reservation of “${doc.title}”${to}.`);
+      await this.refresh(bookingId, answer.position);
+      return null;
+    } catch (error) {
+      const box = el("div");
+      await this.showError(box, error);
+      this.ctx.announce(`Could not change the reservation: ${box.textContent}`, true);
+      this.refresh(bookingId).catch(() => {});
+      return box;
+    }
+  }
+
   // --- detail -----------------------------------------------------------------
 
   async openDetail(id) {
@@ -281,7 +307,7 @@ export class Bookings {
     body.append(error);
 
     if (this.ctx.writable && ["requested", "confirmed"].includes(doc.status)) body.append(this.rescheduleForm(doc, error));
-    body.append(this.reservationsSection(doc));
+    body.append(this.reservationsSection(doc, error));
     body.append(this.tasksSection(doc, error));
     body.append(this.historySection(doc));
     body.append(this.deploymentsSection(doc, error));
@@ -355,16 +381,56 @@ export class Bookings {
     return section;
   }
 
-  reservationsSection(doc) {
+  reservationsSection(doc, error) {
     const section = this.section("Reservations", "reservations-heading");
     if (!doc.reservations.length) section.append(el("p", "muted", "No reservation holds time."));
     const list = el("ul", "plain-list");
-    for (const r of doc.reservations) {
+    const changeable = this.ctx.writable && ["requested", "confirmed", "in_progress"].includes(doc.status);
+    doc.reservations.forEach((r, i) => {
       const label = r.label ? ` (${r.label})` : "";
-      list.append(el("li", "", `${this.ctx.resourceName(r.resource_id)}${label}: ${formatRange(new Date(r.starts_at), new Date(r.ends_at))}`));
-    }
+      const item = el("li", "", `${this.ctx.resourceName(r.resource_id)}${label}: ${formatRange(new Date(r.starts_at), new Date(r.ends_at))}`);
+      if (changeable) item.append(this.reservationForm(doc, r, i, error));
+      list.append(item);
+    });
     section.append(list);
     return section;
+  }
+
+  /** Move one reservation to another resource or time (PATCH). */
+  reservationForm(doc, r, i, error) {
+    const details = el("details", "reservation-change");
+    details.append(el("summary", "", "Change this reservation"));
+    const form = el("form", "inline-form");
+    const wrap = el("div", "field");
+    const label = el("label", "", "Resource");
+    label.htmlFor = `res-${i}-resource`;
+    const select = el("select");
+    select.id = label.htmlFor;
+    for (const resource of this.ctx.timeline.resources) select.append(new Option(resource.name, resource.id, false, resource.id === r.resource_id));
+    wrap.append(label, select);
+    form.append(wrap);
+    const starts = this.dateField(form, `res-${i}-starts`, "Reservation start", new Date(r.starts_at));
+    const ends = this.dateField(form, `res-${i}-ends`, "Reservation end", new Date(r.ends_at));
+    const submit = el("button", "", "Save reservation");
+    submit.type = "submit";
+    form.append(submit);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const s = fromLocalInput(starts.value);
+      const t = fromLocalInput(ends.value);
+      if (!s || !t || t <= s) {
+        this.showError(error, "The reservation's end must be after its start.");
+        return;
+      }
+      const change = { resource_id: select.value, starts_at: s.toISOString(), ends_at: t.toISOString() };
+      act(submit, async (key) => {
+        error.replaceChildren();
+        const failed = await this.changeReservation(doc.id, r.reservation_id, change, key);
+        if (failed) error.replaceChildren(...failed.childNodes);
+      });
+    });
+    details.append(form);
+    return details;
   }
 
   tasksSection(doc, error) {

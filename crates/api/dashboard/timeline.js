@@ -31,6 +31,8 @@ const STATUS_LABELS = {
 const PARALLEL_READS = 5;
 /** Rows that fill a screen: when their bars are drawn the timeline is usable. */
 const FIRST_SCREEN_ROWS = 30;
+/** A press this close (px) to a bar's right edge resizes it. */
+const RESIZE_EDGE = 6;
 /** A drag shorter than this (px) is a click. */
 const DRAG_THRESHOLD = 5;
 
@@ -63,6 +65,7 @@ export class Timeline {
    * @param {HTMLElement} root where the timeline draws itself
    * @param {object} options `api`, `writable`, and callbacks `openBooking(id)`,
    *   `selectSlot({resourceId, from, to})`, `moveBooking({bookingId, deltaMs})`,
+   *   `changeReservation({bookingId, reservationId, change})`,
    *   `announce(text)`, `fail(error)`
    */
   constructor(root, options) {
@@ -525,8 +528,18 @@ export class Timeline {
     if (!track) return;
     const startX = event.clientX;
     const pointer = event.pointerId;
+    // A press on a bar's right edge resizes its reservation; elsewhere on
+    // the bar it moves the whole booking.
+    const resizing = bar !== null && startX >= bar.getBoundingClientRect().right - RESIZE_EDGE;
     let moved = false;
     let ghost = null;
+    const range = (e) => {
+      const delta = this.snapDelta(this.timeAt(track, e.clientX) - this.timeAt(track, startX));
+      const start = Number(bar.dataset.start);
+      const end = Number(bar.dataset.end);
+      if (resizing) return [start, Math.max(end + delta, start + this.step() * MINUTE), delta];
+      return [start + delta, end + delta, delta];
+    };
     const move = (e) => {
       if (e.pointerId !== pointer) return;
       if (!moved && Math.abs(e.clientX - startX) < DRAG_THRESHOLD) return;
@@ -538,9 +551,7 @@ export class Timeline {
         track.append(ghost);
       }
       if (bar) {
-        const delta = this.snapDelta(this.timeAt(track, e.clientX) - this.timeAt(track, startX));
-        const start = Number(bar.dataset.start) + delta;
-        const end = Number(bar.dataset.end) + delta;
+        const [start, end] = range(e);
         ghost.style.setProperty("--left", `${this.pct(start)}%`);
         ghost.style.setProperty("--width", `${this.pct(end) - this.pct(start)}%`);
         ghost.style.setProperty("--lane", bar.style.getPropertyValue("--lane"));
@@ -560,8 +571,15 @@ export class Timeline {
       if (e.type === "pointercancel") return;
       if (bar && moved) {
         this.suppressClick = true;
-        const delta = this.snapDelta(this.timeAt(track, e.clientX) - this.timeAt(track, startX));
-        if (delta !== 0) this.callbacks.moveBooking({ bookingId: bar.dataset.bookingId, deltaMs: delta });
+        const [start, end, delta] = range(e);
+        if (delta === 0) return;
+        if (resizing) {
+          this.callbacks.changeReservation({
+            bookingId: bar.dataset.bookingId,
+            reservationId: bar.dataset.reservationId,
+            change: { starts_at: new Date(start).toISOString(), ends_at: new Date(end).toISOString() },
+          });
+        } else this.callbacks.moveBooking({ bookingId: bar.dataset.bookingId, deltaMs: delta });
       } else if (!bar) {
         this.suppressClick = true;
         const [a, b] = moved
