@@ -25,6 +25,7 @@ const app = {
   actors: new Map(),
   dirty: new Map(),
   flushTimer: null,
+  flushing: false,
   resourcesTimer: null,
 };
 
@@ -228,21 +229,29 @@ function onLiveEvent(event) {
   }
 }
 
+/** Applies the changed bookings; one run at a time, so a flood of events costs a few window reads, not one per burst. */
 async function flushLive() {
+  if (app.flushing) return; // the run in progress picks these up after it
+  app.flushing = true;
   const batch = app.dirty;
   app.dirty = new Map();
-  if (batch.size > BULK_REFRESH) {
-    await redraw(() => app.timeline.loadSchedules());
-    return;
+  try {
+    if (batch.size > BULK_REFRESH) {
+      await redraw(() => app.timeline.loadSchedules());
+    } else {
+      await Promise.all(
+        [...batch].map(([id, position]) =>
+          app.bookings.refresh(id, position).catch((e) => {
+            // A booking of another window or just gone: nothing to draw.
+            if (!(e instanceof ApiProblem) || e.status >= 500 || e.status === 0) console.warn("live refresh failed", e);
+          }),
+        ),
+      );
+    }
+  } finally {
+    app.flushing = false;
+    if (app.dirty.size) flushLive();
   }
-  await Promise.all(
-    [...batch].map(([id, position]) =>
-      app.bookings.refresh(id, position).catch((e) => {
-        // A booking of another window or just gone: nothing to draw.
-        if (!(e instanceof ApiProblem) || e.status >= 500 || e.status === 0) console.warn("live refresh failed", e);
-      }),
-    ),
-  );
 }
 
 // --- start -------------------------------------------------------------------
