@@ -4,7 +4,7 @@
 // wall-clock in Europe/Berlin both here (TZ) and in the browser.
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import http from "node:http";
 import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
@@ -101,7 +101,7 @@ function weekTitleFragment(monday) {
 async function xOf(page, resourceId, monday, t) {
   const track = page.locator(`.tl-track[data-resource-id="${resourceId}"]`);
   await track.scrollIntoViewIfNeeded();
-  const box = await track.boundingBox();
+  const box = await boxOf(track);
   const from = monday.getTime();
   const to = at(monday, 7, 0).getTime();
   return { x: box.x + ((t.getTime() - from) / (to - from)) * box.width, y: box.y + box.height / 2 };
@@ -121,6 +121,17 @@ async function closeDialogs(page) {
   await page.evaluate(() => {
     for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   });
+}
+
+/** The box of a bar; live updates may redraw its row between two reads, so ask until it holds still. */
+async function boxOf(locator) {
+  for (let i = 0; i < 50; i += 1) {
+    await locator.waitFor();
+    const box = await locator.boundingBox().catch(() => null);
+    if (box) return box;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("no box");
 }
 
 const bar = (page, title) => page.locator(".bar", { hasText: title });
@@ -203,8 +214,16 @@ test("the page is served with a strict CSP and the security headers", async () =
   assert.match(csp, /frame-ancestors 'none'/);
   assert.equal(response.headers.get("x-content-type-options"), "nosniff");
   assert.equal(response.headers.get("referrer-policy"), "no-referrer");
-  const script = await fetch(`${base}/dashboard/app.js`);
-  assert.match(script.headers.get("content-type"), /javascript/);
+  // Every file of the dashboard directory is served, with its type and the same headers.
+  const dir = new URL("../../crates/api/dashboard/", import.meta.url);
+  for (const name of readdirSync(dir).filter((n) => n !== "index.html")) {
+    const asset = await fetch(`${base}/dashboard/${name}`);
+    assert.equal(asset.status, 200, name);
+    assert.match(asset.headers.get("content-type"), name.endsWith(".css") ? /^text\/css/ : /^text\/javascript/, name);
+    assert.equal(asset.headers.get("x-content-type-options"), "nosniff", name);
+    assert.equal(await asset.text(), readFileSync(new URL(name, dir), "utf8"), name);
+  }
+  assert.equal((await fetch(`${base}/dashboard/nope.js`)).status, 404);
 });
 
 let planner;
@@ -291,9 +310,8 @@ test("move a booking through the reschedule form and by dragging its bar", async
   await dialog.getByRole("button", { name: "Close" }).click();
 
   // Drag "Board meeting" one day later (Wednesday → Thursday).
-  const board = bar(planner, "Board meeting");
-  const box = await board.boundingBox();
-  const track = await planner.locator(`.tl-track[data-resource-id="${ids.hallB}"]`).boundingBox();
+  const box = await boxOf(bar(planner, "Board meeting"));
+  const track = await boxOf(planner.locator(`.tl-track[data-resource-id="${ids.hallB}"]`));
   const x = box.x + Math.min(box.width / 2, 8);
   await planner.mouse.move(x, box.y + box.height / 2);
   await planner.mouse.down();
@@ -309,9 +327,8 @@ test("move a booking through the reschedule form and by dragging its bar", async
 
 test("resize a reservation by its bar's edge; moving one onto a taken slot shows the conflict", async () => {
   await closeDialogs(planner);
-  const board = bar(planner, "Board meeting");
-  const box = await board.boundingBox();
-  const track = await planner.locator(`.tl-track[data-resource-id="${ids.hallB}"]`).boundingBox();
+  const box = await boxOf(bar(planner, "Board meeting"));
+  const track = await boxOf(planner.locator(`.tl-track[data-resource-id="${ids.hallB}"]`));
   const x = box.x + box.width - 2;
   await planner.mouse.move(x, box.y + box.height / 2);
   await planner.mouse.down();

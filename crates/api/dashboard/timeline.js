@@ -223,6 +223,7 @@ export class Timeline {
    */
   applyBooking(doc) {
     const { from, to } = this.window;
+    const before = this.signature(doc.id);
     const touched = new Set(this.rowsOfBooking.get(doc.id) || []);
     for (const resourceId of touched) {
       const entries = this.entries.get(resourceId);
@@ -248,8 +249,22 @@ export class Timeline {
     }
     if (rows.size) this.rowsOfBooking.set(doc.id, rows);
     else this.rowsOfBooking.delete(doc.id);
+    // The live echo of a change already drawn redraws nothing (and so
+    // leaves the keyboard focus and a drag in progress alone).
+    if (this.signature(doc.id) === before) return;
     for (const resourceId of touched) this.redrawRow(resourceId);
     this.markDrawn();
+  }
+
+  /** What the bars of a booking show, as one string. */
+  signature(bookingId) {
+    const parts = [];
+    for (const resourceId of this.rowsOfBooking.get(bookingId) || []) {
+      for (const e of this.entries.get(resourceId) || []) {
+        if (e.booking_id === bookingId) parts.push([resourceId, e.reservation_id, e.starts_at, e.ends_at, e.title, e.status, e.label].join("|"));
+      }
+    }
+    return parts.sort().join("\n");
   }
 
   /** Whether a booking has a bar in view. */
