@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sha2::{Digest, Sha256};
 
-use crate::ApiError;
+use crate::{ApiError, AppState};
 
 /// The policy of every dashboard answer: scripts, styles and API calls
 /// from this origin only, no inline script or style, no framing.
@@ -28,7 +28,7 @@ struct Asset {
 }
 
 macro_rules! asset {
-    ($name:literal, $content_type:literal) => {
+    ($name:literal, $content_type:expr) => {
         Asset {
             name: $name,
             content_type: $content_type,
@@ -62,8 +62,9 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
-/// `GET /` (the page) and `GET /dashboard/{file}` (its scripts and styles).
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+/// `GET /` (the page) and `GET /dashboard/{file}` (its scripts and styles);
+/// merge it into the application router beside `ops::router()`.
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/dashboard/{file}", get(asset))
