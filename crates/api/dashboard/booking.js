@@ -1,0 +1,614 @@
+// Booking commands and the booking detail: create from a slot, move
+// (reschedule), the status machine, tasks, deployments. Every write carries
+// an Idempotency-Key made once per user action, and its button is disabled
+// while the request is in flight, so a double click books once.
+
+import { ApiProblem, newActionKey } from "./api.js";
+import { statusLabel } from "./timeline.js";
+import { formatDateTime, formatRange, fromLocalInput, toLocalInput } from "./time.js";
+
+const TRANSITIONS = [
+  { action: "confirm", label: "Confirm", from: ["requested"] },
+  { action: "start", label: "Start", from: ["confirmed"] },
+  { action: "complete", label: "Complete", from: ["in_progress"] },
+  { action: "cancel", label: "Cancel booking", from: ["requested", "confirmed"] },
+];
+const DEPLOYMENTS_KEY = "muster.deployments";
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function button(label, className = "") {
+  const b = el("button", className, label);
+  b.type = "button";
+  return b;
+}
+
+/**
+ * Runs one user action: `run(idempotencyKey)` with the control disabled
+ * while it is in flight. The key is made once, when the action starts.
+ */
+export async function act(control, run) {
+  if (control.disabled) return undefined;
+  const key = newActionKey();
+  control.disabled = true;
+  control.setAttribute("aria-busy", "true");
+  try {
+    return await run(key);
+  } finally {
+    control.disabled = false;
+    control.removeAttribute("aria-busy");
+  }
+}
+
+export class Bookings {
+  /**
+   * @param {object} ctx `api`, `writable`, `timeline`, `announce(text)`,
+   *   `resourceName(id)`, `actors` (Map of position -> actor seen live)
+   */
+  constructor(ctx) {
+    this.ctx = ctx;
+    this.createDialog = document.getElementById("create-dialog");
+    this.createForm = document.getElementById("create-form");
+    this.createError = document.getElementById("create-error");
+    this.createSubmit = document.getElementById("create-submit");
+    this.detailDialog = document.getElementById("detail-dialog");
+    this.detailBody = document.getElementById("detail-body");
+    this.detailTitle = document.getElementById("detail-title");
+    this.openId = null;
+    this.createForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.submitCreate();
+    });
+    for (const dialog of [this.createDialog, this.detailDialog]) {
+      dialog.addEventListener("click", (e) => {
+        if (e.target.closest("[data-close]")) dialog.close();
+      });
+    }
+    this.detailDialog.addEventListener("close", () => {
+      this.openId = null;
+      clearTimeout(this.pollTimer);
+    });
+  }
+
+  get api() {
+    return this.ctx.api;
+  }
+
+  // --- create ----------------------------------------------------------------
+
+  /** Opens the form for a slot: `{ resourceId, from, to }` (all optional). */
+  openCreate({ resourceId, from, to } = {}) {
+    if (!this.ctx.writable) return;
+    this.createForm.reset();
+    const select = this.createForm.elements.resource_id;
+    select.replaceChildren();
+    for (const resource of this.ctx.timeline.resources) {
+      const option = el("option", "", `${resource.name} (${resource.kind})`);
+      option.value = resource.id;
+      select.append(option);
+    }
+    if (resourceId) select.value = resourceId;
+    const start = from || new Date(Math.ceil(Date.now() / 3_600_000) * 3_600_000);
+    const end = to || new Date(start.getTime() + 3_600_000);
+    this.createForm.elements.starts_at.value = toLocalInput(start);
+    this.createForm.elements.ends_at.value = toLocalInput(end);
+    this.createError.replaceChildren();
+    this.createDialog.showModal();
+    this.createForm.elements.title.focus();
+  }
+
+  async submitCreate() {
+    const f = this.createForm.elements;
+    const startsAt = fromLocalInput(f.starts_at.value);
+    const endsAt = fromLocalInput(f.ends_at.value);
+    const missing = [];
+    if (!f.title.value.trim()) missing.push("a title");
+    if (!f.client_name.value.trim()) missing.push("the client's name");
+    if (!f.resource_id.value) missing.push("a resource");
+    if (!startsAt || !endsAt) missing.push("a start and an end");
+    if (missing.length) {
+      this.showError(this.createError, `Please give ${missing.join(", ")}.`);
+      return;
+    }
+    if (endsAt <= startsAt) {
+      this.showError(this.createError, "The end must be after the start.");
+      return;
+    }
+    const client = { name: f.client_name.value.trim() };
+    if (f.client_email.value.trim()) client.email = f.client_email.value.trim();
+    const body = {
+      title: f.title.value.trim(),
+      client,
+      starts_at: startsAt.toISOString(),
+      ends_at: endsAt.toISOString(),
+      headcount: Math.max(0, Number.parseInt(f.headcount.value, 10) || 0),
+      reservations: [{ resource_id: f.resource_id.value, starts_at: startsAt.toISOString(), ends_at: endsAt.toISOString() }],
+    };
+    await act(this.createSubmit, async (key) => {
+      this.createError.replaceChildren();
+      try {
+        const answer = await this.api.command("/v1/bookings", body, key);
+        this.createDialog.close();
+        this.createForm.reset();
+        this.ctx.announce(`Booked “${body.title}” on ${this.ctx.resourceName(body.reservations[0].resource_id)}, ${formatRange(startsAt, endsAt)}.`);
+        await this.refresh(answer.id, answer.position);
+      } catch (error) {
+        await this.showError(this.createError, error);
+      }
+    });
+  }
+
+  /** Re-reads a booking (after `position`) and redraws its bars. */
+  async refresh(id, position) {
+    const query = position ? `?consistent_with=${position}` : "";
+    const doc = await this.api.get(`/v1/bookings/${id}${query}`);
+    this.ctx.timeline.applyBooking(doc);
+    // The live stream re-reads what a command here already showed: draw
+    // the detail again only if something new is known.
+    const unchanged = this.doc && this.doc.id === id && this.doc.version === doc.version && this.renderedActors === this.ctx.actors.size;
+    if (this.openId === id && !unchanged) this.renderDetail(doc);
+    return doc;
+  }
+
+  /** Shows an error; a 409 with conflicts lists the bookings in the way. */
+  async showError(target, error) {
+    target.replaceChildren();
+    if (typeof error === "string") {
+      target.append(el("p", "", error));
+      return;
+    }
+    if (!(error instanceof ApiProblem)) {
+      target.append(el("p", "", "Something went wrong; see the browser console."));
+      console.warn(error);
+      return;
+    }
+    target.append(el("p", "", error.message));
+    if (error.conflicts.length) {
+      target.append(el("p", "", "In the way:"));
+      const list = el("ul", "conflicts");
+      target.append(list);
+      for (const c of error.conflicts) {
+        const item = el("li", "conflict");
+        const known = this.ctx.timeline.entryOf(c.booking_id);
+        let title = known ? known.title : null;
+        if (!title) {
+          try {
+            title = (await this.api.get(`/v1/bookings/${c.booking_id}`)).title;
+          } catch {
+            title = `booking ${c.booking_id.slice(0, 8)}`;
+          }
+        }
+        item.textContent = `${title} — ${this.ctx.resourceName(c.resource_id)}, ${formatRange(new Date(c.starts_at), new Date(c.ends_at))}`;
+        list.append(item);
+      }
+    }
+  }
+
+  // --- move -------------------------------------------------------------------
+
+  /** Moves a booking by `deltaMs` (a dragged bar) through the reschedule command. */
+  async moveBy(bookingId, deltaMs) {
+    try {
+      const doc = await this.api.get(`/v1/bookings/${bookingId}`);
+      const starts = new Date(Date.parse(doc.starts_at) + deltaMs);
+      const ends = new Date(Date.parse(doc.ends_at) + deltaMs);
+      const answer = await this.api.request("POST", `/v1/bookings/${bookingId}/reschedule`, {
+        body: { starts_at: starts.toISOString(), ends_at: ends.toISOString() },
+        idempotencyKey: newActionKey(),
+        headers: { "If-Match": String(doc.version) },
+      });
+      this.ctx.announce(`Moved “${doc.title}” to ${formatRange(starts, ends)}.`);
+      await this.refresh(bookingId, answer.position);
+    } catch (error) {
+      const box = el("div");
+      await this.showError(box, error);
+      this.ctx.announce(`Could not move the booking: ${box.textContent}`, true);
+      // Put the bar back where the server says it is.
+      this.refresh(bookingId).catch(() => {});
+    }
+  }
+
+  /**
+   * Changes one reservation (a resized bar, the reservation form):
+   * `PATCH /v1/bookings/{id}/reservations/{rid}` with the booking's version
+   * as If-Match. Answers the error text, or null.
+   */
+  async changeReservation(bookingId, reservationId, change, key = newActionKey()) {
+    try {
+      const doc = await this.api.get(`/v1/bookings/${bookingId}`);
+      const answer = await this.api.request("PATCH", `/v1/bookings/${bookingId}/reservations/${reservationId}`, {
+        body: change,
+        idempotencyKey: key,
+        headers: { "If-Match": String(doc.version) },
+      });
+      const to = change.starts_at ? ` to ${formatRange(new Date(change.starts_at), new Date(change.ends_at))}` : "";
+      this.ctx.announce(`Changed a reservation of “${doc.title}”${to}.`);
+      await this.refresh(bookingId, answer.position);
+      return null;
+    } catch (error) {
+      const box = el("div");
+      await this.showError(box, error);
+      this.ctx.announce(`Could not change the reservation: ${box.textContent}`, true);
+      this.refresh(bookingId).catch(() => {});
+      return box;
+    }
+  }
+
+  // --- detail -----------------------------------------------------------------
+
+  async openDetail(id) {
+    this.openId = id;
+    this.detailTitle.textContent = "Booking";
+    this.detailBody.replaceChildren(el("p", "loading", "Loading…"));
+    if (!this.detailDialog.open) this.detailDialog.showModal();
+    try {
+      const doc = await this.api.get(`/v1/bookings/${id}`);
+      if (this.openId === id) this.renderDetail(doc);
+    } catch (error) {
+      this.detailBody.replaceChildren();
+      await this.showError(this.detailBody, error);
+    }
+  }
+
+  renderDetail(doc) {
+    // Keep the keyboard where it was across the redraw.
+    const active = this.detailBody.contains(document.activeElement) ? document.activeElement : null;
+    const focusId = active && (active.id || active.getAttribute("aria-label") || active.textContent);
+    this.doc = doc;
+    this.renderedActors = this.ctx.actors.size;
+    this.renderGeneration = (this.renderGeneration || 0) + 1;
+    this.detailTitle.textContent = doc.title;
+    const body = document.createDocumentFragment();
+
+    const status = el("p", "detail-status");
+    status.append("Status: ", el("span", `status-pill st-${doc.status}`, statusLabel(doc.status)));
+    body.append(status);
+
+    const facts = el("dl", "facts");
+    const fact = (term, value) => {
+      facts.append(el("dt", "", term), el("dd", "", value));
+    };
+    fact("When", formatRange(new Date(doc.starts_at), new Date(doc.ends_at)));
+    fact("Client", [doc.client.name, doc.client.email, doc.client.phone].filter(Boolean).join(" · "));
+    fact("Headcount", String(doc.headcount));
+    if (doc.notes) fact("Notes", doc.notes);
+    body.append(facts);
+
+    const error = el("div", "error");
+    error.setAttribute("role", "alert");
+
+    if (this.ctx.writable) {
+      const actions = el("div", "detail-actions");
+      actions.setAttribute("role", "group");
+      actions.setAttribute("aria-label", "Booking actions");
+      for (const t of TRANSITIONS.filter((t) => t.from.includes(doc.status))) {
+        const b = button(t.label, t.action === "cancel" ? "danger" : "primary");
+        b.addEventListener("click", () =>
+          act(b, async (key) => {
+            error.replaceChildren();
+            try {
+              const answer = await this.api.command(`/v1/bookings/${doc.id}/${t.action}`, {}, key);
+              this.ctx.announce(`${t.label}: “${doc.title}” is now ${statusLabel(answer.status || "")}.`);
+              await this.refresh(doc.id, answer.position);
+            } catch (e) {
+              await this.showError(error, e);
+            }
+          }),
+        );
+        actions.append(b);
+      }
+      body.append(actions);
+    }
+    body.append(error);
+
+    if (this.ctx.writable && ["requested", "confirmed"].includes(doc.status)) body.append(this.rescheduleForm(doc, error));
+    body.append(this.reservationsSection(doc, error));
+    body.append(this.tasksSection(doc, error));
+    body.append(this.historySection(doc));
+    body.append(this.deploymentsSection(doc, error));
+    this.detailBody.replaceChildren(body);
+    if (active) {
+      const same = [...this.detailBody.querySelectorAll("button, input, select")].find(
+        (n) => n.id === focusId || n.getAttribute("aria-label") === focusId || n.textContent === focusId,
+      );
+      (same || this.detailTitle).focus();
+    }
+  }
+
+  rescheduleForm(doc, error) {
+    const section = el("section", "detail-section");
+    const heading = el("h3", "", "Move");
+    heading.id = "move-heading";
+    section.setAttribute("aria-labelledby", heading.id);
+    const form = el("form", "inline-form");
+    const starts = this.dateField(form, "move-starts", "New start", new Date(doc.starts_at));
+    const ends = this.dateField(form, "move-ends", "New end", new Date(doc.ends_at));
+    const submit = el("button", "primary", "Move booking");
+    submit.type = "submit";
+    form.append(submit);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const s = fromLocalInput(starts.value);
+      const t = fromLocalInput(ends.value);
+      if (!s || !t || t <= s) {
+        this.showError(error, "The new end must be after the new start.");
+        return;
+      }
+      act(submit, async (key) => {
+        error.replaceChildren();
+        try {
+          const answer = await this.api.request("POST", `/v1/bookings/${doc.id}/reschedule`, {
+            body: { starts_at: s.toISOString(), ends_at: t.toISOString() },
+            idempotencyKey: key,
+            headers: { "If-Match": String(doc.version) },
+          });
+          this.ctx.announce(`Moved “${doc.title}” to ${formatRange(s, t)}.`);
+          await this.refresh(doc.id, answer.position);
+        } catch (err) {
+          await this.showError(error, err);
+        }
+      });
+    });
+    section.append(heading, form);
+    return section;
+  }
+
+  dateField(form, id, label, value) {
+    const wrap = el("div", "field");
+    const l = el("label", "", label);
+    l.htmlFor = id;
+    const input = el("input");
+    input.type = "datetime-local";
+    input.id = id;
+    input.required = true;
+    input.value = toLocalInput(value);
+    wrap.append(l, input);
+    form.append(wrap);
+    return input;
+  }
+
+  section(title, id) {
+    const section = el("section", "detail-section");
+    const heading = el("h3", "", title);
+    heading.id = id;
+    section.setAttribute("aria-labelledby", id);
+    section.append(heading);
+    return section;
+  }
+
+  reservationsSection(doc, error) {
+    const section = this.section("Reservations", "reservations-heading");
+    if (!doc.reservations.length) section.append(el("p", "muted", "No reservation holds time."));
+    const list = el("ul", "plain-list");
+    const changeable = this.ctx.writable && ["requested", "confirmed", "in_progress"].includes(doc.status);
+    doc.reservations.forEach((r, i) => {
+      const label = r.label ? ` (${r.label})` : "";
+      const item = el("li", "", `${this.ctx.resourceName(r.resource_id)}${label}: ${formatRange(new Date(r.starts_at), new Date(r.ends_at))}`);
+      if (changeable) item.append(this.reservationForm(doc, r, i, error));
+      list.append(item);
+    });
+    section.append(list);
+    return section;
+  }
+
+  /** Move one reservation to another resource or time (PATCH). */
+  reservationForm(doc, r, i, error) {
+    const details = el("details", "reservation-change");
+    details.append(el("summary", "", "Change this reservation"));
+    const form = el("form", "inline-form");
+    const wrap = el("div", "field");
+    const label = el("label", "", "Resource");
+    label.htmlFor = `res-${i}-resource`;
+    const select = el("select");
+    select.id = label.htmlFor;
+    for (const resource of this.ctx.timeline.resources) select.append(new Option(resource.name, resource.id, false, resource.id === r.resource_id));
+    wrap.append(label, select);
+    form.append(wrap);
+    const starts = this.dateField(form, `res-${i}-starts`, "Reservation start", new Date(r.starts_at));
+    const ends = this.dateField(form, `res-${i}-ends`, "Reservation end", new Date(r.ends_at));
+    const submit = el("button", "", "Save reservation");
+    submit.type = "submit";
+    form.append(submit);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const s = fromLocalInput(starts.value);
+      const t = fromLocalInput(ends.value);
+      if (!s || !t || t <= s) {
+        this.showError(error, "The reservation's end must be after its start.");
+        return;
+      }
+      const change = { resource_id: select.value, starts_at: s.toISOString(), ends_at: t.toISOString() };
+      act(submit, async (key) => {
+        error.replaceChildren();
+        const failed = await this.changeReservation(doc.id, r.reservation_id, change, key);
+        if (failed) error.replaceChildren(...failed.childNodes);
+      });
+    });
+    details.append(form);
+    return details;
+  }
+
+  tasksSection(doc, error) {
+    const section = this.section("Tasks", "tasks-heading");
+    if (!doc.tasks.length) section.append(el("p", "muted", "No tasks."));
+    const list = el("ul", "plain-list");
+    for (const task of doc.tasks) {
+      const item = el("li", task.completed ? "done" : "");
+      const due = task.due_at ? `, due ${formatDateTime(new Date(task.due_at))}` : "";
+      const assignee = task.assignee_id ? `, ${this.ctx.resourceName(task.assignee_id)}` : "";
+      item.append(el("span", "", `${task.title}${due}${assignee}${task.completed ? " — done" : ""}`));
+      if (!task.completed && this.ctx.writable) {
+        const b = button("Complete task", "small");
+        b.setAttribute("aria-label", `Complete task ${task.title}`);
+        b.addEventListener("click", () =>
+          act(b, async (key) => {
+            try {
+              const answer = await this.api.command(`/v1/bookings/${doc.id}/tasks/${task.task_id}/complete`, {}, key);
+              this.ctx.announce(`Task “${task.title}” done.`);
+              await this.refresh(doc.id, answer.position);
+            } catch (e) {
+              await this.showError(error, e);
+            }
+          }),
+        );
+        item.append(" ", b);
+      }
+      list.append(item);
+    }
+    section.append(list);
+    if (this.ctx.writable) {
+      const form = el("form", "inline-form");
+      const wrap = el("div", "field");
+      const label = el("label", "", "New task");
+      label.htmlFor = "task-title";
+      const input = el("input");
+      input.id = "task-title";
+      input.required = true;
+      input.autocomplete = "off";
+      wrap.append(label, input);
+      const submit = el("button", "", "Add task");
+      submit.type = "submit";
+      form.append(wrap, submit);
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const title = input.value.trim();
+        if (!title) return;
+        act(submit, async (key) => {
+          try {
+            const answer = await this.api.command(`/v1/bookings/${doc.id}/tasks`, { title }, key);
+            this.ctx.announce(`Task “${title}” added.`);
+            await this.refresh(doc.id, answer.position);
+          } catch (err) {
+            await this.showError(error, err);
+          }
+        });
+      });
+      section.append(form);
+    }
+    return section;
+  }
+
+  historySection(doc) {
+    const section = this.section("Status history", "history-heading");
+    const list = el("ol", "plain-list");
+    for (const change of doc.status_history) {
+      // The API's history has no actor; actors of events seen on the live
+      // stream in this tab are shown.
+      const actor = this.ctx.actors.get(change.position);
+      const who = actor ? ` by key ${actor}` : "";
+      list.append(el("li", "", `${statusLabel(change.status)} — ${formatDateTime(new Date(change.at))}${who}`));
+    }
+    section.append(list);
+    return section;
+  }
+
+  // --- deployments --------------------------------------------------------------
+
+  /** Deployment ids known per booking: requested here or seen on the live stream. */
+  knownDeployments(bookingId) {
+    const all = JSON.parse(sessionStorage.getItem(DEPLOYMENTS_KEY) || "{}");
+    return all[bookingId] || [];
+  }
+
+  rememberDeployment(bookingId, deploymentId, position) {
+    const all = JSON.parse(sessionStorage.getItem(DEPLOYMENTS_KEY) || "{}");
+    const known = all[bookingId] || [];
+    if (!known.some((d) => d.id === deploymentId)) known.push({ id: deploymentId, position });
+    all[bookingId] = known;
+    sessionStorage.setItem(DEPLOYMENTS_KEY, JSON.stringify(all));
+  }
+
+  deploymentsSection(doc, error) {
+    const section = this.section("Deployments", "deployments-heading");
+    const list = el("div", "deployments");
+    section.append(list);
+    const ids = this.knownDeployments(doc.id);
+    if (!ids.length) list.append(el("p", "muted", "No deployment requested from this tab."));
+    this.loadDeployments(doc, ids, list, error, this.renderGeneration);
+    if (this.ctx.writable && ["confirmed", "in_progress"].includes(doc.status)) {
+      const b = button("Request deployment", "primary");
+      b.addEventListener("click", () =>
+        act(b, async (key) => {
+          try {
+            const answer = await this.api.command("/v1/deployments", { booking_id: doc.id }, key);
+            this.rememberDeployment(doc.id, answer.id, answer.position);
+            this.ctx.announce(`Deployment requested for “${doc.title}”.`);
+            if (this.openId === doc.id) this.renderDetail(this.doc);
+          } catch (err) {
+            await this.showError(error, err);
+          }
+        }),
+      );
+      section.append(b);
+    }
+    return section;
+  }
+
+  /** Shows the deployments in `list`, re-reading while one is under way; stops once the detail is drawn again. */
+  async loadDeployments(doc, ids, list, error, generation) {
+    const current = () => this.openId === doc.id && this.renderGeneration === generation;
+    clearTimeout(this.pollTimer);
+    let active = false;
+    const cards = [];
+    for (const { id, position } of ids) {
+      try {
+        // Read-your-writes: the answer's position, so a deployment
+        // requested a moment ago is not yet "not found".
+        const query = position ? `?consistent_with=${position}` : "";
+        const d = await this.api.get(`/v1/deployments/${id}${query}`);
+        if (["queued", "running"].includes(d.status)) active = true;
+        cards.push(this.deploymentCard(doc, d, error));
+      } catch (e) {
+        if (e instanceof ApiProblem && e.status === 404) {
+          // Requested a moment ago: the read model has not caught up yet.
+          active = true;
+          cards.push(el("p", "muted", `Deployment ${id.slice(0, 8)}: queued`));
+        } else cards.push(el("p", "error", e.message));
+      }
+    }
+    if (!current()) return;
+    if (cards.length) list.replaceChildren(...cards);
+    // Progress is shown live: re-read while a deployment is under way.
+    if (active) this.pollTimer = setTimeout(() => current() && this.loadDeployments(doc, ids, list, error, generation), 1000);
+  }
+
+  deploymentCard(doc, d, error) {
+    const card = el("div", "deployment");
+    const head = el("p", "");
+    head.append(el("strong", "", `Deployment ${d.id.slice(0, 8)}`), ` — ${d.status}, ${d.steps_done}/${d.steps_total} steps`);
+    const progress = el("progress");
+    progress.max = 1;
+    progress.value = d.progress;
+    progress.setAttribute("aria-label", `Deployment ${d.id.slice(0, 8)} progress`);
+    card.append(head, progress);
+    const steps = el("ol", "plain-list steps");
+    for (const step of d.steps) {
+      const name = step.resource_id ? `Dispatch ${this.ctx.resourceName(step.resource_id)}` : step.name;
+      const tries = step.attempts.length ? ` (${step.attempts.length} attempt${step.attempts.length > 1 ? "s" : ""})` : "";
+      steps.append(el("li", `step-${step.status}`, `${name}: ${step.status}${tries}`));
+    }
+    card.append(steps);
+    if (d.error) card.append(el("p", "error", d.error));
+    if (this.ctx.writable && ["queued", "running"].includes(d.status)) {
+      const b = button("Cancel deployment", "danger small");
+      b.addEventListener("click", () =>
+        act(b, async (key) => {
+          try {
+            await this.api.command(`/v1/deployments/${d.id}/cancel`, {}, key);
+            this.ctx.announce("Deployment cancelled.");
+            if (this.openId === doc.id) this.renderDetail(this.doc);
+          } catch (e) {
+            await this.showError(error, e);
+          }
+        }),
+      );
+      card.append(b);
+    }
+    return card;
+  }
+}

@@ -1,0 +1,205 @@
+// Time in two zones: the viewer's (the browser's own, which Date uses) for
+// the columns, and each resource's IANA zone for its working hours,
+// converted with Intl.DateTimeFormat.
+
+export const MINUTE = 60_000;
+export const HOUR = 60 * MINUTE;
+export const DAY = 24 * HOUR;
+
+export const viewerZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+
+/** Local midnight (viewer's zone) of the day holding `date`. */
+export function startOfDay(date) {
+  const d = new Date(date);
+  d.setHours(0, 0, 0, 0);
+  return d;
+}
+
+/** Local midnight of the Monday of `date`'s week. */
+export function startOfWeek(date) {
+  const d = startOfDay(date);
+  const offset = (d.getDay() + 6) % 7;
+  d.setDate(d.getDate() - offset);
+  return d;
+}
+
+/** `date` moved by `days` calendar days in the viewer's zone (DST-safe). */
+export function addDays(date, days) {
+  const d = new Date(date);
+  d.setDate(d.getDate() + days);
+  return d;
+}
+
+/** The visible window of a view: `{ from, to }` as Dates. */
+export function viewWindow(view, anchor) {
+  if (view === "week") {
+    const from = startOfWeek(anchor);
+    return { from, to: addDays(from, 7) };
+  }
+  const from = startOfDay(anchor);
+  return { from, to: addDays(from, 1) };
+}
+
+const formatters = new Map();
+function formatter(key, make) {
+  let f = formatters.get(key);
+  if (!f) {
+    f = make();
+    formatters.set(key, f);
+  }
+  return f;
+}
+
+export function formatTime(date) {
+  return formatter("time", () => new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" })).format(date);
+}
+
+export function formatDateTime(date) {
+  return formatter("datetime", () =>
+    new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }),
+  ).format(date);
+}
+
+export function formatDay(date) {
+  return formatter("day", () => new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short" })).format(date);
+}
+
+export function formatRange(from, to) {
+  const sameDay = startOfDay(from).getTime() === startOfDay(to).getTime();
+  return sameDay ? `${formatDateTime(from)}–${formatTime(to)}` : `${formatDateTime(from)} – ${formatDateTime(to)}`;
+}
+
+export function formatWindowTitle(view, from) {
+  if (view === "day") {
+    return formatter("title-day", () => new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" })).format(from);
+  }
+  const last = addDays(from, 6);
+  const f = formatter("title-week", () => new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" }));
+  return `Week of ${f.format(from)} – ${f.format(last)}`;
+}
+
+/** `YYYY-MM-DDTHH:MM` for an `<input type="datetime-local">`, viewer's zone. */
+export function toLocalInput(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+/** The instant an `<input type="datetime-local">` value means in the viewer's zone. */
+export function fromLocalInput(value) {
+  if (!value) return null;
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+/** Rounds `ms` down to a multiple of `step` minutes (viewer's zone offsets are whole minutes). */
+export function snap(date, stepMinutes) {
+  const d = new Date(date);
+  const minutes = d.getHours() * 60 + d.getMinutes();
+  const snapped = Math.floor(minutes / stepMinutes) * stepMinutes;
+  d.setHours(0, snapped, 0, 0);
+  return d;
+}
+
+// --- a resource's zone ---------------------------------------------------
+
+const WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+function zoneParts(zone) {
+  return formatter(`parts:${zone}`, () =>
+    new Intl.DateTimeFormat("en-US", {
+      timeZone: zone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "numeric",
+      day: "numeric",
+      hour: "numeric",
+      minute: "numeric",
+      second: "numeric",
+    }),
+  );
+}
+
+/** The wall-clock fields of instant `ms` in `zone`. */
+function wallClock(ms, zone) {
+  const fields = {};
+  for (const part of zoneParts(zone).formatToParts(ms)) fields[part.type] = part.value;
+  return {
+    year: Number(fields.year),
+    month: Number(fields.month),
+    day: Number(fields.day),
+    hour: Number(fields.hour) % 24,
+    minute: Number(fields.minute),
+    second: Number(fields.second),
+  };
+}
+
+/** Offset of `zone` from UTC at instant `ms`, in ms. */
+function zoneOffset(ms, zone) {
+  const w = wallClock(ms, zone);
+  const asUtc = Date.UTC(w.year, w.month - 1, w.day, w.hour, w.minute, w.second);
+  return asUtc - (ms - (ms % 1000));
+}
+
+/**
+ * The instant of wall-clock time `minutes` after midnight of the civil date
+ * (y, m, d) in `zone`. In a DST gap it lands after the gap; in a repeated
+ * hour, on the first occurrence.
+ */
+export function zonedToInstant(y, m, d, minutes, zone) {
+  const guess = Date.UTC(y, m - 1, d, 0, minutes);
+  const first = guess - zoneOffset(guess, zone);
+  const second = guess - zoneOffset(first, zone);
+  return Math.min(first, second);
+}
+
+function validZone(zone) {
+  try {
+    zoneParts(zone);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Working windows of a resource that overlap [from, to), as instants:
+ * `[[startMs, endMs], ...]`, joined where they touch. `null` means always
+ * available (no working hours).
+ */
+export function workingIntervals(workingHours, zone, from, to) {
+  if (!workingHours || workingHours.length === 0) return null;
+  const tz = validZone(zone) ? zone : "UTC";
+  const byDay = new Map();
+  for (const w of workingHours) {
+    const [sh, sm] = w.start.split(":").map(Number);
+    const [eh, em] = w.end.split(":").map(Number);
+    if (!byDay.has(w.weekday)) byDay.set(w.weekday, []);
+    byDay.get(w.weekday).push([sh * 60 + sm, eh * 60 + em]);
+  }
+  const intervals = [];
+  // Civil dates in the resource's zone from a day before to a day after.
+  const first = wallClock(from.getTime() - DAY, tz);
+  const cursor = new Date(Date.UTC(first.year, first.month - 1, first.day));
+  const end = to.getTime() + DAY;
+  for (let guard = 0; guard < 400; guard += 1) {
+    const y = cursor.getUTCFullYear();
+    const m = cursor.getUTCMonth() + 1;
+    const d = cursor.getUTCDate();
+    if (zonedToInstant(y, m, d, 0, tz) > end) break;
+    const windows = byDay.get(WEEKDAYS[cursor.getUTCDay()]) || [];
+    for (const [start, stop] of windows) {
+      const a = zonedToInstant(y, m, d, start, tz);
+      const b = stop >= 1440 ? zonedToInstant(y, m, d + 1, 0, tz) : zonedToInstant(y, m, d, stop, tz);
+      if (b > from.getTime() && a < to.getTime()) intervals.push([Math.max(a, from.getTime()), Math.min(b, to.getTime())]);
+    }
+    cursor.setUTCDate(cursor.getUTCDate() + 1);
+  }
+  intervals.sort((p, q) => p[0] - q[0]);
+  const joined = [];
+  for (const interval of intervals) {
+    const last = joined[joined.length - 1];
+    if (last && interval[0] <= last[1]) last[1] = Math.max(last[1], interval[1]);
+    else joined.push([...interval]);
+  }
+  return joined;
+}
