@@ -171,6 +171,19 @@ impl ReadModels {
         ))
     }
 
+    /// One page of the reservations of many resources overlapping
+    /// `window`, in (start, reservation id) order after `after`.
+    pub async fn schedules(
+        &self,
+        tenant: &TenantId,
+        filter: &query::bookings::ScheduleFilter,
+        window: TimeRange,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<query::bookings::ResourceScheduleEntry>, ReadError> {
+        Ok(query::bookings::schedules(self.pool(), tenant, filter, window, after, limit).await?)
+    }
+
     /// One page of the tenant's bookings in (start, id) order after `after`.
     pub async fn bookings(
         &self,

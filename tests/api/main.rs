@@ -3,6 +3,7 @@
 
 mod auth;
 mod bookings;
+mod dashboard;
 mod deployments;
 mod events;
 mod free;

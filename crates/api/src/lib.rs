@@ -121,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::bookings::router())
         .merge(routes::holds::router())
         .merge(routes::series::router())
+        .merge(routes::whoami::router())
         .merge(routes::events::router())
         .merge(routes::resource_queries::router())
         .merge(routes::booking_queries::router())
@@ -138,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .merge(v1)
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", doc))
         .merge(routes::ops::router())
+        .merge(routes::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -26,6 +26,15 @@ pub struct ActiveHold {
     pub expires_at: chrono::DateTime<Utc>,
 }
 
+/// A hold that counts now, with its resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveHoldOn {
+    /// The held resource.
+    pub resource_id: Uuid,
+    /// The hold.
+    pub hold: ActiveHold,
+}
+
 /// Holds recorded as expired per sweep at most.
 const SWEEP_LIMIT: i64 = 200;
 
@@ -52,6 +61,42 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// The holds of the tenant (on `resource_ids`, or on any resource)
+    /// overlapping `window` that count now, in start order.
+    pub async fn active_holds_within(
+        &self,
+        tenant: &TenantId,
+        resource_ids: Option<&[Uuid]>,
+        window: muster_domain::time::TimeRange,
+    ) -> Result<Vec<ActiveHoldOn>, StoreError> {
+        let rows = sqlx::query!(
+            r#"select resource_id, reservation_id, starts_at, ends_at, expires_at as "expires_at!"
+                 from reservations
+                where tenant_id = $1 and expires_at > now()
+                  and ($2::uuid[] is null or resource_id = any($2))
+                  and starts_at < $4 and ends_at > $3
+                order by starts_at, reservation_id"#,
+            tenant.as_str(),
+            resource_ids,
+            window.starts_at,
+            window.ends_at,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ActiveHoldOn {
+                resource_id: r.resource_id,
+                hold: ActiveHold {
+                    hold_id: r.reservation_id,
+                    starts_at: r.starts_at,
+                    ends_at: r.ends_at,
+                    expires_at: r.expires_at,
+                },
+            })
+            .collect())
     }
 
     /// Records `hold.expired` for holds whose expiry instant has passed (a

@@ -161,6 +161,84 @@ pub async fn schedule(
     .await
 }
 
+/// A reservation in a schedule of many resources.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ResourceScheduleEntry {
+    /// The reserved resource.
+    pub resource_id: Uuid,
+    /// The reservation and its booking.
+    #[serde(flatten)]
+    pub entry: ScheduleEntry,
+}
+
+/// Which resources a schedule of many covers.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleFilter {
+    /// Only these resources (`None`: all).
+    pub resource_ids: Option<Vec<Uuid>>,
+    /// Only resources of this kind.
+    pub kind: Option<String>,
+    /// Only resources with this tag.
+    pub tag: Option<String>,
+}
+
+/// One page of the reservations of many resources overlapping `window`, in
+/// (start, reservation id) order after `after`.
+pub async fn schedules(
+    pool: &PgPool,
+    tenant: &TenantId,
+    filter: &ScheduleFilter,
+    window: TimeRange,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<ResourceScheduleEntry>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"select r.resource_id, r.reservation_id, r.booking_id, b.title, b.status,
+                  r.starts_at, r.ends_at, r.label
+             from read.booking_reservations r
+             join read.bookings b on b.tenant_id = r.tenant_id and b.booking_id = r.booking_id
+            where r.tenant_id = $1
+              and r.starts_at > $2::timestamptz - interval '366 days'
+              and r.starts_at < $3 and r.ends_at > $2
+              and ($4::uuid[] is null or r.resource_id = any($4))
+              and ($5::text is null and $6::text is null
+                   or exists (select 1 from read.resources x
+                               where x.tenant_id = r.tenant_id and x.resource_id = r.resource_id
+                                 and ($5::text is null or x.kind = $5)
+                                 and ($6::text is null or $6 = any(x.tags))))
+              and ($7::timestamptz is null or (r.starts_at, r.reservation_id) > ($7, $8))
+            order by r.starts_at, r.reservation_id
+            limit $9"#,
+        tenant.as_str(),
+        window.starts_at,
+        window.ends_at,
+        filter.resource_ids.as_deref(),
+        filter.kind,
+        filter.tag,
+        after.map(|a| a.0),
+        after.map(|a| a.1),
+        limit,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ResourceScheduleEntry {
+            resource_id: r.resource_id,
+            entry: ScheduleEntry {
+                reservation_id: r.reservation_id,
+                booking_id: r.booking_id,
+                title: r.title,
+                status: r.status,
+                starts_at: r.starts_at,
+                ends_at: r.ends_at,
+                label: r.label,
+                expires_at: None,
+            },
+        })
+        .collect())
+}
+
 /// The ranges reserved on each of `resources` that overlap `window`.
 pub async fn reserved_ranges(
     pool: &PgPool,

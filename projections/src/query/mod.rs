@@ -11,7 +11,9 @@ pub mod resources;
 pub mod status;
 
 pub use analytics::{DayUtilization, ResourceUtilization, StatusCount};
-pub use bookings::{BookingFilter, BookingSummary, ScheduleEntry};
+pub use bookings::{
+    BookingFilter, BookingSummary, ResourceScheduleEntry, ScheduleEntry, ScheduleFilter,
+};
 pub use occupancy::Occupancy;
 pub use resources::{ResourceFilter, ResourceView};
 pub use status::ProjectionStatus;

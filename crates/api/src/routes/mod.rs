@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod availability;
 pub mod booking_queries;
 pub mod bookings;
+pub mod dashboard;
 pub mod deployments;
 pub mod events;
 pub mod holds;
@@ -16,6 +17,7 @@ pub mod resources;
 pub mod series;
 pub mod subscribe;
 pub mod webhooks;
+pub mod whoami;
 
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
