@@ -103,33 +103,14 @@ export class Api {
 }
 
 /**
- * The signed-in key's role: "admin", "planner" or "analyst".
- *
- * The API has no "who am I" endpoint, so this asks two harmless questions:
- * an admin-only read (GET /v1/projections: 403 means not admin), then a
- * command with an empty body (POST /v1/bookings with {} and no
- * Idempotency-Key): the role check runs before the body is read, so an
- * analyst gets 403 and a writer gets 422 for the missing fields, and
- * nothing is written either way. Replace both with one GET once the API
- * says who the key is.
+ * Who the signed-in key is: `{ tenant, key_id, role }` from GET /v1/whoami
+ * (every role may ask), where role is "admin", "planner" or "analyst".
+ * The one place that decides what the page offers.
  */
-export async function detectRole(api) {
-  try {
-    await api.get("/v1/projections");
-    return "admin";
-  } catch (error) {
-    if (!(error instanceof ApiProblem) || error.status !== 403) throw error;
-  }
-  try {
-    await api.request("POST", "/v1/bookings", { body: {} });
-    // Not reachable with an empty body; treat a surprise as read-only.
-    return "analyst";
-  } catch (error) {
-    if (!(error instanceof ApiProblem)) throw error;
-    if (error.status === 403) return "analyst";
-    if (error.status === 422 || error.status === 400) return "planner";
-    throw error;
-  }
+export async function whoAmI(api) {
+  const me = await api.get("/v1/whoami");
+  if (!["admin", "planner", "analyst"].includes(me.role)) me.role = "analyst"; // an unknown role reads only
+  return me;
 }
 
 export function canWrite(role) {

@@ -1,7 +1,7 @@
 // The planners' dashboard: sign-in, views, and the wiring between the
 // timeline, the booking dialogs, the finder, operations and the live stream.
 
-import { Api, ApiProblem, canWrite, detectRole, forgetKey, rememberKey, storedKey } from "./api.js";
+import { Api, ApiProblem, canWrite, forgetKey, rememberKey, storedKey, whoAmI } from "./api.js";
 import { Bookings } from "./booking.js";
 import { Finder, fillSelect } from "./finder.js";
 import { LiveStream } from "./live.js";
@@ -55,9 +55,9 @@ async function signIn(key, startedAt) {
   error.textContent = "";
   announce("Signing in…");
   const api = new Api(key);
-  // Both questions at once: the role probe must not delay the timeline.
-  const rolePromise = detectRole(api);
-  rolePromise.catch(() => {});
+  // Both questions at once: who the key is must not delay the timeline.
+  const mePromise = whoAmI(api);
+  mePromise.catch(() => {});
   let resources;
   try {
     resources = await api.all("/v1/resources");
@@ -71,7 +71,7 @@ async function signIn(key, startedAt) {
   }
   let role;
   try {
-    role = await rolePromise;
+    role = (await mePromise).role;
   } catch (e) {
     role = "analyst";
     announce(`Could not tell the key's role (${e.message}); showing read-only.`, true);
