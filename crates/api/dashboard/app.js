@@ -209,7 +209,13 @@ function showLiveState(state, detail) {
   node.textContent = state === "live" ? "Live" : state === "connecting" ? "Connecting…" : `Offline${detail ? ` — ${detail}` : ""}`;
 }
 
+/**
+ * One event of the feed. Bookings are re-read, holds drawn from the event
+ * itself; any other stream or type (series, deployments' steps, types
+ * newer than this page) changes nothing here.
+ */
 function onLiveEvent(event) {
+  if (!event || typeof event !== "object") return;
   if (event.metadata && event.metadata.actor) app.actors.set(event.position, String(event.metadata.actor).slice(0, 8));
   if (event.stream_type === "booking") {
     app.dirty.set(event.stream_id, Math.max(app.dirty.get(event.stream_id) || 0, event.position));
@@ -221,6 +227,10 @@ function onLiveEvent(event) {
       await redraw(() => app.timeline.reloadResources());
       fillFilters();
     }, 200);
+  } else if (event.stream_type === "hold") {
+    if (event.type === "hold.placed" && event.data) app.timeline.applyHold({ id: event.stream_id, ...event.data });
+    else if (["hold.released", "hold.converted", "hold.expired"].includes(event.type)) app.timeline.removeHold(event.stream_id);
+    app.bookings.onHoldEvent(event);
   } else if (event.stream_type === "deployment") {
     if (event.type === "deployment.requested" && event.data && event.data.booking_id) {
       app.bookings.rememberDeployment(event.data.booking_id, event.stream_id, event.position);

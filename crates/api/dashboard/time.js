@@ -203,3 +203,23 @@ export function workingIntervals(workingHours, zone, from, to) {
   }
   return joined;
 }
+
+// --- durations (a resource's policy) ---------------------------------------
+
+const DURATION = /^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$/;
+
+/** An ISO 8601 duration (`PT1H30M`, `P1D`) in ms; 0 for none or one it cannot read. */
+export function parseDuration(iso) {
+  const m = typeof iso === "string" ? DURATION.exec(iso) : null;
+  if (!m) return 0;
+  const [w, d, h, min, s] = m.slice(1).map((part) => Number(part || 0));
+  return (w * 7 + d) * DAY + h * HOUR + min * MINUTE + s * 1000;
+}
+
+/** A length of time in words: "30 min", "1 h", "1 h 15 min", "1 day". */
+export function formatDuration(ms) {
+  if (ms >= DAY && ms % DAY === 0) return ms === DAY ? "1 day" : `${ms / DAY} days`;
+  const hours = Math.floor(ms / HOUR);
+  const minutes = Math.round((ms % HOUR) / MINUTE);
+  return [hours ? `${hours} h` : "", minutes ? `${minutes} min` : ""].filter(Boolean).join(" ") || `${Math.round(ms / 1000)} s`;
+}

@@ -11,9 +11,11 @@ import {
   MINUTE,
   addDays,
   formatDay,
+  formatDuration,
   formatRange,
   formatTime,
   formatWindowTitle,
+  parseDuration,
   snap,
   viewWindow,
   workingIntervals,
@@ -21,16 +23,17 @@ import {
 
 const STATUSES = ["requested", "confirmed", "in_progress", "completed", "cancelled"];
 const STATUS_LABELS = {
+  held: "Held",
   requested: "Requested",
   confirmed: "Confirmed",
   in_progress: "In progress",
   completed: "Completed",
   cancelled: "Cancelled",
 };
-/** Parallel schedule reads (the browser allows 6 connections; one is the live stream). */
-const PARALLEL_READS = 5;
-/** Rows that fill a screen: when their bars are drawn the timeline is usable. */
-const FIRST_SCREEN_ROWS = 30;
+/** Reservations per schedule page (the API's maximum): a busy week in one read. */
+const SCHEDULE_PAGE = 5000;
+/** Resources named per request when only some rows need their schedule. */
+const IDS_PER_READ = 100;
 /** A press this close (px) to a bar's right edge resizes it. */
 const RESIZE_EDGE = 6;
 /** A drag shorter than this (px) is a click. */
@@ -47,17 +50,10 @@ function el(tag, className, text) {
   return node;
 }
 
-/** Runs `task` over `items`, `limit` at a time. */
-async function inPool(items, limit, task) {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next];
-      next += 1;
-      await task(item);
-    }
-  });
-  await Promise.all(workers);
+/** Set-up and clean-up time of a resource's policy, in ms. */
+export function buffersOf(resource) {
+  const policy = (resource && resource.policy) || {};
+  return { before: parseDuration(policy.buffer_before), after: parseDuration(policy.buffer_after) };
 }
 
 export class Timeline {
@@ -78,8 +74,12 @@ export class Timeline {
     this.filter = { kind: "", tag: "" };
     this.resources = [];
     this.resourceById = new Map();
-    // resource id -> schedule entries in the current window
+    // resource id -> schedule entries (reservations) in the current window
     this.entries = new Map();
+    // hold id -> an unexpired hold in the window: a schedule entry with
+    // `resource_id` and `expires_at`; drawn until it expires
+    this.holds = new Map();
+    this.expiryTimer = 0;
     // booking id -> set of resource ids whose rows show it
     this.rowsOfBooking = new Map();
     this.loadedWindowKey = null;
@@ -139,72 +139,139 @@ export class Timeline {
   }
 
   /**
-   * Schedules of the visible resources for the window. The rows (names,
-   * working hours) draw at once; each row's bars draw as its schedule
-   * arrives, top rows (those in view) first, one batch per frame.
+   * Schedules of the visible resources for the window, from
+   * `GET /v1/schedule` (every resource's reservations in start order, the
+   * unexpired holds on the first page): a busy week is one or two reads.
+   * The rows (names, working hours) draw at once, the bars when the
+   * schedule is in. `onlyMissing` reads only rows not read yet (a filter
+   * widened, a resource registered), by id.
    */
   async loadSchedules({ onlyMissing = false } = {}) {
     const { from, to } = this.window;
     const key = `${from.toISOString()}/${to.toISOString()}`;
     if (this.loadedWindowKey !== key) {
       this.entries = new Map();
+      this.holds = new Map();
       this.shading = new Map();
       this.loadedWindowKey = key;
       onlyMissing = false;
     }
     const generation = ++this.loadGeneration;
     this.firstScreenAt = undefined;
-    const wanted = this.visibleResources().filter((r) => !onlyMissing || !this.entries.has(r.id));
+    const visible = this.visibleResources();
+    const wanted = visible.filter((r) => !onlyMissing || !this.entries.has(r.id));
     this.root.setAttribute("aria-busy", "true");
     this.draw();
-    const query = new URLSearchParams({ from: from.toISOString(), to: to.toISOString() });
-    const pending = new Set();
-    const firstScreen = Math.min(wanted.length, FIRST_SCREEN_ROWS);
-    let loaded = 0;
-    let frame = 0;
-    let failure = null;
-    const flush = () => {
-      frame = 0;
-      if (generation !== this.loadGeneration) return;
-      for (const id of pending) this.redrawRow(id, { keepFocus: false });
-      pending.clear();
-      this.restoreFocusStop();
-      this.markDrawn();
-      if (loaded >= firstScreen && this.firstScreenAt === undefined) {
-        this.firstScreenAt = performance.now();
-        performance.mark("muster:first-screen");
-      }
-    };
     performance.mark("muster:schedules-start");
-    await inPool(wanted, PARALLEL_READS, async (resource) => {
-      if (failure || generation !== this.loadGeneration) return;
-      let entries;
-      try {
-        entries = (await this.api.get(`/v1/resources/${resource.id}/schedule?${query}`)).entries;
-      } catch (error) {
-        // A resource retired or gone meanwhile draws as empty.
-        if (error instanceof ApiProblem && error.status === 404) entries = [];
-        else {
-          failure = error;
-          return;
-        }
+    const span = { from: from.toISOString(), to: to.toISOString() };
+    let reads;
+    if (!onlyMissing) {
+      // The whole tenant (or the filter's kind and tag): one scan.
+      const scope = {};
+      if (this.filter.kind) scope.kind = this.filter.kind;
+      if (this.filter.tag) scope.tag = this.filter.tag;
+      reads = [scope];
+    } else {
+      reads = [];
+      for (let i = 0; i < wanted.length; i += IDS_PER_READ) {
+        reads.push({ resource_ids: wanted.slice(i, i + IDS_PER_READ).map((r) => r.id).join(",") });
       }
-      if (generation !== this.loadGeneration) return;
-      this.entries.set(resource.id, entries);
-      loaded += 1;
-      pending.add(resource.id);
-      // Rows in view draw as they come; the rest in one go at the end,
-      // so that drawing does not slow down the reads.
-      if (!frame && this.firstScreenAt === undefined) frame = requestAnimationFrame(flush);
-    });
-    if (generation !== this.loadGeneration) return false;
-    cancelAnimationFrame(frame);
-    flush();
-    this.root.removeAttribute("aria-busy");
-    if (failure) throw failure;
+    }
+    let pages;
+    try {
+      pages = await Promise.all(reads.map((scope) => this.readSchedule({ ...span, ...scope }, generation)));
+    } finally {
+      if (generation === this.loadGeneration) this.root.removeAttribute("aria-busy");
+    }
+    if (generation !== this.loadGeneration || pages.includes(null)) return false;
+    const fresh = new Map(wanted.map((r) => [r.id, []]));
+    if (!onlyMissing) this.holds = new Map();
+    for (const { items, holds } of pages) {
+      for (const item of items) {
+        if (!fresh.has(item.resource_id)) fresh.set(item.resource_id, []);
+        fresh.get(item.resource_id).push(item);
+      }
+      for (const hold of holds) this.holds.set(hold.reservation_id, hold);
+    }
+    for (const [id, entries] of fresh) this.entries.set(id, entries);
     this.reindex();
+    this.draw();
+    this.firstScreenAt = performance.now();
+    performance.mark("muster:first-screen");
+    this.scheduleExpiry();
     performance.mark("muster:drawn");
     return true;
+  }
+
+  /** Every page of one schedule read; null if a newer load started meanwhile. */
+  async readSchedule(params, generation) {
+    const items = [];
+    let holds = [];
+    let cursor = null;
+    do {
+      const query = new URLSearchParams({ ...params, limit: String(SCHEDULE_PAGE) });
+      if (cursor) query.set("cursor", cursor);
+      const page = await this.api.get(`/v1/schedule?${query}`);
+      if (generation !== this.loadGeneration) return null;
+      items.push(...page.items);
+      if (!cursor && Array.isArray(page.holds)) holds = page.holds;
+      cursor = page.next_cursor || null;
+    } while (cursor);
+    return { items, holds };
+  }
+
+  // --- holds ------------------------------------------------------------------
+
+  /**
+   * Draws a hold (`{ id, resource_id, starts_at, ends_at, expires_at }`, as
+   * `hold.placed` carries it) until it expires, if it is in view.
+   */
+  applyHold(hold) {
+    const { from, to } = this.window;
+    if (!hold || !hold.resource_id || !this.entries.has(hold.resource_id)) return;
+    if (Date.parse(hold.expires_at) <= Date.now()) return;
+    if (Date.parse(hold.ends_at) <= from.getTime() || Date.parse(hold.starts_at) >= to.getTime()) return;
+    this.holds.set(hold.id, {
+      resource_id: hold.resource_id,
+      reservation_id: hold.id,
+      booking_id: hold.id,
+      title: "Hold",
+      status: "held",
+      starts_at: hold.starts_at,
+      ends_at: hold.ends_at,
+      expires_at: hold.expires_at,
+    });
+    this.redrawRow(hold.resource_id);
+    this.markDrawn();
+    this.scheduleExpiry();
+  }
+
+  /** Takes a hold off the timeline (released, converted, expired). */
+  removeHold(id) {
+    const hold = this.holds.get(id);
+    if (!hold) return;
+    this.holds.delete(id);
+    this.redrawRow(hold.resource_id);
+    this.markDrawn();
+  }
+
+  /** Holds stop counting at `expires_at`: they leave the timeline at that instant. */
+  scheduleExpiry() {
+    clearTimeout(this.expiryTimer);
+    let next = Infinity;
+    for (const hold of this.holds.values()) next = Math.min(next, Date.parse(hold.expires_at));
+    if (next === Infinity) return;
+    this.expiryTimer = setTimeout(() => {
+      const now = Date.now();
+      for (const [id, hold] of this.holds) if (Date.parse(hold.expires_at) <= now) this.removeHold(id);
+      this.scheduleExpiry();
+    }, Math.min(Math.max(next - Date.now(), 0), 2 ** 31 - 1));
+  }
+
+  holdsOf(resourceId) {
+    const found = [];
+    for (const hold of this.holds.values()) if (hold.resource_id === resourceId) found.push(hold);
+    return found;
   }
 
   reindex() {
@@ -408,24 +475,49 @@ export class Timeline {
       }
     }
 
-    // Bars, stacked in lanes where they overlap (capacity > 1).
+    // Bars and holds, each with its set-up and clean-up buffers, stacked
+    // in lanes where what they occupy overlaps (capacity > 1).
+    const { before, after } = buffersOf(resource);
+    const claims = [];
+    for (const entry of this.entries.get(resource.id) || []) claims.push(entry);
+    for (const hold of this.holdsOf(resource.id)) claims.push(hold);
     const laneEnds = [];
-    for (const entry of this.entries.get(resource.id) || []) {
-      const start = Date.parse(entry.starts_at);
-      const end = Date.parse(entry.ends_at);
-      let lane = laneEnds.findIndex((laneEnd) => laneEnd <= start);
+    const placed = claims
+      .map((entry) => {
+        const start = Date.parse(entry.starts_at);
+        const end = Date.parse(entry.ends_at);
+        // A cancelled booking no longer occupies anything.
+        const buffered = entry.status !== "cancelled";
+        const pre = buffered ? before : 0;
+        const post = buffered ? after : 0;
+        return { entry, start, end, pre, post };
+      })
+      .sort((a, b) => a.start - a.pre - (b.start - b.pre));
+    for (const claim of placed) {
+      const { entry, start, end, pre, post } = claim;
+      let lane = laneEnds.findIndex((laneEnd) => laneEnd <= start - pre);
       if (lane === -1) {
         lane = laneEnds.length;
-        laneEnds.push(end);
-      } else laneEnds[lane] = end;
-      track.append(this.buildBar(entry, resource, start, end, lane));
+        laneEnds.push(end + post);
+      } else laneEnds[lane] = end + post;
+      if (pre) track.append(this.buildBuffer("before", start - pre, start, lane, pre));
+      if (post) track.append(this.buildBuffer("after", end, end + post, lane, post));
+      track.append(entry.status === "held" ? this.buildHold(entry, resource, start, end, lane) : this.buildBar(entry, resource, start, end, lane, pre, post));
     }
     row.style.setProperty("--lanes", String(Math.max(1, laneEnds.length)));
     row.append(label, track);
     return row;
   }
 
-  buildBar(entry, resource, start, end, lane) {
+  /** Positions a bar-like element on its lane. */
+  place(node, start, end, lane, minWidth = 0.15) {
+    const left = this.pct(start);
+    node.style.setProperty("--left", `${left}%`);
+    node.style.setProperty("--width", `${Math.max(this.pct(end) - left, minWidth)}%`);
+    node.style.setProperty("--lane", String(lane));
+  }
+
+  buildBar(entry, resource, start, end, lane, pre = 0, post = 0) {
     const bar = el("button", `bar st-${STATUSES.includes(entry.status) ? entry.status : "unknown"}`);
     bar.type = "button";
     bar.tabIndex = -1;
@@ -433,15 +525,45 @@ export class Timeline {
     bar.dataset.reservationId = entry.reservation_id;
     bar.dataset.start = String(start);
     bar.dataset.end = String(end);
-    const left = this.pct(start);
-    bar.style.setProperty("--left", `${left}%`);
-    bar.style.setProperty("--width", `${Math.max(this.pct(end) - left, 0.15)}%`);
-    bar.style.setProperty("--lane", String(lane));
+    this.place(bar, start, end, lane);
     const when = formatRange(new Date(start), new Date(end));
-    bar.setAttribute("aria-label", `${entry.title}, ${statusLabel(entry.status)}, ${resource.name}, ${when}`);
-    bar.title = `${entry.title} (${statusLabel(entry.status)})\n${when}${entry.label ? `\n${entry.label}` : ""}`;
+    // The buffers are drawn beside the bar but told here, where a screen
+    // reader hears the booking.
+    const buffers = [pre ? `set-up ${formatDuration(pre)} before` : "", post ? `clean-up ${formatDuration(post)} after` : ""].filter(Boolean);
+    const aside = buffers.length ? `, ${buffers.join(", ")}` : "";
+    bar.setAttribute("aria-label", `${entry.title}, ${statusLabel(entry.status)}, ${resource.name}, ${when}${aside}`);
+    bar.title = `${entry.title} (${statusLabel(entry.status)})\n${when}${entry.label ? `\n${entry.label}` : ""}${buffers.length ? `\n${buffers.join(", ")}` : ""}`;
     bar.append(el("span", "bar-title", entry.title));
     return bar;
+  }
+
+  /** A set-up (`before`) or clean-up (`after`) buffer: a lighter extension of its bar. */
+  buildBuffer(side, start, end, lane, ms) {
+    const name = side === "before" ? "set-up" : "clean-up";
+    const buffer = el("div", `tl-buffer tl-buffer-${side}`, name);
+    buffer.setAttribute("aria-hidden", "true");
+    buffer.title = `${side === "before" ? "Set-up" : "Clean-up"}: ${formatDuration(ms)}`;
+    buffer.dataset.start = String(start);
+    buffer.dataset.end = String(end);
+    this.place(buffer, start, end, lane, 0);
+    return buffer;
+  }
+
+  /** A hold: hatched, not a booking (nothing to open), gone when it expires. */
+  buildHold(entry, resource, start, end, lane) {
+    const expires = formatTime(new Date(entry.expires_at));
+    const hold = el("div", "tl-hold");
+    hold.dataset.holdId = entry.reservation_id;
+    hold.dataset.start = String(start);
+    hold.dataset.end = String(end);
+    hold.dataset.expiresAt = String(Date.parse(entry.expires_at));
+    hold.setAttribute("role", "img");
+    const when = formatRange(new Date(start), new Date(end));
+    hold.setAttribute("aria-label", `Hold on ${resource.name}, ${when}, expires ${expires}`);
+    hold.title = `Hold · expires ${expires}\n${when}`;
+    hold.append(el("span", "bar-title", `Hold · expires ${expires}`));
+    this.place(hold, start, end, lane);
+    return hold;
   }
 
   /** Counts the bars and records when they were drawn (see the browser test). */
