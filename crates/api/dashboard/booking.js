@@ -5,7 +5,7 @@
 
 import { ApiProblem, newActionKey } from "./api.js";
 import { statusLabel } from "./timeline.js";
-import { formatDateTime, formatRange, fromLocalInput, toLocalInput } from "./time.js";
+import { formatDateTime, formatRange, formatTime, fromLocalInput, toLocalInput, viewerZone } from "./time.js";
 
 const TRANSITIONS = [
   { action: "confirm", label: "Confirm", from: ["requested"] },
@@ -14,6 +14,16 @@ const TRANSITIONS = [
   { action: "cancel", label: "Cancel booking", from: ["requested", "confirmed"] },
 ];
 const DEPLOYMENTS_KEY = "muster.deployments";
+/** How long the create form holds its slot. */
+const HOLD_TTL = "PT5M";
+/** Problem types of the booking rule that name one limit of a resource. */
+const REFUSALS = {
+  "urn:muster:problem:outside-working-hours": "Outside working hours",
+  "urn:muster:problem:seats-exceeded": "Not enough seats",
+  "urn:muster:problem:too-soon": "Too soon",
+  "urn:muster:problem:too-far-ahead": "Too far ahead",
+};
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -56,6 +66,13 @@ export class Bookings {
     this.createForm = document.getElementById("create-form");
     this.createError = document.getElementById("create-error");
     this.createSubmit = document.getElementById("create-submit");
+    this.holdState = document.getElementById("create-hold");
+    // The slot the open form holds (POST /v1/holds), converted on submit
+    // and released when the form closes: `{ id, resource_id, starts_at,
+    // ends_at, expires_at }`. Hold commands run one at a time (holdChain).
+    this.hold = null;
+    this.holdWanted = false;
+    this.holdChain = Promise.resolve();
     this.detailDialog = document.getElementById("detail-dialog");
     this.detailBody = document.getElementById("detail-body");
     this.detailTitle = document.getElementById("detail-title");
@@ -69,6 +86,13 @@ export class Bookings {
         if (e.target.closest("[data-close]")) dialog.close();
       });
     }
+    for (const name of ["resource_id", "starts_at", "ends_at", "repeat"]) {
+      this.createForm.elements[name].addEventListener("change", () => this.syncHold());
+    }
+    this.createDialog.addEventListener("close", () => {
+      this.holdWanted = false;
+      this.syncHold();
+    });
     this.detailDialog.addEventListener("close", () => {
       this.openId = null;
       clearTimeout(this.pollTimer);
@@ -81,7 +105,13 @@ export class Bookings {
 
   // --- create ----------------------------------------------------------------
 
-  /** Opens the form for a slot: `{ resourceId, from, to }` (all optional). */
+  /**
+   * Opens the form for a slot: `{ resourceId, from, to }` (all optional).
+   * A slot chosen on the timeline or in the finder is held at once (as a
+   * checkout holds a seat), so that nobody takes it while the form is
+   * filled in; the hold follows the form's resource and times, becomes
+   * the booking on submit and is released when the form closes.
+   */
   openCreate({ resourceId, from, to } = {}) {
     if (!this.ctx.writable) return;
     this.createForm.reset();
@@ -98,8 +128,69 @@ export class Bookings {
     this.createForm.elements.starts_at.value = toLocalInput(start);
     this.createForm.elements.ends_at.value = toLocalInput(end);
     this.createError.replaceChildren();
+    this.holdState.textContent = "";
     this.createDialog.showModal();
     this.createForm.elements.title.focus();
+    this.holdWanted = Boolean(resourceId && from && to);
+    if (this.holdWanted) this.syncHold();
+  }
+
+  /** The slot the form names now, if it is a valid one (and a single booking). */
+  formSlot() {
+    const f = this.createForm.elements;
+    const startsAt = fromLocalInput(f.starts_at.value);
+    const endsAt = fromLocalInput(f.ends_at.value);
+    if (!f.resource_id.value || !startsAt || !endsAt || endsAt <= startsAt) return null;
+    if ((Number.parseInt(f.repeat.value, 10) || 1) > 1) return null; // a series books each week itself
+    return { resource_id: f.resource_id.value, starts_at: startsAt.toISOString(), ends_at: endsAt.toISOString() };
+  }
+
+  /**
+   * Makes the hold match the form (place, move, release); returns when it
+   * does. `place: false` only releases a hold that no longer matches.
+   */
+  syncHold({ place = true } = {}) {
+    this.holdChain = this.holdChain.then(() => this.holdStep(place)).catch((e) => console.warn("hold", e));
+    return this.holdChain;
+  }
+
+  async holdStep(place) {
+    const want = this.holdWanted && this.createDialog.open ? this.formSlot() : null;
+    const have = this.hold;
+    const same = (a, b) => a && b && a.resource_id === b.resource_id && a.starts_at === b.starts_at && a.ends_at === b.ends_at;
+    if (same(have, want)) return;
+    if (have) {
+      this.hold = null;
+      this.holdState.textContent = "";
+      try {
+        await this.api.request("DELETE", `/v1/holds/${have.id}`, { idempotencyKey: newActionKey() });
+      } catch {
+        // Expired or converted meanwhile: nothing left to release.
+      }
+    }
+    if (!want || !place) {
+      if (!want) this.holdState.textContent = "";
+      return;
+    }
+    try {
+      const answer = await this.api.command("/v1/holds", { ...want, ttl: HOLD_TTL });
+      this.hold = { id: answer.id, ...want, expires_at: answer.expires_at };
+      this.holdState.textContent = `This slot is held for you until ${formatTime(new Date(answer.expires_at))}.`;
+      this.createError.replaceChildren();
+      // Closed or changed while it was being placed: the next step fixes it.
+      if (!this.holdWanted || !this.createDialog.open) this.syncHold();
+    } catch (error) {
+      this.holdState.textContent = "";
+      await this.showError(this.createError, error, { prefix: "This slot cannot be held: ", create: true });
+    }
+  }
+
+  /** A hold of the form ended elsewhere (expired, released by another tab): forget it. */
+  onHoldEvent(event) {
+    if (this.hold && event.stream_id === this.hold.id && ["hold.expired", "hold.released"].includes(event.type)) {
+      this.hold = null;
+      this.holdState.textContent = "The hold on this slot has ended; the booking is checked again when you create it.";
+    }
   }
 
   async submitCreate() {
@@ -119,26 +210,49 @@ export class Bookings {
       this.showError(this.createError, "The end must be after the start.");
       return;
     }
+    const weeks = Number.parseInt(f.repeat.value, 10) || 1;
+    if (weeks < 1 || weeks > 52) {
+      this.showError(this.createError, "Repeat on 1 to 52 weeks.");
+      return;
+    }
     const client = { name: f.client_name.value.trim() };
     if (f.client_email.value.trim()) client.email = f.client_email.value.trim();
-    const body = {
-      title: f.title.value.trim(),
-      client,
-      starts_at: startsAt.toISOString(),
-      ends_at: endsAt.toISOString(),
-      headcount: Math.max(0, Number.parseInt(f.headcount.value, 10) || 0),
-      reservations: [{ resource_id: f.resource_id.value, starts_at: startsAt.toISOString(), ends_at: endsAt.toISOString() }],
-    };
+    const resourceId = f.resource_id.value;
+    const outside = f.outside_working_hours.checked;
     await act(this.createSubmit, async (key) => {
       this.createError.replaceChildren();
+      // The hold settles first; one that no longer matches the form is released.
+      await this.syncHold({ place: false });
+      const slot = { resource_id: resourceId, starts_at: startsAt.toISOString(), ends_at: endsAt.toISOString() };
+      const hold = weeks === 1 && this.hold && this.hold.resource_id === slot.resource_id && this.hold.starts_at === slot.starts_at && this.hold.ends_at === slot.ends_at ? this.hold : null;
+      const reservation = hold ? { hold_id: hold.id } : { ...slot };
+      if (outside) reservation.outside_working_hours = true;
+      const body = {
+        title: f.title.value.trim(),
+        client,
+        starts_at: slot.starts_at,
+        ends_at: slot.ends_at,
+        headcount: Math.max(0, Number.parseInt(f.headcount.value, 10) || 0),
+        reservations: [reservation],
+      };
+      if (weeks > 1) body.recurrence = { rule: `FREQ=WEEKLY;COUNT=${weeks}`, timezone: viewerZone };
       try {
         const answer = await this.api.command("/v1/bookings", body, key);
+        if (hold) this.hold = null; // it is the booking now
+        this.holdWanted = false;
         this.createDialog.close();
         this.createForm.reset();
-        this.ctx.announce(`Booked “${body.title}” on ${this.ctx.resourceName(body.reservations[0].resource_id)}, ${formatRange(startsAt, endsAt)}.`);
-        await this.refresh(answer.id, answer.position);
+        const where = `${this.ctx.resourceName(resourceId)}, ${formatRange(startsAt, endsAt)}`;
+        if (Array.isArray(answer.bookings)) {
+          const skipped = (answer.skipped || []).length;
+          this.ctx.announce(`Booked “${body.title}” on ${answer.bookings.length} weeks from ${where}${skipped ? `; ${skipped} week${skipped > 1 ? "s" : ""} left out` : ""}.`);
+          await Promise.all(answer.bookings.map((b) => this.refresh(b.id, answer.position).catch(() => {})));
+        } else {
+          this.ctx.announce(`Booked “${body.title}” on ${where}.`);
+          await this.refresh(answer.id, answer.position);
+        }
       } catch (error) {
-        await this.showError(this.createError, error);
+        await this.showError(this.createError, error, { create: true });
       }
     });
   }
@@ -155,8 +269,20 @@ export class Bookings {
     return doc;
   }
 
-  /** Shows an error; a 409 with conflicts lists the bookings in the way. */
-  async showError(target, error) {
+  /** A problem's words, with the resources it names by id named by name. */
+  humanize(text) {
+    return String(text).replace(UUID, (id) => {
+      const r = this.ctx.timeline.resourceById.get(id.toLowerCase());
+      return r ? `“${r.name}”` : id;
+    });
+  }
+
+  /**
+   * Shows an error: the problem's `detail`; a 409 with conflicts lists the
+   * bookings in the way, a series' 409 each week that cannot be booked,
+   * and in the create form a working-hours refusal points at the override.
+   */
+  async showError(target, error, { prefix = "", create = false } = {}) {
     target.replaceChildren();
     if (typeof error === "string") {
       target.append(el("p", "", error));
@@ -167,25 +293,43 @@ export class Bookings {
       console.warn(error);
       return;
     }
-    target.append(el("p", "", error.message));
-    if (error.conflicts.length) {
-      target.append(el("p", "", "In the way:"));
+    const type = error.problem.type;
+    const kind = REFUSALS[type];
+    target.append(el("p", "", `${prefix}${kind ? `${kind}: ` : ""}${this.humanize(error.message)}`));
+    if (create && type === "urn:muster:problem:outside-working-hours") {
+      target.append(el("p", "", "Tick “Book outside working hours” to book it anyway."));
+    }
+    if (error.conflicts.length) await this.listConflicts(target, error.conflicts);
+    const occurrences = Array.isArray(error.problem.occurrences) ? error.problem.occurrences : [];
+    if (occurrences.length) {
+      target.append(el("p", "", "Weeks that cannot be booked:"));
       const list = el("ul", "conflicts");
       target.append(list);
-      for (const c of error.conflicts) {
-        const item = el("li", "conflict");
-        const known = this.ctx.timeline.entryOf(c.booking_id);
-        let title = known ? known.title : null;
-        if (!title) {
-          try {
-            title = (await this.api.get(`/v1/bookings/${c.booking_id}`)).title;
-          } catch {
-            title = `booking ${c.booking_id.slice(0, 8)}`;
-          }
-        }
-        item.textContent = `${title} — ${this.ctx.resourceName(c.resource_id)}, ${formatRange(new Date(c.starts_at), new Date(c.ends_at))}`;
-        list.append(item);
+      for (const o of occurrences) {
+        const why = REFUSALS[`urn:muster:problem:${o.reason}`] || (o.reason === "reservation-conflict" ? "already reserved" : o.reason);
+        list.append(el("li", "conflict", `${formatRange(new Date(o.starts_at), new Date(o.ends_at))}: ${why}`));
       }
+    }
+  }
+
+  async listConflicts(target, conflicts) {
+    target.append(el("p", "", "In the way:"));
+    const list = el("ul", "conflicts");
+    target.append(list);
+    for (const c of conflicts) {
+      const item = el("li", "conflict");
+      const known = this.ctx.timeline.entryOf(c.booking_id);
+      let title = known ? known.title : null;
+      if (!title && c.hold_expires_at) title = `A hold (until ${formatTime(new Date(c.hold_expires_at))})`;
+      if (!title) {
+        try {
+          title = (await this.api.get(`/v1/bookings/${c.booking_id}`)).title;
+        } catch {
+          title = `booking ${String(c.booking_id).slice(0, 8)}`;
+        }
+      }
+      item.textContent = `${title} — ${this.ctx.resourceName(c.resource_id)}, ${formatRange(new Date(c.starts_at), new Date(c.ends_at))}`;
+      list.append(item);
     }
   }
 
