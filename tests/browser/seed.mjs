@@ -35,8 +35,30 @@ export class Client {
     return this.request("POST", path, body);
   }
 
-  resource(name, kind, { timezone = "UTC", hours = [], tags = [], capacity = 1 } = {}) {
-    return this.post("/v1/resources", { name, kind, timezone, working_hours: hours, tags, capacity });
+  /** DELETE with an Idempotency-Key (a command without a body). */
+  async del(path) {
+    const response = await fetch(this.base + path, {
+      method: "DELETE",
+      headers: { Authorization: `Bearer ${this.key}`, "Idempotency-Key": randomUUID() },
+    });
+    if (!response.ok) throw new Error(`DELETE ${path}: ${response.status} ${await response.text()}`);
+    return response.json();
+  }
+
+  resource(name, kind, { timezone = "UTC", hours = [], tags = [], capacity = 1, policy } = {}) {
+    const body = { name, kind, timezone, working_hours: hours, tags, capacity };
+    if (policy) body.policy = policy;
+    return this.post("/v1/resources", body);
+  }
+
+  /** A hold on a resource: `{ id, expires_at, … }`. */
+  hold(resourceId, startsAt, endsAt, ttl = "PT5M") {
+    return this.post("/v1/holds", {
+      resource_id: resourceId,
+      starts_at: new Date(startsAt).toISOString(),
+      ends_at: new Date(endsAt).toISOString(),
+      ttl,
+    });
   }
 
   booking(title, resourceId, startsAt, endsAt, client = { name: "Test Client", email: "client@example.com" }) {
