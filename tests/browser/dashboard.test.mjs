@@ -501,6 +501,27 @@ test("a booking outside working hours shows the 409 detail and succeeds with the
   assert.equal(Number(await party.getAttribute("data-end")), at(target, 5, 12).getTime());
 });
 
+test("repeat weekly books a series", async () => {
+  await closeDialogs(planner);
+  await planner.getByRole("button", { name: "New booking" }).click();
+  const dialog = planner.getByRole("dialog", { name: "New booking" });
+  await dialog.waitFor();
+  await dialog.getByLabel("Title").fill("Weekly check");
+  await dialog.getByLabel("Client name").fill("Sam Series");
+  await dialog.getByLabel("Resource", { exact: true }).selectOption(ids.van);
+  await dialog.getByLabel("Starts").fill(localInput(at(target, 2, 9)));
+  await dialog.getByLabel("Ends").fill(localInput(at(target, 2, 10)));
+  await dialog.getByLabel("Repeat weekly (number of weeks)").fill("3");
+  await dialog.getByRole("button", { name: "Create booking" }).click();
+  await dialog.waitFor({ state: "hidden" });
+  await bar(planner, "Weekly check").waitFor();
+  await planner.getByRole("status").filter({ hasText: "on 3 weeks" }).waitFor();
+  const listed = await admin.get(`/v1/bookings?client=${encodeURIComponent("Sam Series")}`);
+  assert.equal(listed.items.length, 3);
+  const starts = listed.items.map((b) => Date.parse(b.starts_at)).sort();
+  assert.deepEqual(starts, [0, 7, 14].map((d) => at(target, 2 + d, 9).getTime()));
+});
+
 test("the keyboard reaches every bar and opens a booking", async () => {
   await closeDialogs(planner);
   await planner.locator(".tl-scroll [tabindex='0']").focus();
