@@ -1,8 +1,9 @@
-// A stand-in for the dashboard routes of `muster` while they are not wired
-// in: serves crates/api/dashboard at `/` and `/dashboard/{file}` with the
-// same headers as crates/api/src/routes/dashboard.rs, and proxies every
-// other request (the streaming /v1/subscribe included) to a muster server.
-// No dependencies.
+// The page from disk in front of a muster built before it: serves
+// crates/api/dashboard at `/` and `/dashboard/{file}` with the same headers
+// as crates/api/src/routes/dashboard.rs (reading the files on every
+// request, so edits show at once), and proxies every other request (the
+// streaming /v1/subscribe included) to a muster server. Used by
+// `MUSTER_DASHBOARD_DEVSERVER=1 tests/browser/run`. No dependencies.
 //
 //   node devserver.mjs --listen 127.0.0.1:8090 --upstream http://127.0.0.1:8080
 
