@@ -41,12 +41,14 @@ export class Api {
     this.onUnauthorized = null;
   }
 
-  async request(method, path, { body, idempotencyKey, headers = {}, signal } = {}) {
+  async request(method, path, { body, idempotencyKey, headers = {}, signal, keepalive = false } = {}) {
     const init = {
       method,
       headers: { Authorization: `Bearer ${this.key}`, Accept: "application/json", ...headers },
       signal,
       cache: "no-store",
+      // Outlives the page (a hold released as the tab closes).
+      keepalive,
     };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";

@@ -93,6 +93,7 @@ export class Bookings {
       this.holdWanted = false;
       this.syncHold();
     });
+    window.addEventListener("pagehide", () => this.releaseOnExit());
     this.detailDialog.addEventListener("close", () => {
       this.openId = null;
       clearTimeout(this.pollTimer);
@@ -183,6 +184,14 @@ export class Bookings {
       this.holdState.textContent = "";
       await this.showError(this.createError, error, { prefix: "This slot cannot be held: ", create: true });
     }
+  }
+
+  /** Releases the form's hold as the page goes away (closed tab, sign-out, reload). */
+  releaseOnExit() {
+    if (!this.hold) return;
+    const { id } = this.hold;
+    this.hold = null;
+    this.api.request("DELETE", `/v1/holds/${id}`, { idempotencyKey: newActionKey(), keepalive: true }).catch(() => {});
   }
 
   /** A hold of the form ended elsewhere (expired, released by another tab): forget it. */
