@@ -6,7 +6,7 @@ RUN cargo build --release --locked -p muster
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home /var/lib/muster muster
 COPY --from=build /src/target/release/muster /usr/local/bin/muster

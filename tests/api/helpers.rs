@@ -42,6 +42,11 @@ pub fn api_config() -> ApiConfig {
         consistency_wait: Duration::from_secs(2),
         // Test receivers listen on loopback.
         allow_private_webhooks: true,
+        max_streams_per_key: 100,
+        max_streams: 2_000,
+        cors_origins: vec![reqwest::header::HeaderValue::from_static(
+            "https://planner.example.com",
+        )],
     }
 }
 

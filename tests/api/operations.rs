@@ -203,3 +203,82 @@ async fn an_over_limit_length_is_413_at_once_and_a_stalled_body_is_408() {
     assert!(status.contains(" 408 "), "{status}");
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }
+
+#[tokio::test]
+async fn documents_are_compressed_revalidated_and_cors_is_only_for_configured_origins() {
+    let app = spawn_app().await;
+    let hall = app.resource(1).await;
+    let booked = app
+        .book(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z")
+        .await;
+    let id = booked.body["id"].as_str().unwrap().to_owned();
+    let position = booked.body["position"].as_i64().unwrap();
+    let url = format!(
+        "{}/v1/bookings/{id}?consistent_with={position}",
+        app.address
+    );
+    let get = |extra: Option<(&'static str, String)>| {
+        let mut request = app.client.get(&url).bearer_auth(&app.analyst);
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+
+    let gzipped = get(Some(("accept-encoding", "gzip".into()))).await.unwrap();
+    assert_eq!(gzipped.status(), StatusCode::OK);
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let brotli = get(Some(("accept-encoding", "br".into()))).await.unwrap();
+    assert_eq!(brotli.headers()["content-encoding"], "br");
+
+    let first = get(None).await.unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let again = get(Some(("if-none-match", etag.clone()))).await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    let confirmed = app
+        .post(
+            &format!("/v1/bookings/{id}/confirm"),
+            &serde_json::json!({}),
+        )
+        .await;
+    let position = confirmed.body["position"].as_i64().unwrap();
+    let changed = app
+        .client
+        .get(format!(
+            "{}/v1/bookings/{id}?consistent_with={position}",
+            app.address
+        ))
+        .bearer_auth(&app.analyst)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        changed.status(),
+        StatusCode::OK,
+        "a new version is a new ETag"
+    );
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/v1/bookings", app.address),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            )
+            .send()
+    };
+    let allowed = preflight("https://planner.example.com").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://planner.example.com"
+    );
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+}

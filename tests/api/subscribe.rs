@@ -14,10 +14,26 @@ struct Subscription {
 
 impl Subscription {
     async fn open(app: &TestApp, query: &str, last_event_id: Option<i64>) -> Self {
-        let mut request = app
-            .client
-            .get(format!("{}/v1/subscribe{query}", app.address))
-            .bearer_auth(&app.analyst);
+        Self::open_at(
+            &app.client,
+            &app.address,
+            &app.analyst,
+            query,
+            last_event_id,
+        )
+        .await
+    }
+
+    async fn open_at(
+        client: &reqwest::Client,
+        address: &str,
+        key: &str,
+        query: &str,
+        last_event_id: Option<i64>,
+    ) -> Self {
+        let mut request = client
+            .get(format!("{address}/v1/subscribe{query}"))
+            .bearer_auth(key);
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
         }
@@ -160,4 +176,151 @@ async fn streams_are_filtered_and_tenant_scoped() {
             "booking.confirmed"
         ]
     );
+}
+
+/// A counter's value in a Prometheus text page (0 when absent).
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// 200 subscribers of one real process are fed by its one tail: the store
+/// is read per wake-up, not per subscriber, and every stream still gets
+/// every event in order. A stream resumed from before the tail's start
+/// catches up from the store, then joins it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_streams_cost_one_tail_and_miss_nothing() {
+    let app = spawn_app().await;
+    let resource = app.resource(1000).await;
+    // History from before the process starts: only a catch-up reaches it.
+    let first = app
+        .book(&resource, "2030-01-01T10:00:00Z", "2030-01-01T11:00:00Z")
+        .await;
+    let first_position = first.body["position"].as_i64().unwrap();
+    let (_process, address) = crate::two_processes::spawn_api_process_with(
+        &app.db.url(),
+        &[("MUSTER_MAX_STREAMS_PER_KEY", "500")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for _ in 0..200 {
+        streams.push(
+            Subscription::open_at(
+                &client,
+                &address,
+                &app.analyst,
+                "?stream_types=booking",
+                None,
+            )
+            .await,
+        );
+    }
+    let mut old = Subscription::open_at(
+        &client,
+        &address,
+        &app.analyst,
+        "?stream_types=booking",
+        Some(0),
+    )
+    .await;
+    let metrics = || async {
+        client
+            .get(format!("{address}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // Idle for two seconds: the tail polls, the subscribers do not.
+    let before = counter(&metrics().await, "muster_live_tail_reads_total");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_reads = counter(&metrics().await, "muster_live_tail_reads_total") - before;
+    // One reader per wake-up (and per second at least), whatever the
+    // number of streams: 200 streams reading on their own would be 400+.
+    assert!(
+        idle_reads <= 20.0,
+        "{idle_reads} tail reads in 2 idle seconds with 200 streams"
+    );
+
+    for hour in 0..5 {
+        let booked = client
+            .post(format!("{address}/v1/bookings"))
+            .bearer_auth(&app.planner)
+            .json(&json!({"title": "t", "client": {"name": "c"},
+                "starts_at": format!("2030-02-01T{:02}:00:00Z", 8 + hour),
+                "ends_at": format!("2030-02-01T{:02}:30:00Z", 8 + hour),
+                "reservations": [{"resource_id": resource,
+                    "starts_at": format!("2030-02-01T{:02}:00:00Z", 8 + hour),
+                    "ends_at": format!("2030-02-01T{:02}:30:00Z", 8 + hour)}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(booked.status(), 201);
+    }
+    // booking.requested per booking (reservation.added too: 2 events each).
+    let mut seen = None;
+    for stream in &mut streams {
+        let events = stream.take(10).await;
+        assert!(events.windows(2).all(|w| w[0].0 < w[1].0), "in order");
+        match &seen {
+            None => seen = Some(events),
+            Some(first) => assert_eq!(&events, first, "every stream sees the same events"),
+        }
+    }
+    let resumed = old.take(12).await;
+    assert!(
+        resumed[0].0 <= first_position,
+        "the catch-up starts at the beginning"
+    );
+    assert_eq!(
+        &resumed[2..],
+        &seen.unwrap()[..],
+        "then joins the tail without a gap"
+    );
+    let page = metrics().await;
+    assert!(counter(&page, "muster_live_catch_up_reads_total") >= 1.0);
+    assert!(
+        counter(&page, "muster_live_catch_up_reads_total") <= 4.0,
+        "only the resumed stream reads the store"
+    );
+}
+
+#[tokio::test]
+async fn streams_are_capped_per_key_and_per_process() {
+    let app = spawn_app().await;
+    let (_process, address) = crate::two_processes::spawn_api_process_with(
+        &app.db.url(),
+        &[
+            ("MUSTER_MAX_STREAMS_PER_KEY", "2"),
+            ("MUSTER_MAX_STREAMS", "3"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let _a = Subscription::open_at(&client, &address, &app.analyst, "", None).await;
+    let _b = Subscription::open_at(&client, &address, &app.analyst, "", None).await;
+    let third = client
+        .get(format!("{address}/v1/subscribe"))
+        .bearer_auth(&app.analyst)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    let problem: serde_json::Value = third.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:muster:problem:too-many-streams");
+    let _c = Subscription::open_at(&client, &address, &app.planner, "", None).await;
+    let fourth = client
+        .get(format!("{address}/v1/subscribe"))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fourth.status(), 503);
 }

@@ -16,7 +16,12 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::spawn_app;
 
-async fn spawn_api_process(database_url: &str) -> (Child, String) {
+/// A real `muster api` process on `database_url`, with `env` on top of the
+/// test settings; answers its address once it is up.
+pub(crate) async fn spawn_api_process_with(
+    database_url: &str,
+    env: &[(&str, &str)],
+) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -29,6 +34,7 @@ async fn spawn_api_process(database_url: &str) -> (Child, String) {
         .env("MUSTER_RATE_LIMIT", "0")
         .env("MUSTER_DB_POOL_SIZE", "16")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -48,6 +54,10 @@ async fn spawn_api_process(database_url: &str) -> (Child, String) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("muster api did not come up on {address}");
+}
+
+async fn spawn_api_process(database_url: &str) -> (Child, String) {
+    spawn_api_process_with(database_url, &[]).await
 }
 
 fn hour(h: u32) -> String {

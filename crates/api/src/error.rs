@@ -115,6 +115,12 @@ pub enum ApiError {
     /// was).
     #[error("{} occurrence(s) of the series cannot be booked; nothing was booked", .0.len())]
     SeriesConflict(Vec<muster_domain::series::SkippedOccurrence>),
+    /// A live stream would break a cap: per key (429) or per process (503).
+    #[error("{}", match .0 {
+        crate::live::CapReached::Key(n) => format!("this key already has {n} live streams open; close one first"),
+        crate::live::CapReached::Process(n) => format!("this process serves {n} live streams already; retry shortly or elsewhere"),
+    })]
+    TooManyStreams(crate::live::CapReached),
     /// A resource's booking rule refuses the reservation itself.
     #[error("{}", refusal_detail(*.resource_id, .refusal))]
     Refused {
@@ -179,7 +185,13 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_)
+            | ApiError::TooManyStreams(crate::live::CapReached::Key(_)) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::TooManyStreams(crate::live::CapReached::Process(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -209,6 +221,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::IdempotencyMismatch => "idempotency-key-reused",
             ApiError::RateLimited(_) => "rate-limited",
+            ApiError::TooManyStreams(_) => "too-many-streams",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal => "internal",
         }
@@ -266,7 +279,7 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited(seconds) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::TooManyStreams(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
             ApiError::Unauthorized => {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 mod idempotency;
+pub mod live;
 pub mod observability;
 pub mod openapi;
 mod read;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use muster_jobs::JobQueue;
@@ -25,6 +26,8 @@ use muster_projections::{ReadModels, ReadSignals};
 use muster_store::Store;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::CorsLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -52,6 +55,45 @@ pub struct ApiConfig {
     pub consistency_wait: Duration,
     /// Accept webhook targets on private and loopback addresses.
     pub allow_private_webhooks: bool,
+    /// Live streams one API key may hold open at once.
+    pub max_streams_per_key: usize,
+    /// Live streams this process serves at once.
+    pub max_streams: usize,
+    /// Origins whose browser pages may call the API (CORS); empty: none
+    /// (same-origin only, as the dashboard is).
+    pub cors_origins: Vec<HeaderValue>,
+}
+
+/// CORS for the configured origins only; without any, a layer that adds
+/// nothing (browsers then refuse cross-origin calls).
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    use axum::http::{Method, header};
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(origins.to_vec())
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::HeaderName::from_static("idempotency-key"),
+            header::HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Shared state of every handler. Cheap to clone.
@@ -81,6 +123,13 @@ pub struct AppState {
     pub signals: ReadSignals,
     /// Cancelled when the process shuts down; ends live streams.
     pub shutdown: CancellationToken,
+    /// The process's one tail of the event store, serving every live stream.
+    pub tail: live::LiveTail,
+    /// Open live streams, capped per key and per process.
+    pub streams: Arc<live::StreamCaps>,
+    /// Whether the database answers (a probe of its own): while it does
+    /// not, requests get 503 at once.
+    pub health: muster_store::health::DbHealth,
 }
 
 impl AppState {
@@ -96,6 +145,12 @@ impl AppState {
     ) -> Self {
         Self {
             reads: ReadModels::new(store.clone(), signals.clone()),
+            tail: live::LiveTail::spawn(store.clone(), signals.events(), shutdown.clone()),
+            health: muster_store::health::DbHealth::spawn(store.pool()),
+            streams: Arc::new(live::StreamCaps::new(
+                config.max_streams_per_key,
+                config.max_streams,
+            )),
             signals,
             shutdown,
             limiter: Arc::new(auth::RateLimiter::new(config.rate_limit, config.rate_burst)),
@@ -147,6 +202,10 @@ pub fn router(state: AppState) -> Router {
             observability::observe,
         ))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        // Compressed when the client accepts it (never the live stream: the
+        // default predicate leaves text/event-stream and small bodies alone).
+        .layer(CompressionLayer::new())
+        .layer(cors(&state.config.cors_origins))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal.into_response()
         }))

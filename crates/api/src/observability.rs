@@ -73,7 +73,13 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     );
     let timeout = state.config.request_timeout;
     let too_large = declared_length(&request).is_some_and(|n| n > state.config.body_limit as u64);
+    // Known down: answer at once rather than wait out the pool's timeout.
+    let database_down = state.health.is_down() && route.starts_with("/v1/");
     let mut response = async move {
+        if database_down {
+            return ApiError::Unavailable("the database does not answer; retry shortly".into())
+                .into_response();
+        }
         if too_large {
             // Refused before a byte of the body is read: waiting for it
             // would hold the connection for nothing.

@@ -20,7 +20,7 @@ use crate::error::Problem;
         (name = "holds", description = "Tentative claims that count until they expire"),
         (name = "events", description = "The event feed"),
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, muster_jobs::admin::JobStatusFilter)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -113,12 +113,43 @@ pub(crate) fn invalid(field: &str, message: &str) -> ApiError {
 pub(crate) fn stored_document(
     document: Option<String>,
     what: &str,
+    request: &axum::http::HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
     let document = document.ok_or_else(|| ApiError::NotFound(what.into()))?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        document,
-    )
-        .into_response())
+    Ok(revalidated(
+        document.into_bytes(),
+        "application/json",
+        request,
+    ))
+}
+
+/// A body with a strong `ETag` (a digest of its bytes: it changes exactly
+/// when the document does, its version included), or `304 Not Modified`
+/// when the request's `If-None-Match` names it.
+pub(crate) fn revalidated(
+    body: Vec<u8>,
+    content_type: &'static str,
+    request: &axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    use sha2::Digest;
+    let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&body)[..12]));
+    let unchanged = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    };
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    response
 }

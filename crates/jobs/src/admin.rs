@@ -119,7 +119,36 @@ const STATUS_SQL: &str = "case
     when status = 'Done' then 'done'
     else 'pending' end";
 
+/// How many workers heartbeat, for readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerLiveness {
+    /// Workers seen in the last 30 seconds.
+    pub alive: i64,
+    /// Workers seen in the last hour (alive or not).
+    pub recent: i64,
+}
+
+impl WorkerLiveness {
+    /// Workers ran lately and none of them heartbeats now: jobs wait.
+    pub fn all_dead(self) -> bool {
+        self.recent > 0 && self.alive == 0
+    }
+}
+
 impl JobQueue {
+    /// Whether the queue's workers are alive, by their heartbeats.
+    pub async fn worker_liveness(&self) -> Result<WorkerLiveness, JobsError> {
+        // Runtime-checked like the rest of this module: apalis' schema.
+        let (alive, recent): (i64, i64) = sqlx::query_as(
+            "select count(*) filter (where last_seen > now() - interval '30 seconds'),
+                    count(*) filter (where last_seen > now() - interval '1 hour')
+               from apalis.workers",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(WorkerLiveness { alive, recent })
+    }
+
     /// Jobs of `tenant` with `status`, oldest id first after `after`.
     pub async fn list(
         &self,

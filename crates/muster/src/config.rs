@@ -237,6 +237,18 @@ pub struct HttpArgs {
     #[arg(long, env = "MUSTER_CONSISTENCY_WAIT_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub consistency_wait_ms: u64,
+    /// Live streams (`/v1/subscribe`) one API key may hold open at once.
+    #[arg(long, env = "MUSTER_MAX_STREAMS_PER_KEY", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_streams_per_key: u64,
+    /// Live streams one process serves at once.
+    #[arg(long, env = "MUSTER_MAX_STREAMS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_streams: u64,
+    /// Origins allowed to call the API from a browser (CORS),
+    /// comma-separated (`https://planner.example.com`); unset: none.
+    #[arg(long, env = "MUSTER_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<axum::http::HeaderValue>,
     /// Jobs and notifications.
     #[command(flatten)]
     pub jobs: JobArgs,
@@ -367,8 +379,27 @@ impl HttpArgs {
             idempotency_ttl: Duration::from_secs(self.idempotency_ttl_hours * 3600),
             consistency_wait: Duration::from_millis(self.consistency_wait_ms),
             allow_private_webhooks: self.jobs.allow_private_webhooks,
+            max_streams_per_key: usize::try_from(self.max_streams_per_key).unwrap_or(usize::MAX),
+            max_streams: usize::try_from(self.max_streams).unwrap_or(usize::MAX),
+            cors_origins: self.cors_origins.clone(),
         }
     }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing more.
+fn parse_origin(s: &str) -> Result<axum::http::HeaderValue, String> {
+    let s = s.trim();
+    let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not an origin: {e}"))?;
+    let valid = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && !s.ends_with('/')
+        && url.query().is_none()
+        && url.username().is_empty();
+    if !valid {
+        return Err(format!("{s:?} is not an origin (scheme://host[:port])"));
+    }
+    axum::http::HeaderValue::from_str(s).map_err(|e| e.to_string())
 }
 
 fn parse_tenant(s: &str) -> Result<TenantId, String> {

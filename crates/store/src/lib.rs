@@ -12,6 +12,7 @@ pub mod error;
 pub mod event_store;
 pub mod executor;
 pub mod free;
+pub mod health;
 pub mod holds;
 pub mod idempotency;
 pub mod implied_jobs;

@@ -133,11 +133,12 @@ async fn get_booking(
     State(state): State<AppState>,
     auth: Auth,
     path: PathIds,
+    headers: axum::http::HeaderMap,
     QueryParams(q): QueryParams<ConsistencyQuery>,
 ) -> Result<Response, ApiError> {
     let principal = auth.require(READERS)?;
     let id = path.id(0, "booking")?;
     consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
     let document = state.reads.booking_document(&principal.tenant, id).await?;
-    stored_document(document, "booking")
+    stored_document(document, "booking", &headers)
 }

@@ -108,6 +108,7 @@ async fn get_deployment(
     State(state): State<AppState>,
     auth: Auth,
     path: PathIds,
+    headers: axum::http::HeaderMap,
     QueryParams(q): QueryParams<ConsistencyQuery>,
 ) -> Result<Response, ApiError> {
     let principal = auth.require(READERS)?;
@@ -117,7 +118,7 @@ async fn get_deployment(
         .reads
         .deployment_document(&principal.tenant, id)
         .await?;
-    stored_document(document, "deployment")
+    stored_document(document, "deployment", &headers)
 }
 
 /// Cancel a queued or running deployment: it stops before its next step.

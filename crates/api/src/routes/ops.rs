@@ -1,10 +1,11 @@
 //! Operations endpoints (no auth): liveness, readiness, metrics.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
 
 use crate::AppState;
 
@@ -21,22 +22,77 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The database answers and every migration this build knows is applied.
+/// What `/readyz` found.
+#[derive(Debug, Default, Serialize)]
+struct Readiness {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    /// Each problem, in words (empty when ready).
+    problems: Vec<String>,
+    /// Projections stopped on a poison event.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    parked_projections: Vec<String>,
+}
+
+/// Ready when the database answers, every migration this build knows is
+/// applied, no projection is parked on a poison event, and the workers
+/// that ran lately still heartbeat. The JSON body names what is wrong.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.reads.schema_current().await {
-        Ok(true) => (StatusCode::OK, "ready".to_owned()),
-        Ok(false) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "migrations pending: run `muster migrate`".to_owned(),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database unreachable".to_owned(),
-            )
+    let mut readiness = Readiness::default();
+    if state.health.is_down() {
+        readiness
+            .problems
+            .push("the database does not answer".into());
+    } else {
+        match state.reads.schema_current().await {
+            Ok(true) => {}
+            Ok(false) => readiness
+                .problems
+                .push("migrations pending: run `muster migrate`".into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness check failed");
+                readiness
+                    .problems
+                    .push("the database does not answer".into());
+            }
+        }
+        if readiness.problems.is_empty() {
+            match state.reads.projections().await {
+                Ok(projections) => {
+                    readiness.parked_projections = projections
+                        .into_iter()
+                        .filter(|p| p.state != "running")
+                        .map(|p| p.name)
+                        .collect();
+                    if !readiness.parked_projections.is_empty() {
+                        readiness.problems.push(format!(
+                            "projections parked on a poison event: {}",
+                            readiness.parked_projections.join(", ")
+                        ));
+                    }
+                }
+                Err(e) => readiness
+                    .problems
+                    .push(format!("projections unreadable: {e}")),
+            }
+            match state.jobs.worker_liveness().await {
+                Ok(liveness) if liveness.all_dead() => readiness.problems.push(format!(
+                    "no worker has heartbeated for 30 s ({} ran in the last hour)",
+                    liveness.recent
+                )),
+                Ok(_) => {}
+                Err(e) => readiness.problems.push(format!("workers unreadable: {e}")),
+            }
         }
     }
+    let ready = readiness.problems.is_empty();
+    readiness.status = if ready { "ready" } else { "not_ready" };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness))
 }
 
 /// Prometheus text exposition.

@@ -105,17 +105,19 @@ async fn get_resource(
     State(state): State<AppState>,
     auth: Auth,
     path: PathIds,
+    headers: axum::http::HeaderMap,
     QueryParams(q): QueryParams<ConsistencyQuery>,
-) -> Result<Json<ResourceView>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let principal = auth.require(READERS)?;
     let id = path.id(0, "resource")?;
     consistent_with(&state, &[ReadModel::Resources], q.consistent_with).await?;
-    state
+    let resource = state
         .reads
         .resource(&principal.tenant, id)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound("resource".into()))
+        .ok_or_else(|| ApiError::NotFound("resource".into()))?;
+    let body = serde_json::to_vec(&resource).map_err(|_| ApiError::Internal)?;
+    Ok(crate::read::revalidated(body, "application/json", &headers))
 }
 
 /// The window of a schedule.

@@ -1,14 +1,16 @@
 //! `GET /v1/subscribe`: the tenant's events as Server-Sent Events, live.
 //!
-//! Each subscriber reads the store on its own cursor (the event id is the
-//! position), below the safe position, so a resumed stream (`Last-Event-ID`)
-//! has no gap and no duplicate. A subscriber is only read for as fast as it
-//! consumes, so a slow one holds back nobody but itself.
+//! Each subscriber keeps its own cursor (the event id is the position),
+//! below the safe position, so a resumed stream (`Last-Event-ID`) has no gap
+//! and no duplicate. Events come from the process's shared tail
+//! ([`crate::live`]), so a thousand subscribers cost the database what one
+//! does. A subscriber is only served as fast as it consumes, so a slow one
+//! holds back nobody but itself.
 
 use muster_domain::TenantId;
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -23,6 +25,7 @@ use utoipa_axum::routes;
 use super::events::FeedEvent;
 use crate::auth::{Auth, READERS};
 use crate::extract::QueryParams;
+use crate::live::{CapReached, Served, StreamSlot};
 use crate::read::invalid;
 use crate::{ApiError, AppState};
 
@@ -33,8 +36,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Events read per store query.
 const PAGE: i64 = 500;
-/// Re-read this often even without a wake-up.
-const POLL: Duration = Duration::from_secs(1);
 
 /// What to stream.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -85,18 +86,23 @@ async fn subscribe(
         stream_types: list(q.stream_types.as_deref()),
         event_types: list(q.event_types.as_deref()),
     };
-    metrics::gauge!("muster_subscribers").increment(1.0);
+    let slot = state.streams.open(principal.key_id).map_err(|cap| {
+        metrics::counter!("muster_subscriber_rejections_total",
+            "cap" => match cap { CapReached::Key(_) => "key", CapReached::Process(_) => "process" })
+        .increment(1);
+        ApiError::TooManyStreams(cap)
+    })?;
     let cursor = Cursor {
         state,
         tenant: principal.tenant.clone(),
         filter,
         after,
         buffer: VecDeque::new(),
-        _guard: SubscriberGuard,
+        _slot: slot,
     };
     let stream = futures_util::stream::unfold(cursor, |mut cursor| async move {
         let event = cursor.next().await?;
-        Some((Ok(sse_event(event)), cursor))
+        Some((Ok(sse_event(&event)), cursor))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
@@ -110,10 +116,10 @@ fn list(raw: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-fn sse_event(event: RecordedEvent) -> Event {
+fn sse_event(event: &RecordedEvent) -> Event {
     let id = event.position.to_string();
     let kind = event.event_type.clone();
-    let data = serde_json::to_string(&FeedEvent::from(event)).unwrap_or_default();
+    let data = serde_json::to_string(&FeedEvent::from(event.clone())).unwrap_or_default();
     Event::default().id(id).event(kind).data(data)
 }
 
@@ -123,15 +129,18 @@ struct Cursor {
     tenant: TenantId,
     filter: EventFilter,
     after: i64,
-    buffer: VecDeque<RecordedEvent>,
-    _guard: SubscriberGuard,
+    buffer: VecDeque<Arc<RecordedEvent>>,
+    _slot: StreamSlot,
 }
 
 impl Cursor {
     /// The next event, waiting for one; `None` ends the stream (shutdown,
     /// or the store failed: the client resumes with `Last-Event-ID`).
-    async fn next(&mut self) -> Option<RecordedEvent> {
-        let mut wakeups = self.state.signals.events();
+    ///
+    /// Served from the process's shared tail; only a position older than
+    /// what the tail retains reads the store, until it has caught up.
+    async fn next(&mut self) -> Option<Arc<RecordedEvent>> {
+        let mut changes = self.state.tail.changes();
         loop {
             if let Some(event) = self.buffer.pop_front() {
                 return Some(event);
@@ -139,42 +148,55 @@ impl Cursor {
             if self.state.shutdown.is_cancelled() {
                 return None;
             }
-            wakeups.borrow_and_update();
-            let page = match self
-                .state
-                .store
-                .read_tenant_page(&self.tenant, &self.filter, self.after, PAGE)
-                .await
-            {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::warn!(error = %e, "live stream ends: the store failed");
-                    return None;
+            changes.borrow_and_update();
+            match self.state.tail.serve(
+                self.tenant.as_str(),
+                &self.filter,
+                self.after,
+                PAGE as usize,
+            ) {
+                Served::Events(events, next) => {
+                    self.after = next;
+                    if events.is_empty() {
+                        tokio::select! {
+                            _ = changes.changed() => {}
+                            () = self.state.shutdown.cancelled() => return None,
+                        }
+                    }
+                    self.buffer.extend(events);
                 }
-            };
-            // A page that is not full has seen everything up to the horizon
-            // (filtered-out events included), so the cursor may jump there.
-            self.after = match page.events.last() {
-                Some(last) if page.events.len() as i64 == PAGE => last.position,
-                _ => page.horizon.max(self.after),
-            };
-            if page.events.is_empty() {
-                tokio::select! {
-                    _ = wakeups.changed() => {}
-                    () = tokio::time::sleep(POLL) => {}
-                    () = self.state.shutdown.cancelled() => return None,
+                Served::TooOld => {
+                    if !self.catch_up().await {
+                        return None;
+                    }
                 }
             }
-            self.buffer.extend(page.events);
         }
     }
-}
 
-/// Counts open streams in `muster_subscribers`.
-struct SubscriberGuard;
-
-impl Drop for SubscriberGuard {
-    fn drop(&mut self) {
-        metrics::gauge!("muster_subscribers").decrement(1.0);
+    /// Reads one page from the store after the cursor (a resume from
+    /// further back than the tail retains); `false` when the store failed.
+    async fn catch_up(&mut self) -> bool {
+        metrics::counter!("muster_live_catch_up_reads_total").increment(1);
+        let page = match self
+            .state
+            .store
+            .read_tenant_page(&self.tenant, &self.filter, self.after, PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "live stream ends: the store failed");
+                return false;
+            }
+        };
+        // A page that is not full has seen everything up to the horizon
+        // (filtered-out events included), so the cursor may jump there.
+        self.after = match page.events.last() {
+            Some(last) if page.events.len() as i64 == PAGE => last.position,
+            _ => page.horizon.max(self.after),
+        };
+        self.buffer.extend(page.events.into_iter().map(Arc::new));
+        true
     }
 }
