@@ -130,6 +130,9 @@ pub struct StatusChange {
     pub version: i32,
     /// Position of the event that changed it.
     pub position: i64,
+    /// Who changed it (the `actor` of the event: an API key id, `worker`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// What only the envelopes of a booking's events say: when it was
@@ -181,6 +184,7 @@ impl Envelope<Booking> for BookingEnvelope {
                 at: event.recorded_at,
                 version: event.stream_version,
                 position: event.position,
+                actor: event.metadata["actor"].as_str().map(str::to_owned),
             });
         }
         self.version = event.stream_version;

@@ -138,6 +138,10 @@ impl Envelope<Deployment> for DeploymentEnvelope {
 
     fn note(&mut self, event: &RecordedEvent, decoded: &DeploymentEvent, state: &Deployment) {
         let at = event.recorded_at;
+        if matches!(decoded, DeploymentEvent::Retried) {
+            // Running again: it has not finished (yet).
+            self.finished_at = None;
+        }
         // The times the status first became running and terminal.
         match state.status {
             Some(DeploymentStatus::Running) => {

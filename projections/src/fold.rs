@@ -132,7 +132,7 @@ pub(crate) mod testing {
             event_type: event.event_type().to_owned(),
             schema_version: event.schema_version(),
             payload: event.to_payload(),
-            metadata: serde_json::json!({}),
+            metadata: serde_json::json!({"actor": "planner-key"}),
             recorded_at: at(version),
         }
     }

@@ -213,6 +213,17 @@ impl ReadModels {
         Ok(query::deployments::document(self.pool(), tenant, id).await?)
     }
 
+    /// One page of the tenant's deployments in (requested_at, id) order.
+    pub async fn deployments(
+        &self,
+        tenant: &TenantId,
+        filter: &query::deployments::DeploymentFilter,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<query::deployments::DeploymentSummary>, ReadError> {
+        Ok(query::deployments::list(self.pool(), tenant, filter, after, limit).await?)
+    }
+
     /// Utilization per local day of one page of the tenant's resources
     /// (of `kind`, retired ones included) in id order after `after`.
     pub async fn utilization(

@@ -319,3 +319,88 @@ async fn only_confirmed_bookings_deploy_and_bad_input_writes_nothing() {
         "no job was queued"
     );
 }
+
+static FAIL_NOTIFY_UNTIL_RETRY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(true);
+
+#[tokio::test]
+async fn a_failed_deployment_resumes_at_its_first_unfinished_step_and_is_listed() {
+    let app = spawn_app_with_workers(worker_config()).await;
+    // Dispatch calls succeed; `notify` fails until the test says otherwise.
+    let receiver = Receiver::start(
+        Arc::new(|r, _| {
+            let notify = r.json()["step"]["name"] == "notify";
+            if notify && FAIL_NOTIFY_UNTIL_RETRY.load(std::sync::atomic::Ordering::SeqCst) {
+                503
+            } else {
+                200
+            }
+        }),
+        Duration::ZERO,
+    )
+    .await;
+    subscribe(&app, &receiver.url, &["deployment.*"]).await;
+    let booking = confirmed_booking(&app).await;
+    let id = deploy(&app, &booking).await;
+    let doc = wait_for(&app, &format!("/v1/deployments/{id}"), finished).await;
+    assert_eq!(doc["status"], "failed", "{doc}");
+    let calls = |name_prefix: &str| {
+        receiver
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.json()["step"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(name_prefix))
+            })
+            .count()
+    };
+    let dispatched = calls("dispatch:");
+    assert_eq!(dispatched, 2, "two resources, one dispatch call each");
+
+    let listed = app
+        .get(
+            &format!("/v1/deployments?booking_id={booking}&status=failed"),
+            &app.analyst,
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    assert_eq!(listed.body["items"][0]["id"], id.as_str());
+    assert_eq!(listed.body["items"][0]["steps_done"], 2);
+
+    FAIL_NOTIFY_UNTIL_RETRY.store(false, std::sync::atomic::Ordering::SeqCst);
+    let retried = app
+        .post(&format!("/v1/deployments/{id}/retry"), &json!({}))
+        .await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{:?}", retried.body);
+    let position = retried.body["position"].as_i64().unwrap();
+    let doc = wait_for(
+        &app,
+        &format!("/v1/deployments/{id}?consistent_with={position}"),
+        finished,
+    )
+    .await;
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+    assert_eq!(
+        calls("dispatch:"),
+        dispatched,
+        "a step that succeeded is never redone"
+    );
+    assert_eq!(
+        calls("notify"),
+        4,
+        "3 failed attempts, then one after the retry"
+    );
+    assert!(doc.get("error").is_none(), "{doc}");
+
+    let again = app
+        .post(&format!("/v1/deployments/{id}/retry"), &json!({}))
+        .await;
+    crate::helpers::assert_problem(&again, 409, "invalid-transition");
+    let bad = app
+        .get("/v1/deployments?status=sleeping", &app.analyst)
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = app.get("/v1/deployments?limit=1", &app.analyst).await;
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 1);
+}

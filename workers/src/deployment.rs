@@ -83,7 +83,9 @@ async fn drive(rt: &Runtime, job: &DeploymentJob, id: &str) -> Result<(), JobFai
             return Ok(());
         }
         if let Some(error) = failed {
-            let attempts = step.attempts + 1;
+            // The budget counts from the last retry: a retried deployment
+            // gets a fresh one for the steps still to do.
+            let attempts = step.attempts_in_budget() + 1;
             let allowed = rt.config.policies.deployment.attempts;
             if attempts >= allowed {
                 let cause = Cause::StepExhausted {

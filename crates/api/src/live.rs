@@ -85,7 +85,7 @@ impl LiveTail {
         let mut matching = Vec::new();
         let mut next = retained.horizon.max(after);
         for event in retained.events.range(start..) {
-            if event.tenant.as_str() != tenant || !passes(filter, event) {
+            if event.tenant.as_str() != tenant || !filter.passes(event) {
                 continue;
             }
             matching.push(event.clone());
@@ -96,11 +96,6 @@ impl LiveTail {
         }
         Served::Events(matching, next)
     }
-}
-
-fn passes(filter: &EventFilter, event: &RecordedEvent) -> bool {
-    (filter.stream_types.is_empty() || filter.stream_types.contains(&event.stream_type))
-        && (filter.event_types.is_empty() || filter.event_types.contains(&event.event_type))
 }
 
 /// Reads every new event below the safe position into `inner`, once per

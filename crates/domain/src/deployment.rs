@@ -125,6 +125,10 @@ pub enum DeploymentCommand {
     },
     /// Stop before the next step.
     Cancel,
+    /// Resume a failed deployment at its first unfinished step, with a
+    /// fresh attempt budget for the steps still to do (a step that
+    /// succeeded is never redone).
+    Retry,
 }
 
 /// Events of a deployment's stream.
@@ -147,6 +151,8 @@ pub enum DeploymentEvent {
     },
     /// `deployment.cancelled`
     Cancelled,
+    /// `deployment.retried`: queued again after failing.
+    Retried,
 }
 
 /// A step's state.
@@ -158,8 +164,18 @@ pub struct StepState {
     pub done: bool,
     /// Attempts so far.
     pub attempts: u32,
+    /// Attempts made before the last retry: the budget counts from here.
+    pub attempts_before_retry: u32,
     /// The last failure, if any.
     pub last_error: Option<String>,
+}
+
+impl StepState {
+    /// Attempts since the deployment was last (re)queued: what the attempt
+    /// budget is measured against.
+    pub fn attempts_in_budget(&self) -> u32 {
+        self.attempts.saturating_sub(self.attempts_before_retry)
+    }
 }
 
 /// A deployment's state, folded from its events.
@@ -175,6 +191,8 @@ pub struct Deployment {
     pub steps: Vec<StepState>,
     /// Why it failed.
     pub error: Option<String>,
+    /// How many times it was retried.
+    pub retries: u32,
 }
 
 impl Deployment {
@@ -236,6 +254,7 @@ impl Aggregate for Deployment {
                         plan: plan.clone(),
                         done: false,
                         attempts: 0,
+                        attempts_before_retry: 0,
                         last_error: None,
                     })
                     .collect();
@@ -259,6 +278,14 @@ impl Aggregate for Deployment {
                 self.error = Some(error.clone());
             }
             DeploymentEvent::Cancelled => self.status = Some(DeploymentStatus::Cancelled),
+            DeploymentEvent::Retried => {
+                self.status = Some(DeploymentStatus::Queued);
+                self.error = None;
+                self.retries += 1;
+                for step in self.steps.iter_mut().filter(|s| !s.done) {
+                    step.attempts_before_retry = step.attempts;
+                }
+            }
         }
     }
 
@@ -360,6 +387,13 @@ impl Aggregate for Deployment {
                 }
                 _ => Err(finished(status)),
             },
+            DeploymentCommand::Retry => match status {
+                DeploymentStatus::Failed => Ok(vec![DeploymentEvent::Retried]),
+                _ => Err(DomainError::InvalidTransition(format!(
+                    "only a failed deployment can be retried; this one is {}",
+                    status.as_str()
+                ))),
+            },
         }
     }
 }
@@ -389,6 +423,7 @@ impl DomainEvent for DeploymentEvent {
             DeploymentEvent::Succeeded => "deployment.succeeded",
             DeploymentEvent::Failed { .. } => "deployment.failed",
             DeploymentEvent::Cancelled => "deployment.cancelled",
+            DeploymentEvent::Retried => "deployment.retried",
         }
     }
 
@@ -401,9 +436,10 @@ impl DomainEvent for DeploymentEvent {
             DeploymentEvent::Requested(plan) => payload_of(plan),
             DeploymentEvent::StepSucceeded(o) | DeploymentEvent::StepFailed(o) => payload_of(o),
             DeploymentEvent::Failed { error } => serde_json::json!({ "error": error }),
-            DeploymentEvent::Started | DeploymentEvent::Succeeded | DeploymentEvent::Cancelled => {
-                serde_json::json!({})
-            }
+            DeploymentEvent::Started
+            | DeploymentEvent::Succeeded
+            | DeploymentEvent::Cancelled
+            | DeploymentEvent::Retried => serde_json::json!({}),
         }
     }
 
@@ -418,6 +454,7 @@ impl DomainEvent for DeploymentEvent {
         Ok(match event_type {
             "deployment.requested" => DeploymentEvent::Requested(decode(event_type, payload)?),
             "deployment.started" => DeploymentEvent::Started,
+            "deployment.retried" => DeploymentEvent::Retried,
             "deployment.step_succeeded" => {
                 DeploymentEvent::StepSucceeded(decode(event_type, payload)?)
             }

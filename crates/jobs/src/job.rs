@@ -51,6 +51,9 @@ pub struct DeploymentJob {
     /// When it was queued (ms since the epoch).
     #[serde(default)]
     pub enqueued_at: Option<i64>,
+    /// Which run: 0 the first, n after n retries of a failed deployment.
+    #[serde(default)]
+    pub run: u32,
 }
 
 impl Job for DeploymentJob {
@@ -60,8 +63,12 @@ impl Job for DeploymentJob {
         &self.tenant
     }
 
+    /// One job per run of a deployment: a retry queues a job of its own.
     fn idempotency_key(&self) -> String {
-        format!("deployment:{}", self.deployment_id)
+        match self.run {
+            0 => format!("deployment:{}", self.deployment_id),
+            run => format!("deployment:{}:run:{run}", self.deployment_id),
+        }
     }
 
     fn priority(&self) -> u8 {

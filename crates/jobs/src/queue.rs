@@ -119,6 +119,7 @@ impl JobSink for JobQueue {
         Box::pin(async move {
             let result = match job {
                 ImpliedJob::RunDeployment {
+                    run,
                     deployment_id,
                     priority,
                     steps,
@@ -129,6 +130,7 @@ impl JobSink for JobQueue {
                         priority: *priority,
                         steps: *steps,
                         enqueued_at: None,
+                        run: *run,
                     };
                     self.enqueue(conn, &job).await
                 }

@@ -234,17 +234,32 @@ impl WriteSide for Deployment {
     /// A requested deployment is queued for a worker in the same
     /// transaction: exactly one job per deployment, or none if the command
     /// does not commit.
-    fn effects(_: &Deployment, stream_id: Uuid, events: &[DeploymentEvent]) -> Vec<WriteEffect> {
+    ///
+    /// A retried one is queued again the same way, for the steps still to
+    /// do.
+    fn effects(
+        state: &Deployment,
+        stream_id: Uuid,
+        events: &[DeploymentEvent],
+    ) -> Vec<WriteEffect> {
         events
             .iter()
             .filter_map(|event| match event {
                 DeploymentEvent::Requested(plan) => {
                     Some(WriteEffect::Enqueue(ImpliedJob::RunDeployment {
+                        run: 0,
                         deployment_id: stream_id,
                         priority: plan.priority,
                         steps: u32::try_from(plan.steps.len()).unwrap_or(u32::MAX),
                     }))
                 }
+                DeploymentEvent::Retried => Some(WriteEffect::Enqueue(ImpliedJob::RunDeployment {
+                    run: state.retries + 1,
+                    deployment_id: stream_id,
+                    priority: state.priority,
+                    steps: u32::try_from(state.steps.iter().filter(|s| !s.done).count())
+                        .unwrap_or(u32::MAX),
+                })),
                 _ => None,
             })
             .collect()

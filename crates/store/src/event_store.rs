@@ -346,37 +346,102 @@ impl Store {
         limit: i64,
     ) -> Result<EventPage, StoreError> {
         let horizon = self.safe_position().await?;
-        // An empty list means "any"; Postgres skips the array test then.
-        let rows = sqlx::query_as!(
-            EventRow,
-            r#"select tenant_id, position, stream_type, stream_id, stream_version, event_type,
-                      schema_version, payload, metadata, recorded_at
-                 from events
-                where tenant_id = $1 and position > $2 and position <= $3
-                  and (cardinality($5::text[]) = 0 or stream_type = any($5))
-                  and (cardinality($6::text[]) = 0 or event_type = any($6))
-                order by position
-                limit $4"#,
-            tenant.as_str(),
-            after,
-            horizon,
-            limit,
-            &filter.stream_types,
-            &filter.event_types,
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = match filter.stream_id {
+            // One entity's history: its primary key's range, however many
+            // events the tenant has.
+            Some(stream_id) => {
+                sqlx::query_as!(
+                    EventRow,
+                    r#"select tenant_id, position, stream_type, stream_id, stream_version,
+                              event_type, schema_version, payload, metadata, recorded_at
+                         from events
+                        where tenant_id = $1 and stream_id = $2
+                          and position > $3 and position <= $4
+                          and (cardinality($6::text[]) = 0 or stream_type = any($6))
+                          and (cardinality($7::text[]) = 0 or event_type = any($7))
+                          and ($8::text is null or metadata->>'actor' = $8)
+                          and ($9::timestamptz is null or recorded_at >= $9)
+                          and ($10::timestamptz is null or recorded_at < $10)
+                        order by stream_version
+                        limit $5"#,
+                    tenant.as_str(),
+                    stream_id,
+                    after,
+                    horizon,
+                    limit,
+                    &filter.stream_types,
+                    &filter.event_types,
+                    filter.actor,
+                    filter.from,
+                    filter.to,
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+            // An empty list means "any"; Postgres skips the array test then.
+            None => {
+                sqlx::query_as!(
+                    EventRow,
+                    r#"select tenant_id, position, stream_type, stream_id, stream_version,
+                              event_type, schema_version, payload, metadata, recorded_at
+                         from events
+                        where tenant_id = $1 and position > $2 and position <= $3
+                          and (cardinality($5::text[]) = 0 or stream_type = any($5))
+                          and (cardinality($6::text[]) = 0 or event_type = any($6))
+                          and ($7::text is null or metadata->>'actor' = $7)
+                          and ($8::timestamptz is null or recorded_at >= $8)
+                          and ($9::timestamptz is null or recorded_at < $9)
+                        order by position
+                        limit $4"#,
+                    tenant.as_str(),
+                    after,
+                    horizon,
+                    limit,
+                    &filter.stream_types,
+                    &filter.event_types,
+                    filter.actor,
+                    filter.from,
+                    filter.to,
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         EventPage::of(rows, horizon)
     }
 }
 
-/// Which events a tenant reader wants; empty lists mean any.
+/// Which events a tenant reader wants; empty lists and `None` mean any.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     /// Stream types (`booking`, `resource`).
     pub stream_types: Vec<String>,
     /// Event types (`booking.confirmed`).
     pub event_types: Vec<String>,
+    /// One stream (an entity's history).
+    pub stream_id: Option<Uuid>,
+    /// Who caused them (the `actor` of their metadata: an API key id,
+    /// `worker`, `system:…`).
+    pub actor: Option<String>,
+    /// Recorded at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Recorded before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl EventFilter {
+    /// Whether `event` passes (the same test the store's reads apply).
+    pub fn passes(&self, event: &RecordedEvent) -> bool {
+        (self.stream_types.is_empty() || self.stream_types.contains(&event.stream_type))
+            && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
+            && self.stream_id.is_none_or(|id| id == event.stream_id)
+            && self
+                .actor
+                .as_deref()
+                .is_none_or(|actor| event.metadata["actor"].as_str() == Some(actor))
+            && self.from.is_none_or(|from| event.recorded_at >= from)
+            && self.to.is_none_or(|to| event.recorded_at < to)
+    }
 }
 
 /// Events read in position order, and how far the read looked.

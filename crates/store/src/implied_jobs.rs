@@ -17,6 +17,9 @@ use uuid::Uuid;
 pub enum ImpliedJob {
     /// Run deployment `deployment_id`'s steps.
     RunDeployment {
+        /// Which run of it: 0 the first, n after n retries (each run is a
+        /// job of its own).
+        run: u32,
         /// The deployment.
         deployment_id: Uuid,
         /// Higher runs first.

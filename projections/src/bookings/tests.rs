@@ -120,6 +120,7 @@ fn change(status: &str, version: i32) -> StatusChange {
         at: at(version),
         version,
         position: 100 + i64::from(version),
+        actor: Some("planner-key".into()),
     }
 }
 
@@ -304,8 +305,10 @@ fn the_document_keeps_its_wire_shape() {
             "tasks": [{"task_id": TASK, "title": "Flowers", "due_at": at(900),
                        "assignee_id": CHEF, "completed": false}],
             "status_history": [
-                {"status": "requested", "at": at(1), "version": 1, "position": 101},
-                {"status": "confirmed", "at": at(5), "version": 5, "position": 105},
+                {"status": "requested", "at": at(1), "version": 1, "position": 101,
+                 "actor": "planner-key"},
+                {"status": "confirmed", "at": at(5), "version": 5, "position": 105,
+                 "actor": "planner-key"},
             ],
             "requested_at": at(1), "updated_at": at(6),
         })

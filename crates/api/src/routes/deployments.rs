@@ -1,14 +1,16 @@
 //! Deployments: request one for a confirmed booking (202; a worker runs
 //! it), follow it, cancel it.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use muster_domain::booking::Booking;
 use muster_domain::deployment::{DEFAULT_PRIORITY, Deployment, DeploymentCommand, DeploymentEvent};
+use muster_projections::query::deployments::{DeploymentFilter, DeploymentSummary};
 use muster_projections::{DeploymentDocument, ReadModel};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -19,15 +21,18 @@ use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::auth::{Auth, READERS};
 use crate::extract::{Command, PathIds, QueryParams};
 use crate::idempotency::{Answering, run_command};
-use crate::read::{consistent_with, stored_document};
+use crate::read::{
+    bad_cursor, consistent_with, decode_cursor, invalid, limit, next_cursor, stored_document, time,
+};
 use crate::{ApiError, AppState};
 
 /// The deployment routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(request_deployment))
+        .routes(routes!(request_deployment, list_deployments))
         .routes(routes!(get_deployment))
         .routes(routes!(cancel_deployment))
+        .routes(routes!(retry_deployment))
 }
 
 /// A deployment to run.
@@ -139,4 +144,105 @@ async fn cancel_deployment(
         answer(StatusCode::OK, "cancelled"),
     )
     .await
+}
+
+/// Resume a failed deployment at its first unfinished step: it is queued
+/// again (`deployment.retried`, a job of its own) with a fresh attempt
+/// budget for the steps still to do; a step that succeeded is never redone.
+#[utoipa::path(post, path = "/v1/deployments/{id}/retry", tag = "deployments",
+    params(("id" = Uuid, Path, description = "The deployment"), CommandHeaders),
+    responses((status = 202, description = "Queued again", body = DeploymentAnswer)))]
+async fn retry_deployment(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<NoBody>,
+) -> Result<Response, ApiError> {
+    let id = ids.id(0, "deployment")?;
+    run_command::<Deployment, _, _>(
+        &state,
+        command.context,
+        id,
+        DeploymentCommand::Retry,
+        answer(StatusCode::ACCEPTED, "queued"),
+    )
+    .await
+}
+
+/// Filters and paging of the deployment list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentListQuery {
+    /// Only these statuses, comma-separated (`failed,running`).
+    status: Option<String>,
+    /// Only the deployments of this booking.
+    booking_id: Option<Uuid>,
+    /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Wait until the read model has applied this position.
+    #[param(minimum = 0)]
+    consistent_with: Option<i64>,
+}
+
+/// A page of deployments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentPage {
+    /// Deployments in the order they were requested.
+    items: Vec<DeploymentSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+const STATUSES: &[&str] = &["queued", "running", "succeeded", "failed", "cancelled"];
+
+/// List the tenant's deployments in the order they were requested,
+/// filtered by status and booking.
+#[utoipa::path(get, path = "/v1/deployments", tag = "deployments", params(DeploymentListQuery),
+    responses((status = 200, description = "A page of deployments", body = DeploymentPage)))]
+async fn list_deployments(
+    State(state): State<AppState>,
+    auth: Auth,
+    QueryParams(q): QueryParams<DeploymentListQuery>,
+) -> Result<Json<DeploymentPage>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let limit = limit(q.limit, 100, 500)?;
+    let statuses: Vec<String> = q
+        .status
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = statuses.iter().find(|s| !STATUSES.contains(&s.as_str())) {
+        return Err(invalid(
+            "status",
+            &format!("{bad:?} is not one of {}", STATUSES.join(", ")),
+        ));
+    }
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            let parts = decode_cursor(c)?;
+            let (at, id) = parts.split_once('|').ok_or_else(bad_cursor)?;
+            Ok::<_, ApiError>((time("cursor", at)?, id.parse().map_err(|_| bad_cursor())?))
+        })
+        .transpose()?;
+    consistent_with(&state, &[ReadModel::Deployments], q.consistent_with).await?;
+    let filter = DeploymentFilter {
+        statuses,
+        booking_id: q.booking_id,
+    };
+    let items = state
+        .reads
+        .deployments(&principal.tenant, &filter, after, limit)
+        .await?;
+    let next_cursor = next_cursor(&items, limit, |d| {
+        format!("{}|{}", d.requested_at.to_rfc3339(), d.id)
+    });
+    Ok(Json(DeploymentPage { items, next_cursor }))
 }

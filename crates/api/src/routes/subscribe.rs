@@ -85,6 +85,7 @@ async fn subscribe(
     let filter = EventFilter {
         stream_types: list(q.stream_types.as_deref()),
         event_types: list(q.event_types.as_deref()),
+        ..EventFilter::default()
     };
     let slot = state.streams.open(principal.key_id).map_err(|cap| {
         metrics::counter!("muster_subscriber_rejections_total",
