@@ -11,6 +11,7 @@ mod free;
 mod helpers;
 mod holds;
 mod idempotency;
+mod keys;
 mod moves;
 mod notifications;
 mod operations;

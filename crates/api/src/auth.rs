@@ -17,7 +17,7 @@ use crate::{ApiError, AppState};
 
 /// How long a verified key is trusted without asking the database again. A
 /// revoked key therefore stops working within this time.
-const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 /// Beyond this many cached keys the cache starts over, bounding memory.
 const KEY_CACHE_MAX: usize = 10_000;
 

@@ -177,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::holds::router())
         .merge(routes::series::router())
         .merge(routes::whoami::router())
+        .merge(routes::keys::router())
         .merge(routes::events::router())
         .merge(routes::resource_queries::router())
         .merge(routes::booking_queries::router())

@@ -19,6 +19,7 @@ use crate::error::Problem;
         (name = "bookings", description = "Bookings, reservations and tasks"),
         (name = "holds", description = "Tentative claims that count until they expire"),
         (name = "events", description = "The event feed"),
+        (name = "keys", description = "API keys: create, list, revoke (admin)"),
     ),
     components(schemas(Problem, muster_jobs::admin::JobStatusFilter)),
     modifiers(&BearerAuth),

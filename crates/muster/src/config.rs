@@ -82,6 +82,23 @@ pub enum KeysCommand {
         /// admin, planner or analyst.
         #[arg(long)]
         role: Role,
+        /// What the key is for (shown in `keys list`).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a tenant's keys (never their secrets).
+    List {
+        /// Tenant id.
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
+    },
+    /// Revoke a key: every process refuses it within two seconds.
+    Revoke {
+        /// Tenant id.
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
+        /// The key's id (from `keys list`).
+        id: uuid::Uuid,
     },
 }
 

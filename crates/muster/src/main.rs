@@ -102,15 +102,38 @@ async fn run_role(
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Keys {
-            command: KeysCommand::Create { tenant, role },
-        } => {
+        Command::Keys { command } => {
             let store = Store::new(muster_store::db::connect_lazy(
                 database.options.clone(),
                 &pool_settings,
             ));
-            let key = store.create_key(tenant, *role).await?;
-            println!("{key}");
+            match command {
+                KeysCommand::Create { tenant, role, name } => {
+                    let created = store
+                        .create_named_key(tenant, *role, name.as_deref())
+                        .await?;
+                    eprintln!("key {} created; it is shown once:", created.key_id);
+                    println!("{}", created.key);
+                }
+                KeysCommand::List { tenant } => {
+                    for k in store.list_keys(tenant).await? {
+                        let at = |t: Option<String>| t.unwrap_or_else(|| "-".to_owned());
+                        println!(
+                            "{}\t{}\t{}\tcreated {}\tlast used {}\trevoked {}",
+                            k.key_id,
+                            k.role.as_str(),
+                            k.name.as_deref().unwrap_or("-"),
+                            k.created_at.to_rfc3339(),
+                            at(k.last_used_at.map(|t| t.to_rfc3339())),
+                            at(k.revoked_at.map(|t| t.to_rfc3339())),
+                        );
+                    }
+                }
+                KeysCommand::Revoke { tenant, id } => match store.revoke_key(tenant, *id).await? {
+                    Some(_) => println!("key {id} revoked"),
+                    None => anyhow::bail!("tenant {tenant} has no key {id}"),
+                },
+            }
             Ok(())
         }
     }

@@ -69,6 +69,32 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// A key just created.
+#[derive(Debug, Clone)]
+pub struct CreatedKey {
+    /// Its id (the actor of what it does).
+    pub key_id: Uuid,
+    /// The key in clear: shown once, stored only hashed.
+    pub key: String,
+}
+
+/// A key as it is listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Its id.
+    pub key_id: Uuid,
+    /// What it is for.
+    pub name: Option<String>,
+    /// Its role.
+    pub role: Role,
+    /// When it was created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it was last used (to the minute).
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it was revoked.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// SHA-256 of a presented key.
 pub fn hash_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
@@ -100,20 +126,82 @@ impl Store {
     /// Creates a key for `tenant` (creating the tenant if needed) and returns
     /// it in clear; this is the only time it is ever seen.
     pub async fn create_key(&self, tenant: &TenantId, role: Role) -> Result<String, StoreError> {
+        Ok(self.create_named_key(tenant, role, None).await?.key)
+    }
+
+    /// Creates a key named `name` (what it is for) for `tenant`; the key
+    /// in clear is in the answer, and nowhere else ever.
+    pub async fn create_named_key(
+        &self,
+        tenant: &TenantId,
+        role: Role,
+        name: Option<&str>,
+    ) -> Result<CreatedKey, StoreError> {
         self.ensure_tenant(tenant).await?;
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let key = format!("mk.{tenant}.{}", hex::encode(secret));
+        let key_id = Uuid::now_v7();
         sqlx::query!(
-            "insert into api_keys (tenant_id, key_id, key_hash, role) values ($1, $2, $3, $4)",
+            "insert into api_keys (tenant_id, key_id, key_hash, role, name) values ($1, $2, $3, $4, $5)",
             tenant.as_str(),
-            Uuid::now_v7(),
+            key_id,
             &hash_key(&key)[..],
             role.as_str(),
+            name,
         )
         .execute(&self.pool)
         .await?;
-        Ok(key)
+        Ok(CreatedKey { key_id, key })
+    }
+
+    /// The tenant's keys (never their secrets), oldest first.
+    pub async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<KeyInfo>, StoreError> {
+        let rows = sqlx::query!(
+            r#"select key_id, name, role, created_at, last_used_at, revoked_at
+                 from api_keys where tenant_id = $1 order by key_id"#,
+            tenant.as_str(),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(KeyInfo {
+                    key_id: r.key_id,
+                    name: r.name,
+                    role: r
+                        .role
+                        .parse()
+                        .map_err(|_| StoreError::CorruptRow(format!("key role {:?}", r.role)))?,
+                    created_at: r.created_at,
+                    last_used_at: r.last_used_at,
+                    revoked_at: r.revoked_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes the tenant's key `key_id` (again: nothing changes); `None`
+    /// when the tenant has no such key. Every process refuses it once its
+    /// cache entry expires (a second).
+    pub async fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        key_id: Uuid,
+    ) -> Result<Option<KeyInfo>, StoreError> {
+        sqlx::query!(
+            r#"update api_keys set revoked_at = coalesce(revoked_at, now())
+                where tenant_id = $1 and key_id = $2"#,
+            tenant.as_str(),
+            key_id,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(self
+            .list_keys(tenant)
+            .await?
+            .into_iter()
+            .find(|k| k.key_id == key_id))
     }
 
     /// The principal of a presented key, or `None` if it is unknown or
@@ -123,13 +211,27 @@ impl Store {
             return Ok(None);
         };
         let row = sqlx::query!(
-            r#"select key_id, role from api_keys
+            r#"select key_id, role, last_used_at from api_keys
                 where tenant_id = $1 and key_hash = $2 and revoked_at is null"#,
             tenant.as_str(),
             &hash_key(key)[..],
         )
         .fetch_optional(&self.pool)
         .await?;
+        // The last-used time is kept to the minute: a write per key and
+        // minute, not per request.
+        if let Some(r) = &row
+            && r.last_used_at
+                .is_none_or(|at| chrono::Utc::now() - at > chrono::Duration::minutes(1))
+        {
+            sqlx::query!(
+                "update api_keys set last_used_at = now() where tenant_id = $1 and key_id = $2",
+                tenant.as_str(),
+                r.key_id,
+            )
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(row.and_then(|r| {
             Some(Principal {
                 tenant,

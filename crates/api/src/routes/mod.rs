@@ -9,6 +9,7 @@ pub mod deployments;
 pub mod events;
 pub mod holds;
 pub mod jobs;
+pub mod keys;
 pub mod ops;
 pub mod projections;
 pub mod reports;
