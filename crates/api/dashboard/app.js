@@ -22,7 +22,7 @@ const app = {
   finder: null,
   ops: null,
   live: null,
-  actors: new Map(),
+  keyId: null,
   dirty: new Map(),
   flushTimer: null,
   flushing: false,
@@ -71,7 +71,10 @@ async function signIn(key, startedAt) {
   }
   let role;
   try {
-    role = (await mePromise).role;
+    const me = await mePromise;
+    role = me.role;
+    // Status history names this key "you".
+    app.keyId = me.key_id ? String(me.key_id) : null;
   } catch (e) {
     role = "analyst";
     announce(`Could not tell the key's role (${e.message}); showing read-only.`, true);
@@ -105,7 +108,6 @@ async function signIn(key, startedAt) {
 function signOut(message) {
   app.live?.stop();
   forgetKey();
-  sessionStorage.removeItem("muster.deployments");
   if (message) sessionStorage.setItem("muster.signoutMessage", message);
   // A fresh page forgets every piece of state of the session.
   location.replace(location.pathname);
@@ -131,7 +133,7 @@ function setUpSession(resources) {
   });
   app.timeline.resources = resources;
   app.timeline.resourceById = new Map(resources.map((r) => [r.id, r]));
-  const ctx = { api: app.api, writable, timeline: app.timeline, announce, resourceName, actors: app.actors };
+  const ctx = { api: app.api, writable, timeline: app.timeline, announce, resourceName, keyId: app.keyId };
   app.bookings = new Bookings(ctx);
   app.finder = new Finder({ ...ctx, bookings: app.bookings });
   if (app.role === "admin") app.ops = new Operations(ctx);
@@ -211,12 +213,12 @@ function showLiveState(state, detail) {
 
 /**
  * One event of the feed. Bookings are re-read, holds drawn from the event
- * itself; any other stream or type (series, deployments' steps, types
- * newer than this page) changes nothing here.
+ * itself, and a deployment of the open booking re-reads its list; any
+ * other stream or type (series, types newer than this page) changes
+ * nothing here.
  */
 function onLiveEvent(event) {
   if (!event || typeof event !== "object") return;
-  if (event.metadata && event.metadata.actor) app.actors.set(event.position, String(event.metadata.actor).slice(0, 8));
   if (event.stream_type === "booking") {
     app.dirty.set(event.stream_id, Math.max(app.dirty.get(event.stream_id) || 0, event.position));
     clearTimeout(app.flushTimer);
@@ -232,10 +234,7 @@ function onLiveEvent(event) {
     else if (["hold.released", "hold.converted", "hold.expired"].includes(event.type)) app.timeline.removeHold(event.stream_id);
     app.bookings.onHoldEvent(event);
   } else if (event.stream_type === "deployment") {
-    if (event.type === "deployment.requested" && event.data && event.data.booking_id) {
-      app.bookings.rememberDeployment(event.data.booking_id, event.stream_id, event.position);
-      if (app.bookings.openId === event.data.booking_id && app.bookings.doc) app.bookings.renderDetail(app.bookings.doc);
-    }
+    app.bookings.onDeploymentEvent(event);
   }
 }
 

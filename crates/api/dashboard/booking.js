@@ -13,7 +13,6 @@ const TRANSITIONS = [
   { action: "complete", label: "Complete", from: ["in_progress"] },
   { action: "cancel", label: "Cancel booking", from: ["requested", "confirmed"] },
 ];
-const DEPLOYMENTS_KEY = "muster.deployments";
 /** How long the create form holds its slot. */
 const HOLD_TTL = "PT5M";
 /** Problem types of the booking rule that name one limit of a resource. */
@@ -58,7 +57,7 @@ export async function act(control, run) {
 export class Bookings {
   /**
    * @param {object} ctx `api`, `writable`, `timeline`, `announce(text)`,
-   *   `resourceName(id)`, `actors` (Map of position -> actor seen live)
+   *   `resourceName(id)`, `keyId` (the signed-in key's id)
    */
   constructor(ctx) {
     this.ctx = ctx;
@@ -96,6 +95,7 @@ export class Bookings {
     window.addEventListener("pagehide", () => this.releaseOnExit());
     this.detailDialog.addEventListener("close", () => {
       this.openId = null;
+      this.deployments = null;
       clearTimeout(this.pollTimer);
     });
   }
@@ -273,7 +273,7 @@ export class Bookings {
     this.ctx.timeline.applyBooking(doc);
     // The live stream re-reads what a command here already showed: draw
     // the detail again only if something new is known.
-    const unchanged = this.doc && this.doc.id === id && this.doc.version === doc.version && this.renderedActors === this.ctx.actors.size;
+    const unchanged = this.doc && this.doc.id === id && this.doc.version === doc.version;
     if (this.openId === id && !unchanged) this.renderDetail(doc);
     return doc;
   }
@@ -413,8 +413,6 @@ export class Bookings {
     const active = this.detailBody.contains(document.activeElement) ? document.activeElement : null;
     const focusId = active && (active.id || active.getAttribute("aria-label") || active.textContent);
     this.doc = doc;
-    this.renderedActors = this.ctx.actors.size;
-    this.renderGeneration = (this.renderGeneration || 0) + 1;
     this.detailTitle.textContent = doc.title;
     const body = document.createDocumentFragment();
 
@@ -650,48 +648,41 @@ export class Bookings {
     const section = this.section("Status history", "history-heading");
     const list = el("ol", "plain-list");
     for (const change of doc.status_history) {
-      // The API's history has no actor; actors of events seen on the live
-      // stream in this tab are shown.
-      const actor = this.ctx.actors.get(change.position);
-      const who = actor ? ` by key ${actor}` : "";
+      const who = change.actor ? ` by ${this.actorName(change.actor)}` : "";
       list.append(el("li", "", `${statusLabel(change.status)} — ${formatDateTime(new Date(change.at))}${who}`));
     }
     section.append(list);
     return section;
   }
 
+  /** Who an actor is: "you" (the signed-in key), "key 1a2b3c4d" (another key), or as named (`worker`, `system:…`). */
+  actorName(actor) {
+    const id = String(actor);
+    if (this.ctx.keyId && id.toLowerCase() === this.ctx.keyId.toLowerCase()) return "you";
+    if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return `key ${id.slice(0, 8)}`;
+    return id;
+  }
+
   // --- deployments --------------------------------------------------------------
-
-  /** Deployment ids known per booking: requested here or seen on the live stream. */
-  knownDeployments(bookingId) {
-    const all = JSON.parse(sessionStorage.getItem(DEPLOYMENTS_KEY) || "{}");
-    return all[bookingId] || [];
-  }
-
-  rememberDeployment(bookingId, deploymentId, position) {
-    const all = JSON.parse(sessionStorage.getItem(DEPLOYMENTS_KEY) || "{}");
-    const known = all[bookingId] || [];
-    if (!known.some((d) => d.id === deploymentId)) known.push({ id: deploymentId, position });
-    all[bookingId] = known;
-    sessionStorage.setItem(DEPLOYMENTS_KEY, JSON.stringify(all));
-  }
 
   deploymentsSection(doc, error) {
     const section = this.section("Deployments", "deployments-heading");
     const list = el("div", "deployments");
     section.append(list);
-    const ids = this.knownDeployments(doc.id);
-    if (!ids.length) list.append(el("p", "muted", "No deployment requested from this tab."));
-    this.loadDeployments(doc, ids, list, error, this.renderGeneration);
+    // Drawn again with the detail: the list in place stays until the new read answers.
+    const previous = this.deployments && this.deployments.doc.id === doc.id ? this.deployments.list : null;
+    if (previous) list.replaceChildren(...previous.childNodes);
+    else list.append(el("p", "muted", "Loading deployments…"));
+    this.deployments = { doc, list, error, position: this.deployments?.doc.id === doc.id ? this.deployments.position : 0 };
+    this.loadDeployments();
     if (this.ctx.writable && ["confirmed", "in_progress"].includes(doc.status)) {
       const b = button("Request deployment", "primary");
       b.addEventListener("click", () =>
         act(b, async (key) => {
           try {
             const answer = await this.api.command("/v1/deployments", { booking_id: doc.id }, key);
-            this.rememberDeployment(doc.id, answer.id, answer.position);
             this.ctx.announce(`Deployment requested for “${doc.title}”.`);
-            if (this.openId === doc.id) this.renderDetail(this.doc);
+            this.reloadDeployments(doc.id, answer.position);
           } catch (err) {
             await this.showError(error, err);
           }
@@ -702,59 +693,109 @@ export class Bookings {
     return section;
   }
 
-  /** Shows the deployments in `list`, re-reading while one is under way; stops once the detail is drawn again. */
-  async loadDeployments(doc, ids, list, error, generation) {
-    const current = () => this.openId === doc.id && this.renderGeneration === generation;
-    clearTimeout(this.pollTimer);
-    let active = false;
-    const cards = [];
-    for (const { id, position } of ids) {
-      try {
-        // Read-your-writes: the answer's position, so a deployment
-        // requested a moment ago is not yet "not found".
-        const query = position ? `?consistent_with=${position}` : "";
-        const d = await this.api.get(`/v1/deployments/${id}${query}`);
-        if (["queued", "running"].includes(d.status)) active = true;
-        cards.push(this.deploymentCard(doc, d, error));
-      } catch (e) {
-        if (e instanceof ApiProblem && e.status === 404) {
-          // Requested a moment ago: the read model has not caught up yet.
-          active = true;
-          cards.push(el("p", "muted", `Deployment ${id.slice(0, 8)}: queued`));
-        } else cards.push(el("p", "error", e.message));
-      }
-    }
-    if (!current()) return;
-    if (cards.length) list.replaceChildren(...cards);
-    // Progress is shown live: re-read while a deployment is under way.
-    if (active) this.pollTimer = setTimeout(() => current() && this.loadDeployments(doc, ids, list, error, generation), 1000);
+  /**
+   * A deployment event on the live stream: re-read the open booking's
+   * deployments if it is one of them, or a new one of this booking.
+   */
+  onDeploymentEvent(event) {
+    const shown = this.deployments;
+    if (!shown || this.openId !== shown.doc.id) return;
+    const ours = (event.data && event.data.booking_id === shown.doc.id) || (shown.ids && shown.ids.has(event.stream_id));
+    if (ours) this.reloadDeployments(shown.doc.id, event.position);
   }
 
-  deploymentCard(doc, d, error) {
+  /** Re-reads the deployments of the open booking, at least up to `position` (read-your-writes). */
+  reloadDeployments(bookingId, position = 0) {
+    const shown = this.deployments;
+    if (!shown || shown.doc.id !== bookingId || this.openId !== bookingId) return;
+    shown.position = Math.max(shown.position || 0, position || 0);
+    this.loadDeployments();
+  }
+
+  /**
+   * Lists the open booking's deployments (`GET /v1/deployments?booking_id`),
+   * each with its progress and steps (`GET /v1/deployments/{id}`), and
+   * re-reads them every second while one is under way. Only the latest
+   * read draws: a newer one (or a closed dialog) makes an older one moot.
+   */
+  async loadDeployments() {
+    const shown = this.deployments;
+    if (!shown) return;
+    const { doc, list, error } = shown;
+    const token = (this.deploymentsToken || 0) + 1;
+    this.deploymentsToken = token;
+    clearTimeout(this.pollTimer);
+    const current = () => this.deploymentsToken === token && this.deployments === shown && this.openId === doc.id;
+    const params = { booking_id: doc.id };
+    if (shown.position) params.consistent_with = String(shown.position);
+    let summaries;
+    try {
+      summaries = await this.api.all("/v1/deployments", params, 100);
+    } catch (e) {
+      if (current()) list.replaceChildren(el("p", "error", `Could not list the deployments: ${e.message}`));
+      return;
+    }
+    // Progress and steps of each; the list's own line if that read fails.
+    const details = await Promise.all(summaries.map((d) => this.api.get(`/v1/deployments/${d.id}`).catch(() => null)));
+    if (!current()) return;
+    shown.ids = new Set(summaries.map((d) => d.id));
+    const cards = summaries.map((summary, i) => this.deploymentCard(doc, summary, details[i], error));
+    if (cards.length) list.replaceChildren(...cards);
+    else list.replaceChildren(el("p", "muted", "No deployments."));
+    // Progress is shown live: re-read while a deployment is under way.
+    const active = summaries.some((d, i) => ["queued", "running"].includes((details[i] || d).status));
+    if (active) this.pollTimer = setTimeout(() => current() && this.loadDeployments(), 1000);
+  }
+
+  /** One deployment: its line in the list (`summary`) with progress and steps from its own document (`detail`, if read). */
+  deploymentCard(doc, summary, detail, error) {
+    const d = detail || summary;
+    const name = `Deployment ${d.id.slice(0, 8)}`;
     const card = el("div", "deployment");
+    card.dataset.deploymentId = d.id;
     const head = el("p", "");
-    head.append(el("strong", "", `Deployment ${d.id.slice(0, 8)}`), ` — ${d.status}, ${d.steps_done}/${d.steps_total} steps`);
+    const requested = summary.requested_at ? `, requested ${formatDateTime(new Date(summary.requested_at))}` : "";
+    head.append(el("strong", "", name), ` — ${d.status}, ${d.steps_done}/${d.steps_total} steps${requested}`);
     const progress = el("progress");
     progress.max = 1;
-    progress.value = d.progress;
-    progress.setAttribute("aria-label", `Deployment ${d.id.slice(0, 8)} progress`);
+    progress.value = typeof d.progress === "number" ? d.progress : d.steps_total ? d.steps_done / d.steps_total : 0;
+    progress.setAttribute("aria-label", `${name} progress`);
     card.append(head, progress);
     const steps = el("ol", "plain-list steps");
-    for (const step of d.steps) {
+    for (const step of (detail && detail.steps) || []) {
       const name = step.resource_id ? `Dispatch ${this.ctx.resourceName(step.resource_id)}` : step.name;
       const tries = step.attempts.length ? ` (${step.attempts.length} attempt${step.attempts.length > 1 ? "s" : ""})` : "";
       steps.append(el("li", `step-${step.status}`, `${name}: ${step.status}${tries}`));
     }
-    card.append(steps);
+    if (steps.childElementCount) card.append(steps);
     if (d.error) card.append(el("p", "error", d.error));
     if (this.ctx.writable && ["queued", "running"].includes(d.status)) {
       const b = button("Cancel deployment", "danger small");
+      b.setAttribute("aria-label", `Cancel deployment ${d.id.slice(0, 8)}`);
       b.addEventListener("click", () =>
         act(b, async (key) => {
           try {
-            await this.api.command(`/v1/deployments/${d.id}/cancel`, {}, key);
+            const answer = await this.api.command(`/v1/deployments/${d.id}/cancel`, {}, key);
             this.ctx.announce("Deployment cancelled.");
-            if (this.openId === doc.id) this.renderDetail(this.doc);
+            this.reloadDeployments(doc.id, answer && answer.position);
+          } catch (e) {
+            await this.showError(error, e);
+          }
+        }),
+      );
+      card.append(b);
+    }
+    if (this.ctx.writable && d.status === "failed") {
+      // Resumes at the first unfinished step; steps that succeeded are not redone.
+      const b = button("Retry", "primary small");
+      b.setAttribute("aria-label", `Retry deployment ${d.id.slice(0, 8)}`);
+      b.addEventListener("click", () =>
+        act(b, async (key) => {
+          error.replaceChildren();
+          try {
+            const answer = await this.api.command(`/v1/deployments/${d.id}/retry`, {}, key);
+            this.ctx.announce(`${name} queued again; it resumes at its first unfinished step.`);
+            this.reloadDeployments(doc.id, answer && answer.position);
           } catch (e) {
             await this.showError(error, e);
           }
