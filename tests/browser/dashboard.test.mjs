@@ -30,6 +30,9 @@ let base;
 let devServer;
 let browser;
 let receiver;
+let hook;
+// The deployment dispatch target (/deploy) refuses while this is set.
+let dispatchFails = false;
 const consoleProblems = [];
 const expectedNetworkErrors = [];
 const ids = {};
@@ -172,12 +175,13 @@ before(async () => {
   receiver = http.createServer((req, res) => {
     req.resume();
     req.on("end", () => {
-      res.writeHead(req.url.startsWith("/ok") ? 204 : 500);
+      const ok = req.url.startsWith("/ok") || (req.url.startsWith("/deploy") && !dispatchFails);
+      res.writeHead(ok ? 204 : 500);
       res.end();
     });
   });
   await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-  const hook = `http://127.0.0.1:${receiver.address().port}`;
+  hook = `http://127.0.0.1:${receiver.address().port}`;
   await admin.post("/v1/webhooks", { url: `${hook}/ok`, event_types: ["booking.*"], secret: "a-secret-of-sixteen+" });
   await admin.post("/v1/webhooks", { url: `${hook}/fail`, event_types: ["booking.requested"], secret: "a-secret-of-sixteen+" });
 
@@ -386,9 +390,72 @@ test("confirm a booking, add and complete a task, request a deployment", async (
   await dialog.locator(".deployment", { hasText: "succeeded" }).waitFor({ timeout: 15_000 });
   const history = await dialog.locator("#history-heading + ol").textContent();
   assert.match(history, /Requested/);
-  assert.match(history, /Confirmed.*by key/);
+  // Confirmed here, with this key.
+  assert.match(history, /Confirmed.*by you/);
   await checkAxe(planner, "booking detail after actions");
   await dialog.getByRole("button", { name: "Close" }).click();
+});
+
+test("the status history names who changed it; deployments requested elsewhere are listed", async () => {
+  await closeDialogs(planner);
+  // Made, confirmed and deployed through the API with the key the page signed in with.
+  const made = await other.booking("Audit trail", ids.van, at(target, 0, 12), at(target, 0, 13));
+  await other.post(`/v1/bookings/${made.id}/confirm`);
+  const deployment = await other.post("/v1/deployments", { booking_id: made.id });
+  const keyId = (await other.get("/v1/whoami")).key_id;
+  await bar(planner, "Audit trail").click();
+  const dialog = planner.getByRole("dialog", { name: "Audit trail" });
+  await dialog.locator(".status-pill", { hasText: "Confirmed" }).waitFor();
+  const history = dialog.locator("#history-heading + ol");
+  await history.filter({ hasText: "Confirmed" }).waitFor();
+  assert.match(await history.textContent(), /Requested — .* by you.*Confirmed — .* by you/);
+  await dialog.locator(".deployment", { hasText: `Deployment ${deployment.id.slice(0, 8)}` }).waitFor();
+  await dialog.getByRole("button", { name: "Close" }).click();
+
+  // The admin, signed in after all this happened, sees the planner's key
+  // by id, and the deployment from the list (not from a live event).
+  const page = await newPage();
+  await signIn(page, env.MUSTER_ADMIN_KEY);
+  await showWeek(page, target);
+  await bar(page, "Audit trail").click();
+  const seen = page.getByRole("dialog", { name: "Audit trail" });
+  const seenHistory = seen.locator("#history-heading + ol");
+  await seenHistory.filter({ hasText: "Confirmed" }).waitFor();
+  const text = await seenHistory.textContent();
+  assert.match(text, new RegExp(`Requested — .* by key ${keyId.slice(0, 8)}.*Confirmed — .* by key ${keyId.slice(0, 8)}`));
+  assert.doesNotMatch(text, /by you/);
+  await seen.locator(".deployment", { hasText: `Deployment ${deployment.id.slice(0, 8)}` }).filter({ hasText: "succeeded" }).waitFor({ timeout: 15_000 });
+  await checkAxe(page, "booking detail (admin) with deployments");
+  await page.context().close();
+});
+
+test("a failed deployment is retried from the detail", async () => {
+  await closeDialogs(planner);
+  // A dispatch webhook that refuses: every deployment's first step fails.
+  const dispatch = await admin.post("/v1/webhooks", { url: `${hook}/deploy`, event_types: ["deployment.step"], secret: "a-secret-of-sixteen+" });
+  dispatchFails = true;
+  try {
+    const made = await other.booking("Retry run", ids.van, at(target, 0, 14), at(target, 0, 15));
+    await other.post(`/v1/bookings/${made.id}/confirm`);
+    await other.post("/v1/deployments", { booking_id: made.id });
+    await bar(planner, "Retry run").click();
+    const dialog = planner.getByRole("dialog", { name: "Retry run" });
+    const card = dialog.locator(".deployment");
+    // The deployment's own status (its steps say "failed" after each attempt).
+    await card.filter({ hasText: /— failed,/ }).waitFor({ timeout: 20_000 }).catch(async (e) => {
+      console.log(`deployment card: ${await card.textContent()}`);
+      throw e;
+    });
+    await checkAxe(planner, "booking detail with a failed deployment");
+    dispatchFails = false;
+    await card.getByRole("button", { name: /^Retry deployment/ }).click();
+    await card.filter({ hasText: /— succeeded,/ }).waitFor({ timeout: 20_000 });
+    assert.equal(await card.getByRole("button", { name: /^Retry deployment/ }).count(), 0);
+    await dialog.getByRole("button", { name: "Close" }).click();
+  } finally {
+    dispatchFails = false;
+    await admin.del(`/v1/webhooks/${dispatch.id}`).catch(() => {});
+  }
 });
 
 test("a booking made by another client appears live, without reloading", async () => {
@@ -632,7 +699,7 @@ test("an analyst sees no command buttons", async () => {
   await bar(page, "Board meeting").click();
   const dialog = page.getByRole("dialog", { name: "Board meeting" });
   await dialog.getByText("Status history").waitFor();
-  for (const name of ["Confirm", "Start", "Complete", "Cancel booking", "Move booking", "Add task", "Request deployment"]) {
+  for (const name of ["Confirm", "Start", "Complete", "Cancel booking", "Move booking", "Add task", "Request deployment", "Retry"]) {
     assert.equal(await dialog.getByRole("button", { name }).count(), 0, `no ${name} button`);
   }
   await checkAxe(page, "booking detail (analyst)");
