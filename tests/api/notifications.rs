@@ -327,3 +327,168 @@ async fn a_webhook_receiver_gets_the_upcast_payload_the_feed_serves() {
     assert_eq!(delivered["event"]["payload"]["client"]["name"], "Ann");
     assert!(delivered["event"]["payload"].get("client_name").is_none());
 }
+
+/// The spec's verification, written here independently of muster's
+/// signer: base64(HMAC-SHA256(base64-decoded secret, "id.timestamp.body")).
+fn standard_webhooks_verify(secret: &str, r: &crate::receiver::Received) -> bool {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let (id, timestamp) = (r.header("webhook-id"), r.header("webhook-timestamp"));
+    let age = chrono::Utc::now().timestamp() - timestamp.parse::<i64>().unwrap();
+    if !(-300..=300).contains(&age) {
+        return false;
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(&r.body);
+    let expected = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+    r.header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+#[tokio::test]
+async fn standard_webhooks_are_signed_and_a_gone_endpoint_is_disabled_until_enabled() {
+    let app = spawn_app_with_workers(worker_config()).await;
+    let receiver = Receiver::start(Arc::new(|_, _| 204), Duration::ZERO).await;
+    // No secret given: muster generates a whsec_ one and shows it once.
+    let created = app
+        .send(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&app.admin),
+            Some(&json!({"url": receiver.url, "event_types": ["booking.requested"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let resource = app.resource(1).await;
+    app.book(&resource, "2027-03-01T10:00:00Z", "2027-03-01T12:00:00Z")
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while receiver.arrivals() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no delivery arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered = &receiver.requests()[0];
+    assert!(
+        standard_webhooks_verify(&secret, delivered),
+        "the spec's check passes"
+    );
+    assert_eq!(
+        delivered.header("webhook-id"),
+        delivered.header("x-muster-delivery")
+    );
+    assert!(delivered.signed_with(&secret), "X-Muster-Signature is kept");
+
+    // An endpoint that answers 410 Gone is disabled at once.
+    let gone = Receiver::start(Arc::new(|_, _| 410), Duration::ZERO).await;
+    let hook = app
+        .send(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&app.admin),
+            Some(
+                &json!({"url": gone.url, "event_types": ["booking.requested"],
+                         "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+            ),
+            &[],
+        )
+        .await;
+    let hook_id = hook.body["id"].as_str().unwrap().to_owned();
+    app.book(&resource, "2027-03-02T10:00:00Z", "2027-03-02T12:00:00Z")
+        .await;
+    let listed = wait_for(&app, "/v1/webhooks", |b| {
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["id"] == hook_id.as_str() && w["disabled_at"].is_string())
+    })
+    .await;
+    let disabled = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == hook_id.as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("410")
+    );
+    assert_eq!(gone.arrivals(), 1, "one attempt, not a retry series");
+    // Disabled: the next event is not sent to it.
+    app.book(&resource, "2027-03-03T10:00:00Z", "2027-03-03T12:00:00Z")
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(gone.arrivals(), 1);
+    let enabled = app
+        .send(
+            Method::POST,
+            &format!("/v1/webhooks/{hook_id}/enable"),
+            Some(&app.admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(enabled.status, StatusCode::NO_CONTENT);
+    app.book(&resource, "2027-03-04T10:00:00Z", "2027-03-04T12:00:00Z")
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gone.arrivals() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "enabled again, it gets deliveries"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bad = app
+        .send(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&app.admin),
+            Some(&json!({"url": receiver.url, "event_types": ["*"], "secret": "whsec_!!"})),
+            &[],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_every_attempt_long_enough_is_disabled() {
+    let app = spawn_app_with_workers(muster_workers::WorkerConfig {
+        webhook_disable_after: Duration::from_millis(500),
+        ..worker_config()
+    })
+    .await;
+    let failing = Receiver::start(Arc::new(|_, _| 500), Duration::ZERO).await;
+    let hook = subscribe(&app, &failing.url, &["booking.requested"]).await;
+    let resource = app.resource(1).await;
+    app.book(&resource, "2027-03-01T10:00:00Z", "2027-03-01T12:00:00Z")
+        .await;
+    let listed = wait_for(&app, "/v1/webhooks", |b| {
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["id"] == hook.as_str() && w["disabled_at"].is_string())
+    })
+    .await;
+    let reason = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == hook.as_str())
+        .unwrap()["disabled_reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reason.contains("failed since"), "{reason}");
+}

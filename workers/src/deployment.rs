@@ -189,7 +189,7 @@ async fn run_step(
         ];
         let outcome = rt
             .http
-            .post_signed(&url, &sub.secret, &headers, body.clone())
+            .post_signed(&url, &sub.secret, &headers[1].1, &headers, body.clone())
             .await;
         if let Some(error) = outcome.error {
             return Err(format!("webhook {}: {error}", sub.webhook_id));

@@ -63,6 +63,8 @@ pub struct WorkerConfig {
     pub job_history: Duration,
     /// How often finished jobs are cleaned up.
     pub cleanup_interval: Duration,
+    /// A webhook endpoint failing every attempt this long is disabled.
+    pub webhook_disable_after: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -81,6 +83,7 @@ impl Default for WorkerConfig {
             smtp_from: "muster@localhost".to_owned(),
             job_history: Duration::from_secs(7 * 24 * 3600),
             cleanup_interval: Duration::from_secs(600),
+            webhook_disable_after: muster_jobs::webhooks::DEFAULT_DISABLE_AFTER,
         }
     }
 }
@@ -147,7 +150,8 @@ impl Workers {
         let queue = JobQueue::new(store.pool().clone(), config.policies);
         Ok(Self {
             rt: Arc::new(Runtime {
-                webhooks: Webhooks::new(store.pool().clone()),
+                webhooks: Webhooks::new(store.pool().clone())
+                    .with_disable_after(config.webhook_disable_after),
                 reports: Reports::new(store.pool().clone(), queue.clone()),
                 queue,
                 store,

@@ -65,6 +65,10 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
     });
     let started_at = Utc::now();
     let sent = match WebhookTarget::parse(&d.url, rt.config.allow_private_targets) {
+        _ if d.disabled.is_some() => Sent::Refused(format!(
+            "the endpoint is disabled: {}",
+            d.disabled.as_deref().unwrap_or_default()
+        )),
         Err(e) => Sent::Refused(format!("target refused: {}", e.message)),
         Ok(WebhookTarget::Http(url)) => {
             let headers = [
@@ -72,7 +76,12 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
                 ("x-muster-event", d.event_type.clone()),
             ];
             let body = serde_json::to_vec(&body).unwrap_or_default();
-            Sent::Called(rt.http.post_signed(&url, &d.secret, &headers, body).await)
+            let message_id = job.delivery_id.to_string();
+            Sent::Called(
+                rt.http
+                    .post_signed(&url, &d.secret, &message_id, &headers, body)
+                    .await,
+            )
         }
         Ok(WebhookTarget::Email(to)) => match &rt.mailer {
             Some(mailer) => {
@@ -104,7 +113,8 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
     } else {
         DeliveryStatus::Pending
     };
-    rt.webhooks
+    let disabled = rt
+        .webhooks
         .record_attempt(
             &job.tenant,
             job.delivery_id,
@@ -120,6 +130,8 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
     metrics::counter!("muster_webhook_deliveries_total", "outcome" => status.name()).increment(1);
     match outcome.error {
         None => Ok(()),
+        // Disabled by this attempt: retrying would only fail again.
+        Some(e) if disabled.is_some() => Err(JobFailure::Fatal(Cause::TargetRefused(e))),
         Some(e) if refused => Err(JobFailure::Fatal(Cause::TargetRefused(e))),
         Some(e) => Err(JobFailure::Retry(Cause::Undelivered(e))),
     }

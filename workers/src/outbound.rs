@@ -54,20 +54,31 @@ impl Outbound {
         Ok(Self { client })
     }
 
-    /// POSTs `body` (JSON) to `url`, signed with `secret`, with `headers`.
+    /// POSTs `body` (JSON) to `url` with `headers`, signed with `secret`
+    /// twice: `X-Muster-Signature` (HMAC-SHA256 of the body) and the
+    /// Standard Webhooks headers (`webhook-id` = `message_id`, the same on
+    /// every retry; `webhook-timestamp`; `webhook-signature`), which
+    /// receivers' libraries verify out of the box.
     pub async fn post_signed(
         &self,
         url: &Url,
         secret: &str,
+        message_id: &str,
         headers: &[(&'static str, String)],
         body: Vec<u8>,
     ) -> CallOutcome {
         let signature = format!("sha256={}", sign(secret, &body));
+        let timestamp = chrono::Utc::now().timestamp();
         let mut request = self
             .client
             .post(url.clone())
             .header("content-type", "application/json")
-            .header("x-muster-signature", signature);
+            .header("x-muster-signature", signature)
+            .header("webhook-id", message_id)
+            .header("webhook-timestamp", timestamp.to_string());
+        if let Some(signature) = standard_signature(secret, message_id, timestamp, &body) {
+            request = request.header("webhook-signature", signature);
+        }
         for (name, value) in headers {
             request = request.header(*name, value);
         }
@@ -95,6 +106,23 @@ impl Outbound {
         .record(latency.as_secs_f64());
         outcome
     }
+}
+
+/// The Standard Webhooks `webhook-signature` value (`v1,<base64>`): with a
+/// `whsec_` secret its base64 part is the key, as the spec says; any
+/// other secret is used as its bytes (subscriptions made before Standard
+/// Webhooks). `None` only for a body that is not UTF-8 (ours is JSON).
+pub fn standard_signature(
+    secret: &str,
+    message_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Option<String> {
+    let signer = match secret.strip_prefix("whsec_") {
+        Some(_) => standardwebhooks::Webhook::new(secret).ok()?,
+        None => standardwebhooks::Webhook::from_bytes(secret.as_bytes().to_vec()).ok()?,
+    };
+    signer.sign(message_id, timestamp, body).ok()
 }
 
 /// `hex(HMAC-SHA256(secret, body))`, the `X-Muster-Signature` value after

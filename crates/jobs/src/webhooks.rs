@@ -14,7 +14,14 @@ use crate::text_enum::text_enum;
 #[derive(Debug, Clone)]
 pub struct Webhooks {
     pool: PgPool,
+    /// An endpoint failing every attempt this long is disabled.
+    disable_after: std::time::Duration,
 }
+
+/// How long an endpoint may fail every attempt before it is disabled, by
+/// default.
+pub const DEFAULT_DISABLE_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(5 * 24 * 3600);
 
 text_enum! {
     /// Where a delivery stands.
@@ -41,6 +48,13 @@ pub struct Webhook {
     pub event_types: Vec<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When it was disabled (a 410 Gone, or failing every attempt too
+    /// long); a disabled endpoint gets no new deliveries until enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// Why it was disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
 }
 
 /// One delivery of one event to one subscription.
@@ -124,6 +138,8 @@ pub struct PendingDelivery {
     pub url: String,
     /// The signing secret.
     pub secret: String,
+    /// Why its endpoint is disabled, if it is: nothing is sent then.
+    pub disabled: Option<String>,
 }
 
 /// One new delivery of one event to one subscription.
@@ -159,7 +175,75 @@ pub struct AttemptRecord<'a> {
 impl Webhooks {
     /// The webhook tables on `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            disable_after: DEFAULT_DISABLE_AFTER,
+        }
+    }
+
+    /// The same tables, disabling an endpoint after it failed every attempt
+    /// for `disable_after`.
+    pub fn with_disable_after(mut self, disable_after: std::time::Duration) -> Self {
+        self.disable_after = disable_after;
+        self
+    }
+
+    /// Enables a disabled subscription again (its failure clock starts
+    /// over). `false`: no such subscription.
+    pub async fn enable(&self, tenant: &TenantId, id: Uuid) -> Result<bool, JobsError> {
+        let done = sqlx::query!(
+            r#"update webhooks set disabled_at = null, disabled_reason = null, failing_since = null
+                where tenant_id = $1 and webhook_id = $2 and deleted_at is null"#,
+            tenant.as_str(),
+            id,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Notes how an attempt of delivery `id` went for its endpoint's
+    /// health: a success clears the failure clock; a 410 Gone disables the
+    /// endpoint at once, and so does failing every attempt since
+    /// `disable_after`. Answers the reason when this attempt disabled it.
+    async fn note_health(
+        &self,
+        conn: &mut PgConnection,
+        tenant: &TenantId,
+        id: Uuid,
+        attempt: &AttemptRecord<'_>,
+    ) -> Result<Option<String>, JobsError> {
+        let succeeded = attempt.status == DeliveryStatus::Delivered;
+        let gone = attempt.status_code == Some(410);
+        let disabled = sqlx::query_scalar!(
+            r#"update webhooks w
+                  set failing_since = case when $3 then null else coalesce(w.failing_since, now()) end,
+                      disabled_at = case
+                          when not $3 and w.disabled_at is null
+                               and ($4 or coalesce(w.failing_since, now())
+                                          <= now() - make_interval(secs => $5))
+                          then now() else w.disabled_at end,
+                      disabled_reason = case
+                          when not $3 and w.disabled_at is null and $4
+                          then 'the endpoint answered 410 Gone'
+                          when not $3 and w.disabled_at is null
+                               and coalesce(w.failing_since, now()) <= now() - make_interval(secs => $5)
+                          then 'every delivery attempt failed since ' || coalesce(w.failing_since, now())::text
+                          else w.disabled_reason end
+                 from webhook_deliveries d
+                where d.tenant_id = $1 and d.delivery_id = $2
+                  and w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
+            returning w.disabled_reason"#,
+            tenant.as_str(),
+            id,
+            succeeded,
+            gone,
+            self.disable_after.as_secs_f64(),
+        )
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
+        Ok(disabled.filter(|_| !succeeded))
     }
 
     /// The active subscriptions of `tenants`, on the reactor's connection
@@ -171,7 +255,7 @@ impl Webhooks {
         let tenants: Vec<&str> = tenants.iter().map(|t| t.as_str()).collect();
         let rows = sqlx::query!(
             r#"select tenant_id, webhook_id, event_types, created_at from public.webhooks
-                where tenant_id = any($1) and deleted_at is null"#,
+                where tenant_id = any($1) and deleted_at is null and disabled_at is null"#,
             &tenants as &[&str],
         )
         .fetch_all(conn)
@@ -225,7 +309,8 @@ impl Webhooks {
         Ok(sqlx::query_as!(
             Target,
             r#"select webhook_id, url, secret, event_types from webhooks
-                where tenant_id = $1 and deleted_at is null order by webhook_id"#,
+                where tenant_id = $1 and deleted_at is null and disabled_at is null
+                order by webhook_id"#,
             tenant.as_str(),
         )
         .fetch_all(&self.pool)
@@ -239,7 +324,9 @@ impl Webhooks {
         id: Uuid,
     ) -> Result<Option<PendingDelivery>, JobsError> {
         let row = sqlx::query!(
-            r#"select d.status, d.event_type, d.event_position, w.url, w.secret
+            r#"select d.status, d.event_type, d.event_position, w.url, w.secret,
+                      case when w.disabled_at is not null
+                           then coalesce(w.disabled_reason, 'disabled') end as disabled
                  from webhook_deliveries d
                  join webhooks w on w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
                 where d.tenant_id = $1 and d.delivery_id = $2"#,
@@ -255,18 +342,21 @@ impl Webhooks {
                 event_position: r.event_position,
                 url: r.url,
                 secret: r.secret,
+                disabled: r.disabled,
             })
         })
         .transpose()
     }
 
-    /// Logs an attempt of delivery `id` and moves its status, atomically.
+    /// Logs an attempt of delivery `id` and moves its status, atomically,
+    /// with its endpoint's health; answers why the endpoint was disabled
+    /// when this attempt disabled it.
     pub async fn record_attempt(
         &self,
         tenant: &TenantId,
         id: Uuid,
         attempt: &AttemptRecord<'_>,
-    ) -> Result<(), JobsError> {
+    ) -> Result<Option<String>, JobsError> {
         // One statement: the delivery's new state and its attempt log entry.
         // Committed without waiting for the WAL flush: the queue's own
         // record that the job is done commits after it and flushes it too,
@@ -298,8 +388,13 @@ impl Webhooks {
         )
         .execute(&mut *tx)
         .await?;
+        let disabled = self.note_health(&mut tx, tenant, id, attempt).await?;
         tx.commit().await?;
-        Ok(())
+        if let Some(reason) = &disabled {
+            tracing::warn!(tenant = %tenant, delivery = %id, reason, "webhook endpoint disabled");
+            metrics::counter!("muster_webhooks_disabled_total").increment(1);
+        }
+        Ok(disabled)
     }
 
     /// Creates a subscription of `tenant`.
@@ -314,7 +409,8 @@ impl Webhooks {
             Webhook,
             r#"insert into webhooks (tenant_id, webhook_id, url, event_types, secret)
                values ($1, $2, $3, $4, $5)
-               returning webhook_id as id, url, event_types, created_at"#,
+               returning webhook_id as id, url, event_types, created_at, disabled_at,
+                         disabled_reason"#,
             tenant.as_str(),
             Uuid::now_v7(),
             url,
@@ -334,7 +430,8 @@ impl Webhooks {
     ) -> Result<Vec<Webhook>, JobsError> {
         Ok(sqlx::query_as!(
             Webhook,
-            r#"select webhook_id as id, url, event_types, created_at from webhooks
+            r#"select webhook_id as id, url, event_types, created_at, disabled_at, disabled_reason
+                 from webhooks
                 where tenant_id = $1 and deleted_at is null
                   and ($2::uuid is null or webhook_id > $2)
                 order by webhook_id limit $3"#,

@@ -346,6 +346,10 @@ pub struct JobArgs {
     #[arg(long, env = "MUSTER_JOB_HISTORY_HOURS", default_value_t = 168,
           value_parser = clap::value_parser!(u64).range(1..=87_600))]
     pub job_history_hours: u64,
+    /// A webhook endpoint failing every attempt this long is disabled
+    /// (ISO 8601, `P5D`; a 410 Gone disables it at once).
+    #[arg(long, env = "MUSTER_WEBHOOK_DISABLE_AFTER", default_value = "P5D")]
+    pub webhook_disable_after: muster_domain::duration::IsoDuration,
 }
 
 impl JobArgs {
@@ -379,6 +383,9 @@ impl JobArgs {
             smtp_url: self.smtp_url.clone(),
             smtp_from: self.smtp_from.clone(),
             job_history: Duration::from_secs(self.job_history_hours * 3600),
+            webhook_disable_after: Duration::from_secs(
+                u64::try_from(self.webhook_disable_after.seconds()).unwrap_or(0),
+            ),
             ..WorkerConfig::default()
         }
     }

@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_webhook, list_webhooks))
         .routes(routes!(delete_webhook))
         .routes(routes!(list_deliveries))
+        .routes(routes!(enable_webhook))
 }
 
 /// A subscription to create.
@@ -38,8 +39,52 @@ pub struct CreateWebhookBody {
     /// Event types to deliver: exact (`booking.confirmed`), `prefix.*`, or
     /// `*`; `deployment.step` makes it a dispatch webhook.
     event_types: Vec<String>,
-    /// Key of the `X-Muster-Signature` HMAC (16 to 256 characters).
-    secret: String,
+    /// The signing secret: a Standard Webhooks secret (`whsec_` and the
+    /// base64 of 24 to 64 random bytes), or 16 to 256 characters used as
+    /// they are. Left out, muster generates a `whsec_` one and answers it
+    /// once.
+    secret: Option<String>,
+}
+
+/// A subscription just created, with its secret when muster generated it
+/// (shown this once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    #[serde(flatten)]
+    webhook: Webhook,
+    /// The generated `whsec_` secret (absent when the request gave one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+/// A fresh Standard Webhooks secret: `whsec_` and 32 random bytes in base64.
+fn generated_secret() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut bytes);
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// Whether `secret` is one a receiver can verify with.
+fn check_secret(secret: &str) -> Result<(), FieldError> {
+    use base64::Engine;
+    match secret.strip_prefix("whsec_") {
+        Some(encoded) => match base64::engine::general_purpose::STANDARD.decode(encoded) {
+            Ok(key) if (24..=64).contains(&key.len()) => Ok(()),
+            _ => Err(FieldError::new(
+                "secret",
+                "a whsec_ secret is the base64 of 24 to 64 bytes",
+            )),
+        },
+        None if (16..=256).contains(&secret.chars().count()) => Ok(()),
+        None => Err(FieldError::new(
+            "secret",
+            "must be 16 to 256 characters, or whsec_…",
+        )),
+    }
 }
 
 /// Paging of lists.
@@ -75,11 +120,11 @@ pub struct DeliveryPage {
 /// Subscribe a URL (or mail address) to event types.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
     request_body = CreateWebhookBody,
-    responses((status = 201, description = "Created", body = Webhook)))]
+    responses((status = 201, description = "Created", body = CreatedWebhook)))]
 async fn create_webhook(
     State(state): State<AppState>,
     request: QueryBody<CreateWebhookBody>,
-) -> Result<(StatusCode, Json<Webhook>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     let auth = Auth(request.principal);
     let principal = auth.require(&[Role::Admin])?;
     let body = request.body;
@@ -90,22 +135,28 @@ async fn create_webhook(
     if let Err(e) = validate_filters(&body.event_types) {
         errors.push(e);
     }
-    if !(16..=256).contains(&body.secret.chars().count()) {
-        errors.push(FieldError::new("secret", "must be 16 to 256 characters"));
+    if let Some(Err(e)) = body.secret.as_deref().map(check_secret) {
+        errors.push(e);
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    let generated = body.secret.is_none().then(generated_secret);
+    let secret = body
+        .secret
+        .or_else(|| generated.clone())
+        .unwrap_or_default();
     let webhook = state
         .webhooks
-        .create(
-            &principal.tenant,
-            &body.url,
-            &body.event_types,
-            &body.secret,
-        )
+        .create(&principal.tenant, &body.url, &body.event_types, &secret)
         .await?;
-    Ok((StatusCode::CREATED, Json(webhook)))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWebhook {
+            webhook,
+            secret: generated,
+        }),
+    ))
 }
 
 /// List the subscriptions.
@@ -166,4 +217,24 @@ async fn list_deliveries(
         .await?;
     let next_cursor = next_cursor(&items, limit, |d| d.id.to_string());
     Ok(Json(DeliveryPage { items, next_cursor }))
+}
+
+/// Enable a disabled subscription again (disabled after a 410 Gone, or
+/// after every delivery failed for `MUSTER_WEBHOOK_DISABLE_AFTER`): new
+/// events are delivered to it from now on.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/enable", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The subscription")),
+    responses((status = 204, description = "Enabled")))]
+async fn enable_webhook(
+    State(state): State<AppState>,
+    auth: Auth,
+    path: PathIds,
+) -> Result<StatusCode, ApiError> {
+    let principal = auth.require(&[Role::Admin])?;
+    let id = path.id(0, "webhook")?;
+    if state.webhooks.enable(&principal.tenant, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("webhook".into()))
+    }
 }
