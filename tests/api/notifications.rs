@@ -492,3 +492,81 @@ async fn an_endpoint_failing_every_attempt_long_enough_is_disabled() {
         .to_owned();
     assert!(reason.contains("failed since"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_replay_resends_past_events_as_new_marked_deliveries() {
+    let app = spawn_app_with_workers(worker_config()).await;
+    let receiver = Receiver::start(Arc::new(|_, _| 204), Duration::ZERO).await;
+    let since = chrono::Utc::now();
+    let hook = subscribe(&app, &receiver.url, &["booking.requested"]).await;
+    let resource = app.resource(1).await;
+    app.book(&resource, "2027-03-01T10:00:00Z", "2027-03-01T12:00:00Z")
+        .await;
+    app.book(&resource, "2027-03-02T10:00:00Z", "2027-03-02T12:00:00Z")
+        .await;
+    let wait = |n: usize| {
+        let receiver = receiver.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while receiver.arrivals() < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "only {} of {n} arrived",
+                    receiver.arrivals()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait(2).await;
+    let replay = app
+        .send(
+            Method::POST,
+            &format!("/v1/webhooks/{hook}/replay"),
+            Some(&app.admin),
+            Some(&json!({"since": since})),
+            &[],
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{:?}", replay.body);
+    assert_eq!(replay.body["deliveries"], 2);
+    let replay_id = replay.body["replay_id"].as_str().unwrap().to_owned();
+    wait(4).await;
+    let requests = receiver.requests();
+    let replayed: Vec<_> = requests
+        .iter()
+        .filter(|r| r.header("x-muster-replay") == replay_id)
+        .collect();
+    assert_eq!(replayed.len(), 2);
+    let originals: Vec<String> = requests[..2]
+        .iter()
+        .map(|r| r.header("webhook-id"))
+        .collect();
+    for r in &replayed {
+        assert!(
+            !originals.contains(&r.header("webhook-id")),
+            "a replay is a new delivery"
+        );
+        assert_eq!(r.json()["replay_of"], replay_id.as_str());
+    }
+    let deliveries = app
+        .get(&format!("/v1/webhooks/{hook}/deliveries"), &app.admin)
+        .await;
+    let marked = deliveries.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["replay_of"] == replay_id.as_str())
+        .count();
+    assert_eq!(marked, 2);
+    let missing = app
+        .send(
+            Method::POST,
+            &format!("/v1/webhooks/{resource}/replay"),
+            Some(&app.admin),
+            Some(&json!({"since": since})),
+            &[],
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

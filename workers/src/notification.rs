@@ -51,6 +51,7 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
     };
     let body = serde_json::json!({
         "delivery_id": job.delivery_id,
+        "replay_of": d.replay_of,
         "tenant": job.tenant,
         "event": {
             "position": event.position,
@@ -71,10 +72,13 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
         )),
         Err(e) => Sent::Refused(format!("target refused: {}", e.message)),
         Ok(WebhookTarget::Http(url)) => {
-            let headers = [
+            let mut headers = vec![
                 ("x-muster-delivery", job.delivery_id.to_string()),
                 ("x-muster-event", d.event_type.clone()),
             ];
+            if let Some(replay) = d.replay_of {
+                headers.push(("x-muster-replay", replay.to_string()));
+            }
             let body = serde_json::to_vec(&body).unwrap_or_default();
             let message_id = job.delivery_id.to_string();
             Sent::Called(

@@ -79,9 +79,25 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     /// When it was delivered.
     pub delivered_at: Option<DateTime<Utc>>,
+    /// The replay that made it (absent for the original delivery).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<Uuid>,
     /// Every attempt, oldest first.
     pub attempt_log: Vec<DeliveryAttempt>,
 }
+
+/// What a replay queued.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Replay {
+    /// Its id: every delivery it made carries it as `replay_of`.
+    pub replay_id: Uuid,
+    /// How many deliveries it queued.
+    pub deliveries: usize,
+}
+
+/// Most events one replay re-sends.
+pub const MAX_REPLAY: i64 = 10_000;
 
 /// One attempt of a delivery.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -140,6 +156,8 @@ pub struct PendingDelivery {
     pub secret: String,
     /// Why its endpoint is disabled, if it is: nothing is sent then.
     pub disabled: Option<String>,
+    /// The replay that made it, if any.
+    pub replay_of: Option<Uuid>,
 }
 
 /// One new delivery of one event to one subscription.
@@ -186,6 +204,83 @@ impl Webhooks {
     pub fn with_disable_after(mut self, disable_after: std::time::Duration) -> Self {
         self.disable_after = disable_after;
         self
+    }
+
+    /// Re-sends the subscription's matching events recorded since `since`
+    /// (at most [`MAX_REPLAY`], oldest first) as new deliveries marked
+    /// with a new replay id, queued in one transaction. `Ok(None)`: no such
+    /// active subscription.
+    pub async fn replay(
+        &self,
+        queue: &crate::JobQueue,
+        tenant: &TenantId,
+        id: Uuid,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Replay>, JobsError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(filters) = sqlx::query_scalar!(
+            r#"select event_types from webhooks
+                where tenant_id = $1 and webhook_id = $2 and deleted_at is null
+                  for share"#,
+            tenant.as_str(),
+            id,
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        // Below the safe position, as every reader of the feed: an event
+        // still committing is the reactor's, not the replay's.
+        let events = sqlx::query!(
+            r#"select position, event_type from events
+                where tenant_id = $1 and recorded_at >= $2
+                  and position <= muster_safe_position()
+                order by position limit $3"#,
+            tenant.as_str(),
+            since,
+            MAX_REPLAY,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let replay_id = Uuid::now_v7();
+        let wanted: Vec<(i64, String)> = events
+            .into_iter()
+            .filter(|e| muster_domain::notification::wants(&filters, &e.event_type))
+            .map(|e| (e.position, e.event_type))
+            .collect();
+        let ids: Vec<Uuid> = wanted.iter().map(|_| Uuid::now_v7()).collect();
+        let positions: Vec<i64> = wanted.iter().map(|w| w.0).collect();
+        let types: Vec<&str> = wanted.iter().map(|w| w.1.as_str()).collect();
+        sqlx::query!(
+            r#"insert into webhook_deliveries
+                   (tenant_id, delivery_id, webhook_id, event_position, event_type, replay_of)
+               select $1, d, $2, p, t, $3
+                 from unnest($4::uuid[], $5::int8[], $6::text[]) as x(d, p, t)"#,
+            tenant.as_str(),
+            id,
+            replay_id,
+            &ids,
+            &positions,
+            &types as &[&str],
+        )
+        .execute(&mut *tx)
+        .await?;
+        let jobs: Vec<crate::NotificationJob> = ids
+            .iter()
+            .map(|&delivery_id| crate::NotificationJob {
+                tenant: tenant.clone(),
+                delivery_id,
+                enqueued_at: None,
+            })
+            .collect();
+        queue.enqueue_many(&mut tx, &jobs).await?;
+        tx.commit().await?;
+        metrics::counter!("muster_webhook_replayed_total").increment(jobs.len() as u64);
+        Ok(Some(Replay {
+            replay_id,
+            deliveries: jobs.len(),
+        }))
     }
 
     /// Enables a disabled subscription again (its failure clock starts
@@ -288,7 +383,8 @@ impl Webhooks {
             r#"insert into public.webhook_deliveries
                    (tenant_id, delivery_id, webhook_id, event_position, event_type)
                select * from unnest($1::text[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[])
-               on conflict (tenant_id, webhook_id, event_position) do nothing
+               on conflict (tenant_id, webhook_id, event_position) where replay_of is null
+               do nothing
                returning tenant_id, delivery_id"#,
             &tenants as &[&str],
             &ids,
@@ -326,7 +422,8 @@ impl Webhooks {
         let row = sqlx::query!(
             r#"select d.status, d.event_type, d.event_position, w.url, w.secret,
                       case when w.disabled_at is not null
-                           then coalesce(w.disabled_reason, 'disabled') end as disabled
+                           then coalesce(w.disabled_reason, 'disabled') end as disabled,
+                      d.replay_of
                  from webhook_deliveries d
                  join webhooks w on w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
                 where d.tenant_id = $1 and d.delivery_id = $2"#,
@@ -343,6 +440,7 @@ impl Webhooks {
                 url: r.url,
                 secret: r.secret,
                 disabled: r.disabled,
+                replay_of: r.replay_of,
             })
         })
         .transpose()
@@ -480,7 +578,7 @@ impl Webhooks {
     ) -> Result<Vec<Delivery>, JobsError> {
         let rows = sqlx::query!(
             r#"select d.delivery_id, d.event_position, d.event_type, d.status, d.attempts,
-                      d.last_status_code, d.last_error, d.created_at, d.delivered_at,
+                      d.last_status_code, d.last_error, d.created_at, d.delivered_at, d.replay_of,
                       coalesce((select jsonb_agg(jsonb_build_object(
                                   'attempt', a.attempt, 'started_at', a.started_at,
                                   'status_code', a.status_code, 'latency_ms', a.latency_ms,
@@ -512,6 +610,7 @@ impl Webhooks {
                     last_error: r.last_error,
                     created_at: r.created_at,
                     delivered_at: r.delivered_at,
+                    replay_of: r.replay_of,
                     attempt_log: serde_json::from_value(r.attempt_log)
                         .map_err(|e| JobsError::Corrupt(e.to_string()))?,
                 })

@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_webhook))
         .routes(routes!(list_deliveries))
         .routes(routes!(enable_webhook))
+        .routes(routes!(replay_webhook))
 }
 
 /// A subscription to create.
@@ -237,4 +238,36 @@ async fn enable_webhook(
     } else {
         Err(ApiError::NotFound("webhook".into()))
     }
+}
+
+/// From when to replay.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// Events recorded at or after this instant are sent again (at most
+    /// 10,000, oldest first).
+    since: chrono::DateTime<chrono::Utc>,
+}
+
+/// Re-send the subscription's matching events since an instant (after an
+/// outage on the receiver's side), as new deliveries marked with the
+/// replay's id (`replay_of` in the body, `X-Muster-Replay` header).
+#[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The subscription")),
+    request_body = ReplayBody,
+    responses((status = 202, description = "Queued", body = muster_jobs::webhooks::Replay)))]
+async fn replay_webhook(
+    State(state): State<AppState>,
+    path: PathIds,
+    request: QueryBody<ReplayBody>,
+) -> Result<(StatusCode, Json<muster_jobs::webhooks::Replay>), ApiError> {
+    let auth = Auth(request.principal);
+    let principal = auth.require(&[Role::Admin])?;
+    let id = path.id(0, "webhook")?;
+    let replay = state
+        .webhooks
+        .replay(&state.jobs, &principal.tenant, id, request.body.since)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("webhook".into()))?;
+    Ok((StatusCode::ACCEPTED, Json(replay)))
 }
