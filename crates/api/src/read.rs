@@ -104,6 +104,37 @@ pub(crate) fn next_cursor<T>(
     }
 }
 
+/// The statuses a `status` filter names (comma-separated), each one of
+/// `allowed`; none: any.
+pub(crate) fn statuses(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
+    let statuses: Vec<String> = raw
+        .into_iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = statuses.iter().find(|s| !allowed.contains(&s.as_str())) {
+        return Err(invalid(
+            "status",
+            &format!("{bad:?} is not one of {}", allowed.join(", ")),
+        ));
+    }
+    Ok(statuses)
+}
+
+/// The (instant, id) a cursor of a list ordered by time then id holds.
+pub(crate) fn time_id_cursor(
+    cursor: Option<&str>,
+) -> Result<Option<(DateTime<Utc>, uuid::Uuid)>, ApiError> {
+    cursor
+        .map(|c| {
+            let parts = decode_cursor(c)?;
+            let (at, id) = parts.split_once('|').ok_or_else(bad_cursor)?;
+            Ok((time("cursor", at)?, id.parse().map_err(|_| bad_cursor())?))
+        })
+        .transpose()
+}
+
 pub(crate) fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Validation(vec![FieldError::new(field, message)])
 }

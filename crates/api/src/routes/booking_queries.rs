@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
-use chrono::{DateTime, Utc};
+
 use muster_projections::query::{BookingFilter, BookingSummary};
 use muster_projections::{BookingDocument, ReadModel};
 use serde::{Deserialize, Serialize};
@@ -15,9 +15,7 @@ use uuid::Uuid;
 use super::resource_queries::ConsistencyQuery;
 use crate::auth::{Auth, READERS};
 use crate::extract::{PathIds, QueryParams};
-use crate::read::{
-    bad_cursor, consistent_with, decode_cursor, invalid, limit, next_cursor, stored_document, time,
-};
+use crate::read::{consistent_with, invalid, limit, next_cursor, stored_document, time};
 use crate::{ApiError, AppState};
 
 /// The booking query routes.
@@ -80,19 +78,7 @@ async fn list_bookings(
 ) -> Result<Json<BookingPage>, ApiError> {
     let principal = auth.require(READERS)?;
     let limit = limit(q.limit, 100, 500)?;
-    let statuses: Vec<String> = q
-        .status
-        .iter()
-        .flat_map(|s| s.split(','))
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if let Some(bad) = statuses.iter().find(|s| !STATUSES.contains(&s.as_str())) {
-        return Err(invalid(
-            "status",
-            &format!("{bad:?} is not one of {}", STATUSES.join(", ")),
-        ));
-    }
+    let statuses = crate::read::statuses(q.status.as_deref(), &STATUSES)?;
     let from = q.from.as_deref().map(|t| time("from", t)).transpose()?;
     let to = q.to.as_deref().map(|t| time("to", t)).transpose()?;
     if let (Some(from), Some(to)) = (from, to)
@@ -100,7 +86,7 @@ async fn list_bookings(
     {
         return Err(invalid("to", "must be after from"));
     }
-    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    let after = crate::read::time_id_cursor(q.cursor.as_deref())?;
     consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
     let filter = BookingFilter {
         statuses,
@@ -117,12 +103,6 @@ async fn list_bookings(
         format!("{}|{}", b.starts_at.to_rfc3339(), b.id)
     });
     Ok(Json(BookingPage { items, next_cursor }))
-}
-
-fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let parts = decode_cursor(cursor)?;
-    let (at, id) = parts.split_once('|').ok_or_else(bad_cursor)?;
-    Ok((time("cursor", at)?, id.parse().map_err(|_| bad_cursor())?))
 }
 
 /// Read one booking with its reservations, tasks and status history.

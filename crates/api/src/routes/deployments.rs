@@ -21,9 +21,7 @@ use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::auth::{Auth, READERS};
 use crate::extract::{Command, PathIds, QueryParams};
 use crate::idempotency::{Answering, run_command};
-use crate::read::{
-    bad_cursor, consistent_with, decode_cursor, invalid, limit, next_cursor, stored_document, time,
-};
+use crate::read::{consistent_with, limit, next_cursor, statuses, stored_document, time_id_cursor};
 use crate::{ApiError, AppState};
 
 /// The deployment routes.
@@ -210,28 +208,8 @@ async fn list_deployments(
 ) -> Result<Json<DeploymentPage>, ApiError> {
     let principal = auth.require(READERS)?;
     let limit = limit(q.limit, 100, 500)?;
-    let statuses: Vec<String> = q
-        .status
-        .iter()
-        .flat_map(|s| s.split(','))
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if let Some(bad) = statuses.iter().find(|s| !STATUSES.contains(&s.as_str())) {
-        return Err(invalid(
-            "status",
-            &format!("{bad:?} is not one of {}", STATUSES.join(", ")),
-        ));
-    }
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            let parts = decode_cursor(c)?;
-            let (at, id) = parts.split_once('|').ok_or_else(bad_cursor)?;
-            Ok::<_, ApiError>((time("cursor", at)?, id.parse().map_err(|_| bad_cursor())?))
-        })
-        .transpose()?;
+    let statuses = statuses(q.status.as_deref(), STATUSES)?;
+    let after = time_id_cursor(q.cursor.as_deref())?;
     consistent_with(&state, &[ReadModel::Deployments], q.consistent_with).await?;
     let filter = DeploymentFilter {
         statuses,

@@ -271,7 +271,7 @@ async fn schedules(
             }
         })
         .transpose()?;
-    let after = q.cursor.as_deref().map(schedule_cursor).transpose()?;
+    let after = crate::read::time_id_cursor(q.cursor.as_deref())?;
     consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
     let filter = ScheduleFilter {
         resource_ids,
@@ -308,15 +308,6 @@ async fn schedules(
         holds,
         next_cursor,
     }))
-}
-
-fn schedule_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let parts = crate::read::decode_cursor(cursor)?;
-    let (at, id) = parts.split_once('|').ok_or_else(crate::read::bad_cursor)?;
-    let at = DateTime::parse_from_rfc3339(at)
-        .map_err(|_| crate::read::bad_cursor())?
-        .with_timezone(&Utc);
-    Ok((at, id.parse().map_err(|_| crate::read::bad_cursor())?))
 }
 
 /// Most candidates one free-resource search looks at before it answers
