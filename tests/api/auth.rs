@@ -111,6 +111,27 @@ async fn the_rate_limit_answers_429_with_retry_after() {
         statuses.push(app.get("/v1/events", &app.analyst).await);
     }
     assert!(statuses[..3].iter().all(|a| a.status == StatusCode::OK));
+    // Each answer says what is left (IETF RateLimit headers).
+    assert_eq!(
+        statuses[0].headers["ratelimit"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .nth(1),
+        Some("r=2")
+    );
+    assert!(
+        statuses[0].headers["ratelimit-policy"]
+            .to_str()
+            .unwrap()
+            .contains("q=3")
+    );
+    assert!(
+        statuses[2].headers["ratelimit"]
+            .to_str()
+            .unwrap()
+            .contains("r=0")
+    );
     let limited = &statuses[4];
     assert_problem(limited, 429, "rate-limited");
     assert_eq!(limited.headers["retry-after"], "1");

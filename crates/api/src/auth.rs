@@ -99,8 +99,14 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
 
     /// Takes one token for `key`, or says how many seconds until one is free.
     fn take(&self, key: K) -> Result<(), u64> {
+        self.take_counted(key).map(|_| ())
+    }
+
+    /// Takes one token for `key` and says what is left, or how many
+    /// seconds until one is free.
+    fn take_counted(&self, key: K) -> Result<Quota, u64> {
         if self.rate == 0.0 {
-            return Ok(());
+            return Ok(Quota::Unlimited);
         }
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -109,12 +115,40 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
-            Ok(())
+            Ok(Quota::Left {
+                remaining: tokens.floor() as u64,
+                limit: self.burst as u64,
+                // Seconds until the bucket is full again.
+                reset: ((self.burst - *tokens) / self.rate).ceil() as u64,
+            })
         } else {
             Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
         }
     }
 }
+
+/// What a key has left of its rate limit after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// No limit is configured.
+    Unlimited,
+    /// `remaining` of `limit` requests may follow at once; the bucket is
+    /// full again in `reset` seconds.
+    Left {
+        /// Requests that may follow now.
+        remaining: u64,
+        /// The burst size.
+        limit: u64,
+        /// Seconds until the bucket is full.
+        reset: u64,
+    },
+}
+
+/// Where the authentication of a request leaves its quota, for the
+/// response's `RateLimit` headers (the observing middleware puts one in
+/// every request and reads it afterwards).
+#[derive(Debug, Clone, Default)]
+pub struct QuotaSlot(pub std::sync::Arc<std::sync::OnceLock<Quota>>);
 
 /// The authenticated caller of a `/v1` request.
 #[derive(Debug, Clone)]
@@ -154,10 +188,13 @@ impl FromRequestParts<AppState> for Auth {
             Some(principal) => principal,
             None => authenticate(state, parts, key).await?,
         };
-        state
+        let quota = state
             .limiter
-            .take(principal.key_id)
+            .take_counted(principal.key_id)
             .map_err(ApiError::RateLimited)?;
+        if let Some(slot) = parts.extensions.get::<QuotaSlot>() {
+            let _ = slot.0.set(quota);
+        }
         tracing::Span::current().record("tenant", principal.tenant.as_str());
         parts.extensions.insert(principal.clone());
         Ok(Auth(principal))

@@ -63,6 +63,8 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     request
         .extensions_mut()
         .insert(CorrelationId(correlation.clone()));
+    let quota = crate::auth::QuotaSlot::default();
+    request.extensions_mut().insert(quota.clone());
     let span = tracing::info_span!(
         "request",
         %method,
@@ -112,6 +114,22 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&correlation) {
         response.headers_mut().insert("x-correlation-id", value);
+    }
+    if let Some(crate::auth::Quota::Left {
+        remaining,
+        limit,
+        reset,
+    }) = quota.0.get()
+    {
+        // IETF draft-ietf-httpapi-ratelimit-headers: the policy (a burst
+        // of `q` requests, refilled over `w` seconds) and what is left.
+        let headers = response.headers_mut();
+        if let Ok(policy) = HeaderValue::from_str(&format!("\"per-key\";q={limit};w={reset}")) {
+            headers.insert("ratelimit-policy", policy);
+        }
+        if let Ok(left) = HeaderValue::from_str(&format!("\"per-key\";r={remaining};t={reset}")) {
+            headers.insert("ratelimit", left);
+        }
     }
     response
 }
