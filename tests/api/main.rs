@@ -7,6 +7,7 @@ mod dashboard;
 mod deployments;
 mod events;
 mod faults;
+mod feeds;
 mod free;
 mod helpers;
 mod holds;

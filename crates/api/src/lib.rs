@@ -178,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::series::router())
         .merge(routes::whoami::router())
         .merge(routes::keys::router())
+        .merge(routes::feeds::router())
         .merge(routes::events::router())
         .merge(routes::resource_queries::router())
         .merge(routes::booking_queries::router())
@@ -196,6 +197,7 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", doc))
         .merge(routes::ops::router())
         .merge(routes::dashboard::router())
+        .merge(routes::feeds::public_router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

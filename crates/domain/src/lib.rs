@@ -15,6 +15,7 @@ pub mod duration;
 pub mod error;
 pub mod event;
 pub mod hold;
+pub mod ics;
 pub mod notification;
 pub mod policy;
 pub mod resource;

@@ -11,6 +11,7 @@ pub mod effects;
 pub mod error;
 pub mod event_store;
 pub mod executor;
+pub mod feeds;
 pub mod free;
 pub mod health;
 pub mod holds;

@@ -7,6 +7,7 @@ pub mod bookings;
 pub mod dashboard;
 pub mod deployments;
 pub mod events;
+pub mod feeds;
 pub mod holds;
 pub mod jobs;
 pub mod keys;
