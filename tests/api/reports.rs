@@ -176,3 +176,68 @@ async fn bad_report_requests_are_refused_and_unfinished_reports_do_not_download(
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+/// Finished reports (with their files) and finished webhook deliveries
+/// (with their attempts) are kept for their retention, then forgotten;
+/// reports are listed newest first until then.
+#[tokio::test]
+async fn finished_reports_and_deliveries_are_forgotten_after_their_retention() {
+    let app = spawn_app_with_workers(muster_workers::WorkerConfig {
+        report_retention: std::time::Duration::from_secs(1),
+        delivery_retention: std::time::Duration::from_secs(1),
+        cleanup_interval: std::time::Duration::from_millis(300),
+        ..worker_config()
+    })
+    .await;
+    let receiver = crate::receiver::Receiver::start(
+        std::sync::Arc::new(|_, _| 204),
+        std::time::Duration::ZERO,
+    )
+    .await;
+    let hook = crate::deployments::subscribe(&app, &receiver.url, &["booking.requested"]).await;
+    let hall = app.resource(1).await;
+    app.book(&hall, "2030-01-01T10:00:00Z", "2030-01-01T12:00:00Z")
+        .await;
+    let body = json!({"kind": "status_summary", "format": "json",
+                      "from": "2030-01-01T00:00:00Z", "to": "2030-01-02T00:00:00Z"});
+    let (_, _) = report(&app, body.clone()).await;
+    let listed = app.get("/v1/reports", &app.analyst).await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    let id = listed.body["items"][0]["id"].as_str().unwrap().to_owned();
+    wait_for(&app, &format!("/v1/webhooks/{hook}/deliveries"), |b| {
+        b["items"][0]["status"] == "delivered"
+    })
+    .await;
+
+    // After the retention: gone, files and attempt logs with them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let report = app.get(&format!("/v1/reports/{id}"), &app.analyst).await;
+        let deliveries = app
+            .get(&format!("/v1/webhooks/{hook}/deliveries"), &app.admin)
+            .await;
+        if report.status == StatusCode::NOT_FOUND
+            && deliveries.body["items"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still kept: {:?}",
+            report.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let chunks: i64 = sqlx::query_scalar("select count(*) from report_chunks")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(chunks, 0);
+    let attempts: i64 = sqlx::query_scalar("select count(*) from webhook_attempts")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 0);
+}

@@ -65,6 +65,10 @@ pub struct WorkerConfig {
     pub cleanup_interval: Duration,
     /// A webhook endpoint failing every attempt this long is disabled.
     pub webhook_disable_after: Duration,
+    /// How long finished reports (and their files) are kept.
+    pub report_retention: Duration,
+    /// How long finished webhook deliveries (and their attempts) are kept.
+    pub delivery_retention: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -84,6 +88,8 @@ impl Default for WorkerConfig {
             job_history: Duration::from_secs(7 * 24 * 3600),
             cleanup_interval: Duration::from_secs(600),
             webhook_disable_after: muster_jobs::webhooks::DEFAULT_DISABLE_AFTER,
+            report_retention: Duration::from_secs(30 * 24 * 3600),
+            delivery_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

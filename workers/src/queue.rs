@@ -345,6 +345,21 @@ async fn housekeeping(rt: Shared) {
                 }
                 Err(e) => tracing::warn!(error = %e, "job cleanup failed; will retry"),
             }
+            // Retention of what the jobs leave behind.
+            match rt.reports.purge_finished(rt.config.report_retention).await {
+                Ok(n) => metrics::counter!("muster_retention_purged_total", "what" => "reports")
+                    .increment(n),
+                Err(e) => tracing::warn!(error = %e, "report retention failed; will retry"),
+            }
+            match rt
+                .webhooks
+                .purge_finished(rt.config.delivery_retention)
+                .await
+            {
+                Ok(n) => metrics::counter!("muster_retention_purged_total", "what" => "deliveries")
+                    .increment(n),
+                Err(e) => tracing::warn!(error = %e, "delivery retention failed; will retry"),
+            }
         }
         match rt.queue.depths().await {
             Ok(depths) => {

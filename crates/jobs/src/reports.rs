@@ -202,6 +202,41 @@ impl Reports {
         row.map(|row| report_of!(row)).transpose()
     }
 
+    /// The tenant's reports after `after`, newest first.
+    pub async fn list(
+        &self,
+        tenant: &TenantId,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Report>, JobsError> {
+        let rows = sqlx::query!(
+            r#"select report_id, kind, format, range_from, range_to, resource_kind, status,
+                      rows_written, rows_total, bytes, error, created_at, started_at, finished_at
+                 from reports where tenant_id = $1 and ($2::uuid is null or report_id < $2)
+                order by report_id desc limit $3"#,
+            tenant.as_str(),
+            before,
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|row| report_of!(row)).collect()
+    }
+
+    /// Forgets finished reports (done or failed) older than `keep`, their
+    /// files with them; answers how many.
+    pub async fn purge_finished(&self, keep: std::time::Duration) -> Result<u64, JobsError> {
+        let done = sqlx::query!(
+            r#"delete from reports
+                where status in ('done', 'failed')
+                  and finished_at < now() - make_interval(secs => $1)"#,
+            keep.as_secs_f64(),
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Chunk `seq` of report `id`'s file (`None` past the last).
     pub async fn chunk(
         &self,

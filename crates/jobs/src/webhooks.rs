@@ -283,6 +283,20 @@ impl Webhooks {
         }))
     }
 
+    /// Forgets finished deliveries (delivered or dead) older than `keep`,
+    /// their attempt logs with them; answers how many.
+    pub async fn purge_finished(&self, keep: std::time::Duration) -> Result<u64, JobsError> {
+        let done = sqlx::query!(
+            r#"delete from webhook_deliveries
+                where status in ('delivered', 'dead')
+                  and coalesce(delivered_at, created_at) < now() - make_interval(secs => $1)"#,
+            keep.as_secs_f64(),
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Enables a disabled subscription again (its failure clock starts
     /// over). `false`: no such subscription.
     pub async fn enable(&self, tenant: &TenantId, id: Uuid) -> Result<bool, JobsError> {

@@ -350,6 +350,12 @@ pub struct JobArgs {
     /// (ISO 8601, `P5D`; a 410 Gone disables it at once).
     #[arg(long, env = "MUSTER_WEBHOOK_DISABLE_AFTER", default_value = "P5D")]
     pub webhook_disable_after: muster_domain::duration::IsoDuration,
+    /// How long finished reports and their files are kept (ISO 8601).
+    #[arg(long, env = "MUSTER_REPORT_RETENTION", default_value = "P30D")]
+    pub report_retention: muster_domain::duration::IsoDuration,
+    /// How long finished webhook deliveries and their attempts are kept.
+    #[arg(long, env = "MUSTER_DELIVERY_RETENTION", default_value = "P30D")]
+    pub delivery_retention: muster_domain::duration::IsoDuration,
 }
 
 impl JobArgs {
@@ -383,9 +389,9 @@ impl JobArgs {
             smtp_url: self.smtp_url.clone(),
             smtp_from: self.smtp_from.clone(),
             job_history: Duration::from_secs(self.job_history_hours * 3600),
-            webhook_disable_after: Duration::from_secs(
-                u64::try_from(self.webhook_disable_after.seconds()).unwrap_or(0),
-            ),
+            webhook_disable_after: seconds(self.webhook_disable_after),
+            report_retention: seconds(self.report_retention),
+            delivery_retention: seconds(self.delivery_retention),
             ..WorkerConfig::default()
         }
     }
@@ -408,6 +414,11 @@ impl HttpArgs {
             cors_origins: self.cors_origins.clone(),
         }
     }
+}
+
+/// An ISO 8601 duration as a `Duration`.
+fn seconds(d: muster_domain::duration::IsoDuration) -> Duration {
+    Duration::from_secs(u64::try_from(d.seconds()).unwrap_or(0))
 }
 
 /// An origin as browsers send it: `scheme://host[:port]`, nothing more.

@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Utc};
 use muster_domain::TenantId;
 use muster_jobs::reports::{Report, ReportFormat, ReportKind, ReportRequest, ReportStatus};
-use serde::Deserialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Auth, READERS};
-use crate::extract::{PathIds, QueryBody};
+use crate::extract::{PathIds, QueryBody, QueryParams};
 use crate::read::invalid;
 use crate::{ApiError, AppState};
 
@@ -25,7 +25,7 @@ const MAX_DAYS: i64 = 366;
 /// The report routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(request_report))
+        .routes(routes!(request_report, list_reports))
         .routes(routes!(get_report))
         .routes(routes!(download_report))
 }
@@ -105,6 +105,45 @@ async fn find_report(
         .await?
         .ok_or_else(|| ApiError::NotFound("report".into()))?;
     Ok((id, report))
+}
+
+/// Paging of the report list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReportListQuery {
+    /// At most this many (1 to 200, default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of reports.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportPage {
+    /// Reports, newest first.
+    items: Vec<Report>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// The tenant's reports, newest first (finished ones are kept for
+/// `MUSTER_REPORT_RETENTION`, 30 days by default).
+#[utoipa::path(get, path = "/v1/reports", tag = "reports", params(ReportListQuery),
+    responses((status = 200, description = "A page of reports", body = ReportPage)))]
+async fn list_reports(
+    State(state): State<AppState>,
+    auth: Auth,
+    QueryParams(q): QueryParams<ReportListQuery>,
+) -> Result<Json<ReportPage>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let limit = crate::read::limit(q.limit, 50, 200)?;
+    let before = crate::read::id_cursor(q.cursor.as_deref())?;
+    let items = state.reports.list(&principal.tenant, before, limit).await?;
+    let next_cursor = crate::read::next_cursor(&items, limit, |r| r.id.to_string());
+    Ok(Json(ReportPage { items, next_cursor }))
 }
 
 /// A report's status and progress.
