@@ -25,6 +25,25 @@ const TAIL_PAGE: i64 = 2_000;
 /// Re-read this often even without a wake-up (a missed notification).
 const POLL: Duration = Duration::from_secs(1);
 
+/// An event as the live stream sends it: the event, and its SSE `data`
+/// (the feed's JSON), serialized once for every subscriber that gets it.
+#[derive(Debug)]
+pub struct LiveEvent {
+    /// The event.
+    pub event: RecordedEvent,
+    /// Its `data` line: the feed's event JSON.
+    pub data: String,
+}
+
+impl LiveEvent {
+    /// Serializes `event` for the stream.
+    pub fn new(event: RecordedEvent) -> Self {
+        let data = serde_json::to_string(&crate::routes::events::FeedEvent::from(event.clone()))
+            .unwrap_or_default();
+        Self { event, data }
+    }
+}
+
 /// The process's tail of the event store.
 #[derive(Clone)]
 pub struct LiveTail {
@@ -36,7 +55,7 @@ pub struct LiveTail {
 struct Retained {
     /// Events after `covered_after` up to `horizon`, in position order,
     /// every tenant's.
-    events: VecDeque<Arc<RecordedEvent>>,
+    events: VecDeque<Arc<LiveEvent>>,
     /// Every event after this position (up to `horizon`) is in `events`.
     covered_after: i64,
     /// Everything at or below it has been read (the safe position the last
@@ -48,7 +67,7 @@ struct Retained {
 pub enum Served {
     /// The matching events after the position (possibly none), and the
     /// position to go on from.
-    Events(Vec<Arc<RecordedEvent>>, i64),
+    Events(Vec<Arc<LiveEvent>>, i64),
     /// The position is older than what the tail retains: catch up from the
     /// store first.
     TooOld,
@@ -81,16 +100,18 @@ impl LiveTail {
         if after < retained.covered_after {
             return Served::TooOld;
         }
-        let start = retained.events.partition_point(|e| e.position <= after);
+        let start = retained
+            .events
+            .partition_point(|e| e.event.position <= after);
         let mut matching = Vec::new();
         let mut next = retained.horizon.max(after);
-        for event in retained.events.range(start..) {
-            if event.tenant.as_str() != tenant || !filter.passes(event) {
+        for live in retained.events.range(start..) {
+            if live.event.tenant.as_str() != tenant || !filter.passes(&live.event) {
                 continue;
             }
-            matching.push(event.clone());
+            matching.push(live.clone());
             if matching.len() == limit {
-                next = event.position;
+                next = live.event.position;
                 break;
             }
         }
@@ -134,13 +155,17 @@ async fn follow(
                     Some(last) if full => last.position,
                     _ => page.horizon.max(after),
                 };
-                let mut retained = inner.write().unwrap_or_else(|e| e.into_inner());
-                retained
+                // Serialized once here, outside the lock, for every stream.
+                let serialized: Vec<Arc<LiveEvent>> = page
                     .events
-                    .extend(page.events.into_iter().map(Arc::new));
+                    .into_iter()
+                    .map(|e| Arc::new(LiveEvent::new(e)))
+                    .collect();
+                let mut retained = inner.write().unwrap_or_else(|e| e.into_inner());
+                retained.events.extend(serialized);
                 while retained.events.len() > RETAINED {
                     if let Some(dropped) = retained.events.pop_front() {
-                        retained.covered_after = dropped.position;
+                        retained.covered_after = dropped.event.position;
                     }
                 }
                 retained.horizon = reached;

@@ -79,6 +79,10 @@ struct CommandsArgs {
     /// clients do.
     #[arg(long)]
     idempotency_keys: bool,
+    /// Hold this many live streams (`/v1/subscribe`) open while the
+    /// commands run (the server's per-key cap must allow them).
+    #[arg(long, default_value_t = 0)]
+    subscribers: usize,
 }
 
 #[tokio::main]
@@ -182,6 +186,7 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
     };
 
     let target = Arc::new(target);
+    let streams = open_streams(&target, args.subscribers).await?;
     if args.warmup > 0 {
         eprintln!("warm-up {} s", args.warmup);
         closed_loop(
@@ -226,6 +231,18 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
         measured.ms(0.99),
         measured.latency.max() as f64 / 1000.0
     );
+    if !streams.is_empty() {
+        let received: Vec<u64> = streams
+            .iter()
+            .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        println!(
+            "streams:  {} open while the commands ran; events received per stream: min {}, max {}",
+            received.len(),
+            received.iter().min().unwrap_or(&0),
+            received.iter().max().unwrap_or(&0)
+        );
+    }
     match baseline {
         Some(Baseline::Rate(rate)) => {
             println!(
@@ -322,6 +339,43 @@ impl Target {
         let status = request.send().await.ok().map(|r| r.status().as_u16());
         (status, started.elapsed())
     }
+}
+
+/// Opens `n` live streams that read (and count) events until the process
+/// ends; fails when one is refused.
+async fn open_streams(
+    target: &Arc<Target>,
+    n: usize,
+) -> anyhow::Result<Vec<Arc<std::sync::atomic::AtomicU64>>> {
+    if n > 0 {
+        eprintln!("opening {n} live streams");
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(n)
+        .build()?;
+    let mut counters = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut response = client
+            .get(format!("{}/v1/subscribe?stream_types=booking", target.url))
+            .bearer_auth(&target.key)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "a live stream was refused: {} (raise MUSTER_MAX_STREAMS_PER_KEY)",
+            response.status()
+        );
+        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = counter.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(chunk)) = response.chunk().await {
+                let events = chunk.windows(3).filter(|w| w == b"id:").count() as u64;
+                seen.fetch_add(events, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        counters.push(counter);
+    }
+    Ok(counters)
 }
 
 async fn closed_loop(

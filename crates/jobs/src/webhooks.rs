@@ -94,6 +94,9 @@ pub struct Replay {
     pub replay_id: Uuid,
     /// How many deliveries it queued.
     pub deliveries: usize,
+    /// More matching events followed the last one sent: replay again
+    /// from the last delivered event's time to send the rest.
+    pub truncated: bool,
 }
 
 /// Most events one replay re-sends.
@@ -232,21 +235,41 @@ impl Webhooks {
         };
         // Below the safe position, as every reader of the feed: an event
         // still committing is the reactor's, not the replay's.
+        // The subscription's filters in SQL, so that the limit counts only
+        // matching events: exact types, `prefix.*` as LIKE patterns
+        // (prefixes are lower-case letters, `_` and dots; `_` escaped),
+        // `*` as everything.
+        let every = filters.iter().any(|f| f == "*");
+        let exact: Vec<&str> = filters
+            .iter()
+            .filter(|f| !f.ends_with(".*"))
+            .map(String::as_str)
+            .collect();
+        let prefixes: Vec<String> = filters
+            .iter()
+            .filter_map(|f| f.strip_suffix(".*"))
+            .map(|p| format!("{}.%", p.replace('_', "\\_")))
+            .collect();
         let events = sqlx::query!(
-            r#"select position, event_type from events
-                where tenant_id = $1 and recorded_at >= $2
-                  and position <= muster_safe_position()
-                order by position limit $3"#,
+            r#"with head as (select muster_safe_position() as position)
+               select e.position, e.event_type from events e, head
+                where e.tenant_id = $1 and e.recorded_at >= $2 and e.position <= head.position
+                  and ($4 or e.event_type = any($5) or e.event_type like any($6))
+                order by e.position limit $3"#,
             tenant.as_str(),
             since,
-            MAX_REPLAY,
+            MAX_REPLAY + 1,
+            every,
+            &exact as &[&str],
+            &prefixes,
         )
         .fetch_all(&mut *tx)
         .await?;
+        let truncated = events.len() as i64 > MAX_REPLAY;
         let replay_id = Uuid::now_v7();
         let wanted: Vec<(i64, String)> = events
             .into_iter()
-            .filter(|e| muster_domain::notification::wants(&filters, &e.event_type))
+            .take(MAX_REPLAY as usize)
             .map(|e| (e.position, e.event_type))
             .collect();
         let ids: Vec<Uuid> = wanted.iter().map(|_| Uuid::now_v7()).collect();
@@ -280,6 +303,7 @@ impl Webhooks {
         Ok(Some(Replay {
             replay_id,
             deliveries: jobs.len(),
+            truncated,
         }))
     }
 
@@ -324,6 +348,20 @@ impl Webhooks {
     ) -> Result<Option<String>, JobsError> {
         let succeeded = attempt.status == DeliveryStatus::Delivered;
         let gone = attempt.status_code == Some(410);
+        // Whether it was disabled before this attempt (locked: one attempt
+        // at a time decides a disable).
+        let already = sqlx::query_scalar!(
+            r#"select w.disabled_at is not null as "disabled!"
+                 from webhooks w
+                 join webhook_deliveries d on w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
+                where d.tenant_id = $1 and d.delivery_id = $2
+                  for update of w"#,
+            tenant.as_str(),
+            id,
+        )
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or(false);
         let disabled = sqlx::query_scalar!(
             r#"update webhooks w
                   set failing_since = case when $3 then null else coalesce(w.failing_since, now()) end,
@@ -352,7 +390,7 @@ impl Webhooks {
         .fetch_optional(&mut *conn)
         .await?
         .flatten();
-        Ok(disabled.filter(|_| !succeeded))
+        Ok(disabled.filter(|_| !succeeded && !already))
     }
 
     /// The active subscriptions of `tenants`, on the reactor's connection
@@ -501,6 +539,18 @@ impl Webhooks {
         .execute(&mut *tx)
         .await?;
         let disabled = self.note_health(&mut tx, tenant, id, attempt).await?;
+        if disabled.is_some() {
+            // Its endpoint is disabled now: no attempt follows, so the
+            // delivery is a dead letter, not pending.
+            sqlx::query!(
+                r#"update webhook_deliveries set status = 'dead'
+                    where tenant_id = $1 and delivery_id = $2 and status = 'pending'"#,
+                tenant.as_str(),
+                id,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         if let Some(reason) = &disabled {
             tracing::warn!(tenant = %tenant, delivery = %id, reason, "webhook endpoint disabled");

@@ -1,10 +1,11 @@
 //! Whether the database answers, known before a request needs it.
 //!
 //! A probe on a connection of its own (not the pool's: a busy pool is not a
-//! down database) asks `select 1` every [`PROBE_EVERY`]. While the last probe
-//! failed, requests that need the database are answered 503 at once instead
-//! of each waiting out the pool's acquire timeout, and `/readyz` says not
-//! ready; the first probe that succeeds again lets them through. Nothing is
+//! down database) pings every [`PROBE_EVERY`]. After [`FAILURES_TO_DOWN`]
+//! failed probes in a row, requests that need the database are answered 503
+//! at once instead of each waiting out the pool's acquire timeout, and
+//! `/readyz` says not ready; the first probe that succeeds again lets them
+//! through. Nothing is
 //! lost meanwhile: what was not acknowledged was not committed.
 
 use std::sync::Arc;
@@ -15,8 +16,11 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 /// How often the probe asks.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
-/// How long one probe may take before the database counts as down.
+/// How long one probe may take before it counts as failed.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Failed probes in a row before the database counts as down: one slow
+/// ping under load must not turn every request away.
+const FAILURES_TO_DOWN: u32 = 3;
 
 /// The database's health as the probe saw it last.
 #[derive(Clone, Default)]
@@ -43,6 +47,7 @@ impl DbHealth {
 async fn probe(pool: PgPool, down: Arc<AtomicBool>) {
     let options = pool.connect_options().as_ref().clone();
     let mut connection: Option<PgConnection> = None;
+    let mut failures = 0u32;
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !pool.is_closed() {
@@ -57,11 +62,15 @@ async fn probe(pool: PgPool, down: Arc<AtomicBool>) {
             }
         })
         .await;
-        let healthy = matches!(answered, Ok(Ok(())));
-        if !healthy {
+        let answered = matches!(answered, Ok(Ok(())));
+        if answered {
+            failures = 0;
+        } else {
+            failures += 1;
             // Reconnect from scratch next time: the old session is gone.
             connection = None;
         }
+        let healthy = failures < FAILURES_TO_DOWN;
         let was_down = down.swap(!healthy, Ordering::Relaxed);
         if was_down == healthy {
             if healthy {

@@ -16,16 +16,15 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use muster_store::{EventFilter, RecordedEvent};
+use muster_store::EventFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::events::FeedEvent;
 use crate::auth::{Auth, READERS};
 use crate::extract::QueryParams;
-use crate::live::{CapReached, Served, StreamSlot};
+use crate::live::{CapReached, LiveEvent, Served, StreamSlot};
 use crate::read::invalid;
 use crate::{ApiError, AppState};
 
@@ -117,11 +116,11 @@ fn list(raw: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-fn sse_event(event: &RecordedEvent) -> Event {
-    let id = event.position.to_string();
-    let kind = event.event_type.clone();
-    let data = serde_json::to_string(&FeedEvent::from(event.clone())).unwrap_or_default();
-    Event::default().id(id).event(kind).data(data)
+fn sse_event(live: &LiveEvent) -> Event {
+    Event::default()
+        .id(live.event.position.to_string())
+        .event(&live.event.event_type)
+        .data(&live.data)
 }
 
 /// One subscriber's position in the tenant's events.
@@ -130,7 +129,7 @@ struct Cursor {
     tenant: TenantId,
     filter: EventFilter,
     after: i64,
-    buffer: VecDeque<Arc<RecordedEvent>>,
+    buffer: VecDeque<Arc<LiveEvent>>,
     _slot: StreamSlot,
 }
 
@@ -140,7 +139,7 @@ impl Cursor {
     ///
     /// Served from the process's shared tail; only a position older than
     /// what the tail retains reads the store, until it has caught up.
-    async fn next(&mut self) -> Option<Arc<RecordedEvent>> {
+    async fn next(&mut self) -> Option<Arc<LiveEvent>> {
         let mut changes = self.state.tail.changes();
         loop {
             if let Some(event) = self.buffer.pop_front() {
@@ -170,6 +169,15 @@ impl Cursor {
                     if !self.catch_up().await {
                         return None;
                     }
+                    if self.buffer.is_empty() {
+                        // Caught up while the tail has not started (or
+                        // retains less): wait rather than read again at once.
+                        tokio::select! {
+                            _ = changes.changed() => {}
+                            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                            () = self.state.shutdown.cancelled() => return None,
+                        }
+                    }
                 }
             }
         }
@@ -197,7 +205,8 @@ impl Cursor {
             Some(last) if page.events.len() as i64 == PAGE => last.position,
             _ => page.horizon.max(self.after),
         };
-        self.buffer.extend(page.events.into_iter().map(Arc::new));
+        self.buffer
+            .extend(page.events.into_iter().map(|e| Arc::new(LiveEvent::new(e))));
         true
     }
 }
