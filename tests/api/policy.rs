@@ -330,3 +330,40 @@ async fn the_free_search_honours_seats_buffers_and_working_hours() {
         .await;
     assert_eq!(ids(&found), vec![small.clone(), big.clone()]);
 }
+
+#[tokio::test]
+async fn longer_buffers_are_refused_while_existing_bookings_would_not_fit() {
+    let app = spawn_app().await;
+    let room = register(&app, json!({"name": "R", "kind": "room"})).await;
+    app.book(&room, "2030-06-03T09:00:00Z", "2030-06-03T10:00:00Z")
+        .await;
+    app.book(&room, "2030-06-03T10:00:00Z", "2030-06-03T11:00:00Z")
+        .await;
+    let patch = |policy: Value| {
+        let app = &app;
+        let room = room.clone();
+        async move {
+            app.send(
+                Method::PATCH,
+                &format!("/v1/resources/{room}"),
+                Some(&app.planner),
+                Some(&json!({"policy": policy})),
+                &[],
+            )
+            .await
+        }
+    };
+    // Back to back: any clean-up time would make them overlap.
+    let refused = patch(json!({"buffer_after": "PT15M"})).await;
+    assert_problem(&refused, 409, "capacity-in-use");
+    let fine = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/resources/{room}"),
+            Some(&app.planner),
+            Some(&json!({"capacity": 2, "policy": {"buffer_after": "PT15M"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(fine.status, StatusCode::OK, "{:?}", fine.body);
+}

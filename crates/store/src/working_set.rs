@@ -12,17 +12,18 @@ use crate::StoreError;
 use crate::ledger::Wanted;
 use crate::rules::RuleColumns;
 
-/// Locks the resource, refuses a capacity decrease that current and
-/// future reservations would exceed (counting their buffers as the new
-/// rule does), and stores the new rule.
+/// Locks the resource, refuses a capacity decrease or a buffer increase
+/// that current and future reservations would not fit (counting their
+/// buffers as the new rule does: 409 `capacity-in-use`), and stores the
+/// new rule.
 pub(crate) async fn change_rules(
     conn: &mut PgConnection,
     tenant: &str,
     resource_id: Uuid,
     rules: &ResourceRules,
 ) -> Result<(), StoreError> {
-    let current = sqlx::query_scalar!(
-        r#"select capacity from reservable_resources
+    let current = sqlx::query!(
+        r#"select capacity, buffer_before_secs, buffer_after_secs from reservable_resources
             where tenant_id = $1 and resource_id = $2
               for no key update"#,
         tenant,
@@ -30,7 +31,13 @@ pub(crate) async fn change_rules(
     )
     .fetch_one(&mut *conn)
     .await?;
-    if rules.capacity < current as u32 {
+    let columns = RuleColumns::of(rules);
+    // Less capacity, or longer buffers (existing reservations then occupy
+    // more), must still fit what is held from now on.
+    let tighter = rules.capacity < current.capacity as u32
+        || columns.buffer_before_secs > current.buffer_before_secs
+        || columns.buffer_after_secs > current.buffer_after_secs;
+    if tighter {
         let held = sqlx::query!(
             r#"select starts_at, ends_at from reservations
                 where tenant_id = $1 and resource_id = $2 and ends_at > now()
