@@ -127,10 +127,15 @@ async fn serve_feed(
         .resource(&feed.tenant, feed.resource_id)
         .await?
         .ok_or_else(not_found)?;
-    let now = Utc::now();
+    // Whole days, so that the feed (and its ETag) changes only when the
+    // schedule does or a day passes, not with every request.
+    let today = Utc::now()
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
     let window = TimeRange {
-        starts_at: now - BACK,
-        ends_at: now + AHEAD,
+        starts_at: today - BACK,
+        ends_at: today + AHEAD + Duration::days(1),
     };
     let entries: Vec<FeedEntry> = state
         .reads
