@@ -8,6 +8,7 @@
 //! with the same client count and duration on the same database.
 
 mod jobs;
+mod mixed;
 mod reads;
 
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ enum Scenario {
     /// The async side: webhooks, reports.
     #[command(flatten)]
     Jobs(jobs::JobScenario),
+    /// 80 % queries and 20 % commands from 200 clients, over one or more
+    /// API processes.
+    Mixed(mixed::MixedArgs),
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Commands(args) => commands(args).await,
         Scenario::Reads(scenario) => reads::run(scenario).await,
         Scenario::Jobs(scenario) => jobs::run(scenario).await,
+        Scenario::Mixed(args) => mixed::run(args).await,
     }
 }
 
