@@ -71,17 +71,37 @@ impl From<StoreError> for ReadError {
 #[derive(Clone)]
 pub struct ReadModels {
     store: Store,
+    /// Where the read models are queried: the primary's pool, or a hot
+    /// standby's (`READ_DATABASE_URL`).
+    reads: sqlx::PgPool,
     signals: ReadSignals,
 }
 
 impl ReadModels {
     /// Reads over `store`'s pool; `signals` tells how far the projections are.
     pub fn new(store: Store, signals: ReadSignals) -> Self {
-        Self { store, signals }
+        Self {
+            reads: store.pool().clone(),
+            store,
+            signals,
+        }
+    }
+
+    /// Queries the read models on a hot standby instead (`replica`), while
+    /// `signals` (from [`ReadSignals::start_on_replica`]) tells how far the
+    /// standby's copy of the projections has got, so that read-your-writes
+    /// still holds. The event store's positions are still asked of the
+    /// primary: only it knows what has been handed out.
+    pub fn on_replica(self, replica: sqlx::PgPool, signals: ReadSignals) -> Self {
+        Self {
+            reads: replica,
+            signals,
+            ..self
+        }
     }
 
     fn pool(&self) -> &sqlx::PgPool {
-        self.store.pool()
+        &self.reads
     }
 
     /// Waits until every one of `models` has applied `position`, at most
@@ -122,7 +142,7 @@ impl ReadModels {
         // table, absent from the database the offline data is prepared on.
         let applied: Option<i64> =
             sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
-                .fetch_one(self.pool())
+                .fetch_one(self.store.pool())
                 .await?;
         Ok(applied.is_some_and(|v| v >= latest))
     }
@@ -130,7 +150,7 @@ impl ReadModels {
     /// Every projection's position, lag and state.
     pub async fn projections(&self) -> Result<Vec<ProjectionStatus>, ReadError> {
         let head = self.store.safe_position().await?;
-        Ok(query::status::all(self.pool(), head).await?)
+        Ok(query::status::all(self.store.pool(), head).await?)
     }
 
     /// One page of the tenant's resources in id order, after `after`.

@@ -44,6 +44,7 @@ pub fn api_config() -> ApiConfig {
         allow_private_webhooks: true,
         max_streams_per_key: 100,
         max_streams: 2_000,
+        live_buffer: 65_536,
         cors_origins: vec![reqwest::header::HeaderValue::from_static(
             "https://planner.example.com",
         )],
@@ -96,7 +97,12 @@ pub async fn spawn_app_with_workers(workers: WorkerConfig) -> TestApp {
 
 /// The API without projections in the process (they run elsewhere).
 pub async fn spawn_api_only() -> TestApp {
-    spawn(api_config(), false, None).await
+    spawn_api_only_with(api_config()).await
+}
+
+/// The API alone, with `config`.
+pub async fn spawn_api_only_with(config: ApiConfig) -> TestApp {
+    spawn(config, false, None).await
 }
 
 async fn spawn(

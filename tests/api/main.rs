@@ -3,6 +3,7 @@
 
 mod auth;
 mod bookings;
+mod cluster;
 mod dashboard;
 mod deployments;
 mod events;
@@ -21,6 +22,7 @@ mod process;
 mod projector;
 mod reads;
 mod receiver;
+mod replica;
 mod reports;
 mod resources;
 mod schema;

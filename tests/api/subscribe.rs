@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, api_config, spawn_api_only_with, spawn_app};
 
 /// An open SSE connection and the events parsed from it so far.
 struct Subscription {
@@ -51,8 +51,12 @@ impl Subscription {
         let mut events = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while events.len() < n {
-            while let Some(end) = self.pending.find("\n\n") {
-                let block: String = self.pending.drain(..end + 2).collect();
+            // Parsed in place and drained once: a chunk holds hundreds of
+            // frames.
+            let mut consumed = 0;
+            while let Some(end) = self.pending[consumed..].find("\n\n") {
+                let block = &self.pending[consumed..consumed + end];
+                consumed += end + 2;
                 let mut id = None;
                 let mut kind = String::new();
                 for line in block.lines() {
@@ -66,14 +70,21 @@ impl Subscription {
                     events.push((id, kind));
                 }
             }
+            self.pending.drain(..consumed);
             if events.len() >= n {
                 break;
             }
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
                 .await
-                .expect("events arrive within 10 s")
+                .unwrap_or_else(|_| panic!("{n} events within 10 s; got {}", events.len()))
                 .unwrap()
-                .expect("the stream stays open");
+                .unwrap_or_else(|| {
+                    panic!(
+                        "the stream ended after {} events, the last {:?}",
+                        events.len(),
+                        events.last()
+                    )
+                });
             self.pending.push_str(&String::from_utf8_lossy(&chunk));
         }
         events
@@ -323,4 +334,127 @@ async fn streams_are_capped_per_key_and_per_process() {
         .await
         .unwrap();
     assert_eq!(fourth.status(), 503);
+}
+
+/// `n` events of about 700 bytes each for tenant `acme`, appended in one
+/// transaction; their positions in order.
+async fn append_filler(app: &TestApp, n: i64) -> Vec<i64> {
+    let mut positions: Vec<i64> = sqlx::query_scalar(
+        "insert into events (tenant_id, stream_id, stream_version, stream_type, event_type,
+                             schema_version, payload, metadata)
+         select 'acme', gen_random_uuid(), 1, 'probe', 'probe.filled', 1,
+                jsonb_build_object('n', n, 'pad', repeat('x', 600)), '{}'::jsonb
+           from generate_series(1, $1) n
+         returning position",
+    )
+    .bind(n)
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    positions.sort_unstable();
+    positions
+}
+
+/// The (id, event type) of every frame in raw SSE text.
+fn frames(raw: &str) -> Vec<(i64, String)> {
+    raw.split("\n\n")
+        .filter_map(|block| {
+            let mut id = None;
+            let mut kind = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    kind = v.trim().to_owned();
+                }
+            }
+            Some((id?, kind))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_stream_is_cut_off_resumably_while_the_others_go_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut config = api_config();
+    config.live_buffer = 10_000;
+    let app = spawn_api_only_with(config).await;
+
+    // The slow subscriber: a tiny receive window, and it reads nothing
+    // while the events arrive. HTTP/1.0, so the body is the raw stream.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = app.address.trim_start_matches("http://").parse().unwrap();
+    let mut slow = socket.connect(address).await.unwrap();
+    slow.write_all(
+        format!(
+            "GET /v1/subscribe HTTP/1.0\r\nHost: muster\r\nAuthorization: Bearer {}\r\n\r\n",
+            app.analyst
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = vec![0u8; 256];
+    let read = slow.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..read]).contains(" 200 "));
+    let mut fast = Subscription::open(&app, "", None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // ~21 MB of events, three times the tail's memory and far more than
+    // the slow one's socket buffers hold. The fast one reads along and gets
+    // every event: the slow one holds nobody back.
+    let mut positions = Vec::new();
+    for _ in 0..30 {
+        let batch = append_filler(&app, 1_000).await;
+        let got: Vec<i64> = fast
+            .take(batch.len())
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(got, batch);
+        positions.extend(batch);
+    }
+
+    // The slow one, reading at last, finds itself cut off, with the
+    // position to resume after as the last frame's id.
+    let mut raw = head[..read].to_vec();
+    tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut raw))
+        .await
+        .expect("the cut-off stream ends")
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+    let mut received = frames(body);
+    let (resume_after, kind) = received.pop().expect("frames before the end");
+    assert_eq!(kind, "muster.cut-off", "the last frame says it was cut off");
+    let sent: Vec<i64> = received.iter().map(|(id, _)| *id).collect();
+    let kept = positions.partition_point(|p| *p <= resume_after);
+    assert!(kept < positions.len(), "cut off before the end");
+    assert_eq!(
+        sent,
+        positions[..kept],
+        "everything up to the resume position, in order"
+    );
+
+    // Resuming there brings the rest: no gap, no duplicate.
+    let mut resumed = Subscription::open(&app, "", Some(resume_after)).await;
+    let rest: Vec<i64> = resumed
+        .take(positions.len() - kept)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(rest, positions[kept..]);
+
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(counter(&metrics, "muster_subscriber_cutoffs_total") >= 1.0);
 }

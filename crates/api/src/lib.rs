@@ -59,6 +59,9 @@ pub struct ApiConfig {
     pub max_streams_per_key: usize,
     /// Live streams this process serves at once.
     pub max_streams: usize,
+    /// Events the process's live tail keeps in memory; a live stream that
+    /// falls further behind is cut off (with a resumable position).
+    pub live_buffer: usize,
     /// Origins whose browser pages may call the API (CORS); empty: none
     /// (same-origin only, as the dashboard is).
     pub cors_origins: Vec<HeaderValue>,
@@ -145,7 +148,12 @@ impl AppState {
     ) -> Self {
         Self {
             reads: ReadModels::new(store.clone(), signals.clone()),
-            tail: live::LiveTail::spawn(store.clone(), signals.events(), shutdown.clone()),
+            tail: live::LiveTail::spawn(
+                store.clone(),
+                config.live_buffer,
+                signals.events(),
+                shutdown.clone(),
+            ),
             health: muster_store::health::DbHealth::spawn(store.pool()),
             streams: Arc::new(live::StreamCaps::new(
                 config.max_streams_per_key,

@@ -13,34 +13,45 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use muster_store::{EventFilter, RecordedEvent, Store};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Events kept in memory: about a minute of 1,000 events/s.
-const RETAINED: usize = 65_536;
+/// Events kept in memory by default: about a minute of 1,000 events/s.
+pub const DEFAULT_RETAINED: usize = 65_536;
 /// Events read per tail query.
 const TAIL_PAGE: i64 = 2_000;
 /// Re-read this often even without a wake-up (a missed notification).
 const POLL: Duration = Duration::from_secs(1);
 
-/// An event as the live stream sends it: the event, and its SSE `data`
-/// (the feed's JSON), serialized once for every subscriber that gets it.
+/// An event as the live stream sends it: the event, and its whole SSE
+/// frame (`id`, `event`, and the feed's JSON as `data`), built once for
+/// every subscriber that gets it.
 #[derive(Debug)]
 pub struct LiveEvent {
     /// The event.
     pub event: RecordedEvent,
-    /// Its `data` line: the feed's event JSON.
-    pub data: String,
+    /// Its SSE frame, ready to write.
+    pub frame: Bytes,
 }
 
 impl LiveEvent {
-    /// Serializes `event` for the stream.
+    /// Frames `event` for the stream.
     pub fn new(event: RecordedEvent) -> Self {
+        // Compact JSON has no line breaks, and event types have none
+        // either, so each field is one line of the frame.
         let data = serde_json::to_string(&crate::routes::events::FeedEvent::from(event.clone()))
             .unwrap_or_default();
-        Self { event, data }
+        let frame = format!(
+            "id: {}\nevent: {}\ndata: {data}\n\n",
+            event.position, event.event_type
+        );
+        Self {
+            event,
+            frame: Bytes::from(frame),
+        }
     }
 }
 
@@ -69,7 +80,7 @@ pub enum Served {
     /// position to go on from.
     Events(Vec<Arc<LiveEvent>>, i64),
     /// The position is older than what the tail retains: catch up from the
-    /// store first.
+    /// store first (or, for a subscriber that was live, it fell behind).
     TooOld,
 }
 
@@ -78,14 +89,27 @@ impl LiveTail {
     /// first read succeeds (until then every subscriber reads the store).
     /// `wakeups` changes whenever events were appended (the LISTEN signal);
     /// the tail stops with `shutdown`.
-    pub fn spawn(store: Store, wakeups: watch::Receiver<u64>, shutdown: CancellationToken) -> Self {
+    /// It keeps the newest `retained` events in memory.
+    pub fn spawn(
+        store: Store,
+        retained: usize,
+        wakeups: watch::Receiver<u64>,
+        shutdown: CancellationToken,
+    ) -> Self {
         let inner = Arc::new(RwLock::new(Retained {
             events: VecDeque::new(),
             covered_after: i64::MAX,
             horizon: 0,
         }));
         let (tx, horizon) = watch::channel(0);
-        tokio::spawn(follow(store, inner.clone(), tx, wakeups, shutdown));
+        tokio::spawn(follow(
+            store,
+            retained,
+            inner.clone(),
+            tx,
+            wakeups,
+            shutdown,
+        ));
         Self { inner, horizon }
     }
 
@@ -123,6 +147,7 @@ impl LiveTail {
 /// wake-up (and at least once per [`POLL`]).
 async fn follow(
     store: Store,
+    keep: usize,
     inner: Arc<RwLock<Retained>>,
     horizon: watch::Sender<i64>,
     mut wakeups: watch::Receiver<u64>,
@@ -163,7 +188,7 @@ async fn follow(
                     .collect();
                 let mut retained = inner.write().unwrap_or_else(|e| e.into_inner());
                 retained.events.extend(serialized);
-                while retained.events.len() > RETAINED {
+                while retained.events.len() > keep {
                     if let Some(dropped) = retained.events.pop_front() {
                         retained.covered_after = dropped.event.position;
                     }

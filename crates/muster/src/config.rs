@@ -187,6 +187,10 @@ pub struct DatabaseArgs {
     /// Postgres to use; unset runs a private cluster under the data directory.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<DatabaseUrl>,
+    /// A hot standby of that database for the query endpoints (`muster api`
+    /// and `serve`); read-your-writes still holds through `consistent_with`.
+    #[arg(long, env = "READ_DATABASE_URL", hide_env_values = true, global = true)]
+    pub read_database_url: Option<DatabaseUrl>,
     /// Directory for the embedded cluster and the admin key.
     #[arg(
         long,
@@ -262,6 +266,11 @@ pub struct HttpArgs {
     #[arg(long, env = "MUSTER_MAX_STREAMS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_streams: u64,
+    /// Newest events kept in memory for the live streams; a stream that
+    /// falls further behind is cut off and resumes with `Last-Event-ID`.
+    #[arg(long, env = "MUSTER_LIVE_BUFFER", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1_000..=10_000_000))]
+    pub live_buffer: u64,
     /// Origins allowed to call the API from a browser (CORS),
     /// comma-separated (`https://planner.example.com`); unset: none.
     #[arg(long, env = "MUSTER_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
@@ -411,6 +420,7 @@ impl HttpArgs {
             allow_private_webhooks: self.jobs.allow_private_webhooks,
             max_streams_per_key: usize::try_from(self.max_streams_per_key).unwrap_or(usize::MAX),
             max_streams: usize::try_from(self.max_streams).unwrap_or(usize::MAX),
+            live_buffer: usize::try_from(self.live_buffer).unwrap_or(usize::MAX),
             cors_origins: self.cors_origins.clone(),
         }
     }

@@ -155,6 +155,9 @@ async fn serve(
         http.jobs.policies(),
     )
     .await?;
+    if let Some(replica) = &cli.database.read_database_url {
+        app = app.with_read_replica(replica.0.clone(), &cli.database.pool());
+    }
     if with_projections {
         app = app.with_projections().with_workers(http.jobs.workers())?;
     }

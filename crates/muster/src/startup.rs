@@ -28,7 +28,7 @@ const WRITE_BATCHERS: usize = 4;
 /// before it serves (tests bind port 0).
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
+    state: AppState,
     store: Store,
     signals: ReadSignals,
     shutdown: CancellationToken,
@@ -69,16 +69,30 @@ impl Application {
         let shutdown = CancellationToken::new();
         let signals = ReadSignals::start(store.pool().clone(), shutdown.clone());
         let state = AppState::new(store.clone(), queue, api, signals.clone(), shutdown.clone());
-        let router = muster_api::router(state);
         Ok(Self {
             listener,
-            router,
+            state,
             store,
             signals,
             shutdown,
             projector: None,
             workers: None,
         })
+    }
+
+    /// Serves the query endpoints from a hot standby (`READ_DATABASE_URL`):
+    /// read-your-writes waits until the standby's read models have the
+    /// position. Commands, the event feed, the live stream and the
+    /// operators' views stay on the primary.
+    pub fn with_read_replica(mut self, replica: PgConnectOptions, pool: &PoolSettings) -> Self {
+        let replica = muster_store::db::connect_lazy(replica, pool);
+        let signals = ReadSignals::start_on_replica(
+            self.store.pool().clone(),
+            replica.clone(),
+            self.shutdown.clone(),
+        );
+        self.state.reads = self.state.reads.on_replica(replica, signals);
+        self
     }
 
     /// Runs the job workers and the notification reactor in this process
@@ -121,9 +135,8 @@ impl Application {
         let token = self.shutdown.clone();
         // With the peer's address, which the rate limit of failed
         // authentications is keyed on.
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let service =
+            muster_api::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;

@@ -4,18 +4,22 @@
 //! below the safe position, so a resumed stream (`Last-Event-ID`) has no gap
 //! and no duplicate. Events come from the process's shared tail
 //! ([`crate::live`]), so a thousand subscribers cost the database what one
-//! does. A subscriber is only served as fast as it consumes, so a slow one
-//! holds back nobody but itself.
+//! does, and each event's frame is built once for all of them. A subscriber
+//! is only served as fast as it consumes, so a slow one holds back nobody
+//! but itself. One that falls so far behind that its position leaves the
+//! tail's memory (`MUSTER_LIVE_BUFFER` events) is cut off, rather than
+//! served from the database, with a `muster.cut-off` event whose `id` is
+//! where to resume (an `EventSource` reconnects there by itself).
 
 use muster_domain::TenantId;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use muster_store::EventFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -35,6 +39,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Events read per store query.
 const PAGE: i64 = 500;
+/// A comment line this often keeps an idle stream open through proxies.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// What to stream.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -62,7 +68,7 @@ async fn subscribe(
     auth: Auth,
     headers: HeaderMap,
     QueryParams(q): QueryParams<SubscribeQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let principal = auth.require(READERS)?;
     let resume = match headers.get("last-event-id") {
         Some(v) => Some(
@@ -98,13 +104,22 @@ async fn subscribe(
         filter,
         after,
         buffer: VecDeque::new(),
+        live: false,
+        cut_off: false,
         _slot: slot,
     };
     let stream = futures_util::stream::unfold(cursor, |mut cursor| async move {
-        let event = cursor.next().await?;
-        Some((Ok(sse_event(&event)), cursor))
+        let chunk = cursor.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), cursor))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 fn list(raw: Option<&str>) -> Vec<String> {
@@ -116,11 +131,17 @@ fn list(raw: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-fn sse_event(live: &LiveEvent) -> Event {
-    Event::default()
-        .id(live.event.position.to_string())
-        .event(&live.event.event_type)
-        .data(&live.data)
+/// The last frame of a stream cut off for falling behind: its `id` is the
+/// position to resume after (everything up to it was sent).
+fn cut_off_frame(resume_after: i64) -> Bytes {
+    Bytes::from(format!(
+        "id: {resume_after}\nevent: muster.cut-off\ndata: {}\n\n",
+        serde_json::json!({
+            "resume_after": resume_after,
+            "reason": "this stream fell too far behind the live events; \
+                       reconnect with Last-Event-ID to resume where it stopped",
+        })
+    ))
 }
 
 /// One subscriber's position in the tenant's events.
@@ -130,22 +151,35 @@ struct Cursor {
     filter: EventFilter,
     after: i64,
     buffer: VecDeque<Arc<LiveEvent>>,
+    /// Whether it has caught up with the tail at least once: only then can
+    /// it fall behind (a resume from further back catches up instead).
+    live: bool,
+    /// Whether the cut-off frame has been sent: the stream ends.
+    cut_off: bool,
     _slot: StreamSlot,
 }
 
 impl Cursor {
-    /// The next event, waiting for one; `None` ends the stream (shutdown,
-    /// or the store failed: the client resumes with `Last-Event-ID`).
+    /// The next frames to write (every buffered event in one chunk, so a
+    /// busy stream costs one write per batch), a keep-alive comment after
+    /// [`KEEP_ALIVE`] without events, or the cut-off frame; `None` ends the
+    /// stream (shutdown, cut off, or the store failed: the client resumes
+    /// with `Last-Event-ID`).
     ///
     /// Served from the process's shared tail; only a position older than
     /// what the tail retains reads the store, until it has caught up.
-    async fn next(&mut self) -> Option<Arc<LiveEvent>> {
+    async fn next_chunk(&mut self) -> Option<Bytes> {
         let mut changes = self.state.tail.changes();
         loop {
-            if let Some(event) = self.buffer.pop_front() {
-                return Some(event);
+            if !self.buffer.is_empty() {
+                let size = self.buffer.iter().map(|e| e.frame.len()).sum();
+                let mut chunk = Vec::with_capacity(size);
+                for event in self.buffer.drain(..) {
+                    chunk.extend_from_slice(&event.frame);
+                }
+                return Some(Bytes::from(chunk));
             }
-            if self.state.shutdown.is_cancelled() {
+            if self.state.shutdown.is_cancelled() || self.cut_off {
                 return None;
             }
             changes.borrow_and_update();
@@ -157,13 +191,28 @@ impl Cursor {
             ) {
                 Served::Events(events, next) => {
                     self.after = next;
+                    if events.len() < PAGE as usize {
+                        self.live = true;
+                    }
                     if events.is_empty() {
                         tokio::select! {
                             _ = changes.changed() => {}
+                            () = tokio::time::sleep(KEEP_ALIVE) => {
+                                return Some(Bytes::from_static(b":\n\n"));
+                            }
                             () = self.state.shutdown.cancelled() => return None,
                         }
                     }
                     self.buffer.extend(events);
+                }
+                Served::TooOld if self.live => {
+                    metrics::counter!("muster_subscriber_cutoffs_total").increment(1);
+                    tracing::info!(
+                        resume_after = self.after,
+                        "a live stream fell behind; cut off"
+                    );
+                    self.cut_off = true;
+                    return Some(cut_off_frame(self.after));
                 }
                 Served::TooOld => {
                     if !self.catch_up().await {

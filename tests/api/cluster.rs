@@ -1,0 +1,194 @@
+//! Throwaway Postgres clusters of a test's own (to stop, restart, or
+//! replicate without touching the shared one), and the `muster` CLI on them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A Postgres cluster on a port of its own, run as the `postgres` user when
+/// the tests run as root (initdb refuses root). Stopped and removed on drop.
+pub struct Cluster {
+    dir: PathBuf,
+    port: u16,
+}
+
+fn as_postgres(program: &str, args: &[&str]) -> Command {
+    let path = format!("{PG_BIN}/{program}");
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]).args(args);
+        c
+    } else {
+        let mut c = Command::new(path);
+        c.args(args);
+        c
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command.stdout(Stdio::null()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl Cluster {
+    /// A new, empty cluster, started; `None` (the test skips) where
+    /// Postgres' server binaries are not installed.
+    pub fn start() -> Option<Self> {
+        if !Path::new(PG_BIN).join("initdb").exists() {
+            eprintln!("skipping: no {PG_BIN}/initdb");
+            return None;
+        }
+        let cluster = Self::empty_dir();
+        let data = cluster.data();
+        run(
+            as_postgres("initdb", &["-D", &data, "-A", "trust", "-U", "postgres"]),
+            "initdb",
+        );
+        cluster.pg_ctl_start();
+        Some(cluster)
+    }
+
+    /// A hot standby of `self`, streaming from it (`pg_basebackup -R`),
+    /// started and accepting reads.
+    pub fn standby(&self) -> Self {
+        let standby = Self::empty_dir();
+        run(
+            as_postgres(
+                "pg_basebackup",
+                &[
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    &standby.data(),
+                    "-R",
+                    "-X",
+                    "stream",
+                ],
+            ),
+            "pg_basebackup",
+        );
+        standby.pg_ctl_start();
+        standby
+    }
+
+    fn empty_dir() -> Self {
+        let dir = std::env::temp_dir().join(format!("muster-pg-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The postgres user writes its log and socket here.
+        Command::new("chmod").arg("777").arg(&dir).status().unwrap();
+        Self {
+            dir,
+            port: free_port(),
+        }
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("pg").to_str().unwrap().to_owned()
+    }
+
+    /// Starts the (stopped) cluster and waits until it accepts connections.
+    pub fn pg_ctl_start(&self) {
+        let log = self.dir.join("pg.log");
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+            self.port,
+            self.dir.display()
+        );
+        run(
+            as_postgres(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &self.data(),
+                    "-l",
+                    log.to_str().unwrap(),
+                    "-o",
+                    &options,
+                    "-w",
+                    "start",
+                ],
+            ),
+            "pg_ctl start",
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !Command::new(format!("{PG_BIN}/pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(Instant::now() < deadline, "the cluster did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the cluster at once, as a crash would.
+    pub fn stop_immediately(&self) {
+        let _ = as_postgres(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    }
+
+    /// Its `postgres` database's URL.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_immediately();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the `muster` CLI on `url`; its standard output, trimmed.
+pub fn muster(url: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "muster {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A new key of `role` for tenant `acme` on `url`.
+pub fn new_key(url: &str, role: &str) -> String {
+    let out = muster(url, &["keys", "create", "--tenant", "acme", "--role", role]);
+    out.lines().last().unwrap().trim().to_owned()
+}

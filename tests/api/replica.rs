@@ -1,0 +1,171 @@
+//! Read replicas: a real streaming standby (`pg_basebackup -R`) serves the
+//! query endpoints (`READ_DATABASE_URL`) while commands go to the primary,
+//! and a client still reads its own writes through `consistent_with`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::cluster::{Cluster, muster, new_key};
+use crate::helpers::booking;
+use crate::two_processes::spawn_api_process_with;
+
+fn projector(url: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_muster"))
+        .arg("project")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+struct Client {
+    http: reqwest::Client,
+    address: String,
+    key: String,
+}
+
+impl Client {
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let answer = self
+            .http
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (answer.status(), answer.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let answer = self
+            .http
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        (answer.status(), answer.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_standby_serves_queries_and_read_your_writes_holds() {
+    let Some(primary) = Cluster::start() else {
+        return;
+    };
+    muster(&primary.url(), &["migrate"]);
+    let key = new_key(&primary.url(), "planner");
+    let standby = primary.standby();
+    let _projector = projector(&primary.url());
+    let (_api, address) =
+        spawn_api_process_with(&primary.url(), &[("READ_DATABASE_URL", &standby.url())]).await;
+    let client = std::sync::Arc::new(Client {
+        http: reqwest::Client::new(),
+        address,
+        key,
+    });
+
+    // Eight clients at once, each reading what it has just written: every
+    // read goes to the standby and must see the write.
+    let tasks: Vec<_> = (0..8)
+        .map(|worker| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for round in 0..10 {
+                    let (status, created) = client
+                        .post(
+                            "/v1/resources",
+                            &json!({"name": format!("Room {worker}-{round}"), "kind": "room"}),
+                        )
+                        .await;
+                    assert_eq!(status, StatusCode::CREATED, "{created}");
+                    let id = created["id"].as_str().unwrap().to_owned();
+                    let position = created["position"].as_i64().unwrap();
+                    let (status, read) = client
+                        .get(&format!("/v1/resources/{id}?consistent_with={position}"))
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "{read}");
+                    assert_eq!(read["name"], format!("Room {worker}-{round}"));
+
+                    let day = 1 + (worker * 10 + round) % 28;
+                    let (from, to) = (
+                        format!("2027-03-{day:02}T09:00:00Z"),
+                        format!("2027-03-{day:02}T10:00:00Z"),
+                    );
+                    let (status, booked) =
+                        client.post("/v1/bookings", &booking(&id, &from, &to)).await;
+                    assert_eq!(status, StatusCode::CREATED, "{booked}");
+                    let booking_id = booked["id"].as_str().unwrap();
+                    let position = booked["position"].as_i64().unwrap();
+                    let (status, read) = client
+                        .get(&format!(
+                            "/v1/bookings/{booking_id}?consistent_with={position}"
+                        ))
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "{read}");
+                    assert_eq!(read["status"], "requested");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    // The reads really come from the standby: with its replay paused, a
+    // new write cannot be read consistently (the primary has it at once),
+    // and it can as soon as replay resumes.
+    let replica = sqlx::PgPool::connect(&standby.url()).await.unwrap();
+    sqlx::query("select pg_wal_replay_pause()")
+        .execute(&replica)
+        .await
+        .unwrap();
+    let (_, created) = client
+        .post(
+            "/v1/resources",
+            &json!({"name": "Late room", "kind": "room"}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let position = created["position"].as_i64().unwrap();
+    let read = format!("/v1/resources/{id}?consistent_with={position}");
+    let (status, problem) = client.get(&read).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    let (status, _) = client.get(&format!("/v1/resources/{id}")).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the standby has not replayed it"
+    );
+    sqlx::query("select pg_wal_replay_resume()")
+        .execute(&replica)
+        .await
+        .unwrap();
+    let (status, read) = client.get(&read).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["name"], "Late room");
+
+    // The replica's lag is a metric.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let metrics = client
+        .http
+        .get(format!("{}/metrics", client.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("muster_replica_lag_seconds"),
+        "no replica lag metric"
+    );
+}
