@@ -28,5 +28,6 @@ mod resources;
 mod schema;
 mod series;
 mod subscribe;
+mod topology;
 mod two_processes;
 mod worker_processes;

@@ -87,7 +87,7 @@ async fn checkpoints(app: &TestApp) -> Vec<(String, i64, String, Option<String>)
 }
 
 /// A content checksum of every read-model table.
-async fn read_model_checksum(app: &TestApp) -> Vec<(String, i64, String)> {
+pub(crate) async fn read_model_checksum(app: &TestApp) -> Vec<(String, i64, String)> {
     let mut sums = Vec::new();
     for table in [
         "resources",
@@ -95,6 +95,7 @@ async fn read_model_checksum(app: &TestApp) -> Vec<(String, i64, String)> {
         "booking_reservations",
         "booking_tasks",
         "booking_status_history",
+        "deployments",
     ] {
         let (count, sum): (i64, Option<String>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "select count(*), md5(string_agg(t::text, '|' order by t::text)) from read.{table} t"
