@@ -130,8 +130,8 @@ async fn two_of_each_role_under_load_survive_a_kill_9_of_each() {
         apis.push(child);
         addresses.push(address);
     }
-    let mut projectors = vec![role(&app, "project"), role(&app, "project")];
-    let mut workers = vec![role(&app, "work"), role(&app, "work")];
+    let mut projectors = [role(&app, "project"), role(&app, "project")];
+    let mut workers = [role(&app, "work"), role(&app, "work")];
     let client = Arc::new(Client {
         http: reqwest::Client::new(),
         addresses,
