@@ -1,6 +1,7 @@
 //! Read replicas: a real streaming standby (`pg_basebackup -R`) serves the
-//! query endpoints (`READ_DATABASE_URL`) while commands go to the primary,
-//! and a client still reads its own writes through `consistent_with`.
+//! query endpoints and the live stream (`READ_DATABASE_URL`) while commands
+//! go to the primary, and a client still reads its own writes through
+//! `consistent_with`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -123,6 +124,17 @@ async fn a_streaming_standby_serves_queries_and_read_your_writes_holds() {
     // The reads really come from the standby: with its replay paused, a
     // new write cannot be read consistently (the primary has it at once),
     // and it can as soon as replay resumes.
+    let mut live = client
+        .http
+        .get(format!(
+            "{}/v1/subscribe?stream_types=resource",
+            client.address
+        ))
+        .bearer_auth(&client.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
     let replica = sqlx::PgPool::connect(&standby.url()).await.unwrap();
     sqlx::query("select pg_wal_replay_pause()")
         .execute(&replica)
@@ -145,6 +157,19 @@ async fn a_streaming_standby_serves_queries_and_read_your_writes_holds() {
         StatusCode::NOT_FOUND,
         "the standby has not replayed it"
     );
+    // The live stream reads the standby too: nothing of it arrives yet.
+    let mut seen = String::new();
+    let early = tokio::time::timeout(Duration::from_millis(1500), async {
+        while !seen.contains(&id) {
+            let chunk = live.chunk().await.unwrap().unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(
+        early.is_err(),
+        "the live stream served an event the standby lacks"
+    );
     sqlx::query("select pg_wal_replay_resume()")
         .execute(&replica)
         .await
@@ -152,6 +177,14 @@ async fn a_streaming_standby_serves_queries_and_read_your_writes_holds() {
     let (status, read) = client.get(&read).await;
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(read["name"], "Late room");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !seen.contains(&id) {
+            let chunk = live.chunk().await.unwrap().unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("the live stream serves the event once the standby has it");
 
     // The replica's lag is a metric.
     tokio::time::sleep(Duration::from_millis(600)).await;

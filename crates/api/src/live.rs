@@ -7,7 +7,9 @@
 //! long disconnect) catches up from the store on its own, page by page,
 //! then joins the tail.
 //!
-//! Streams are capped per key and per process ([`StreamCaps`]).
+//! Streams are capped per key and per process ([`StreamCaps`]). With a hot
+//! standby (`READ_DATABASE_URL`) the tail reads the events there, and asks
+//! the primary only for the safe position, once per wake-up.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -172,7 +174,8 @@ async fn follow(
     loop {
         wakeups.borrow_and_update();
         let after = inner.read().unwrap_or_else(|e| e.into_inner()).horizon;
-        let full = match store.read_page(after, TAIL_PAGE).await {
+        // From the standby when there is one (READ_DATABASE_URL).
+        let full = match store.read_page_from_replica(after, TAIL_PAGE).await {
             Ok(page) => {
                 metrics::counter!("muster_live_tail_reads_total").increment(1);
                 let full = page.events.len() as i64 == TAIL_PAGE;

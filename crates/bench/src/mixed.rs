@@ -35,10 +35,13 @@ pub struct MixedArgs {
     #[arg(long, default_value_t = 50)]
     resources: usize,
     /// The database, for the baseline: pgbench with the same mix of
-    /// primary-key lookups and single-row inserts (64 clients: Postgres'
-    /// default `max_connections` is 100). Unset: no baseline.
+    /// primary-key lookups and single-row inserts. Unset: no baseline.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// pgbench's clients (Postgres' default `max_connections` is 100, and
+    /// the muster processes keep their pools open).
+    #[arg(long, default_value_t = 32)]
+    baseline_clients: usize,
 }
 
 const BASELINE_SETUP: &str = "do $$ begin
@@ -219,7 +222,14 @@ pub async fn run(args: MixedArgs) -> anyhow::Result<()> {
             url,
             BASELINE_SETUP,
             &baseline_script(args.query_percent),
-            &crate::strings(&["-c", "64", "-j", "2", "-T", &args.duration.to_string()]),
+            &crate::strings(&[
+                "-c",
+                &args.baseline_clients.to_string(),
+                "-j",
+                "2",
+                "-T",
+                &args.duration.to_string(),
+            ]),
         )?;
         let _ = std::fs::remove_dir_all(dir);
         let field = |prefix: &str| {
@@ -235,10 +245,11 @@ pub async fn run(args: MixedArgs) -> anyhow::Result<()> {
         };
         let tps = field("tps = ");
         println!(
-            "  baseline, pgbench {}% primary-key lookups / {}% single-row inserts, 64 clients: \
+            "  baseline, pgbench {}% primary-key lookups / {}% single-row inserts, {} clients: \
              {tps:.0}/s (latency average {:.2} ms); muster: {:.0}% of it",
             args.query_percent,
             100 - args.query_percent,
+            args.baseline_clients,
             field("latency average = "),
             tally.all.len() as f64 / elapsed * 100.0 / tps.max(1.0)
         );

@@ -3,8 +3,8 @@
 use clap::Parser;
 use muster::config::{Cli, Command, HttpArgs, KeysCommand, LogFormat, ProjectionsCommand};
 use muster::startup::{
-    Application, Database, ensure_admin_key, rebuild_projection, run_projector, run_worker_role,
-    serve_metrics, shutdown_signal,
+    Application, Database, Databases, ensure_admin_key, rebuild_projection, run_projector,
+    run_worker_role, serve_metrics, shutdown_signal,
 };
 use muster_store::Store;
 use tracing_subscriber::EnvFilter;
@@ -147,17 +147,18 @@ async fn serve(
     // `muster serve`: projections, workers and reactor in this process too.
     with_projections: bool,
 ) -> anyhow::Result<()> {
+    let databases = Databases {
+        primary: database.options.clone(),
+        replica: cli.database.read_database_url.clone().map(|url| url.0),
+    };
     let mut app = Application::build(
         http.listen,
-        database.options.clone(),
+        databases,
         &cli.database.pool(),
         http.api(),
         http.jobs.policies(),
     )
     .await?;
-    if let Some(replica) = &cli.database.read_database_url {
-        app = app.with_read_replica(replica.0.clone(), &cli.database.pool());
-    }
     if with_projections {
         app = app.with_projections().with_workers(http.jobs.workers())?;
     }

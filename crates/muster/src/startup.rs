@@ -36,20 +36,52 @@ pub struct Application {
     workers: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The databases the API reads and writes.
+#[derive(Debug, Clone)]
+pub struct Databases {
+    /// The primary: commands, the event store, everything that must be
+    /// current.
+    pub primary: PgConnectOptions,
+    /// A hot standby of it (`READ_DATABASE_URL`) for the query endpoints
+    /// and the live tail, if any.
+    pub replica: Option<PgConnectOptions>,
+}
+
+impl From<PgConnectOptions> for Databases {
+    fn from(primary: PgConnectOptions) -> Self {
+        Self {
+            primary,
+            replica: None,
+        }
+    }
+}
+
 impl Application {
-    /// Binds `listen` and builds the router over a pool for `database`.
+    /// Binds `listen` and builds the router over pools for `databases`.
+    ///
+    /// With a replica, the query endpoints read the standby's read models
+    /// (read-your-writes waits until the standby has the position) and the
+    /// live tail reads its events there; commands, the event feed, the
+    /// working set and the operators' views stay on the primary.
     pub async fn build(
         listen: SocketAddr,
-        database: PgConnectOptions,
+        databases: impl Into<Databases>,
         pool: &PoolSettings,
         api: ApiConfig,
         policies: JobPolicies,
     ) -> anyhow::Result<Self> {
-        let pool = muster_store::db::connect_lazy(database, pool);
+        let databases = databases.into();
+        let replica = databases
+            .replica
+            .map(|options| muster_store::db::connect_lazy(options, pool));
+        let pool = muster_store::db::connect_lazy(databases.primary, pool);
         let queue = JobQueue::new(pool.clone(), policies);
-        let store = Store::new(pool)
+        let mut store = Store::new(pool)
             .with_batching(WRITE_BATCHERS)
             .with_job_sink(Arc::new(queue.clone()));
+        if let Some(replica) = &replica {
+            store = store.with_replica(replica.clone());
+        }
         tokio::spawn(muster_store::wakeup::run_notifier(
             store.pool().clone(),
             store.append_signal(),
@@ -68,7 +100,15 @@ impl Application {
             .with_context(|| format!("cannot listen on {listen}"))?;
         let shutdown = CancellationToken::new();
         let signals = ReadSignals::start(store.pool().clone(), shutdown.clone());
-        let state = AppState::new(store.clone(), queue, api, signals.clone(), shutdown.clone());
+        let mut state = AppState::new(store.clone(), queue, api, signals.clone(), shutdown.clone());
+        if let Some(replica) = replica {
+            let replica_signals = ReadSignals::start_on_replica(
+                store.pool().clone(),
+                replica.clone(),
+                shutdown.clone(),
+            );
+            state.reads = state.reads.on_replica(replica, replica_signals);
+        }
         Ok(Self {
             listener,
             state,
@@ -78,21 +118,6 @@ impl Application {
             projector: None,
             workers: None,
         })
-    }
-
-    /// Serves the query endpoints from a hot standby (`READ_DATABASE_URL`):
-    /// read-your-writes waits until the standby's read models have the
-    /// position. Commands, the event feed, the live stream and the
-    /// operators' views stay on the primary.
-    pub fn with_read_replica(mut self, replica: PgConnectOptions, pool: &PoolSettings) -> Self {
-        let replica = muster_store::db::connect_lazy(replica, pool);
-        let signals = ReadSignals::start_on_replica(
-            self.store.pool().clone(),
-            replica.clone(),
-            self.shutdown.clone(),
-        );
-        self.state.reads = self.state.reads.on_replica(replica, signals);
-        self
     }
 
     /// Runs the job workers and the notification reactor in this process

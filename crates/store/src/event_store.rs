@@ -284,21 +284,54 @@ impl Store {
         // Two statements on purpose: the read's snapshot must be taken
         // after the safe position was computed.
         let horizon = self.safe_position().await?;
-        let rows = sqlx::query_as!(
-            EventRow,
-            r#"select tenant_id, position, stream_type, stream_id, stream_version, event_type,
-                      schema_version, payload, metadata, recorded_at
-                 from events
-                where position > $1 and position <= $2
-                order by position
-                limit $3"#,
-            after,
-            horizon,
-            limit,
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = events_between(&self.pool, after, horizon, limit).await?;
         EventPage::of(rows, horizon)
+    }
+
+    /// Like [`Store::read_page`], with the events read on the hot standby
+    /// set with [`Store::with_replica`] (on the primary without one). The
+    /// safe position can only be known on the primary, which sees the
+    /// appends in flight; so it is taken there with the primary's WAL
+    /// position at that instant, and the standby is read once it has
+    /// replayed that far: it then holds every event up to the horizon.
+    /// A standby that has not got there within [`REPLAY_WAIT`] yields an
+    /// empty page that has not moved.
+    pub async fn read_page_from_replica(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<EventPage, StoreError> {
+        let Some(replica) = &self.replica else {
+            return self.read_page(after, limit).await;
+        };
+        let mark = sqlx::query!(
+            r#"select muster_safe_position() as "horizon!",
+                      pg_current_wal_lsn()::text as "lsn!""#
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let deadline = std::time::Instant::now() + REPLAY_WAIT;
+        loop {
+            // NULL on a server that is not a standby: it has everything.
+            let replayed = sqlx::query_scalar!(
+                r#"select coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, true) as "replayed!""#,
+                mark.lsn,
+            )
+            .fetch_one(replica)
+            .await?;
+            if replayed {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(EventPage {
+                    events: Vec::new(),
+                    horizon: after,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let rows = events_between(replica, after, mark.horizon, limit).await?;
+        EventPage::of(rows, mark.horizon)
     }
 
     /// The event of `tenant` at `position`, upcast like every other read
@@ -464,6 +497,34 @@ impl EventPage {
             horizon,
         })
     }
+}
+
+/// How long a read on the standby waits for it to replay what the primary
+/// has committed.
+pub const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Every tenant's events in `(after, horizon]`, in position order, at most
+/// `limit`.
+async fn events_between(
+    pool: &sqlx::PgPool,
+    after: i64,
+    horizon: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as!(
+        EventRow,
+        r#"select tenant_id, position, stream_type, stream_id, stream_version, event_type,
+                  schema_version, payload, metadata, recorded_at
+             from events
+            where position > $1 and position <= $2
+            order by position
+            limit $3"#,
+        after,
+        horizon,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// One row of `events` as read back.

@@ -36,6 +36,8 @@ pub use outcome::CommandOutcome;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: sqlx::PgPool,
+    /// A hot standby's pool (`READ_DATABASE_URL`), for reads that may lag.
+    replica: Option<sqlx::PgPool>,
     appended: wakeup::CommitSignal,
     batcher: Option<batch::Batcher>,
     batch_writers: usize,
@@ -48,6 +50,7 @@ impl Store {
     pub fn new(pool: sqlx::PgPool) -> Self {
         Self {
             pool,
+            replica: None,
             appended: wakeup::CommitSignal::default(),
             batcher: None,
             batch_writers: 0,
@@ -92,5 +95,17 @@ impl Store {
     /// The pool, for readiness checks and metrics.
     pub fn pool(&self) -> &sqlx::PgPool {
         &self.pool
+    }
+
+    /// Serves the reads that may lag (the read models' queries, the live
+    /// tail) from a hot standby of the database, on `replica`.
+    pub fn with_replica(mut self, replica: sqlx::PgPool) -> Self {
+        self.replica = Some(replica);
+        self
+    }
+
+    /// The standby's pool, if reads that may lag go there.
+    pub fn replica(&self) -> Option<&sqlx::PgPool> {
+        self.replica.as_ref()
     }
 }
