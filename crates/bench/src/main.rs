@@ -87,6 +87,11 @@ struct CommandsArgs {
     /// commands run (the server's per-key cap must allow them).
     #[arg(long, default_value_t = 0)]
     subscribers: usize,
+    /// The streams' query: which events each one asks for (every booking
+    /// event by default; `event_types=booking.cancelled` asks for one the
+    /// commands never produce, as a dashboard watching for something rare).
+    #[arg(long, default_value = "stream_types=booking")]
+    subscriber_query: String,
 }
 
 #[tokio::main]
@@ -191,7 +196,7 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
     };
 
     let target = Arc::new(target);
-    let streams = open_streams(&target, args.subscribers).await?;
+    let streams = open_streams(&target, args.subscribers, &args.subscriber_query).await?;
     if args.warmup > 0 {
         eprintln!("warm-up {} s", args.warmup);
         closed_loop(
@@ -351,6 +356,7 @@ impl Target {
 async fn open_streams(
     target: &Arc<Target>,
     n: usize,
+    query: &str,
 ) -> anyhow::Result<Vec<Arc<std::sync::atomic::AtomicU64>>> {
     if n > 0 {
         eprintln!("opening {n} live streams");
@@ -361,7 +367,7 @@ async fn open_streams(
     let mut counters = Vec::with_capacity(n);
     for _ in 0..n {
         let mut response = client
-            .get(format!("{}/v1/subscribe?stream_types=booking", target.url))
+            .get(format!("{}/v1/subscribe?{query}", target.url))
             .bearer_auth(&target.key)
             .send()
             .await?;

@@ -22,9 +22,14 @@ pub struct MixedArgs {
     /// API key (planner or admin).
     #[arg(long, env = "MUSTER_BENCH_KEY", hide_env_values = true)]
     key: String,
-    /// Concurrent clients (closed loop).
+    /// Concurrent clients (closed loop), or connections in flight at most
+    /// (open loop).
     #[arg(long, default_value_t = 200)]
     clients: usize,
+    /// Open loop at this many requests per second instead of a closed
+    /// loop: latency counts from each request's scheduled start.
+    #[arg(long)]
+    rate: Option<u64>,
     /// Measured seconds.
     #[arg(long, default_value_t = 30)]
     duration: u64,
@@ -153,50 +158,27 @@ pub async fn run(args: MixedArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.clients)
         .build()?;
     let seeded = Arc::new(seed(&http, &args).await?);
-    let deadline = Instant::now() + Duration::from_secs(args.duration);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..args.clients)
-        .map(|n| {
-            let url = args.urls[n % args.urls.len()].clone();
-            let (http, key, seeded) = (http.clone(), args.key.clone(), seeded.clone());
-            let query_percent = args.query_percent;
-            tokio::spawn(async move {
-                let mut tally = Tally::new();
-                while Instant::now() < deadline {
-                    let kind = {
-                        let mut rng = rand::rng();
-                        if rng.random_range(0..100) < query_percent {
-                            KINDS[rng.random_range(0..4)]
-                        } else {
-                            Kind::Command
-                        }
-                    };
-                    let t = Instant::now();
-                    match send(&http, &url, &key, &seeded, kind).await {
-                        Ok(()) => {
-                            let us = t.elapsed().as_micros().max(1) as u64;
-                            tally.all.saturating_record(us);
-                            tally.by_kind[kind as usize].saturating_record(us);
-                        }
-                        Err(e) => {
-                            tally.errors += 1;
-                            tally.first_error.get_or_insert(e.to_string());
-                        }
-                    }
-                }
-                tally
-            })
-        })
-        .collect();
-    let mut tally = Tally::new();
-    for task in tasks {
-        tally.add(task.await?)?;
+    if let Some(url) = &args.database_url {
+        // As autovacuum would within its first minute: on a fresh
+        // database without statistics, the planner's generic plan for the
+        // booking list scans and sorts the tenant's every booking.
+        let pool = sqlx::PgPool::connect(url).await?;
+        sqlx::query("analyze").execute(&pool).await?;
+        pool.close().await;
     }
+    let started = Instant::now();
+    let tally = match args.rate {
+        None => closed_loop(&args, &http, &seeded).await?,
+        Some(rate) => open_loop(&args, rate, &http, &seeded).await?,
+    };
     let elapsed = started.elapsed().as_secs_f64();
+    let shape = match args.rate {
+        None => format!("{} clients", args.clients),
+        Some(rate) => format!("{rate}/s open loop, at most {} in flight", args.clients),
+    };
     println!(
-        "mixed load, {} clients over {} API process(es), {}% queries, {}s: {:.0} requests/s, \
+        "mixed load, {shape} over {} API process(es), {}% queries, {}s: {:.0} requests/s, \
          p50 {:.2} ms, p99 {:.2} ms, {} errors",
-        args.clients,
         args.urls.len(),
         args.query_percent,
         args.duration,
@@ -255,6 +237,115 @@ pub async fn run(args: MixedArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A query (of a random kind) or a command, in the configured shares.
+fn pick_kind(query_percent: u8) -> Kind {
+    let mut rng = rand::rng();
+    if rng.random_range(0..100) < query_percent {
+        KINDS[rng.random_range(0..4)]
+    } else {
+        Kind::Command
+    }
+}
+
+/// Sends one request and records it, its latency counted from `since`.
+async fn measure(
+    tally: &mut Tally,
+    since: Instant,
+    request: impl std::future::Future<Output = anyhow::Result<()>>,
+    kind: Kind,
+) {
+    match request.await {
+        Ok(()) => {
+            let us = since.elapsed().as_micros().max(1) as u64;
+            tally.all.saturating_record(us);
+            tally.by_kind[kind as usize].saturating_record(us);
+        }
+        Err(e) => {
+            tally.errors += 1;
+            tally.first_error.get_or_insert(e.to_string());
+        }
+    }
+}
+
+/// `args.clients` clients, each sending its next request when the last
+/// one is answered.
+async fn closed_loop(
+    args: &MixedArgs,
+    http: &reqwest::Client,
+    seeded: &Arc<Seeded>,
+) -> anyhow::Result<Tally> {
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|n| {
+            let url = args.urls[n % args.urls.len()].clone();
+            let (http, key, seeded) = (http.clone(), args.key.clone(), seeded.clone());
+            let query_percent = args.query_percent;
+            tokio::spawn(async move {
+                let mut tally = Tally::new();
+                while Instant::now() < deadline {
+                    let kind = pick_kind(query_percent);
+                    let request = send(&http, &url, &key, &seeded, kind);
+                    measure(&mut tally, Instant::now(), request, kind).await;
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut tally = Tally::new();
+    for task in tasks {
+        tally.add(task.await?)?;
+    }
+    Ok(tally)
+}
+
+/// Requests at `rate` per second whatever the answers' pace, at most
+/// `args.clients` in flight (a request beyond that waits, and its wait
+/// counts).
+async fn open_loop(
+    args: &MixedArgs,
+    rate: u64,
+    http: &reqwest::Client,
+    seeded: &Arc<Seeded>,
+) -> anyhow::Result<Tally> {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(args.clients));
+    let started = Instant::now();
+    let total = rate * args.duration;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let scheduled = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(scheduled.into()).await;
+        let url = args.urls[i as usize % args.urls.len()].clone();
+        let (http, key, seeded, in_flight) = (
+            http.clone(),
+            args.key.clone(),
+            seeded.clone(),
+            in_flight.clone(),
+        );
+        let kind = pick_kind(args.query_percent);
+        tasks.push(tokio::spawn(async move {
+            let _permit = in_flight.acquire_owned().await;
+            let answer = send(&http, &url, &key, &seeded, kind).await;
+            (kind, answer.map(|()| scheduled.elapsed()))
+        }));
+    }
+    let mut tally = Tally::new();
+    for task in tasks {
+        match task.await? {
+            (kind, Ok(latency)) => {
+                let us = latency.as_micros().max(1) as u64;
+                tally.all.saturating_record(us);
+                tally.by_kind[kind as usize].saturating_record(us);
+            }
+            (_, Err(e)) => {
+                tally.errors += 1;
+                tally.first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    Ok(tally)
 }
 
 /// Resources and some bookings to ask about, made through the API.
