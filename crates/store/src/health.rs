@@ -2,11 +2,15 @@
 //!
 //! A probe on a connection of its own (not the pool's: a busy pool is not a
 //! down database) pings every [`PROBE_EVERY`]. After [`FAILURES_TO_DOWN`]
-//! failed probes in a row, requests that need the database are answered 503
-//! at once instead of each waiting out the pool's acquire timeout, and
-//! `/readyz` says not ready; the first probe that succeeds again lets them
-//! through. Nothing is
-//! lost meanwhile: what was not acknowledged was not committed.
+//! refused probes in a row (the server is gone: connections are refused or
+//! reset), or probes that have not answered for [`SLOW_TO_DOWN`] (the
+//! server hangs), requests that need the database are answered 503 at once
+//! instead of each waiting out the pool's acquire timeout, and `/readyz`
+//! says not ready; the first probe that succeeds again lets them through.
+//! A slow answer alone is not a down database: on a loaded machine a new
+//! connection can take longer than a probe's timeout, and turning every
+//! request away then would make the load the outage. Nothing is lost
+//! meanwhile: what was not acknowledged was not committed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +22,12 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// How long one probe may take before it counts as failed.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-/// Failed probes in a row before the database counts as down: one slow
-/// ping under load must not turn every request away.
+/// Refused probes in a row before the database counts as down.
 const FAILURES_TO_DOWN: u32 = 3;
+/// How long probes may go unanswered (timing out) before the database
+/// counts as down: about the pool's acquire timeout, which a request
+/// would otherwise wait out.
+const SLOW_TO_DOWN: Duration = Duration::from_secs(3);
 
 /// The database's health as the probe saw it last.
 #[derive(Clone, Default)]
@@ -47,11 +54,13 @@ impl DbHealth {
 async fn probe(pool: PgPool, down: Arc<AtomicBool>) {
     let options = pool.connect_options().as_ref().clone();
     let mut connection: Option<PgConnection> = None;
-    let mut failures = 0u32;
+    let mut refused = 0u32;
+    let mut unanswered_since: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !pool.is_closed() {
         tick.tick().await;
+        let started = tokio::time::Instant::now();
         let answered = tokio::time::timeout(PROBE_TIMEOUT, async {
             if connection.is_none() {
                 connection = Some(options.connect().await?);
@@ -62,15 +71,24 @@ async fn probe(pool: PgPool, down: Arc<AtomicBool>) {
             }
         })
         .await;
-        let answered = matches!(answered, Ok(Ok(())));
-        if answered {
-            failures = 0;
-        } else {
-            failures += 1;
-            // Reconnect from scratch next time: the old session is gone.
-            connection = None;
+        match answered {
+            Ok(Ok(())) => {
+                refused = 0;
+                unanswered_since = None;
+            }
+            Ok(Err(_)) => {
+                refused += 1;
+                // Reconnect from scratch next time: the old session is gone.
+                connection = None;
+            }
+            Err(_) => {
+                unanswered_since.get_or_insert(started);
+                // A ping abandoned mid-way leaves the session unusable.
+                connection = None;
+            }
         }
-        let healthy = failures < FAILURES_TO_DOWN;
+        let hanging = unanswered_since.is_some_and(|since| since.elapsed() >= SLOW_TO_DOWN);
+        let healthy = refused < FAILURES_TO_DOWN && !hanging;
         let was_down = down.swap(!healthy, Ordering::Relaxed);
         if was_down == healthy {
             if healthy {
