@@ -12,7 +12,7 @@ use crate::helpers::{assert_problem, spawn_app};
 
 /// A Python with the `icalendar` package, in a virtual environment made
 /// once (from PyPI) beside the other test tools.
-fn python_with_icalendar() -> PathBuf {
+pub(crate) fn python_with_icalendar() -> PathBuf {
     let venv = std::env::temp_dir().join("muster-ics-venv");
     let python = venv.join("bin/python");
     let ready = Command::new(&python)

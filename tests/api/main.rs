@@ -3,6 +3,7 @@
 
 mod auth;
 mod bookings;
+mod client_notifications;
 mod cluster;
 mod dashboard;
 mod deployments;

@@ -424,6 +424,20 @@ async fn standard_webhooks_are_signed_and_a_gone_endpoint_is_disabled_until_enab
             .contains("410")
     );
     assert_eq!(gone.arrivals(), 1, "one attempt, not a retry series");
+    // The disable is an event of the subscription's stream, with its reason.
+    let feed = app
+        .get(&format!("/v1/events?stream_id={hook_id}"), &app.analyst)
+        .await;
+    let events = feed.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{:?}", feed.body);
+    assert_eq!(events[0]["type"], "webhook.disabled");
+    assert_eq!(events[0]["stream_type"], "webhook");
+    assert!(
+        events[0]["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("410")
+    );
     // Disabled: the next event is not sent to it.
     app.book(&resource, "2027-03-03T10:00:00Z", "2027-03-03T12:00:00Z")
         .await;

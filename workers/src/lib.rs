@@ -8,6 +8,8 @@
 //! with its checkpoint. Either way each trigger yields its job exactly
 //! once; workers then run it at least once, with idempotent effects.
 
+mod client_mail;
+pub mod client_reactor;
 mod deployment;
 pub mod email;
 mod failure;
@@ -28,6 +30,7 @@ use muster_store::Store;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
+pub use client_reactor::ClientReactor;
 pub use reactor::Reactor;
 
 /// How the workers run.
@@ -99,6 +102,7 @@ pub(crate) struct Runtime {
     pub(crate) store: Store,
     pub(crate) queue: JobQueue,
     pub(crate) webhooks: Webhooks,
+    pub(crate) client_messages: muster_jobs::client_messages::ClientMessages,
     pub(crate) reports: Reports,
     pub(crate) config: WorkerConfig,
     pub(crate) http: outbound::Outbound,
@@ -159,6 +163,9 @@ impl Workers {
                 webhooks: Webhooks::new(store.pool().clone())
                     .with_disable_after(config.webhook_disable_after),
                 reports: Reports::new(store.pool().clone(), queue.clone()),
+                client_messages: muster_jobs::client_messages::ClientMessages::new(
+                    store.pool().clone(),
+                ),
                 queue,
                 store,
                 config,

@@ -32,6 +32,9 @@ enum Sent {
 }
 
 async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(), JobFailure> {
+    if job.client {
+        return crate::client_mail::attempt_message(rt, job, book).await;
+    }
     let Some(d) = rt
         .webhooks
         .pending_delivery(&job.tenant, job.delivery_id)

@@ -79,11 +79,7 @@ impl Projection for Reactor {
                 .map_err(reactor_error)?;
             let jobs: Vec<NotificationJob> = created
                 .into_iter()
-                .map(|(tenant, delivery_id)| NotificationJob {
-                    tenant,
-                    delivery_id,
-                    enqueued_at: None,
-                })
+                .map(|(tenant, delivery_id)| NotificationJob::delivery(tenant, delivery_id))
                 .collect();
             self.queue
                 .enqueue_many(conn, &jobs)
@@ -96,7 +92,7 @@ impl Projection for Reactor {
 }
 
 /// The reactor's failures stop its batch like any projection's.
-fn reactor_error(e: muster_jobs::JobsError) -> ProjectionError {
+pub(crate) fn reactor_error(e: muster_jobs::JobsError) -> ProjectionError {
     match e {
         muster_jobs::JobsError::Unavailable(e) | muster_jobs::JobsError::Database(e) => {
             ProjectionError::Database(e)

@@ -110,6 +110,8 @@ pub struct AppState {
     pub webhooks: Webhooks,
     /// Report requests and files.
     pub reports: Reports,
+    /// Client-notification settings and messages.
+    pub client_messages: muster_jobs::client_messages::ClientMessages,
     /// The read models: every query endpoint reads through this.
     pub reads: ReadModels,
     /// Limits.
@@ -171,6 +173,9 @@ impl AppState {
             metrics: observability::prometheus(),
             webhooks: Webhooks::new(store.pool().clone()),
             reports: Reports::new(store.pool().clone(), jobs.clone()),
+            client_messages: muster_jobs::client_messages::ClientMessages::new(
+                store.pool().clone(),
+            ),
             jobs,
             store,
         }
@@ -186,6 +191,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::series::router())
         .merge(routes::whoami::router())
         .merge(routes::keys::router())
+        .merge(routes::client_notifications::router())
         .merge(routes::feeds::router())
         .merge(routes::events::router())
         .merge(routes::resource_queries::router())

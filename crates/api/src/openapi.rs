@@ -20,6 +20,7 @@ use crate::error::Problem;
         (name = "holds", description = "Tentative claims that count until they expire"),
         (name = "events", description = "The event feed"),
         (name = "keys", description = "API keys: create, list, revoke (admin)"),
+        (name = "notifications", description = "What bookings' clients hear: settings, and the messages per booking"),
     ),
     components(schemas(Problem, muster_jobs::admin::JobStatusFilter)),
     modifiers(&BearerAuth),

@@ -4,6 +4,11 @@
 //! DST changes. Events are built with the `icalendar` crate; the
 //! `VTIMEZONE` (which that crate does not build) is derived here from
 //! chrono-tz's transitions within the feed's window.
+//!
+//! Also a booking's invitation for its client (RFC 5546 `METHOD:REQUEST`
+//! or `CANCEL`), with a `UID` stable per booking and a `SEQUENCE` that
+//! grows with each change, so that a calendar application updates the one
+//! entry it already has.
 
 use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::{OffsetComponents, OffsetName, Tz};
@@ -176,5 +181,83 @@ mod tests {
         );
         assert!(ics.contains("UID:00000000-0000-0000-0000-000000000007@muster"));
         assert!(ics.find("BEGIN:VTIMEZONE") < ics.find("BEGIN:VEVENT"));
+    }
+}
+
+/// What an invitation asks of the client's calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationMethod {
+    /// Add the booking, or update it to this `SEQUENCE`.
+    Request,
+    /// Remove it.
+    Cancel,
+}
+
+impl InvitationMethod {
+    /// The `METHOD` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationMethod::Request => "REQUEST",
+            InvitationMethod::Cancel => "CANCEL",
+        }
+    }
+}
+
+/// A booking as its client's invitation shows it.
+#[derive(Debug, Clone)]
+pub struct Invitation<'a> {
+    /// The booking: its `UID` is `{booking_id}@muster`, the same in every
+    /// message about it.
+    pub booking_id: Uuid,
+    /// Grows with each reschedule and the cancellation.
+    pub sequence: i32,
+    /// The booking's title.
+    pub title: &'a str,
+    /// When it is.
+    pub range: TimeRange,
+    /// The IANA zone to show it in (its first resource's).
+    pub timezone: &'a str,
+    /// The sender's address (`ORGANIZER`).
+    pub organizer: &'a str,
+    /// The client's address (`ATTENDEE`).
+    pub attendee: &'a str,
+    /// `DTSTAMP`: when the message was made.
+    pub stamp: DateTime<Utc>,
+}
+
+/// The invitation as an iCalendar object with `method`.
+pub fn invitation(invitation: &Invitation<'_>, method: InvitationMethod) -> String {
+    let tz: Tz = invitation.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let mut calendar = Calendar::new();
+    calendar.append_property(("METHOD", method.as_str()));
+    let event = Event::new()
+        .uid(&format!("{}@muster", invitation.booking_id))
+        .summary(invitation.title)
+        .timestamp(invitation.stamp)
+        .starts(CalendarDateTime::from_date_time(
+            invitation.range.starts_at.with_timezone(&tz),
+        ))
+        .ends(CalendarDateTime::from_date_time(
+            invitation.range.ends_at.with_timezone(&tz),
+        ))
+        .add_property("SEQUENCE", invitation.sequence.to_string())
+        .add_property("ORGANIZER", format!("mailto:{}", invitation.organizer))
+        .add_property("ATTENDEE", format!("mailto:{}", invitation.attendee))
+        .status(match method {
+            InvitationMethod::Request => icalendar::EventStatus::Confirmed,
+            InvitationMethod::Cancel => icalendar::EventStatus::Cancelled,
+        })
+        .done();
+    calendar.push(event);
+    let text = calendar.done().to_string();
+    // A day either side: the zone's offsets over the booking itself.
+    let window = TimeRange {
+        starts_at: invitation.range.starts_at - Duration::days(1),
+        ends_at: invitation.range.ends_at + Duration::days(1),
+    };
+    let vtimezone = vtimezone(tz, &window);
+    match text.find("BEGIN:VEVENT") {
+        Some(at) => format!("{}{}{}", &text[..at], vtimezone, &text[at..]),
+        None => text,
     }
 }

@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod availability;
 pub mod booking;
 pub mod capacity;
+pub mod client_message;
 pub mod deployment;
 pub mod duration;
 pub mod error;

@@ -33,6 +33,11 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
 
     /// When it was queued (ms since the epoch), for the start latency.
     fn enqueued_at(&self) -> Option<i64>;
+
+    /// Not before this instant (a reminder's time); `None`: at once.
+    fn run_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
 }
 
 /// Runs a deployment's steps.
@@ -89,11 +94,48 @@ impl Job for DeploymentJob {
 pub struct NotificationJob {
     /// The tenant.
     pub tenant: TenantId,
-    /// The delivery (also the `X-Muster-Delivery` header).
+    /// The delivery (also the `X-Muster-Delivery` header), or the client
+    /// message when `client` is set.
     pub delivery_id: Uuid,
     /// When it was queued (ms since the epoch).
     #[serde(default)]
     pub enqueued_at: Option<i64>,
+    /// A message to a booking's client (`client_messages`), not a
+    /// subscription's delivery.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client: bool,
+    /// Not before this instant (a reminder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl NotificationJob {
+    /// Delivers `delivery_id` of `tenant` to its subscription.
+    pub fn delivery(tenant: TenantId, delivery_id: Uuid) -> Self {
+        Self {
+            tenant,
+            delivery_id,
+            enqueued_at: None,
+            client: false,
+            not_before: None,
+        }
+    }
+
+    /// Sends client message `message_id` of `tenant`, not before
+    /// `not_before`.
+    pub fn client_message(
+        tenant: TenantId,
+        message_id: Uuid,
+        not_before: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Self {
+        Self {
+            tenant,
+            delivery_id: message_id,
+            enqueued_at: None,
+            client: true,
+            not_before,
+        }
+    }
 }
 
 impl Job for NotificationJob {
@@ -109,6 +151,10 @@ impl Job for NotificationJob {
 
     fn enqueued_at(&self) -> Option<i64> {
         self.enqueued_at
+    }
+
+    fn run_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.not_before
     }
 }
 

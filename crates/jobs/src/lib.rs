@@ -7,6 +7,7 @@
 //! reach the queue through [`JobQueue`]'s [`muster_store::implied_jobs::JobSink`].
 
 pub mod admin;
+pub mod client_messages;
 pub mod error;
 pub mod job;
 pub mod kind;

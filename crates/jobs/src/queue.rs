@@ -99,12 +99,15 @@ impl JobQueue {
             .of(J::KIND)
             .attempts
             .saturating_mul(job.work_units().max(1));
-        Ok(TaskBuilder::new(args)
+        let mut task = TaskBuilder::new(args)
             .with_metadata(metadata)
             .priority(usize::from(job.priority()))
             .max_attempts(attempts as usize)
-            .idempotency_key(job.idempotency_key())
-            .build())
+            .idempotency_key(job.idempotency_key());
+        if let Some(at) = job.run_at() {
+            task = task.run_at_timestamp(u64::try_from(at.timestamp()).unwrap_or(0));
+        }
+        Ok(task.build())
     }
 }
 

@@ -291,11 +291,7 @@ impl Webhooks {
         .await?;
         let jobs: Vec<crate::NotificationJob> = ids
             .iter()
-            .map(|&delivery_id| crate::NotificationJob {
-                tenant: tenant.clone(),
-                delivery_id,
-                enqueued_at: None,
-            })
+            .map(|&delivery_id| crate::NotificationJob::delivery(tenant.clone(), delivery_id))
             .collect();
         queue.enqueue_many(&mut tx, &jobs).await?;
         tx.commit().await?;
@@ -539,6 +535,14 @@ impl Webhooks {
         .execute(&mut *tx)
         .await?;
         let disabled = self.note_health(&mut tx, tenant, id, attempt).await?;
+        if let Some(reason) = &disabled {
+            // The disable is a fact the feed and the other subscriptions
+            // see: durable like any event, whatever the delivery record.
+            sqlx::query!("set local synchronous_commit = on")
+                .execute(&mut *tx)
+                .await?;
+            record_disabled(&mut tx, tenant, id, reason).await?;
+        }
         if disabled.is_some() {
             // Its endpoint is disabled now: no attempt follows, so the
             // delivery is a dead letter, not pending.
@@ -686,4 +690,59 @@ impl Webhooks {
 /// A tenant id as stored (the tables only hold valid ones).
 fn tenant_of(stored: String) -> Result<TenantId, JobsError> {
     TenantId::try_from(stored).map_err(|e| JobsError::Corrupt(e.to_string()))
+}
+
+/// Appends `webhook.disabled` (the subscription, its URL and why) to the
+/// subscription's stream in the event store, in the disabling transaction.
+async fn record_disabled(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    delivery_id: Uuid,
+    reason: &str,
+) -> Result<(), JobsError> {
+    let webhook = sqlx::query!(
+        r#"select w.webhook_id, w.url,
+                  (select coalesce(max(e.stream_version), 0) from events e
+                    where e.tenant_id = w.tenant_id and e.stream_id = w.webhook_id)::int8
+                  as "version!"
+             from webhooks w
+             join webhook_deliveries d on w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
+            where d.tenant_id = $1 and d.delivery_id = $2"#,
+        tenant.as_str(),
+        delivery_id,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let append = muster_store::event_store::StreamAppend {
+        tenant: tenant.clone(),
+        stream_type: "webhook",
+        stream_id: webhook.webhook_id,
+        expected_version: webhook.version,
+        events: vec![muster_store::event_store::EventData {
+            event_type: "webhook.disabled",
+            schema_version: 1,
+            payload: serde_json::json!({
+                "webhook_id": webhook.webhook_id,
+                "url": webhook.url,
+                "reason": reason,
+                "last_delivery_id": delivery_id,
+            }),
+        }],
+        metadata: muster_store::EventMetadata {
+            command_id: Uuid::now_v7(),
+            correlation_id: delivery_id.to_string(),
+            causation_id: delivery_id,
+            actor: "system:webhook-health".to_owned(),
+            tenant: tenant.clone(),
+        },
+    };
+    muster_store::event_store::append_to_streams(conn, std::slice::from_ref(&append))
+        .await
+        .map_err(|e| match e {
+            muster_store::event_store::AppendError::Database(e) => JobsError::from(e),
+            // The webhook's row is locked by the disabling attempt, so no
+            // one else appends to its stream meanwhile.
+            other => JobsError::Corrupt(format!("recording webhook.disabled: {other}")),
+        })?;
+    Ok(())
 }

@@ -12,7 +12,7 @@ use muster_jobs::{JobPolicies, JobQueue};
 use muster_projections::{Projector, ReadSignals};
 use muster_store::db::PoolSettings;
 use muster_store::{Role, Store};
-use muster_workers::{Reactor, StartError, WorkerConfig, Workers};
+use muster_workers::{ClientReactor, Reactor, StartError, WorkerConfig, Workers};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::net::TcpListener;
@@ -209,8 +209,10 @@ async fn run_workers(
     workers: Workers,
     shutdown: CancellationToken,
 ) {
-    let reactor = Projector::new(store.clone(), signals)
-        .with_projections(vec![Arc::new(Reactor::new(workers.queue().clone()))]);
+    let reactor = Projector::new(store.clone(), signals).with_projections(vec![
+        Arc::new(Reactor::new(workers.queue().clone())),
+        Arc::new(ClientReactor::new(workers.queue().clone())),
+    ]);
     let reactor = tokio::spawn(reactor.run(shutdown));
     workers.run().await;
     let _ = reactor.await;

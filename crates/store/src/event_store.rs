@@ -56,6 +56,28 @@ pub(crate) struct LoadedStream<E> {
     pub events: Vec<E>,
     pub version: i64,
     pub last_position: Option<i64>,
+    /// Each event's position, in the same order.
+    pub positions: Vec<i64>,
+}
+
+/// Stream `stream_id` of aggregate `A` in `tenant`, decoded (upcast), up to
+/// and including the event at `position`: the history that event ended.
+/// For whoever reacts to one event and needs the state it left (the client
+/// notifications).
+pub async fn history_until<A: muster_domain::aggregate::Aggregate>(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    stream_id: Uuid,
+    position: i64,
+) -> Result<Vec<A::Event>, StoreError> {
+    let stream = read_stream::<A::Event>(conn, tenant, A::STREAM_TYPE, stream_id).await?;
+    Ok(stream
+        .events
+        .into_iter()
+        .zip(stream.positions)
+        .take_while(|(_, p)| *p <= position)
+        .map(|(e, _)| e)
+        .collect())
 }
 
 /// Reads one stream in version order and decodes it, upcasting old payloads.
@@ -77,6 +99,7 @@ pub(crate) async fn read_stream<E: DomainEvent>(
     .fetch_all(conn)
     .await?;
     let mut events = Vec::with_capacity(rows.len());
+    let mut positions = Vec::with_capacity(rows.len());
     let mut last_position = None;
     for row in rows {
         let corrupt = |source| StoreError::CorruptEvent {
@@ -86,11 +109,13 @@ pub(crate) async fn read_stream<E: DomainEvent>(
         let payload = upcast(&row.event_type, row.schema_version, row.payload).map_err(corrupt)?;
         events.push(E::from_payload(&row.event_type, payload).map_err(corrupt)?);
         last_position = Some(row.position);
+        positions.push(row.position);
     }
     Ok(LoadedStream {
         version: events.len() as i64,
         events,
         last_position,
+        positions,
     })
 }
 

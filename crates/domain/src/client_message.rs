@@ -1,0 +1,258 @@
+//! What a booking's client hears (SPEC §2): a confirmation, a change and a
+//! cancellation, each with a calendar invitation, and reminders before a
+//! confirmed booking starts. One rule decides, from a booking's event and
+//! its state right after it, which messages that event calls for; the
+//! reactor records them once per event, and the workers send them.
+
+use chrono::{DateTime, Utc};
+
+use crate::aggregate::Aggregate;
+use crate::booking::{Booking, BookingEvent, BookingStatus};
+
+/// Longest reminder offset: 30 days.
+pub const MAX_REMINDER_OFFSET_SECS: i64 = 30 * 86_400;
+/// Most reminders per booking.
+pub const MAX_REMINDERS: usize = 5;
+
+/// A kind of message to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// The booking was confirmed.
+    Confirmation,
+    /// A confirmed booking moved.
+    Change,
+    /// A confirmed booking was cancelled.
+    Cancellation,
+    /// A confirmed booking starts soon.
+    Reminder,
+}
+
+impl MessageKind {
+    /// Its name in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Confirmation => "confirmation",
+            MessageKind::Change => "change",
+            MessageKind::Cancellation => "cancellation",
+            MessageKind::Reminder => "reminder",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            MessageKind::Confirmation,
+            MessageKind::Change,
+            MessageKind::Cancellation,
+            MessageKind::Reminder,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+}
+
+/// A tenant's wishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// Whether clients hear anything.
+    pub enabled: bool,
+    /// Reminders this many seconds before the start.
+    pub reminder_offsets: Vec<i64>,
+}
+
+/// One message an event calls for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMessage {
+    /// What it says.
+    pub kind: MessageKind,
+    /// To whom.
+    pub recipient: String,
+    /// When it may go out.
+    pub due_at: DateTime<Utc>,
+    /// For a reminder: the start it reminds of (it is not sent if the
+    /// booking no longer starts then, or is no longer confirmed).
+    pub reminds_of: Option<DateTime<Utc>>,
+    /// The invitation's `SEQUENCE`.
+    pub sequence: i32,
+}
+
+/// The invitation's `SEQUENCE` after `history`: 0 at confirmation, one more
+/// for each reschedule and for the cancellation.
+pub fn sequence(history: &[BookingEvent]) -> i32 {
+    history
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                BookingEvent::Rescheduled { .. } | BookingEvent::Cancelled { .. }
+            )
+        })
+        .count() as i32
+}
+
+/// The messages that the last event of `history` (recorded at `at`) calls
+/// for under `settings`: none unless they are enabled and the client gave
+/// an email address.
+pub fn messages_for(
+    history: &[BookingEvent],
+    at: DateTime<Utc>,
+    settings: &ClientSettings,
+) -> Vec<PlannedMessage> {
+    let Some((event, before)) = history.split_last() else {
+        return Vec::new();
+    };
+    if !settings.enabled {
+        return Vec::new();
+    }
+    let was = Booking::from_events(before.iter());
+    let now = Booking::from_events(history.iter());
+    let Some(details) = &now.details else {
+        return Vec::new();
+    };
+    let Some(recipient) = details
+        .client
+        .email
+        .clone()
+        .filter(|e| !e.trim().is_empty())
+    else {
+        return Vec::new();
+    };
+    let sequence = sequence(history);
+    let message = |kind, due_at, reminds_of| PlannedMessage {
+        kind,
+        recipient: recipient.clone(),
+        due_at,
+        reminds_of,
+        sequence,
+    };
+    let reminders = |out: &mut Vec<PlannedMessage>| {
+        for offset in settings.reminder_offsets.iter().take(MAX_REMINDERS) {
+            let due_at = details.starts_at - chrono::Duration::seconds(*offset);
+            if due_at > at {
+                out.push(message(
+                    MessageKind::Reminder,
+                    due_at,
+                    Some(details.starts_at),
+                ));
+            }
+        }
+    };
+    let confirmed = |b: &Booking| b.status == Some(BookingStatus::Confirmed);
+    let mut out = Vec::new();
+    match event {
+        BookingEvent::Confirmed => {
+            out.push(message(MessageKind::Confirmation, at, None));
+            reminders(&mut out);
+        }
+        BookingEvent::Rescheduled { .. } if confirmed(&now) => {
+            out.push(message(MessageKind::Change, at, None));
+            reminders(&mut out);
+        }
+        // Only a client who was told of the booking hears it is off.
+        BookingEvent::Cancelled { .. } if confirmed(&was) => {
+            out.push(message(MessageKind::Cancellation, at, None));
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::booking::{BookingDetails, Client};
+
+    fn requested(email: Option<&str>, starts_at: DateTime<Utc>) -> BookingEvent {
+        BookingEvent::Requested(BookingDetails {
+            title: "Wedding".into(),
+            client: Client {
+                name: "Ann".into(),
+                email: email.map(str::to_owned),
+                phone: None,
+            },
+            starts_at,
+            ends_at: starts_at + chrono::Duration::hours(2),
+            headcount: 10,
+            notes: None,
+            series_id: None,
+        })
+    }
+
+    fn at(h: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2027-06-01T00:00:00Z")
+            .unwrap()
+            .to_utc()
+            + chrono::Duration::hours(h)
+    }
+
+    fn on(offsets: &[i64]) -> ClientSettings {
+        ClientSettings {
+            enabled: true,
+            reminder_offsets: offsets.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_confirmation_comes_with_its_future_reminders() {
+        let history = [
+            requested(Some("ann@example.com"), at(48)),
+            BookingEvent::Confirmed,
+        ];
+        let planned = messages_for(&history, at(0), &on(&[86_400, 72 * 3_600]));
+        let kinds: Vec<_> = planned.iter().map(|m| (m.kind, m.due_at)).collect();
+        // The 72 h reminder would be in the past: it is not made.
+        assert_eq!(
+            kinds,
+            [
+                (MessageKind::Confirmation, at(0)),
+                (MessageKind::Reminder, at(24))
+            ]
+        );
+        assert!(planned.iter().all(|m| m.sequence == 0));
+        assert_eq!(planned[1].reminds_of, Some(at(48)));
+    }
+
+    #[test]
+    fn a_reschedule_of_a_confirmed_booking_is_a_change_with_a_higher_sequence() {
+        let history = [
+            requested(Some("ann@example.com"), at(48)),
+            BookingEvent::Confirmed,
+            BookingEvent::Rescheduled {
+                starts_at: at(96),
+                ends_at: at(98),
+            },
+        ];
+        let planned = messages_for(&history, at(1), &on(&[3_600]));
+        assert_eq!(planned[0].kind, MessageKind::Change);
+        assert_eq!(planned[0].sequence, 1);
+        assert_eq!(planned[1].due_at, at(95));
+        assert_eq!(planned[1].reminds_of, Some(at(96)));
+    }
+
+    #[test]
+    fn only_a_client_told_of_the_booking_hears_of_its_cancellation() {
+        let cancelled = BookingEvent::Cancelled { reason: None };
+        let told = [
+            requested(Some("ann@example.com"), at(48)),
+            BookingEvent::Confirmed,
+            cancelled.clone(),
+        ];
+        let planned = messages_for(&told, at(1), &on(&[]));
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned[0].kind, MessageKind::Cancellation);
+        assert_eq!(planned[0].sequence, 1);
+        let never_told = [requested(Some("ann@example.com"), at(48)), cancelled];
+        assert!(messages_for(&never_told, at(1), &on(&[])).is_empty());
+    }
+
+    #[test]
+    fn nothing_without_an_address_or_when_disabled() {
+        let no_email = [requested(None, at(48)), BookingEvent::Confirmed];
+        assert!(messages_for(&no_email, at(0), &on(&[3_600])).is_empty());
+        let history = [
+            requested(Some("ann@example.com"), at(48)),
+            BookingEvent::Confirmed,
+        ];
+        assert!(messages_for(&history, at(0), &ClientSettings::default()).is_empty());
+    }
+}

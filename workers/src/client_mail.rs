@@ -1,0 +1,224 @@
+//! Sending one message to a booking's client: a readable text and HTML
+//! body and, for a confirmation, change or cancellation, the booking's
+//! calendar invitation (`METHOD:REQUEST` or `CANCEL`). A reminder is
+//! checked again at send time: it goes out only while the booking is
+//! confirmed and still starts when the reminder was made for.
+
+use chrono::{DateTime, Utc};
+use muster_domain::aggregate::Aggregate;
+use muster_domain::booking::{Booking, BookingStatus};
+use muster_domain::client_message::MessageKind;
+use muster_domain::ics::{Invitation, InvitationMethod, invitation};
+use muster_domain::time::TimeRange;
+use muster_jobs::NotificationJob;
+use muster_jobs::client_messages::PendingMessage;
+use tracing::Instrument;
+
+use crate::Runtime;
+use crate::email::Letter;
+use crate::failure::{Cause, JobFailure};
+use crate::queue::Attempt;
+
+/// Runs one attempt of client message `job.delivery_id`.
+pub(crate) async fn attempt_message(
+    rt: &Runtime,
+    job: &NotificationJob,
+    book: &Attempt,
+) -> Result<(), JobFailure> {
+    let span = tracing::info_span!("job.client_message", message_id = %job.delivery_id, tenant = %job.tenant, attempt = book.number());
+    send(rt, job, book).instrument(span).await
+}
+
+async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(), JobFailure> {
+    let messages = &rt.client_messages;
+    let Some(message) = messages.pending(&job.tenant, job.delivery_id).await? else {
+        return Err(JobFailure::Fatal(Cause::Missing("client message")));
+    };
+    if message.status == "sent" || message.status == "skipped" {
+        return Ok(());
+    }
+    let (booking, _) = rt
+        .store
+        .load::<Booking>(&job.tenant, message.booking_id)
+        .await?;
+    if let Some(reason) = stale_reminder(&message, &booking) {
+        messages
+            .record(&job.tenant, job.delivery_id, "skipped", Some(reason))
+            .await?;
+        metrics::counter!("muster_client_messages_total", "outcome" => "skipped").increment(1);
+        return Ok(());
+    }
+    // The booking as the causing event left it: a confirmation sent late
+    // still shows what was confirmed, with its own SEQUENCE.
+    let mut conn = rt.store.pool().acquire().await?;
+    let history = muster_store::event_store::history_until::<Booking>(
+        &mut conn,
+        &job.tenant,
+        message.booking_id,
+        message.event_position,
+    )
+    .await?;
+    drop(conn);
+    let then = Booking::from_events(history.iter());
+    let Some(details) = then.details.as_ref() else {
+        return Err(JobFailure::Fatal(Cause::Missing("booking")));
+    };
+    let timezone = match then.reservations.first() {
+        Some(r) => messages.timezone_of(&job.tenant, r.resource_id).await?,
+        None => None,
+    }
+    .unwrap_or_else(|| "UTC".to_owned());
+    let Some(mailer) = &rt.mailer else {
+        messages
+            .record(
+                &job.tenant,
+                job.delivery_id,
+                "dead",
+                Some("email needs SMTP_URL, which is not configured"),
+            )
+            .await?;
+        return Err(JobFailure::Fatal(Cause::TargetRefused(
+            "email needs SMTP_URL, which is not configured".into(),
+        )));
+    };
+    let range = TimeRange {
+        starts_at: details.starts_at,
+        ends_at: details.ends_at,
+    };
+    let from = message.sender.clone().unwrap_or_else(|| mailer.sender());
+    let calendar = match message.kind {
+        MessageKind::Reminder => None,
+        kind => Some(invitation(
+            &Invitation {
+                booking_id: message.booking_id,
+                sequence: message.sequence,
+                title: &details.title,
+                range,
+                timezone: &timezone,
+                organizer: address_of(&from),
+                attendee: &message.recipient,
+                stamp: Utc::now(),
+            },
+            if kind == MessageKind::Cancellation {
+                InvitationMethod::Cancel
+            } else {
+                InvitationMethod::Request
+            },
+        )),
+    };
+    let when = local_span(&range, &timezone);
+    let (subject, lead) = match message.kind {
+        MessageKind::Confirmation => ("Confirmed", "your booking is confirmed"),
+        MessageKind::Change => ("Changed", "your booking has moved; it now takes place"),
+        MessageKind::Cancellation => (
+            "Cancelled",
+            "your booking has been cancelled; it was to take place",
+        ),
+        MessageKind::Reminder => ("Reminder", "a reminder of your booking"),
+    };
+    let text = format!(
+        "Hello {name},\n\n{lead}:\n\n  {title}\n  {when}\n\n— {from}\n",
+        name = details.client.name,
+        title = details.title,
+    );
+    let html = format!(
+        "<!doctype html><html><body><p>Hello {name},</p><p>{lead}:</p>\
+         <p><strong>{title}</strong><br>{when}</p><p>— {from}</p></body></html>",
+        name = escape(&details.client.name),
+        title = escape(&details.title),
+        when = escape(&when),
+        from = escape(&from),
+    );
+    let outcome = mailer
+        .send_letter(Letter {
+            from: &from,
+            to: &message.recipient,
+            subject: &format!("{subject}: {}", details.title),
+            text,
+            html,
+            calendar: calendar.map(|ics| {
+                let method = if message.kind == MessageKind::Cancellation {
+                    "CANCEL"
+                } else {
+                    "REQUEST"
+                };
+                (method, ics)
+            }),
+        })
+        .await;
+    let status = if outcome.succeeded() {
+        "sent"
+    } else if book.is_last() {
+        "dead"
+    } else {
+        "pending"
+    };
+    messages
+        .record(
+            &job.tenant,
+            job.delivery_id,
+            status,
+            outcome.error.as_deref(),
+        )
+        .await?;
+    metrics::counter!("muster_client_messages_total", "outcome" => status).increment(1);
+    match outcome.error {
+        None => Ok(()),
+        Some(e) => Err(JobFailure::Retry(Cause::Undelivered(e))),
+    }
+}
+
+/// Why a reminder would be wrong now, if it would.
+fn stale_reminder(message: &PendingMessage, booking: &Booking) -> Option<&'static str> {
+    if message.kind != MessageKind::Reminder {
+        return None;
+    }
+    if booking.status != Some(BookingStatus::Confirmed) {
+        return Some("the booking is no longer confirmed");
+    }
+    let starts_at: Option<DateTime<Utc>> = booking.details.as_ref().map(|d| d.starts_at);
+    if starts_at != message.reminds_of {
+        return Some("the booking has moved; a reminder for its new time is planned");
+    }
+    None
+}
+
+/// `Name <address>` → `address`.
+fn address_of(mailbox: &str) -> &str {
+    match (mailbox.rfind('<'), mailbox.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &mailbox[open + 1..close],
+        _ => mailbox.trim(),
+    }
+}
+
+/// The booking's time as its client reads it: local date and times, and
+/// the zone's name.
+fn local_span(range: &TimeRange, timezone: &str) -> String {
+    let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
+    let (start, end) = (
+        range.starts_at.with_timezone(&tz),
+        range.ends_at.with_timezone(&tz),
+    );
+    if start.date_naive() == end.date_naive() {
+        format!(
+            "{} – {} ({timezone})",
+            start.format("%A %-d %B %Y, %H:%M"),
+            end.format("%H:%M")
+        )
+    } else {
+        format!(
+            "{} – {} ({timezone})",
+            start.format("%A %-d %B %Y, %H:%M"),
+            end.format("%A %-d %B %Y, %H:%M")
+        )
+    }
+}
+
+/// Text as HTML.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}

@@ -1,0 +1,109 @@
+//! The client-notification reactor: a projection whose writes are messages
+//! to bookings' clients and their jobs. For each booking event, the one
+//! domain rule ([`muster_domain::client_message::messages_for`]) decides
+//! which messages it calls for, from the booking's history up to that
+//! event; they are recorded and queued in the transaction that moves the
+//! reactor's checkpoint, so each is made exactly once whatever crashes
+//! (and the table's unique key on the causing event makes a repeat
+//! impossible even if the checkpoint logic were wrong). Reminders are
+//! queued to run at their time.
+
+use std::collections::HashMap;
+
+use muster_domain::TenantId;
+use muster_domain::booking::Booking;
+use muster_domain::client_message::{ClientSettings, messages_for};
+use muster_jobs::client_messages::ClientMessages;
+use muster_jobs::{JobQueue, NotificationJob};
+use muster_projections::{ApplyFuture, Projection};
+use muster_store::RecordedEvent;
+use sqlx::PgConnection;
+
+use crate::reactor::reactor_error;
+
+/// The events a client may hear of.
+const CAUSES: [&str; 3] = [
+    "booking.confirmed",
+    "booking.rescheduled",
+    "booking.cancelled",
+];
+
+/// The client-notification reactor.
+pub struct ClientReactor {
+    queue: JobQueue,
+}
+
+impl ClientReactor {
+    /// A reactor pushing jobs on `queue`.
+    pub fn new(queue: JobQueue) -> Self {
+        Self { queue }
+    }
+}
+
+/// Its checkpoint name.
+pub const NAME: &str = "reactor.client-notifications";
+
+impl Projection for ClientReactor {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [RecordedEvent],
+    ) -> ApplyFuture<'a> {
+        Box::pin(async move {
+            let mut settings: HashMap<TenantId, ClientSettings> = HashMap::new();
+            let mut jobs = Vec::new();
+            for event in events {
+                if event.stream_type != "booking" || !CAUSES.contains(&event.event_type.as_str()) {
+                    continue;
+                }
+                let rule = match settings.get(&event.tenant) {
+                    Some(rule) => rule.clone(),
+                    None => {
+                        let rule = ClientMessages::rule_on(&mut *conn, &event.tenant)
+                            .await
+                            .map_err(reactor_error)?;
+                        settings.insert(event.tenant.clone(), rule.clone());
+                        rule
+                    }
+                };
+                if !rule.enabled {
+                    continue;
+                }
+                let history = muster_store::event_store::history_until::<Booking>(
+                    &mut *conn,
+                    &event.tenant,
+                    event.stream_id,
+                    event.position,
+                )
+                .await?;
+                let planned = messages_for(&history, event.recorded_at, &rule);
+                let made = ClientMessages::insert(
+                    &mut *conn,
+                    &event.tenant,
+                    event.stream_id,
+                    event.position,
+                    &planned,
+                )
+                .await
+                .map_err(reactor_error)?;
+                jobs.extend(made.into_iter().map(|m| {
+                    let later = (m.due_at > event.recorded_at).then_some(m.due_at);
+                    NotificationJob::client_message(event.tenant.clone(), m.message_id, later)
+                }));
+            }
+            if jobs.is_empty() {
+                return Ok(());
+            }
+            self.queue
+                .enqueue_many(conn, &jobs)
+                .await
+                .map_err(reactor_error)?;
+            metrics::counter!("muster_client_messages_made_total").increment(jobs.len() as u64);
+            Ok(())
+        })
+    }
+}
