@@ -147,21 +147,29 @@ async fn clients_hear_of_their_bookings_with_invitations_and_timely_reminders() 
         .await;
     assert_eq!(off.body["enabled"], false);
     for bad in [
-        json!({"enabled": true, "reminder_offsets": ["P31D"]}),
-        json!({"enabled": true, "reminder_offsets": ["soon"]}),
-        json!({"enabled": true, "reminder_offsets": ["PT0S"]}),
+        json!({"enabled": true, "reminders": ["P31D"]}),
+        json!({"enabled": true, "reminders": ["soon"]}),
+        json!({"enabled": true, "reminders": ["PT0S"]}),
         json!({"enabled": true, "sender": "Planning <p@example.com>\r\nBcc: x@evil.test"}),
         json!({"enabled": true, "sender": "nobody"}),
     ] {
         assert_problem(&put_settings(&app, bad).await, 422, "validation");
     }
+    // SPEC §5's example, answered in canonical form, largest first.
+    let spec = put_settings(
+        &app,
+        json!({"enabled": true, "reminders": ["PT1H", "PT24H"]}),
+    )
+    .await;
+    assert_eq!(spec.status, StatusCode::OK, "{:?}", spec.body);
+    assert_eq!(spec.body["reminders"], json!(["P1D", "PT1H"]));
     let set = put_settings(
         &app,
-        json!({"enabled": true, "reminder_offsets": ["PT1M"], "sender": "Planning <planning@example.com>"}),
+        json!({"enabled": true, "reminders": ["PT1M"], "sender": "Planning <planning@example.com>"}),
     )
     .await;
     assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
-    assert_eq!(set.body["reminder_offsets"], json!(["PT1M"]));
+    assert_eq!(set.body["reminders"], json!(["PT1M"]));
 
     let resource = app.resource(2).await;
     // A starts in 64 s: its reminder (a minute before) is due in ~4 s.

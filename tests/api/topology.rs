@@ -32,7 +32,10 @@ fn role(app: &TestApp, role: &str) -> Child {
         .env("MUSTER_ALLOW_PRIVATE_WEBHOOKS", "true")
         // Six processes beside the rest of the suite in Postgres' 100
         // connections; a worker holds one per running job's lease.
-        .env("MUSTER_DB_POOL_SIZE", if role == "work" { "16" } else { "6" })
+        .env(
+            "MUSTER_DB_POOL_SIZE",
+            if role == "work" { "16" } else { "6" },
+        )
         .env("MUSTER_JOB_HEARTBEAT_MS", "500")
         .env("MUSTER_JOB_MISSED_HEARTBEATS", "4")
         .env("MUSTER_DEPLOYMENT_RETRY_MS", "100")

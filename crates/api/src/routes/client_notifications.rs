@@ -36,9 +36,9 @@ pub struct ClientNotificationSettings {
     enabled: bool,
     /// Reminders this long before a confirmed booking starts (ISO 8601,
     /// at most five, each at most `P30D`).
-    #[serde(default)]
-    #[schema(example = json!(["P1D", "PT2H"]))]
-    reminder_offsets: Vec<String>,
+    #[serde(default, alias = "reminder_offsets")]
+    #[schema(example = json!(["PT24H", "PT1H"]))]
+    reminders: Vec<String>,
     /// The messages' sender (`Planning <planning@example.com>`); absent:
     /// the server's (`MUSTER_SMTP_FROM`).
     #[serde(default)]
@@ -49,7 +49,7 @@ impl From<Settings> for ClientNotificationSettings {
     fn from(s: Settings) -> Self {
         Self {
             enabled: s.enabled,
-            reminder_offsets: s
+            reminders: s
                 .reminder_offsets
                 .into_iter()
                 .map(|o| IsoDuration::from_seconds(o).to_string())
@@ -90,20 +90,18 @@ async fn put_settings(
     let auth = Auth(request.principal);
     let principal = auth.require(&[Role::Admin])?;
     let body = request.body;
-    if body.reminder_offsets.len() > MAX_REMINDERS {
+    if body.reminders.len() > MAX_REMINDERS {
         return Err(invalid(
-            "reminder_offsets",
+            "reminders",
             &format!("at most {MAX_REMINDERS} reminders"),
         ));
     }
-    let mut offsets = Vec::with_capacity(body.reminder_offsets.len());
-    for raw in &body.reminder_offsets {
-        let offset: IsoDuration = raw
-            .parse()
-            .map_err(|e: String| invalid("reminder_offsets", &e))?;
+    let mut offsets = Vec::with_capacity(body.reminders.len());
+    for raw in &body.reminders {
+        let offset: IsoDuration = raw.parse().map_err(|e: String| invalid("reminders", &e))?;
         if offset.is_zero() || offset.seconds() > MAX_REMINDER_OFFSET_SECS {
             return Err(invalid(
-                "reminder_offsets",
+                "reminders",
                 "each must be more than zero and at most P30D",
             ));
         }
