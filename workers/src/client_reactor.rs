@@ -81,6 +81,25 @@ impl Projection for ClientReactor {
                 )
                 .await?;
                 let planned = messages_for(&history, event.recorded_at, &rule);
+                let superseded = match event.event_type.as_str() {
+                    "booking.rescheduled" => {
+                        Some("the booking moved; reminders for its new time replace it")
+                    }
+                    "booking.cancelled" => Some("the booking was cancelled"),
+                    _ => None,
+                };
+                // Before the new time's reminders are recorded: every
+                // pending one is for a time that no longer holds.
+                if let Some(why) = superseded {
+                    ClientMessages::supersede_reminders(
+                        &mut *conn,
+                        &event.tenant,
+                        event.stream_id,
+                        why,
+                    )
+                    .await
+                    .map_err(reactor_error)?;
+                }
                 let made = ClientMessages::insert(
                     &mut *conn,
                     &event.tenant,

@@ -220,6 +220,28 @@ impl ClientMessages {
             .collect())
     }
 
+    /// Marks `booking_id`'s pending reminders skipped with `why` (it moved
+    /// or was cancelled), in the reactor's transaction: the list shows at
+    /// once that they will not go out, and their jobs find them skipped.
+    pub async fn supersede_reminders(
+        conn: &mut PgConnection,
+        tenant: &TenantId,
+        booking_id: Uuid,
+        why: &str,
+    ) -> Result<(), JobsError> {
+        sqlx::query!(
+            r#"update client_messages set status = 'skipped', last_error = $3
+                where tenant_id = $1 and booking_id = $2 and kind = 'reminder'
+                  and status = 'pending'"#,
+            tenant.as_str(),
+            booking_id,
+            why,
+        )
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
     /// The message to send, with the tenant's sender.
     pub async fn pending(
         &self,
