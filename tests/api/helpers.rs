@@ -82,6 +82,14 @@ pub fn pool_settings() -> PoolSettings {
     }
 }
 
+/// Taken by the tests that run several muster processes with pools of
+/// their own, one at a time: together, beside the rest of the suite, they
+/// would ask for more than Postgres' 100 connections and meet 503s.
+pub async fn one_multi_process_test_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(api_config()).await
 }

@@ -184,6 +184,7 @@ async fn kill_9_during_catch_up_neither_loses_nor_repeats_an_event() {
 
 #[tokio::test]
 async fn one_process_holds_a_projection_and_another_takes_over_when_it_dies() {
+    let _turn = crate::helpers::one_multi_process_test_at_a_time().await;
     let app = spawn_api_only().await;
     seed(&app, 5, 100).await;
     let mut first = projector(&app, 50);

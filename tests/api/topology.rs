@@ -116,6 +116,7 @@ impl Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_each_role_under_load_survive_a_kill_9_of_each() {
+    let _turn = crate::helpers::one_multi_process_test_at_a_time().await;
     let app = spawn_api_only().await;
     let receiver = Receiver::start(Arc::new(|_, _| 200), Duration::from_millis(5)).await;
     subscribe(

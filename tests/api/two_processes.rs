@@ -70,6 +70,7 @@ fn hour(h: u32) -> String {
 async fn two_api_processes_and_64_clients_never_double_book() {
     const CLIENTS: usize = 64;
     const REQUESTS_PER_CLIENT: usize = 12;
+    let _turn = crate::helpers::one_multi_process_test_at_a_time().await;
     let app = spawn_app().await;
     let capacities = [1u32, 1, 1, 2, 2];
     let mut resources = Vec::new();
@@ -236,6 +237,7 @@ fn held_from(booking: &str, answer: &Value) -> Option<Held> {
 async fn moves_holds_and_conversions_across_two_processes_never_over_book() {
     const CLIENTS: usize = 64;
     const OPERATIONS_PER_CLIENT: usize = 10;
+    let _turn = crate::helpers::one_multi_process_test_at_a_time().await;
     let app = spawn_app().await;
     let mut resources = Vec::new();
     for capacity in [1u32, 1, 2, 2] {

@@ -55,6 +55,7 @@ fn kill_9(pid: u32) {
 
 #[tokio::test]
 async fn a_deployment_of_a_killed_worker_is_finished_by_another_without_redoing_steps() {
+    let _turn = crate::helpers::one_multi_process_test_at_a_time().await;
     let app = spawn_app().await;
     let receiver = Receiver::start(Arc::new(|_, _| 200), Duration::from_millis(300)).await;
     subscribe(&app, &receiver.url, &["deployment.step"]).await;

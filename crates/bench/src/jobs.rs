@@ -256,7 +256,9 @@ async fn seed_read_models(pool: &PgPool, tenant: &str) -> anyhow::Result<()> {
     if seeded {
         return Ok(());
     }
-    eprintln!("seeding 10,000 resources and 1,000,000 reservations into the read models (once)...");
+    let _spinner = crate::progress::working(
+        "seeding 10,000 resources and 1,000,000 reservations into the read models (once)",
+    );
     sqlx::query(
         "insert into read.resources (tenant_id, resource_id, name, kind, capacity, timezone,
                                      working_hours, tags, retired, version, registered_at,

@@ -9,6 +9,7 @@
 
 mod jobs;
 mod mixed;
+mod progress;
 mod reads;
 
 use std::path::PathBuf;
@@ -182,13 +183,14 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
         )?;
         Some(match args.rate {
             Some(rate) => {
-                eprintln!("pgbench baseline: {rate} inserts/s for {} s", args.duration);
+                let _bar =
+                    progress::timed(format!("pgbench baseline: {rate} inserts/s"), args.duration);
                 Baseline::Latency(pgbench_insert_latency(url, rate, args.duration)?)
             }
             None => {
-                eprintln!(
-                    "pgbench baseline: {} clients, {} s",
-                    args.clients, args.duration
+                let _bar = progress::timed(
+                    format!("pgbench baseline: {} clients", args.clients),
+                    args.duration,
                 );
                 Baseline::Rate(pgbench_insert_rate(url, args.clients, args.duration)?)
             }
@@ -198,7 +200,7 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
     let target = Arc::new(target);
     let streams = open_streams(&target, args.subscribers, &args.subscriber_query).await?;
     if args.warmup > 0 {
-        eprintln!("warm-up {} s", args.warmup);
+        let _bar = progress::timed("warm-up".to_owned(), args.warmup);
         closed_loop(
             &target,
             &resources,
@@ -210,11 +212,14 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.duration);
     let measured = match args.rate {
         Some(rate) => {
-            eprintln!("open loop at {rate}/s for {} s", args.duration);
+            let _bar = progress::timed(format!("open loop at {rate}/s"), args.duration);
             open_loop(&target, &resources, rate, duration).await
         }
         None => {
-            eprintln!("closed loop, {} clients, {} s", args.clients, args.duration);
+            let _bar = progress::timed(
+                format!("closed loop, {} clients", args.clients),
+                args.duration,
+            );
             closed_loop(&target, &resources, args.clients, duration).await
         }
     };

@@ -167,11 +167,16 @@ pub async fn run(args: MixedArgs) -> anyhow::Result<()> {
         pool.close().await;
     }
     let started = Instant::now();
+    let bar = crate::progress::timed(
+        format!("mixed load over {} API process(es)", args.urls.len()),
+        args.duration,
+    );
     let tally = match args.rate {
         None => closed_loop(&args, &http, &seeded).await?,
         Some(rate) => open_loop(&args, rate, &http, &seeded).await?,
     };
     let elapsed = started.elapsed().as_secs_f64();
+    drop(bar);
     let shape = match args.rate {
         None => format!("{} clients", args.clients),
         Some(rate) => format!("{rate}/s open loop, at most {} in flight", args.clients),

@@ -436,7 +436,9 @@ async fn seed_reservations(pool: &PgPool, tenant: &str) -> anyhow::Result<()> {
     if seeded {
         return Ok(());
     }
-    eprintln!("seeding 10,000 resources with 100 reservations each (once per database)...");
+    let _spinner = crate::progress::working(
+        "seeding 10,000 resources with 100 reservations each (once per database)",
+    );
     sqlx::query(
         "insert into reservable_resources (tenant_id, resource_id, capacity, longest_reservation_secs)
          select $1, md5('muster-bench-resource-' || g)::uuid, 1, 3600

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod embedded;
+pub mod progress;
 pub mod startup;
 
 pub use startup::Application;

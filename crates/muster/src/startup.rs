@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::embedded::{EmbeddedPostgres, write_private};
+use crate::progress::Progress;
 
 /// Concurrent group-commit writers: enough to keep a batch in flight while
 /// the next one forms, few enough to leave connections for other commands.
@@ -276,28 +277,33 @@ pub async fn rebuild_projection(
     let model = muster_projections::ReadModel::named(name)
         .with_context(|| format!("no projection {name:?}"))?;
     let store = Store::new(muster_store::db::connect_lazy(database, pool));
+    let progress = Progress::on_stderr(&format!("rebuild {name}"));
     let outcome = muster_projections::rebuild::rebuild(&store, model, |p| {
-        let percent = if p.head > 0 {
-            p.position as f64 * 100.0 / p.head as f64
-        } else {
-            100.0
-        };
-        let eta = p
-            .eta
-            .map_or_else(|| "-".to_owned(), |d| format!("{:.0}s", d.as_secs_f64()));
-        eprintln!(
-            "rebuild {name}: position {}/{} ({percent:.1}%), {:.0} events/s, ETA {eta}",
-            p.position, p.head, p.rate
-        );
+        let rate = format!("{:.0} events/s", p.rate);
+        let at = |v: i64| u64::try_from(v).unwrap_or(0);
+        progress.report(at(p.position), at(p.head), &rate, || {
+            let percent = if p.head > 0 {
+                p.position as f64 * 100.0 / p.head as f64
+            } else {
+                100.0
+            };
+            let eta = p
+                .eta
+                .map_or_else(|| "-".to_owned(), |d| format!("{:.0}s", d.as_secs_f64()));
+            format!(
+                "rebuild {name}: position {}/{} ({percent:.1}%), {rate}, ETA {eta}",
+                p.position, p.head
+            )
+        });
     })
     .await?;
-    eprintln!(
+    progress.finish(&format!(
         "rebuild {name}: swapped in at position {} after {} events in {:.1}s ({:.0} events/s)",
         outcome.position,
         outcome.events,
         outcome.elapsed.as_secs_f64(),
         outcome.events as f64 / outcome.elapsed.as_secs_f64().max(1e-3)
-    );
+    ));
     store.pool().close().await;
     Ok(())
 }
