@@ -5,6 +5,9 @@
 create table client_notification_settings (
     tenant_id        text        primary key,
     enabled          boolean     not null default false,
+    -- When they were last turned on: only events recorded since then are
+    -- told to clients (a reactor catching up must not mail about the past).
+    enabled_since    timestamptz,
     -- Reminders go out this long before a confirmed booking starts, in
     -- seconds, largest first.
     reminder_offsets integer[]   not null default '{}',

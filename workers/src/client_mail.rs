@@ -41,7 +41,7 @@ async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(),
         .store
         .load::<Booking>(&job.tenant, message.booking_id)
         .await?;
-    if let Some(reason) = stale_reminder(&message, &booking) {
+    if let Some(reason) = not_to_send(&message, &booking) {
         messages
             .record(&job.tenant, job.delivery_id, "skipped", Some(reason))
             .await?;
@@ -168,10 +168,16 @@ async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(),
     }
 }
 
-/// Why a reminder would be wrong now, if it would.
-fn stale_reminder(message: &PendingMessage, booking: &Booking) -> Option<&'static str> {
+/// Why the message should not go out now, if it should not.
+fn not_to_send(message: &PendingMessage, booking: &Booking) -> Option<&'static str> {
+    if !message.enabled {
+        return Some("client notifications were turned off");
+    }
     if message.kind != MessageKind::Reminder {
         return None;
+    }
+    if message.reminds_of.is_some_and(|start| start <= Utc::now()) {
+        return Some("the booking has started");
     }
     if booking.status != Some(BookingStatus::Confirmed) {
         return Some("the booking is no longer confirmed");

@@ -95,6 +95,7 @@ impl Projection for ClientReactor {
                         &mut *conn,
                         &event.tenant,
                         event.stream_id,
+                        event.position,
                         why,
                     )
                     .await

@@ -199,7 +199,13 @@ async fn follow(
                 retained.horizon = reached;
                 metrics::gauge!("muster_live_tail_retained").set(retained.events.len() as f64);
                 drop(retained);
-                horizon.send_replace(reached);
+                // Only a moved horizon wakes the streams: an idle poll
+                // would wake every one of them each second for nothing.
+                horizon.send_if_modified(|h| {
+                    let moved = *h != reached;
+                    *h = reached;
+                    moved
+                });
                 full
             }
             Err(e) => {

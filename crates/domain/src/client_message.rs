@@ -56,6 +56,9 @@ impl MessageKind {
 pub struct ClientSettings {
     /// Whether clients hear anything.
     pub enabled: bool,
+    /// When they were last turned on: events recorded before are not told
+    /// (a reactor catching up must not mail clients about the past).
+    pub enabled_since: Option<DateTime<Utc>>,
     /// Reminders this many seconds before the start.
     pub reminder_offsets: Vec<i64>,
 }
@@ -101,7 +104,7 @@ pub fn messages_for(
     let Some((event, before)) = history.split_last() else {
         return Vec::new();
     };
-    if !settings.enabled {
+    if !settings.enabled || settings.enabled_since.is_some_and(|since| at < since) {
         return Vec::new();
     }
     let was = Booking::from_events(before.iter());
@@ -188,6 +191,7 @@ mod tests {
     fn on(offsets: &[i64]) -> ClientSettings {
         ClientSettings {
             enabled: true,
+            enabled_since: Some(at(-1)),
             reminder_offsets: offsets.to_vec(),
         }
     }
@@ -243,6 +247,18 @@ mod tests {
         assert_eq!(planned[0].sequence, 1);
         let never_told = [requested(Some("ann@example.com"), at(48)), cancelled];
         assert!(messages_for(&never_told, at(1), &on(&[])).is_empty());
+    }
+
+    #[test]
+    fn events_from_before_notifications_were_turned_on_are_not_told() {
+        let history = [
+            requested(Some("ann@example.com"), at(48)),
+            BookingEvent::Confirmed,
+        ];
+        let mut settings = on(&[3_600]);
+        settings.enabled_since = Some(at(2));
+        assert!(messages_for(&history, at(1), &settings).is_empty());
+        assert_eq!(messages_for(&history, at(3), &settings).len(), 2);
     }
 
     #[test]

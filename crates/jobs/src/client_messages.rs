@@ -22,6 +22,8 @@ pub struct ClientMessages {
 pub struct Settings {
     /// Whether clients hear anything.
     pub enabled: bool,
+    /// When they were last turned on (set by the database).
+    pub enabled_since: Option<DateTime<Utc>>,
     /// Reminders this many seconds before the start, largest first.
     pub reminder_offsets: Vec<i64>,
     /// The messages' From (`Name <address>`), if not the server's.
@@ -33,6 +35,7 @@ impl Settings {
     pub fn rule(&self) -> ClientSettings {
         ClientSettings {
             enabled: self.enabled,
+            enabled_since: self.enabled_since,
             reminder_offsets: self.reminder_offsets.clone(),
         }
     }
@@ -84,6 +87,8 @@ pub struct PendingMessage {
     pub status: String,
     /// The tenant's sender, if set.
     pub sender: Option<String>,
+    /// Whether the tenant still has client notifications on.
+    pub enabled: bool,
 }
 
 /// A message the reactor has just made, to queue.
@@ -112,7 +117,8 @@ impl ClientMessages {
         tenant: &TenantId,
     ) -> Result<Settings, JobsError> {
         let row = sqlx::query!(
-            r#"select enabled, reminder_offsets, sender from client_notification_settings
+            r#"select enabled, enabled_since, reminder_offsets, sender
+                 from client_notification_settings
                 where tenant_id = $1"#,
             tenant.as_str(),
         )
@@ -121,11 +127,13 @@ impl ClientMessages {
         Ok(match row {
             Some(r) => Settings {
                 enabled: r.enabled,
+                enabled_since: r.enabled_since,
                 reminder_offsets: r.reminder_offsets.into_iter().map(i64::from).collect(),
                 sender: r.sender,
             },
             None => Settings {
                 enabled: false,
+                enabled_since: None,
                 reminder_offsets: Vec::new(),
                 sender: None,
             },
@@ -146,10 +154,17 @@ impl ClientMessages {
         offsets.sort_unstable_by(|a, b| b.cmp(a));
         offsets.dedup();
         sqlx::query!(
-            r#"insert into client_notification_settings (tenant_id, enabled, reminder_offsets, sender)
-               values ($1, $2, $3, $4)
+            r#"insert into client_notification_settings
+                   (tenant_id, enabled, enabled_since, reminder_offsets, sender)
+               values ($1, $2, case when $2 then now() end, $3, $4)
                on conflict (tenant_id) do update
-                  set enabled = excluded.enabled, reminder_offsets = excluded.reminder_offsets,
+                  set enabled = excluded.enabled,
+                      enabled_since = case
+                          when not excluded.enabled then null
+                          when client_notification_settings.enabled
+                          then client_notification_settings.enabled_since
+                          else now() end,
+                      reminder_offsets = excluded.reminder_offsets,
                       sender = excluded.sender, updated_at = now()"#,
             tenant.as_str(),
             settings.enabled,
@@ -220,21 +235,26 @@ impl ClientMessages {
             .collect())
     }
 
-    /// Marks `booking_id`'s pending reminders skipped with `why` (it moved
-    /// or was cancelled), in the reactor's transaction: the list shows at
-    /// once that they will not go out, and their jobs find them skipped.
+    /// Marks `booking_id`'s pending reminders made before the event at
+    /// `position` skipped with `why` (it moved or was cancelled), in the
+    /// reactor's transaction: the list shows at once that they will not go
+    /// out, and their jobs find them skipped.
     pub async fn supersede_reminders(
         conn: &mut PgConnection,
         tenant: &TenantId,
         booking_id: Uuid,
+        position: i64,
         why: &str,
     ) -> Result<(), JobsError> {
+        // Only those made by earlier events: a re-run of this event must
+        // not skip the reminders that later ones made.
         sqlx::query!(
-            r#"update client_messages set status = 'skipped', last_error = $3
+            r#"update client_messages set status = 'skipped', last_error = $4
                 where tenant_id = $1 and booking_id = $2 and kind = 'reminder'
-                  and status = 'pending'"#,
+                  and status = 'pending' and event_position < $3"#,
             tenant.as_str(),
             booking_id,
+            position,
             why,
         )
         .execute(conn)
@@ -250,7 +270,8 @@ impl ClientMessages {
     ) -> Result<Option<PendingMessage>, JobsError> {
         let row = sqlx::query!(
             r#"select m.kind, m.booking_id, m.event_position, m.recipient, m.reminds_of,
-                      m.sequence, m.status, s.sender as "sender?"
+                      m.sequence, m.status, s.sender as "sender?",
+                      coalesce(s.enabled, false) as "enabled!"
                  from client_messages m
                  left join client_notification_settings s on s.tenant_id = m.tenant_id
                 where m.tenant_id = $1 and m.message_id = $2"#,
@@ -270,6 +291,7 @@ impl ClientMessages {
                 sequence: r.sequence,
                 status: r.status,
                 sender: r.sender,
+                enabled: r.enabled,
             })
         })
         .transpose()
@@ -289,7 +311,7 @@ impl ClientMessages {
                   set status = $3, last_error = $4,
                       attempts = attempts + case when $3 = 'skipped' then 0 else 1 end,
                       sent_at = case when $3 = 'sent' then now() else sent_at end
-                where tenant_id = $1 and message_id = $2"#,
+                where tenant_id = $1 and message_id = $2 and status <> 'skipped'"#,
             tenant.as_str(),
             message_id,
             status,

@@ -692,7 +692,7 @@ fn tenant_of(stored: String) -> Result<TenantId, JobsError> {
     TenantId::try_from(stored).map_err(|e| JobsError::Corrupt(e.to_string()))
 }
 
-/// Appends `webhook.disabled` (the subscription, its URL and why) to the
+/// Appends `webhook.disabled` (the subscription and why) to the
 /// subscription's stream in the event store, in the disabling transaction.
 async fn record_disabled(
     conn: &mut PgConnection,
@@ -701,7 +701,7 @@ async fn record_disabled(
     reason: &str,
 ) -> Result<(), JobsError> {
     let webhook = sqlx::query!(
-        r#"select w.webhook_id, w.url,
+        r#"select w.webhook_id,
                   (select coalesce(max(e.stream_version), 0) from events e
                     where e.tenant_id = w.tenant_id and e.stream_id = w.webhook_id)::int8
                   as "version!"
@@ -721,9 +721,10 @@ async fn record_disabled(
         events: vec![muster_store::event_store::EventData {
             event_type: "webhook.disabled",
             schema_version: 1,
+            // Not the URL: a hook's path or query is often its secret, and
+            // the feed is open to every reader of the tenant.
             payload: serde_json::json!({
                 "webhook_id": webhook.webhook_id,
-                "url": webhook.url,
                 "reason": reason,
                 "last_delivery_id": delivery_id,
             }),

@@ -316,11 +316,16 @@ impl Store {
     /// Like [`Store::read_page`], with the events read on the hot standby
     /// set with [`Store::with_replica`] (on the primary without one). The
     /// safe position can only be known on the primary, which sees the
-    /// appends in flight; so it is taken there with the primary's WAL
-    /// position at that instant, and the standby is read once it has
-    /// replayed that far: it then holds every event up to the horizon.
-    /// A standby that has not got there within [`REPLAY_WAIT`] yields an
-    /// empty page that has not moved.
+    /// appends in flight; so it is taken there, then the primary's WAL
+    /// insert position, and the standby is read once it has replayed that
+    /// far: every commit below the horizon is in the WAL before that
+    /// position (even one made with `synchronous_commit = off`), so the
+    /// standby then holds every event up to the horizon. The check and the
+    /// read run on one connection, so that a load balancer in front of
+    /// several standbys cannot answer them from two. A standby that has
+    /// not got there within [`REPLAY_WAIT`] (replay paused or far behind)
+    /// is passed over: the page is read on the primary, so the live
+    /// stream never stalls.
     pub async fn read_page_from_replica(
         &self,
         after: i64,
@@ -329,34 +334,33 @@ impl Store {
         let Some(replica) = &self.replica else {
             return self.read_page(after, limit).await;
         };
-        let mark = sqlx::query!(
-            r#"select muster_safe_position() as "horizon!",
-                      pg_current_wal_lsn()::text as "lsn!""#
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        // Two statements on purpose: the WAL position must be taken after
+        // the safe position was computed.
+        let horizon = self.safe_position().await?;
+        let lsn = sqlx::query_scalar!(r#"select pg_current_wal_insert_lsn()::text as "lsn!""#)
+            .fetch_one(&self.pool)
+            .await?;
+        let mut conn = replica.acquire().await?;
         let deadline = std::time::Instant::now() + REPLAY_WAIT;
         loop {
             // NULL on a server that is not a standby: it has everything.
             let replayed = sqlx::query_scalar!(
                 r#"select coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, true) as "replayed!""#,
-                mark.lsn,
+                lsn,
             )
-            .fetch_one(replica)
+            .fetch_one(&mut *conn)
             .await?;
             if replayed {
-                break;
+                let rows = events_between(&mut *conn, after, horizon, limit).await?;
+                return EventPage::of(rows, horizon);
             }
             if std::time::Instant::now() >= deadline {
-                return Ok(EventPage {
-                    events: Vec::new(),
-                    horizon: after,
-                });
+                metrics::counter!("muster_replica_read_fallbacks_total").increment(1);
+                let rows = events_between(&self.pool, after, horizon, limit).await?;
+                return EventPage::of(rows, horizon);
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let rows = events_between(replica, after, mark.horizon, limit).await?;
-        EventPage::of(rows, mark.horizon)
     }
 
     /// The event of `tenant` at `position`, upcast like every other read
@@ -525,13 +529,13 @@ impl EventPage {
 }
 
 /// How long a read on the standby waits for it to replay what the primary
-/// has committed.
-pub const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// has committed before it reads the primary instead.
+pub const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Every tenant's events in `(after, horizon]`, in position order, at most
 /// `limit`.
 async fn events_between(
-    pool: &sqlx::PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     after: i64,
     horizon: i64,
     limit: i64,
@@ -548,7 +552,7 @@ async fn events_between(
         horizon,
         limit,
     )
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 

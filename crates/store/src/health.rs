@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 /// How often the probe asks.
@@ -61,27 +62,17 @@ async fn probe(pool: PgPool, down: Arc<AtomicBool>) {
     while !pool.is_closed() {
         tick.tick().await;
         let started = tokio::time::Instant::now();
-        let answered = tokio::time::timeout(PROBE_TIMEOUT, async {
-            if connection.is_none() {
-                connection = Some(options.connect().await?);
-            }
-            match connection.as_mut() {
-                Some(c) => c.ping().await,
-                None => Ok(()),
-            }
-        })
-        .await;
-        match answered {
-            Ok(Ok(())) => {
+        match ask(&options, &mut connection).await {
+            Probe::Answered => {
                 refused = 0;
                 unanswered_since = None;
             }
-            Ok(Err(_)) => {
+            Probe::Refused => {
                 refused += 1;
                 // Reconnect from scratch next time: the old session is gone.
                 connection = None;
             }
-            Err(_) => {
+            Probe::Unanswered => {
                 unanswered_since.get_or_insert(started);
                 // A ping abandoned mid-way leaves the session unusable.
                 connection = None;
@@ -98,5 +89,42 @@ async fn probe(pool: PgPool, down: Arc<AtomicBool>) {
             }
             metrics::gauge!("muster_database_up").set(if healthy { 1.0 } else { 0.0 });
         }
+    }
+}
+
+/// How one probe went.
+enum Probe {
+    /// The database answered.
+    Answered,
+    /// The server is gone: the connection was refused or reset.
+    Refused,
+    /// No answer in time, or the server is there but busy (no connection
+    /// slot to spare).
+    Unanswered,
+}
+
+/// One probe: a ping on the probe's connection, made first if need be
+/// (a new connection gets longer than a ping: on a loaded machine a
+/// backend takes a while to start).
+async fn ask(options: &PgConnectOptions, connection: &mut Option<PgConnection>) -> Probe {
+    let judge = |error: sqlx::Error| match &error {
+        // too_many_connections: there, and busy.
+        sqlx::Error::Database(e) if e.code().as_deref() == Some("53300") => Probe::Unanswered,
+        _ => Probe::Refused,
+    };
+    if connection.is_none() {
+        match tokio::time::timeout(SLOW_TO_DOWN, options.connect()).await {
+            Ok(Ok(fresh)) => *connection = Some(fresh),
+            Ok(Err(e)) => return judge(e),
+            Err(_) => return Probe::Unanswered,
+        }
+    }
+    let Some(live) = connection.as_mut() else {
+        return Probe::Unanswered;
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, live.ping()).await {
+        Ok(Ok(())) => Probe::Answered,
+        Ok(Err(e)) => judge(e),
+        Err(_) => Probe::Unanswered,
     }
 }

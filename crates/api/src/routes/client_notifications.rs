@@ -121,6 +121,7 @@ async fn put_settings(
     }
     let settings = Settings {
         enabled: body.enabled,
+        enabled_since: None,
         reminder_offsets: offsets,
         sender,
     };

@@ -170,6 +170,9 @@ impl Cursor {
     /// what the tail retains reads the store, until it has caught up.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         let mut changes = self.state.tail.changes();
+        // Kept alive from the last write, however often the tail moves for
+        // events this stream does not want.
+        let quiet_until = tokio::time::Instant::now() + KEEP_ALIVE;
         loop {
             if !self.buffer.is_empty() {
                 let size = self.buffer.iter().map(|e| e.frame.len()).sum();
@@ -197,7 +200,7 @@ impl Cursor {
                     if events.is_empty() {
                         tokio::select! {
                             _ = changes.changed() => {}
-                            () = tokio::time::sleep(KEEP_ALIVE) => {
+                            () = tokio::time::sleep_until(quiet_until) => {
                                 return Some(Bytes::from_static(b":\n\n"));
                             }
                             () = self.state.shutdown.cancelled() => return None,
