@@ -121,6 +121,31 @@ impl WorkerConfig {
         self.clients().map(|_| ())
     }
 
+    /// These settings with the deployments and reports run at once
+    /// lowered, if need be, to what a pool of `pool_size` connections can
+    /// carry: each running one holds a pooled connection for its lease and
+    /// needs another for its work, so if their leases could take the whole
+    /// pool, every one of them would wait for a connection for ever. At
+    /// most half the pool holds leases.
+    pub fn fitted_to(mut self, pool_size: usize) -> Self {
+        let room = (pool_size / 2).max(2);
+        let wanted = self.deployment_concurrency + self.report_concurrency;
+        if wanted > room {
+            let deployments = (room * self.deployment_concurrency / wanted).max(1);
+            let reports = room.saturating_sub(deployments).max(1);
+            tracing::warn!(
+                pool_size,
+                deployment_concurrency = deployments,
+                report_concurrency = reports,
+                "MUSTER_DB_POOL_SIZE is too small for the configured deployment and report \
+                 concurrency (each running one holds a connection for its lease); running fewer"
+            );
+            self.deployment_concurrency = deployments;
+            self.report_concurrency = reports;
+        }
+        self
+    }
+
     /// Jobs run at once per process of `kind`.
     pub fn concurrency(&self, kind: JobKind) -> usize {
         match kind {
@@ -157,6 +182,7 @@ impl Workers {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         let (http, mailer) = config.clients()?;
+        let config = config.fitted_to(store.pool().options().get_max_connections() as usize);
         let queue = JobQueue::new(store.pool().clone(), config.policies);
         Ok(Self {
             rt: Arc::new(Runtime {
@@ -197,4 +223,25 @@ pub enum StartError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+}
+
+#[cfg(test)]
+mod fitting {
+    use super::WorkerConfig;
+
+    #[test]
+    fn leases_never_take_more_than_half_the_pool() {
+        let config = WorkerConfig::default().fitted_to(6);
+        assert_eq!(
+            (config.deployment_concurrency, config.report_concurrency),
+            (2, 1)
+        );
+        let roomy = WorkerConfig::default().fitted_to(32);
+        assert_eq!(
+            (roomy.deployment_concurrency, roomy.report_concurrency),
+            (8, 2)
+        );
+        let tiny = WorkerConfig::default().fitted_to(1);
+        assert!(tiny.deployment_concurrency >= 1 && tiny.report_concurrency >= 1);
+    }
 }
