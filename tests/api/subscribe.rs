@@ -458,3 +458,24 @@ async fn a_slow_stream_is_cut_off_resumably_while_the_others_go_on() {
     let metrics = metrics.text().await.unwrap();
     assert!(counter(&metrics, "muster_subscriber_cutoffs_total") >= 1.0);
 }
+
+/// An idle stream gets a keep-alive comment within 15 s of its last write,
+/// however often the tail polls meanwhile, so that proxies keep it open.
+#[tokio::test]
+async fn an_idle_stream_is_kept_alive() {
+    let app = spawn_app().await;
+    let mut stream = app
+        .client
+        .get(format!("{}/v1/subscribe", app.address))
+        .bearer_auth(&app.analyst)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let chunk = tokio::time::timeout(Duration::from_secs(20), stream.chunk())
+        .await
+        .expect("a keep-alive within 20 s")
+        .unwrap()
+        .expect("the stream stays open");
+    assert!(chunk.starts_with(b":"), "{chunk:?}");
+}

@@ -39,7 +39,7 @@ impl Mailer {
     pub async fn send_letter(&self, letter: Letter<'_>) -> CallOutcome {
         use lettre::message::{Attachment, MultiPart, SinglePart};
         let started = Instant::now();
-        let result = async {
+        let message = (|| {
             let from: lettre::message::Mailbox = letter
                 .from
                 .parse()
@@ -63,41 +63,44 @@ impl Mailer {
                         .singlepart(Attachment::new("invite.ics".to_owned()).body(ics, kind))
                 }
             };
-            let message = Message::builder()
+            Message::builder()
                 .from(from)
                 .to(to)
                 .subject(letter.subject)
                 .multipart(body)
-                .map_err(|e| e.to_string())?;
-            self.transport
-                .send(message)
-                .await
-                .map(|response| response.code().to_string())
                 .map_err(|e| e.to_string())
-        }
-        .await;
-        outcome(result, started.elapsed())
+        })();
+        self.transmit(started, message).await
     }
 
     /// Sends `body` to `to` with `subject`.
     pub async fn send(&self, to: &str, subject: &str, body: String) -> CallOutcome {
         let started = Instant::now();
-        let result = async {
+        let message = (|| {
             let to = to.parse().map_err(|e| format!("recipient {to:?}: {e}"))?;
-            let message = Message::builder()
+            Message::builder()
                 .from(self.from.clone())
                 .to(to)
                 .subject(subject)
                 .header(ContentType::TEXT_PLAIN)
                 .body(body)
-                .map_err(|e| e.to_string())?;
-            self.transport
+                .map_err(|e| e.to_string())
+        })();
+        self.transmit(started, message).await
+    }
+
+    /// Hands `message` (or why it could not be built) to the relay; the
+    /// outcome's latency counts from `started`.
+    async fn transmit(&self, started: Instant, message: Result<Message, String>) -> CallOutcome {
+        let result = match message {
+            Ok(message) => self
+                .transport
                 .send(message)
                 .await
                 .map(|response| response.code().to_string())
-                .map_err(|e| e.to_string())
-        }
-        .await;
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
         outcome(result, started.elapsed())
     }
 }
