@@ -31,9 +31,13 @@ fn role(app: &TestApp, role: &str) -> Child {
         .env("DATABASE_URL", app.db.url())
         .env("MUSTER_ALLOW_PRIVATE_WEBHOOKS", "true")
         // Six processes beside the rest of the suite in Postgres' 100
-        // connections (a worker fits its deployments and reports to its
-        // pool: each holds a connection for its lease).
-        .env("MUSTER_DB_POOL_SIZE", "6")
+        // connections; a worker's pool carries its full deployment and
+        // report concurrency, so that the load drains within the settle
+        // time (a smaller pool runs fewer of them: WorkerConfig::fitted_to).
+        .env(
+            "MUSTER_DB_POOL_SIZE",
+            if role == "work" { "16" } else { "6" },
+        )
         .env("MUSTER_JOB_HEARTBEAT_MS", "500")
         .env("MUSTER_JOB_MISSED_HEARTBEATS", "4")
         .env("MUSTER_DEPLOYMENT_RETRY_MS", "100")
