@@ -75,7 +75,7 @@ pub async fn rebuild(
     mut progress: impl FnMut(RebuildProgress),
 ) -> Result<RebuildOutcome, RebuildError> {
     let name = model.name();
-    let options = store.pool().connect_options();
+    let options = store.sessions().connect_options();
     let mut guard = PgConnection::connect_with(&options).await?;
     let mine = sqlx::query_scalar!(
         r#"select pg_try_advisory_lock($1, hashtext($2)) as "mine!""#,

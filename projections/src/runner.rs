@@ -336,7 +336,7 @@ enum Step {
 
 /// Takes `model`'s lease on a new connection if no one holds it.
 async fn try_lease(store: &Store, name: &str) -> Result<Option<PgConnection>, sqlx::Error> {
-    let options = store.pool().connect_options();
+    let options = store.sessions().connect_options();
     let mut conn = PgConnection::connect_with(&options).await?;
     let taken = sqlx::query_scalar!(
         r#"select pg_try_advisory_lock($1, hashtext($2)) as "taken!""#,

@@ -15,10 +15,15 @@ pub struct Cluster {
 }
 
 fn as_postgres(program: &str, args: &[&str]) -> Command {
-    let path = format!("{PG_BIN}/{program}");
+    as_postgres_at(&format!("{PG_BIN}/{program}"), args)
+}
+
+/// `path` run as the `postgres` user when the tests run as root (Postgres'
+/// tools and PgBouncer refuse root).
+fn as_postgres_at(path: &str, args: &[&str]) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", &path]).args(args);
+        c.args(["-u", "postgres", "--", path]).args(args);
         c
     } else {
         let mut c = Command::new(path);
@@ -41,6 +46,14 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A new directory the `postgres` user may write its logs and sockets in.
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("muster-pg-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    Command::new("chmod").arg("777").arg(&dir).status().unwrap();
+    dir
 }
 
 fn run(mut command: Command, what: &str) {
@@ -98,12 +111,8 @@ impl Cluster {
     }
 
     fn empty_dir() -> Self {
-        let dir = std::env::temp_dir().join(format!("muster-pg-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // The postgres user writes its log and socket here.
-        Command::new("chmod").arg("777").arg(&dir).status().unwrap();
         Self {
-            dir,
+            dir: scratch_dir(),
             port: free_port(),
         }
     }
@@ -164,6 +173,126 @@ impl Cluster {
     }
 }
 
+const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
+
+/// A PgBouncer in front of a [`Cluster`], configured as operators run it:
+/// transaction pooling, a small server pool, `extra_float_digits` ignored
+/// and every other startup parameter (`options`) refused. Stopped on drop.
+pub struct PgBouncer {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PgBouncer {
+    /// Starts one with `pool_size` server connections to `cluster`'s
+    /// `postgres` database; `None` (the test skips) where PgBouncer is not
+    /// installed (`.ci/run` installs it).
+    pub fn start(cluster: &Cluster, pool_size: u32) -> Option<Self> {
+        if !Path::new(PGBOUNCER).exists() {
+            eprintln!("skipping: no {PGBOUNCER}");
+            return None;
+        }
+        let bouncer = Self {
+            dir: scratch_dir(),
+            port: free_port(),
+        };
+        let path = |name: &str| bouncer.dir.join(name).to_str().unwrap().to_owned();
+        std::fs::write(path("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
+        let ini = format!(
+            "[databases]\n\
+             postgres = host=127.0.0.1 port={upstream} dbname=postgres\n\
+             [pgbouncer]\n\
+             listen_addr = 127.0.0.1\n\
+             listen_port = {port}\n\
+             unix_socket_dir =\n\
+             auth_type = trust\n\
+             auth_file = {users}\n\
+             admin_users = postgres\n\
+             pool_mode = transaction\n\
+             default_pool_size = {pool_size}\n\
+             max_client_conn = 500\n\
+             ignore_startup_parameters = extra_float_digits\n\
+             logfile = {log}\n\
+             pidfile = {pid}\n",
+            upstream = cluster.port,
+            port = bouncer.port,
+            users = path("userlist.txt"),
+            log = path("pgbouncer.log"),
+            pid = path("pgbouncer.pid"),
+        );
+        std::fs::write(path("pgbouncer.ini"), ini).unwrap();
+        run(
+            as_postgres_at(PGBOUNCER, &["-d", &path("pgbouncer.ini")]),
+            "pgbouncer",
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", bouncer.port)).is_err() {
+            assert!(Instant::now() < deadline, "pgbouncer did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(bouncer)
+    }
+
+    /// The URL of the pooled `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Rows of an admin console command (`SHOW POOLS`, ...), each a map
+    /// from column name to value.
+    pub fn show(&self, what: &str) -> Vec<std::collections::HashMap<String, String>> {
+        let output = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args([
+                "-d",
+                "pgbouncer",
+                "-A",
+                "-F",
+                "\t",
+                "-c",
+                &format!("show {what}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "show {what}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut lines = text.lines().filter(|l| l.contains('\t'));
+        let columns: Vec<String> = lines
+            .next()
+            .map(|l| l.split('\t').map(str::to_owned).collect())
+            .unwrap_or_default();
+        lines
+            .map(|l| {
+                columns
+                    .iter()
+                    .cloned()
+                    .zip(l.split('\t').map(str::to_owned))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pgbouncer.pid")) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_immediately();
@@ -173,9 +302,15 @@ impl Drop for Cluster {
 
 /// Runs the `muster` CLI on `url`; its standard output, trimmed.
 pub fn muster(url: &str, args: &[&str]) -> String {
+    muster_with(url, &[], args)
+}
+
+/// [`muster`] with more environment.
+pub fn muster_with(url: &str, env: &[(&str, &str)], args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_muster"))
         .args(args)
         .env("DATABASE_URL", url)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -189,6 +324,15 @@ pub fn muster(url: &str, args: &[&str]) -> String {
 
 /// A new key of `role` for tenant `acme` on `url`.
 pub fn new_key(url: &str, role: &str) -> String {
-    let out = muster(url, &["keys", "create", "--tenant", "acme", "--role", role]);
+    new_key_with(url, &[], role)
+}
+
+/// [`new_key`] with more environment.
+pub fn new_key_with(url: &str, env: &[(&str, &str)], role: &str) -> String {
+    let out = muster_with(
+        url,
+        env,
+        &["keys", "create", "--tenant", "acme", "--role", role],
+    );
     out.lines().last().unwrap().trim().to_owned()
 }

@@ -18,6 +18,7 @@ mod keys;
 mod moves;
 mod notifications;
 mod operations;
+mod pgbouncer;
 mod policy;
 mod process;
 mod projector;

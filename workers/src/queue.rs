@@ -110,8 +110,13 @@ fn backend<A>(
         // extra `Running` update per job buys nothing.
         .lock_tasks(false);
     let pool = rt.store.pool().clone();
+    // LISTEN needs a session: through a transaction pooler it would not
+    // hear a thing.
     let strategy = Strategy::new()
-        .stream(Pubsub::new(pool.clone(), kind.queue().to_owned()))
+        .stream(Pubsub::new(
+            rt.store.sessions().clone(),
+            kind.queue().to_owned(),
+        ))
         .interval(rt.config.poll_interval);
     PostgresStorage::<A>::new(&pool)
         .with_config(config)
@@ -287,7 +292,7 @@ pub(crate) struct JobLease {
 impl JobLease {
     /// Takes the lease on `key`, or `None` if another worker holds it.
     pub(crate) async fn take(rt: &Runtime, key: String) -> Result<Option<Self>, sqlx::Error> {
-        let mut conn = rt.store.pool().acquire().await?;
+        let mut conn = rt.store.sessions().acquire().await?;
         let taken = sqlx::query_scalar!(
             r#"select pg_try_advisory_lock($1, hashtext($2)) as "taken!""#,
             JOB_LEASE_CLASS,

@@ -191,6 +191,16 @@ pub struct DatabaseArgs {
     /// and `serve`); read-your-writes still holds through `consistent_with`.
     #[arg(long, env = "READ_DATABASE_URL", hide_env_values = true, global = true)]
     pub read_database_url: Option<DatabaseUrl>,
+    /// Postgres itself, when `DATABASE_URL` is a pooler in transaction mode
+    /// (PgBouncer): leases, `LISTEN` and migrations need a session of their
+    /// own and connect here. Unset: `DATABASE_URL` serves both.
+    #[arg(
+        long,
+        env = "MUSTER_DIRECT_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub direct_database_url: Option<DatabaseUrl>,
     /// Directory for the embedded cluster and the admin key.
     #[arg(
         long,

@@ -39,7 +39,8 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
         workers.validate()?;
     }
     let url = cli.database.database_url.clone().map(|u| u.0);
-    let database = Database::open(url, &cli.database.data_dir).await?;
+    let direct = cli.database.direct_database_url.clone().map(|u| u.0);
+    let database = Database::open(url, direct, &cli.database.data_dir).await?;
     let result = run_role(&cli, &database, shutdown).await;
     database.close().await;
     result
@@ -53,12 +54,9 @@ async fn run_role(
     let pool_settings = cli.database.pool();
     match &cli.command {
         Command::Serve(http) => {
-            let store = Store::new(muster_store::db::connect_lazy(
-                database.options.clone(),
-                &pool_settings,
-            ));
-            muster_store::db::migrate(store.pool()).await?;
-            muster_jobs::migrate(store.pool()).await?;
+            let store = Store::connect_lazy(database.endpoints(), &pool_settings);
+            muster_store::db::migrate(store.sessions()).await?;
+            muster_jobs::migrate(store.sessions()).await?;
             if database.embedded.is_some() {
                 ensure_admin_key(&store, &cli.database.data_dir).await?;
             }
@@ -69,20 +67,14 @@ async fn run_role(
             if let Some(listen) = args.metrics_listen {
                 serve_metrics(listen).await?;
             }
-            run_projector(
-                database.options.clone(),
-                &pool_settings,
-                args.batch,
-                shutdown,
-            )
-            .await
+            run_projector(database.endpoints(), &pool_settings, args.batch, shutdown).await
         }
         Command::Work(args) => {
             if let Some(listen) = args.metrics_listen {
                 serve_metrics(listen).await?;
             }
             run_worker_role(
-                database.options.clone(),
+                database.endpoints(),
                 &pool_settings,
                 args.jobs.workers(),
                 shutdown,
@@ -91,22 +83,16 @@ async fn run_role(
         }
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name },
-        } => rebuild_projection(database.options.clone(), &pool_settings, name).await,
+        } => rebuild_projection(database.endpoints(), &pool_settings, name).await,
         Command::Migrate => {
-            let store = Store::new(muster_store::db::connect_lazy(
-                database.options.clone(),
-                &pool_settings,
-            ));
-            muster_store::db::migrate(store.pool()).await?;
-            muster_jobs::migrate(store.pool()).await?;
+            let store = Store::connect_lazy(database.endpoints(), &pool_settings);
+            muster_store::db::migrate(store.sessions()).await?;
+            muster_jobs::migrate(store.sessions()).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Keys { command } => {
-            let store = Store::new(muster_store::db::connect_lazy(
-                database.options.clone(),
-                &pool_settings,
-            ));
+            let store = Store::connect_lazy(database.endpoints(), &pool_settings);
             match command {
                 KeysCommand::Create { tenant, role, name } => {
                     let created = store
@@ -148,7 +134,7 @@ async fn serve(
     with_projections: bool,
 ) -> anyhow::Result<()> {
     let databases = Databases {
-        primary: database.options.clone(),
+        primary: database.endpoints(),
         replica: cli.database.read_database_url.clone().map(|url| url.0),
     };
     let mut app = Application::build(

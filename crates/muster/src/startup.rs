@@ -10,7 +10,7 @@ use muster_api::{ApiConfig, AppState};
 use muster_domain::TenantId;
 use muster_jobs::{JobPolicies, JobQueue};
 use muster_projections::{Projector, ReadSignals};
-use muster_store::db::PoolSettings;
+use muster_store::db::{Endpoints, PoolSettings};
 use muster_store::{Role, Store};
 use muster_workers::{ClientReactor, Reactor, StartError, WorkerConfig, Workers};
 use sqlx::postgres::PgConnectOptions;
@@ -42,7 +42,7 @@ pub struct Application {
 pub struct Databases {
     /// The primary: commands, the event store, everything that must be
     /// current.
-    pub primary: PgConnectOptions,
+    pub primary: Endpoints,
     /// A hot standby of it (`READ_DATABASE_URL`) for the query endpoints
     /// and the live tail, if any.
     pub replica: Option<PgConnectOptions>,
@@ -51,7 +51,7 @@ pub struct Databases {
 impl From<PgConnectOptions> for Databases {
     fn from(primary: PgConnectOptions) -> Self {
         Self {
-            primary,
+            primary: primary.into(),
             replica: None,
         }
     }
@@ -75,9 +75,9 @@ impl Application {
         let replica = databases
             .replica
             .map(|options| muster_store::db::connect_lazy(options, pool));
-        let pool = muster_store::db::connect_lazy(databases.primary, pool);
-        let queue = JobQueue::new(pool.clone(), policies);
-        let mut store = Store::new(pool)
+        let store = Store::connect_lazy(databases.primary, pool);
+        let queue = JobQueue::new(store.pool().clone(), policies);
+        let mut store = store
             .with_batching(WRITE_BATCHERS)
             .with_job_sink(Arc::new(queue.clone()));
         if let Some(replica) = &replica {
@@ -100,11 +100,11 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let shutdown = CancellationToken::new();
-        let signals = ReadSignals::start(store.pool().clone(), shutdown.clone());
+        let signals = ReadSignals::start(store.sessions().clone(), shutdown.clone());
         let mut state = AppState::new(store.clone(), queue, api, signals.clone(), shutdown.clone());
         if let Some(replica) = replica {
             let replica_signals = ReadSignals::start_on_replica(
-                store.pool().clone(),
+                store.sessions().clone(),
                 replica.clone(),
                 shutdown.clone(),
             );
@@ -184,14 +184,14 @@ impl Application {
 
 /// `muster project`: runs the projections until `shutdown`.
 pub async fn run_projector(
-    database: PgConnectOptions,
+    database: Endpoints,
     pool: &PoolSettings,
     batch: i64,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Store::new(muster_store::db::connect_lazy(database, pool));
+    let store = Store::connect_lazy(database, pool);
     let token = CancellationToken::new();
-    let signals = ReadSignals::start(store.pool().clone(), token.clone());
+    let signals = ReadSignals::start(store.sessions().clone(), token.clone());
     let projector = Projector::new(store.clone(), signals).with_batch(batch);
     let run = tokio::spawn(projector.run(token.clone()));
     tracing::info!("muster is projecting");
@@ -221,16 +221,16 @@ async fn run_workers(
 
 /// `muster work`: runs the job workers and the reactor until `shutdown`.
 pub async fn run_worker_role(
-    database: PgConnectOptions,
+    database: Endpoints,
     pool: &PoolSettings,
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let pool = muster_store::db::connect_lazy(database, pool);
-    let queue = JobQueue::new(pool.clone(), config.policies);
-    let store = Store::new(pool).with_job_sink(Arc::new(queue));
+    let store = Store::connect_lazy(database, pool);
+    let queue = JobQueue::new(store.pool().clone(), config.policies);
+    let store = store.with_job_sink(Arc::new(queue));
     let token = CancellationToken::new();
-    let signals = ReadSignals::start(store.pool().clone(), token.clone());
+    let signals = ReadSignals::start(store.sessions().clone(), token.clone());
     let workers = Workers::new(store.clone(), config, token.clone())?;
     let run = tokio::spawn(run_workers(store.clone(), signals, workers, token.clone()));
     tracing::info!("muster is working");
@@ -270,13 +270,13 @@ pub async fn serve_metrics(listen: SocketAddr) -> anyhow::Result<()> {
 
 /// `muster projections rebuild NAME`, printing progress to stderr.
 pub async fn rebuild_projection(
-    database: PgConnectOptions,
+    database: Endpoints,
     pool: &PoolSettings,
     name: &str,
 ) -> anyhow::Result<()> {
     let model = muster_projections::ReadModel::named(name)
         .with_context(|| format!("no projection {name:?}"))?;
-    let store = Store::new(muster_store::db::connect_lazy(database, pool));
+    let store = Store::connect_lazy(database, pool);
     let progress = Progress::on_stderr(&format!("rebuild {name}"));
     let outcome = muster_projections::rebuild::rebuild(&store, model, |p| {
         let rate = format!("{:.0} events/s", p.rate);
@@ -335,26 +335,47 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 pub struct Database {
     /// How to connect.
     pub options: PgConnectOptions,
+    /// Postgres itself when `options` is a transaction pooler
+    /// (`MUSTER_DIRECT_DATABASE_URL`).
+    pub direct: Option<PgConnectOptions>,
     /// The embedded cluster, when there is one (stopped on drop of the process).
     pub embedded: Option<EmbeddedPostgres>,
 }
 
 impl Database {
     /// Uses `url`, or brings up the embedded cluster under `data_dir`.
-    pub async fn open(url: Option<PgConnectOptions>, data_dir: &Path) -> anyhow::Result<Self> {
+    pub async fn open(
+        url: Option<PgConnectOptions>,
+        direct: Option<PgConnectOptions>,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
         if let Some(options) = url {
             return Ok(Self {
                 options,
+                direct,
                 embedded: None,
             });
         }
         let dir = data_dir.to_owned();
         let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir)).await??;
         ensure_database(&embedded).await?;
+        if direct.is_some() {
+            anyhow::bail!("MUSTER_DIRECT_DATABASE_URL needs a DATABASE_URL (the pooler) beside it");
+        }
         Ok(Self {
             options: embedded.connect_options(),
+            direct: None,
             embedded: Some(embedded),
         })
+    }
+
+    /// Where the roles connect: statements to `options`, sessions to
+    /// `direct` if set.
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            statements: self.options.clone(),
+            direct: self.direct.clone(),
+        }
     }
 
     /// Stops the embedded cluster if this process started it.

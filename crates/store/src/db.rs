@@ -17,21 +17,130 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
 }
 
+/// `idle_in_transaction_session_timeout` of every connection (ms).
+const IDLE_IN_TRANSACTION_MS: i64 = 30_000;
+
+/// Where a process connects.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// `DATABASE_URL`: every statement. With `direct` set, this is taken to
+    /// be a pooler in transaction mode (PgBouncer), which keeps no session
+    /// between transactions and refuses startup `options`.
+    pub statements: PgConnectOptions,
+    /// `MUSTER_DIRECT_DATABASE_URL`: Postgres itself, for what needs a
+    /// session of its own (leases, `LISTEN`, migrations). `None`: the
+    /// statements' URL serves both.
+    pub direct: Option<PgConnectOptions>,
+}
+
+impl From<PgConnectOptions> for Endpoints {
+    fn from(statements: PgConnectOptions) -> Self {
+        Self {
+            statements,
+            direct: None,
+        }
+    }
+}
+
+/// A process's pools for its [`Endpoints`].
+#[derive(Debug, Clone)]
+pub struct Pools {
+    /// Statements and transactions.
+    pub statements: PgPool,
+    /// Sessions; the same pool as `statements` without a direct URL.
+    pub sessions: PgPool,
+}
+
+impl Pools {
+    /// Opens the pools lazily (see [`connect_lazy`]).
+    pub fn connect_lazy(endpoints: &Endpoints, settings: &PoolSettings) -> Self {
+        match &endpoints.direct {
+            None => {
+                let pool = connect_lazy(endpoints.statements.clone(), settings);
+                Self {
+                    statements: pool.clone(),
+                    sessions: pool,
+                }
+            }
+            Some(direct) => {
+                let statements =
+                    connect_lazy_through_pooler(endpoints.statements.clone(), settings);
+                tokio::spawn(warn_unless_timeouts(statements.clone(), settings.clone()));
+                Self {
+                    statements,
+                    sessions: connect_lazy(direct.clone(), settings),
+                }
+            }
+        }
+    }
+}
+
 /// Opens a pool lazily: the process starts even while the database is
 /// down, and each connection is (re)made on demand, so it reconnects by
 /// itself when the database returns.
 pub fn connect_lazy(options: PgConnectOptions, settings: &PoolSettings) -> PgPool {
     let statement_timeout = format!("{}ms", settings.statement_timeout.as_millis());
+    let idle_in_transaction = format!("{IDLE_IN_TRANSACTION_MS}ms");
     let options = options.application_name("muster").options([
         ("statement_timeout", statement_timeout.as_str()),
         // An abandoned transaction would hold back every event reader
         // (see muster_safe_position), so the server ends it.
-        ("idle_in_transaction_session_timeout", "30s"),
+        (
+            "idle_in_transaction_session_timeout",
+            idle_in_transaction.as_str(),
+        ),
     ]);
+    pool_options(settings).connect_lazy_with(options)
+}
+
+/// A lazy pool through a pooler in transaction mode. No startup `options`
+/// (PgBouncer refuses them: the timeouts belong on the role, see
+/// docs/scaling.md), and no statement cache: a prepared statement would
+/// outlive the transaction whose server connection it was made on. The
+/// vendored sqlx-postgres then runs each statement unnamed in one flow
+/// (vendor/README.md).
+fn connect_lazy_through_pooler(options: PgConnectOptions, settings: &PoolSettings) -> PgPool {
+    let options = options
+        .application_name("muster")
+        .statement_cache_capacity(0);
+    pool_options(settings).connect_lazy_with(options)
+}
+
+/// Behind a pooler, the server-side timeouts reach Postgres only where the
+/// pooler's server connections get their settings (the role:
+/// `ALTER ROLE … SET statement_timeout`, or PgBouncer's `connect_query`).
+/// Says so once, at startup, if a pooled connection sees other values.
+async fn warn_unless_timeouts(pool: PgPool, settings: PoolSettings) {
+    let seen = sqlx::query!(
+        r#"select (select setting::int8 from pg_settings where name = 'statement_timeout')
+                      as "statement_timeout_ms!",
+                  (select setting::int8 from pg_settings
+                    where name = 'idle_in_transaction_session_timeout')
+                      as "idle_in_transaction_ms!""#
+    )
+    .fetch_one(&pool)
+    .await;
+    let wanted = i64::try_from(settings.statement_timeout.as_millis()).unwrap_or(i64::MAX);
+    match seen {
+        Ok(seen)
+            if seen.statement_timeout_ms == wanted
+                && seen.idle_in_transaction_ms == IDLE_IN_TRANSACTION_MS => {}
+        Ok(seen) => tracing::warn!(
+            statement_timeout_ms = seen.statement_timeout_ms,
+            idle_in_transaction_session_timeout_ms = seen.idle_in_transaction_ms,
+            wanted_statement_timeout_ms = wanted,
+            wanted_idle_in_transaction_session_timeout_ms = IDLE_IN_TRANSACTION_MS,
+            "connections through the pooler do not have muster's timeouts; set them on the \
+             role (ALTER ROLE … SET statement_timeout …) or in PgBouncer's connect_query"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read the timeouts through the pooler"),
+    }
+}
+
+fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        .connect_lazy_with(options)
 }
 
 /// Applies the embedded migrations. The job queue's own schema comes after

@@ -36,6 +36,9 @@ pub use outcome::CommandOutcome;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: sqlx::PgPool,
+    /// Connections that keep a session (leases, LISTEN): `pool` itself,
+    /// unless `pool` goes through a transaction pooler.
+    sessions: sqlx::PgPool,
     /// A hot standby's pool (`READ_DATABASE_URL`), for reads that may lag.
     replica: Option<sqlx::PgPool>,
     appended: wakeup::CommitSignal,
@@ -49,12 +52,23 @@ impl Store {
     /// [`wakeup::run_notifier`] runs with [`Store::append_signal`].
     pub fn new(pool: sqlx::PgPool) -> Self {
         Self {
+            sessions: pool.clone(),
             pool,
             replica: None,
             appended: wakeup::CommitSignal::default(),
             batcher: None,
             batch_writers: 0,
             job_sink: None,
+        }
+    }
+
+    /// A store on lazily opened pools for `endpoints`: statements through
+    /// `DATABASE_URL`, sessions through the direct URL when there is one.
+    pub fn connect_lazy(endpoints: impl Into<db::Endpoints>, settings: &db::PoolSettings) -> Self {
+        let pools = db::Pools::connect_lazy(&endpoints.into(), settings);
+        Self {
+            sessions: pools.sessions,
+            ..Self::new(pools.statements)
         }
     }
 
@@ -95,6 +109,13 @@ impl Store {
     /// The pool, for readiness checks and metrics.
     pub fn pool(&self) -> &sqlx::PgPool {
         &self.pool
+    }
+
+    /// Connections that keep a session of their own: advisory-lock leases,
+    /// `LISTEN`, migrations. The same pool as [`Store::pool`] unless that
+    /// goes through a transaction pooler (`MUSTER_DIRECT_DATABASE_URL`).
+    pub fn sessions(&self) -> &sqlx::PgPool {
+        &self.sessions
     }
 
     /// Serves the reads that may lag (the read models' queries, the live
