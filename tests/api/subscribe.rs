@@ -479,3 +479,50 @@ async fn an_idle_stream_is_kept_alive() {
         .expect("the stream stays open");
     assert!(chunk.starts_with(b":"), "{chunk:?}");
 }
+
+/// A stream that wants rare events is not woken by the others (it shares
+/// its tenant's and filter's view of the tail with any stream that asks
+/// the same) and is not cut off when they push the tail's memory past it:
+/// what it wants is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_rare_events_outlives_the_tails_memory() {
+    let mut config = api_config();
+    config.live_buffer = 100;
+    let app = spawn_api_only_with(config).await;
+    let resource = app.resource(10).await;
+    let mut rare = Subscription::open(&app, "?event_types=booking.requested", None).await;
+    let mut same = Subscription::open(
+        &app,
+        "?event_types=booking.requested,booking.requested",
+        None,
+    )
+    .await;
+    for round in 0..3 {
+        // Ten times what the tail keeps, none of it wanted, in batches the
+        // tail reads one wake-up at a time.
+        for _ in 0..10 {
+            append_filler(&app, 100).await;
+            sqlx::query("select pg_notify('muster_events', '')")
+                .execute(&app.db.pool)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let day = 1 + round;
+        let booked = app
+            .book(
+                &resource,
+                &format!("2027-09-{day:02}T09:00:00Z"),
+                &format!("2027-09-{day:02}T10:00:00Z"),
+            )
+            .await;
+        assert_eq!(booked.status, 201, "{}", booked.body);
+        let position = booked.body["position"].as_i64().unwrap();
+        // A cut-off stream would get `muster.cut-off` here instead.
+        for stream in [&mut rare, &mut same] {
+            let got = stream.take(1).await;
+            assert_eq!(got[0].1, "booking.requested", "{got:?}");
+            assert!(got[0].0 <= position, "{got:?} after {position}");
+        }
+    }
+}

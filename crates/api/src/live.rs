@@ -1,8 +1,12 @@
 //! The live stream's shared tail: one reader per process follows every
 //! tenant's events below the safe position, once per wake-up, and keeps the
 //! most recent ones in memory. Every `/v1/subscribe` stream of the process
-//! is served from that memory (tenant and filters applied there), so the
-//! database's cost of the live stream does not grow with its subscribers.
+//! is served from that memory, so the database's cost of the live stream
+//! does not grow with its subscribers. Streams that ask for the same thing
+//! (a tenant and a filter: an interest) share one filtered view of it: a
+//! new event is tested once per interest, and only the streams of the
+//! interests it matched are woken, so a stream costs nothing while nothing
+//! it wants happens.
 //! A subscriber whose position is older than the memory (a resume after a
 //! long disconnect) catches up from the store on its own, page by page,
 //! then joins the tail.
@@ -61,7 +65,6 @@ impl LiveEvent {
 #[derive(Clone)]
 pub struct LiveTail {
     inner: Arc<RwLock<Retained>>,
-    horizon: watch::Receiver<i64>,
 }
 
 /// The recent events and how far they reach.
@@ -74,6 +77,46 @@ struct Retained {
     /// Everything at or below it has been read (the safe position the last
     /// read stopped at).
     horizon: i64,
+    /// What the open streams ask for, by tenant and filter: each tail read
+    /// tests a new event once per distinct filter of its tenant, not once
+    /// per stream, and wakes only the streams it matched.
+    interests: HashMap<String, HashMap<EventFilter, Matches>>,
+}
+
+/// The retained events of one interest (a tenant and a filter), shared by
+/// every stream that asks for exactly that.
+struct Matches {
+    /// Its events after `covered_after`, in position order.
+    events: VecDeque<Arc<LiveEvent>>,
+    /// Every matching event after this position (up to the horizon) is in
+    /// `events`: the streams after it lose nothing, however many other
+    /// tenants' or types' events left the tail meanwhile.
+    covered_after: i64,
+    /// Streams following it; it goes with the last.
+    streams: usize,
+    /// Whether the read being added gave it events.
+    grew: bool,
+    /// Moves when `events` grows.
+    grown: watch::Sender<i64>,
+}
+
+impl Matches {
+    /// An interest's view of what the tail holds now.
+    fn new(retained: &Retained, tenant: &str, filter: &EventFilter) -> Self {
+        let events = retained
+            .events
+            .iter()
+            .filter(|live| live.event.tenant.as_str() == tenant && filter.passes(&live.event))
+            .cloned()
+            .collect();
+        Self {
+            events,
+            covered_after: retained.covered_after,
+            streams: 0,
+            grew: false,
+            grown: watch::channel(retained.horizon).0,
+        }
+    }
 }
 
 /// What a subscriber gets from the tail for its position.
@@ -84,6 +127,46 @@ pub enum Served {
     /// The position is older than what the tail retains: catch up from the
     /// store first (or, for a subscriber that was live, it fell behind).
     TooOld,
+}
+
+/// A stream's membership in an interest: wakes when the interest's events
+/// grow, and leaves it on drop.
+pub struct Following {
+    inner: Arc<RwLock<Retained>>,
+    tenant: String,
+    filter: EventFilter,
+    grown: watch::Receiver<i64>,
+}
+
+impl Following {
+    /// The filter the stream applies.
+    pub fn filter(&self) -> &EventFilter {
+        &self.filter
+    }
+
+    /// A receiver that changes whenever events this stream wants arrive.
+    pub fn changes(&self) -> watch::Receiver<i64> {
+        self.grown.clone()
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let mut retained = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let Some(of_tenant) = retained.interests.get_mut(&self.tenant) else {
+            return;
+        };
+        if let Some(matches) = of_tenant.get_mut(&self.filter) {
+            matches.streams = matches.streams.saturating_sub(1);
+            if matches.streams == 0 {
+                of_tenant.remove(&self.filter);
+                metrics::gauge!("muster_live_interests").decrement(1.0);
+            }
+        }
+        if of_tenant.is_empty() {
+            retained.interests.remove(&self.tenant);
+        }
+    }
 }
 
 impl LiveTail {
@@ -102,46 +185,108 @@ impl LiveTail {
             events: VecDeque::new(),
             covered_after: i64::MAX,
             horizon: 0,
+            interests: HashMap::new(),
         }));
-        let (tx, horizon) = watch::channel(0);
-        tokio::spawn(follow(
-            store,
-            retained,
-            inner.clone(),
-            tx,
-            wakeups,
-            shutdown,
-        ));
-        Self { inner, horizon }
+        tokio::spawn(follow(store, retained, inner.clone(), wakeups, shutdown));
+        Self { inner }
     }
 
-    /// A receiver that changes whenever the tail's horizon moves.
-    pub fn changes(&self) -> watch::Receiver<i64> {
-        self.horizon.clone()
+    /// Joins the streams that want `tenant`'s events passing `filter`.
+    pub fn follow(&self, tenant: &str, filter: EventFilter) -> Following {
+        let mut retained = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let fresh = Matches::new(&retained, tenant, &filter);
+        let matches = retained
+            .interests
+            .entry(tenant.to_owned())
+            .or_default()
+            .entry(filter.clone())
+            .or_insert_with(|| {
+                metrics::gauge!("muster_live_interests").increment(1.0);
+                fresh
+            });
+        matches.streams += 1;
+        Following {
+            grown: matches.grown.subscribe(),
+            inner: self.inner.clone(),
+            tenant: tenant.to_owned(),
+            filter,
+        }
     }
 
-    /// `tenant`'s events after `after` that pass `filter`, at most `limit`.
-    pub fn serve(&self, tenant: &str, filter: &EventFilter, after: i64, limit: usize) -> Served {
+    /// The events after `after` that `following` wants, at most `limit`.
+    pub fn serve(&self, following: &Following, after: i64, limit: usize) -> Served {
         let retained = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        if after < retained.covered_after {
+        let Some(matches) = retained
+            .interests
+            .get(&following.tenant)
+            .and_then(|of_tenant| of_tenant.get(&following.filter))
+        else {
+            return Served::TooOld;
+        };
+        if after < matches.covered_after {
             return Served::TooOld;
         }
-        let start = retained
+        let start = matches
             .events
             .partition_point(|e| e.event.position <= after);
-        let mut matching = Vec::new();
-        let mut next = retained.horizon.max(after);
-        for live in retained.events.range(start..) {
-            if live.event.tenant.as_str() != tenant || !filter.passes(&live.event) {
+        let matching: Vec<_> = matches.events.range(start..).take(limit).cloned().collect();
+        let next = match matching.last() {
+            Some(last) if matching.len() == limit => last.event.position,
+            _ => retained.horizon.max(after),
+        };
+        Served::Events(matching, next)
+    }
+}
+
+impl Retained {
+    /// Adds a read's events up to `reached`, keeps the newest `keep`, and
+    /// wakes the interests that got any.
+    fn extend(&mut self, read: Vec<Arc<LiveEvent>>, reached: i64, keep: usize) {
+        for live in &read {
+            let Some(of_tenant) = self.interests.get_mut(live.event.tenant.as_str()) else {
                 continue;
-            }
-            matching.push(live.clone());
-            if matching.len() == limit {
-                next = live.event.position;
-                break;
+            };
+            for (filter, matches) in of_tenant.iter_mut() {
+                if filter.passes(&live.event) {
+                    matches.events.push_back(live.clone());
+                    matches.grew = true;
+                }
             }
         }
-        Served::Events(matching, next)
+        self.events.extend(read);
+        while self.events.len() > keep {
+            let Some(dropped) = self.events.pop_front() else {
+                break;
+            };
+            self.covered_after = dropped.event.position;
+            if let Some(of_tenant) = self.interests.get_mut(dropped.event.tenant.as_str()) {
+                for matches in of_tenant.values_mut() {
+                    if matches
+                        .events
+                        .front()
+                        .is_some_and(|e| e.event.position == dropped.event.position)
+                    {
+                        matches.events.pop_front();
+                        matches.covered_after = dropped.event.position;
+                    }
+                }
+            }
+        }
+        self.horizon = reached;
+        for matches in self.interests.values_mut().flat_map(|m| m.values_mut()) {
+            if std::mem::take(&mut matches.grew) {
+                matches.grown.send_replace(reached);
+            }
+        }
+    }
+
+    /// The tail begins at `start`: nothing older is retained.
+    fn begin(&mut self, start: i64) {
+        self.covered_after = start;
+        self.horizon = start;
+        for matches in self.interests.values_mut().flat_map(|m| m.values_mut()) {
+            matches.covered_after = start;
+        }
     }
 }
 
@@ -151,7 +296,6 @@ async fn follow(
     store: Store,
     keep: usize,
     inner: Arc<RwLock<Retained>>,
-    horizon: watch::Sender<i64>,
     mut wakeups: watch::Receiver<u64>,
     shutdown: CancellationToken,
 ) {
@@ -159,9 +303,10 @@ async fn follow(
     loop {
         match store.safe_position().await {
             Ok(start) => {
-                let mut retained = inner.write().unwrap_or_else(|e| e.into_inner());
-                retained.covered_after = start;
-                retained.horizon = start;
+                inner
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .begin(start);
                 break;
             }
             Err(e) => tracing::warn!(error = %e, "the live tail cannot start yet; retrying"),
@@ -190,22 +335,8 @@ async fn follow(
                     .map(|e| Arc::new(LiveEvent::new(e)))
                     .collect();
                 let mut retained = inner.write().unwrap_or_else(|e| e.into_inner());
-                retained.events.extend(serialized);
-                while retained.events.len() > keep {
-                    if let Some(dropped) = retained.events.pop_front() {
-                        retained.covered_after = dropped.event.position;
-                    }
-                }
-                retained.horizon = reached;
+                retained.extend(serialized, reached, keep);
                 metrics::gauge!("muster_live_tail_retained").set(retained.events.len() as f64);
-                drop(retained);
-                // Only a moved horizon wakes the streams: an idle poll
-                // would wake every one of them each second for nothing.
-                horizon.send_if_modified(|h| {
-                    let moved = *h != reached;
-                    *h = reached;
-                    moved
-                });
                 full
             }
             Err(e) => {

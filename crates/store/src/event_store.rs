@@ -474,7 +474,7 @@ impl Store {
 }
 
 /// Which events a tenant reader wants; empty lists and `None` mean any.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct EventFilter {
     /// Stream types (`booking`, `resource`).
     pub stream_types: Vec<String>,

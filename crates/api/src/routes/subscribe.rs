@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{Auth, READERS};
 use crate::extract::QueryParams;
-use crate::live::{CapReached, LiveEvent, Served, StreamSlot};
+use crate::live::{CapReached, Following, LiveEvent, Served, StreamSlot};
 use crate::read::invalid;
 use crate::{ApiError, AppState};
 
@@ -98,10 +98,11 @@ async fn subscribe(
         .increment(1);
         ApiError::TooManyStreams(cap)
     })?;
+    let following = state.tail.follow(principal.tenant.as_str(), filter);
     let cursor = Cursor {
         state,
         tenant: principal.tenant.clone(),
-        filter,
+        following,
         after,
         buffer: VecDeque::new(),
         live: false,
@@ -122,13 +123,19 @@ async fn subscribe(
         .into_response())
 }
 
+/// The listed names, sorted and without repeats: streams asking for the
+/// same set share one interest of the tail however they spell it.
 fn list(raw: Option<&str>) -> Vec<String> {
-    raw.into_iter()
+    let mut names: Vec<String> = raw
+        .into_iter()
         .flat_map(|s| s.split(','))
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
-        .collect()
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// The last frame of a stream cut off for falling behind: its `id` is the
@@ -148,7 +155,8 @@ fn cut_off_frame(resume_after: i64) -> Bytes {
 struct Cursor {
     state: AppState,
     tenant: TenantId,
-    filter: EventFilter,
+    /// Its interest in the tail: wakes it only for events it wants.
+    following: Following,
     after: i64,
     buffer: VecDeque<Arc<LiveEvent>>,
     /// Whether it has caught up with the tail at least once: only then can
@@ -169,7 +177,7 @@ impl Cursor {
     /// Served from the process's shared tail; only a position older than
     /// what the tail retains reads the store, until it has caught up.
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        let mut changes = self.state.tail.changes();
+        let mut changes = self.following.changes();
         // Kept alive from the last write, however often the tail moves for
         // events this stream does not want.
         let quiet_until = tokio::time::Instant::now() + KEEP_ALIVE;
@@ -186,12 +194,11 @@ impl Cursor {
                 return None;
             }
             changes.borrow_and_update();
-            match self.state.tail.serve(
-                self.tenant.as_str(),
-                &self.filter,
-                self.after,
-                PAGE as usize,
-            ) {
+            match self
+                .state
+                .tail
+                .serve(&self.following, self.after, PAGE as usize)
+            {
                 Served::Events(events, next) => {
                     self.after = next;
                     if events.len() < PAGE as usize {
@@ -242,7 +249,7 @@ impl Cursor {
         let page = match self
             .state
             .store
-            .read_tenant_page(&self.tenant, &self.filter, self.after, PAGE)
+            .read_tenant_page(&self.tenant, self.following.filter(), self.after, PAGE)
             .await
         {
             Ok(page) => page,
