@@ -93,6 +93,11 @@ struct CommandsArgs {
     /// commands never produce, as a dashboard watching for something rare).
     #[arg(long, default_value = "stream_types=booking")]
     subscriber_query: String,
+    /// Fail (exit status 1) if the rate is below this percentage of the
+    /// same-run pgbench baseline: the benchmark smoke's guard against a
+    /// large regression (errors always fail).
+    #[arg(long)]
+    min_ratio: Option<f64>,
 }
 
 #[tokio::main]
@@ -258,16 +263,16 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
             received.iter().max().unwrap_or(&0)
         );
     }
+    let mut ratio = None;
     match baseline {
         Some(Baseline::Rate(rate)) => {
             println!(
                 "pgbench:  {rate:.0} single-row inserts/s ({} clients, same database, same run)",
                 args.clients
             );
-            println!(
-                "ratio:    {:.1} % of pgbench",
-                100.0 * measured.per_second() / rate
-            );
+            let percent = 100.0 * measured.per_second() / rate;
+            println!("ratio:    {percent:.1} % of pgbench");
+            ratio = Some(percent);
         }
         Some(Baseline::Latency(latency)) => {
             let ms = |q| latency.value_at_quantile(q) as f64 / 1000.0;
@@ -286,10 +291,27 @@ async fn commands(args: CommandsArgs) -> anyhow::Result<()> {
         None => {}
     }
 
-    if measured.errors > 0 {
-        bail!("{} requests failed", measured.errors);
+    smoke_check(measured.errors, ratio, args.min_ratio)
+}
+
+/// The verdict of a run: any failed request fails it, and so does a rate
+/// below `min_ratio` percent of the same-run baseline (when one is asked
+/// for, there must be a baseline to compare with).
+pub(crate) fn smoke_check(
+    errors: u64,
+    ratio: Option<f64>,
+    min_ratio: Option<f64>,
+) -> anyhow::Result<()> {
+    if errors > 0 {
+        bail!("{errors} requests failed");
     }
-    Ok(())
+    match (min_ratio, ratio) {
+        (Some(floor), Some(ratio)) if ratio < floor => {
+            bail!("{ratio:.1} % of the baseline is below the floor of {floor:.1} %")
+        }
+        (Some(_), None) => bail!("--min-ratio needs the baseline run"),
+        _ => Ok(()),
+    }
 }
 
 /// The server under test.

@@ -51,6 +51,11 @@ pub struct MixedArgs {
     /// the muster processes keep their pools open).
     #[arg(long, default_value_t = 32)]
     baseline_clients: usize,
+    /// Fail (exit status 1) if the rate is below this percentage of the
+    /// same-run pgbench baseline: the benchmark smoke's guard against a
+    /// large regression (errors always fail).
+    #[arg(long)]
+    min_ratio: Option<f64>,
 }
 
 const BASELINE_SETUP: &str = "do $$ begin
@@ -208,6 +213,7 @@ pub async fn run(args: MixedArgs) -> anyhow::Result<()> {
     if let Some(error) = tally.first_error {
         println!("  first error: {error}");
     }
+    let mut ratio = None;
     if let Some(url) = &args.database_url {
         let (out, dir) = crate::pgbench_script(
             url,
@@ -235,17 +241,18 @@ pub async fn run(args: MixedArgs) -> anyhow::Result<()> {
                 .unwrap_or(0.0)
         };
         let tps = field("tps = ");
+        let percent = tally.all.len() as f64 / elapsed * 100.0 / tps.max(1.0);
         println!(
             "  baseline, pgbench {}% primary-key lookups / {}% single-row inserts, {} clients: \
-             {tps:.0}/s (latency average {:.2} ms); muster: {:.0}% of it",
+             {tps:.0}/s (latency average {:.2} ms); muster: {percent:.0}% of it",
             args.query_percent,
             100 - args.query_percent,
             args.baseline_clients,
             field("latency average = "),
-            tally.all.len() as f64 / elapsed * 100.0 / tps.max(1.0)
         );
+        ratio = Some(percent);
     }
-    Ok(())
+    crate::smoke_check(tally.errors, ratio, args.min_ratio)
 }
 
 /// A query (of a random kind) or a command, in the configured shares.

@@ -70,6 +70,11 @@ pub struct ReadArgs {
     /// Requests per second of the open loop.
     #[arg(long)]
     pub(crate) rate: Option<u64>,
+    /// Fail (exit status 1) if the rate is below this percentage of the
+    /// same-run pgbench baseline: the benchmark smoke's guard against a
+    /// large regression (errors always fail).
+    #[arg(long)]
+    pub(crate) min_ratio: Option<f64>,
 }
 
 impl ReadArgs {
@@ -200,15 +205,16 @@ async fn get_booking(args: ReadArgs) -> anyhow::Result<()> {
                 .ok()
         })
         .unwrap_or(0.0);
+    let ratio = rate * 100.0 / baseline_tps.max(1.0);
     println!(
         "GET /v1/bookings/{{id}}, {} clients, {}s: {rate:.0}/s (p50 {:.2} ms, p99 {:.2} ms, {errors} errors); \
-         pgbench primary-key lookup same clients: {baseline_tps:.0}/s ({:.0}%)",
+         pgbench primary-key lookup same clients: {baseline_tps:.0}/s ({ratio:.0}%)",
         args.clients,
         args.duration,
         ms(&closed, 0.5),
         ms(&closed, 0.99),
-        rate * 100.0 / baseline_tps.max(1.0)
     );
+    crate::smoke_check(errors, Some(ratio), args.min_ratio)?;
 
     let open_rate = args.rate.unwrap_or(2_000);
     let open = open_loop(open_rate, duration, {
