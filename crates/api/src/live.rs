@@ -194,7 +194,13 @@ impl LiveTail {
     /// Joins the streams that want `tenant`'s events passing `filter`.
     pub fn follow(&self, tenant: &str, filter: EventFilter) -> Following {
         let mut retained = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let fresh = Matches::new(&retained, tenant, &filter);
+        let known = retained
+            .interests
+            .get(tenant)
+            .is_some_and(|of_tenant| of_tenant.contains_key(&filter));
+        // Only a new interest scans what the tail holds: a stream joining
+        // one that exists costs a lookup.
+        let fresh = (!known).then(|| Matches::new(&retained, tenant, &filter));
         let matches = retained
             .interests
             .entry(tenant.to_owned())
@@ -202,7 +208,7 @@ impl LiveTail {
             .entry(filter.clone())
             .or_insert_with(|| {
                 metrics::gauge!("muster_live_interests").increment(1.0);
-                fresh
+                fresh.expect("built above for a new interest")
             });
         matches.streams += 1;
         Following {
