@@ -336,3 +336,60 @@ pub fn new_key_with(url: &str, env: &[(&str, &str)], role: &str) -> String {
     );
     out.lines().last().unwrap().trim().to_owned()
 }
+
+/// `muster ROLE` (`project`, `work`, ...) on `url`, with more environment;
+/// killed when dropped.
+pub fn spawn_role(role: &str, url: &str, env: &[(&str, &str)]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_muster"))
+        .arg(role)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// A client of one API process with one key.
+pub struct Client {
+    pub http: reqwest::Client,
+    pub address: String,
+    pub key: String,
+}
+
+impl Client {
+    /// Sends a request; the status and the JSON body (`null` if none).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let answer = request.send().await.unwrap();
+        (
+            answer.status(),
+            answer.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+}

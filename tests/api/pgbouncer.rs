@@ -5,15 +5,14 @@
 //! commands and queries must all succeed and read their own writes, and the
 //! jobs behind them (deployments, a report) must finish.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use serde_json::json;
+use tokio::process::Child;
 
-use crate::cluster::{Cluster, PgBouncer, muster_with, new_key_with};
+use crate::cluster::{Client, Cluster, PgBouncer, muster_with, new_key_with, spawn_role};
 use crate::helpers::{booking, one_multi_process_test_at_a_time};
 use crate::two_processes::spawn_api_process_with;
 
@@ -21,52 +20,17 @@ use crate::two_processes::spawn_api_process_with;
 /// clients, so that transactions of different clients share them.
 const SERVER_POOL: u32 = 4;
 
+/// A role behind the pooler, with its sessions direct.
 fn role(role: &str, pooled: &str, direct: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_muster"))
-        .arg(role)
-        .env("DATABASE_URL", pooled)
-        .env("MUSTER_DIRECT_DATABASE_URL", direct)
-        .env("MUSTER_DB_POOL_SIZE", "8")
-        .env("MUSTER_DEPLOYMENT_RETRY_MS", "100")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-struct Client {
-    http: reqwest::Client,
-    address: String,
-    key: String,
-}
-
-impl Client {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.address))
-            .bearer_auth(&self.key);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let answer = request.send().await.unwrap();
-        (answer.status(), answer.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(reqwest::Method::GET, path, None).await
-    }
+    spawn_role(
+        role,
+        pooled,
+        &[
+            ("MUSTER_DIRECT_DATABASE_URL", direct),
+            ("MUSTER_DB_POOL_SIZE", "8"),
+            ("MUSTER_DEPLOYMENT_RETRY_MS", "100"),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,59 +3,14 @@
 //! go to the primary, and a client still reads its own writes through
 //! `consistent_with`.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use serde_json::json;
 
-use crate::cluster::{Cluster, muster, new_key};
+use crate::cluster::{Client, Cluster, muster, new_key, spawn_role};
 use crate::helpers::booking;
 use crate::two_processes::spawn_api_process_with;
-
-fn projector(url: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_muster"))
-        .arg("project")
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-struct Client {
-    http: reqwest::Client,
-    address: String,
-    key: String,
-}
-
-impl Client {
-    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let answer = self
-            .http
-            .post(format!("{}{path}", self.address))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        (answer.status(), answer.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let answer = self
-            .http
-            .get(format!("{}{path}", self.address))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
-        (answer.status(), answer.json().await.unwrap_or(Value::Null))
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_standby_serves_queries_and_read_your_writes_holds() {
@@ -65,7 +20,7 @@ async fn a_streaming_standby_serves_queries_and_read_your_writes_holds() {
     muster(&primary.url(), &["migrate"]);
     let key = new_key(&primary.url(), "planner");
     let standby = primary.standby();
-    let _projector = projector(&primary.url());
+    let _projector = spawn_role("project", &primary.url(), &[]);
     let (_api, address) =
         spawn_api_process_with(&primary.url(), &[("READ_DATABASE_URL", &standby.url())]).await;
     let client = std::sync::Arc::new(Client {
