@@ -370,7 +370,8 @@ async fn standard_webhooks_are_signed_and_a_gone_endpoint_is_disabled_until_enab
     app.book(&resource, "2027-03-01T10:00:00Z", "2027-03-01T12:00:00Z")
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while receiver.arrivals() == 0 {
+    // Answered and recorded, not only arrived: `requests()` is read next.
+    while receiver.requests().is_empty() {
         assert!(std::time::Instant::now() < deadline, "no delivery arrived");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -522,11 +523,12 @@ async fn a_replay_resends_past_events_as_new_marked_deliveries() {
         let receiver = receiver.clone();
         async move {
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while receiver.arrivals() < n {
+            // Recorded, not only arrived: `requests()` is read after.
+            while receiver.requests().len() < n {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "only {} of {n} arrived",
-                    receiver.arrivals()
+                    receiver.requests().len()
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
