@@ -21,6 +21,7 @@ use muster_domain::booking::{
 use muster_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -313,11 +314,8 @@ impl FoldedBooking {
 struct Changed<'a> {
     key: &'a Key,
     stored: Option<&'a FoldedBooking>,
+    after: &'a FoldedBooking,
     document: BookingDocument,
-    /// Whether its reservations and tasks differ from the stored ones
-    /// (their normalised rows are then replaced).
-    reservations_changed: bool,
-    tasks_changed: bool,
 }
 
 pub(crate) async fn apply(
@@ -339,15 +337,10 @@ pub(crate) async fn apply(
         let Some(document) = after.document() else {
             continue;
         };
-        let stored = stored.get(key);
-        let (reservations, tasks) = stored.map_or((&[][..], &[][..]), |s| {
-            (&s.state.reservations[..], &s.state.tasks[..])
-        });
         changed.push(Changed {
             key,
-            stored,
-            reservations_changed: after.state.reservations != reservations,
-            tasks_changed: after.state.tasks != tasks,
+            stored: stored.get(key),
+            after,
             document,
         });
     }
@@ -358,31 +351,42 @@ async fn load(
     conn: &mut PgConnection,
     events: &[&RecordedEvent],
 ) -> Result<HashMap<Key, FoldedBooking>, ProjectionError> {
-    let keys: Vec<serde_json::Value> = events
+    // A booking whose first event here is its first event at all is not
+    // stored yet: only the others are read. (Were one stored all the
+    // same, its status history's first row would collide and the batch
+    // would fail rather than pass.)
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    let mut keys: Vec<(&str, Uuid)> = events
         .iter()
-        .map(|e| serde_json::json!({"tenant_id": e.tenant, "booking_id": e.stream_id}))
+        .filter(|e| seen.insert((e.tenant.as_str(), e.stream_id)) && e.stream_version > 1)
+        .map(|e| (e.tenant.as_str(), e.stream_id))
         .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    keys.sort_unstable();
+    let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.into_iter().unzip();
     // Runtime-checked: unqualified tables, live or staging by search_path.
-
-    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+    let rows: Vec<(String, Json<BookingDocument>)> = sqlx::query_as(
         r#"select b.tenant_id, b.document
-             from bookings b
-             join (select distinct * from jsonb_to_recordset($1) as k(tenant_id text, booking_id uuid)) k
-               on b.tenant_id = k.tenant_id and b.booking_id = k.booking_id"#,
+             from unnest($1::text[], $2::uuid[]) as k(tenant_id, booking_id)
+             join bookings b on b.tenant_id = k.tenant_id and b.booking_id = k.booking_id"#,
     )
-    .bind(serde_json::Value::Array(keys))
+    .bind(&tenants)
+    .bind(&ids)
     .fetch_all(&mut *conn)
-    .await?;
+    .await
+    .map_err(|e| match e {
+        sqlx::Error::ColumnDecode { source, .. } => ProjectionError::poison(
+            events[0],
+            format!("a read.bookings document does not decode: {source}"),
+        ),
+        e => e.into(),
+    })?;
     let mut loaded = HashMap::with_capacity(rows.len());
-    for (tenant, json) in rows {
+    for (tenant, Json(document)) in rows {
         let tenant =
             TenantId::try_from(tenant).map_err(|e| ProjectionError::poison(events[0], e))?;
-        let document: BookingDocument = serde_json::from_value(json).map_err(|e| {
-            ProjectionError::poison(
-                events[0],
-                format!("a read.bookings document does not decode: {e}"),
-            )
-        })?;
         let id = document.id;
         let folded = FoldedBooking::from_document(document).map_err(|e| {
             ProjectionError::poison(
@@ -395,144 +399,327 @@ async fn load(
     Ok(loaded)
 }
 
-async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), ProjectionError> {
-    let mut bookings = Vec::with_capacity(changed.len());
-    let mut replaced_reservations = Vec::new();
-    let mut reservations = Vec::new();
-    let mut replaced_tasks = Vec::new();
-    let mut tasks = Vec::new();
-    let mut history = Vec::new();
-    for t in changed {
-        let (tenant, id) = t.key;
-        let d = &t.document;
-        bookings.push(serde_json::json!({
-            "tenant_id": tenant, "booking_id": id, "title": d.title,
-            "client_name": d.client.name, "client_email": d.client.email,
-            "client_phone": d.client.phone, "starts_at": d.starts_at, "ends_at": d.ends_at,
-            "headcount": d.headcount, "status": d.status, "version": d.version,
-            "requested_at": d.requested_at, "updated_at": d.updated_at,
-            "position": d.position, "series_id": d.series_id, "document": d,
-        }));
-        let key = serde_json::json!({"tenant_id": tenant, "booking_id": id});
-        if t.reservations_changed {
-            replaced_reservations.push(key.clone());
-            reservations.extend(d.reservations.iter().map(|r| {
-                serde_json::json!({
-                    "tenant_id": tenant, "booking_id": id, "reservation_id": r.reservation_id,
-                    "resource_id": r.resource_id, "starts_at": r.starts_at,
-                    "ends_at": r.ends_at, "label": r.label,
-                })
-            }));
-        }
-        if t.tasks_changed {
-            replaced_tasks.push(key);
-            tasks.extend(d.tasks.iter().map(|task| {
-                serde_json::json!({
-                    "tenant_id": tenant, "booking_id": id, "task_id": task.task_id,
-                    "title": task.title, "due_at": task.due_at,
-                    "assignee_id": task.assignee_id, "completed": task.completed,
-                })
-            }));
-        }
-        let stored_history = t.stored.map_or(0, |s| s.envelope.status_history.len());
-        history.extend(d.status_history[stored_history..].iter().map(|h| {
-            serde_json::json!({
-                "tenant_id": tenant, "booking_id": id, "version": h.version,
-                "status": h.status, "changed_at": h.at, "position": h.position,
-            })
-        }));
-    }
-    // Runtime-checked: unqualified tables, live or staging by search_path.
+/// The rows one batch writes, a column per vector: bound as arrays, which
+/// Postgres reads in binary (no JSON to build here or parse there).
+#[derive(Default)]
+struct Rows<'a> {
+    bookings: BookingRows<'a>,
+    gone_reservations: KeyRows<'a>,
+    reservations: ReservationRows<'a>,
+    gone_tasks: KeyRows<'a>,
+    tasks: TaskRows<'a>,
+    history: HistoryRows<'a>,
+}
 
+#[derive(Default)]
+struct BookingRows<'a> {
+    tenant: Vec<&'a str>,
+    id: Vec<Uuid>,
+    title: Vec<&'a str>,
+    client_name: Vec<&'a str>,
+    client_email: Vec<Option<&'a str>>,
+    client_phone: Vec<Option<&'a str>>,
+    starts_at: Vec<DateTime<Utc>>,
+    ends_at: Vec<DateTime<Utc>>,
+    headcount: Vec<i32>,
+    status: Vec<&'a str>,
+    version: Vec<i32>,
+    requested_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+    position: Vec<i64>,
+    series_id: Vec<Option<Uuid>>,
+    /// The documents as JSON text (column `json`: stored as written).
+    document: Vec<String>,
+}
+
+/// Child rows to delete, by their primary key (tenant, row id): the
+/// primary key is the one index a rebuild's staging tables have while
+/// they load.
+#[derive(Default)]
+struct KeyRows<'a> {
+    tenant: Vec<&'a str>,
+    id: Vec<Uuid>,
+}
+
+#[derive(Default)]
+struct ReservationRows<'a> {
+    tenant: Vec<&'a str>,
+    id: Vec<Uuid>,
+    booking: Vec<Uuid>,
+    resource: Vec<Uuid>,
+    starts_at: Vec<DateTime<Utc>>,
+    ends_at: Vec<DateTime<Utc>>,
+    label: Vec<Option<&'a str>>,
+}
+
+#[derive(Default)]
+struct TaskRows<'a> {
+    tenant: Vec<&'a str>,
+    id: Vec<Uuid>,
+    booking: Vec<Uuid>,
+    title: Vec<&'a str>,
+    due_at: Vec<Option<DateTime<Utc>>>,
+    assignee: Vec<Option<Uuid>>,
+    completed: Vec<bool>,
+}
+
+#[derive(Default)]
+struct HistoryRows<'a> {
+    tenant: Vec<&'a str>,
+    booking: Vec<Uuid>,
+    version: Vec<i32>,
+    status: Vec<&'a str>,
+    changed_at: Vec<DateTime<Utc>>,
+    position: Vec<i64>,
+}
+
+impl<'a> Rows<'a> {
+    /// What writing `changed` takes: every booking row, the child rows
+    /// that differ from the stored ones (deleted, then inserted as they
+    /// are now) and the status changes not stored yet.
+    fn of(changed: &'a [Changed<'a>]) -> Self {
+        let mut rows = Rows::default();
+        for c in changed {
+            let tenant = c.key.0.as_str();
+            let id = c.key.1;
+            rows.bookings.push(tenant, id, &c.document);
+            let (stored_reservations, stored_tasks, stored_history) =
+                c.stored.map_or((&[][..], &[][..], 0), |s| {
+                    (
+                        &s.state.reservations[..],
+                        &s.state.tasks[..],
+                        s.envelope.status_history.len(),
+                    )
+                });
+            let after = &c.after.state;
+            for r in stored_reservations {
+                if !after.reservations.contains(r) {
+                    rows.gone_reservations.push(tenant, r.reservation_id);
+                }
+            }
+            for r in &after.reservations {
+                if !stored_reservations.contains(r) {
+                    rows.reservations.push(tenant, id, r);
+                }
+            }
+            for t in stored_tasks {
+                if !after.tasks.contains(t) {
+                    rows.gone_tasks.push(tenant, t.0.task_id);
+                }
+            }
+            for (task, completed) in &after.tasks {
+                if !stored_tasks
+                    .iter()
+                    .any(|(t, done)| t == task && done == completed)
+                {
+                    rows.tasks.push(tenant, id, task, *completed);
+                }
+            }
+            for h in &c.document.status_history[stored_history..] {
+                rows.history.push(tenant, id, h);
+            }
+        }
+        rows
+    }
+}
+
+impl<'a> BookingRows<'a> {
+    fn push(&mut self, tenant: &'a str, id: Uuid, d: &'a BookingDocument) {
+        self.tenant.push(tenant);
+        self.id.push(id);
+        self.title.push(&d.title);
+        self.client_name.push(&d.client.name);
+        self.client_email.push(d.client.email.as_deref());
+        self.client_phone.push(d.client.phone.as_deref());
+        self.starts_at.push(d.starts_at);
+        self.ends_at.push(d.ends_at);
+        // The domain caps headcounts far below i32::MAX.
+        self.headcount
+            .push(i32::try_from(d.headcount).unwrap_or(i32::MAX));
+        self.status.push(&d.status);
+        self.version.push(d.version);
+        self.requested_at.push(d.requested_at);
+        self.updated_at.push(d.updated_at);
+        self.position.push(d.position);
+        self.series_id.push(d.series_id);
+        self.document.push(
+            // Only maps with non-string keys fail to serialise; it has none.
+            serde_json::to_string(d).expect("a booking document serialises"),
+        );
+    }
+}
+
+impl<'a> KeyRows<'a> {
+    fn push(&mut self, tenant: &'a str, id: Uuid) {
+        self.tenant.push(tenant);
+        self.id.push(id);
+    }
+}
+
+impl<'a> ReservationRows<'a> {
+    fn push(&mut self, tenant: &'a str, booking: Uuid, r: &'a Reservation) {
+        self.tenant.push(tenant);
+        self.id.push(r.reservation_id);
+        self.booking.push(booking);
+        self.resource.push(r.resource_id);
+        self.starts_at.push(r.starts_at);
+        self.ends_at.push(r.ends_at);
+        self.label.push(r.label.as_deref());
+    }
+}
+
+impl<'a> TaskRows<'a> {
+    fn push(&mut self, tenant: &'a str, booking: Uuid, t: &'a Task, completed: bool) {
+        self.tenant.push(tenant);
+        self.id.push(t.task_id);
+        self.booking.push(booking);
+        self.title.push(&t.title);
+        self.due_at.push(t.due_at);
+        self.assignee.push(t.assignee_id);
+        self.completed.push(completed);
+    }
+}
+
+impl<'a> HistoryRows<'a> {
+    fn push(&mut self, tenant: &'a str, booking: Uuid, h: &'a StatusChange) {
+        self.tenant.push(tenant);
+        self.booking.push(booking);
+        self.version.push(h.version);
+        self.status.push(&h.status);
+        self.changed_at.push(h.at);
+        self.position.push(h.position);
+    }
+}
+
+// The statements below are runtime-checked: they name their tables
+// without a schema, so that they write the live tables or a rebuild's
+// staging ones by `search_path`.
+
+async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), ProjectionError> {
+    let rows = Rows::of(changed);
+    let b = &rows.bookings;
     sqlx::query(
         r#"insert into bookings
                (tenant_id, booking_id, title, client_name, client_email, client_phone,
                 starts_at, ends_at, headcount, status, version, requested_at, updated_at,
                 position, series_id, document)
-           select * from jsonb_to_recordset($1) as x(
-                  tenant_id text, booking_id uuid, title text, client_name text,
-                  client_email text, client_phone text, starts_at timestamptz,
-                  ends_at timestamptz, headcount integer, status text, version integer,
-                  requested_at timestamptz, updated_at timestamptz, position bigint,
-                  series_id uuid, document jsonb)
+           select * from unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                                $6::text[], $7::timestamptz[], $8::timestamptz[],
+                                $9::integer[], $10::text[], $11::integer[],
+                                $12::timestamptz[], $13::timestamptz[], $14::bigint[],
+                                $15::uuid[], $16::text[]::json[])
            on conflict (tenant_id, booking_id) do update
               set title = excluded.title, client_name = excluded.client_name,
                   client_email = excluded.client_email, client_phone = excluded.client_phone,
                   starts_at = excluded.starts_at, ends_at = excluded.ends_at,
                   headcount = excluded.headcount, status = excluded.status,
                   version = excluded.version, updated_at = excluded.updated_at,
-                  position = excluded.position, document = excluded.document"#,
+                  position = excluded.position, series_id = excluded.series_id,
+                  document = excluded.document"#,
     )
-    .bind(serde_json::Value::Array(bookings))
+    .bind(&b.tenant)
+    .bind(&b.id)
+    .bind(&b.title)
+    .bind(&b.client_name)
+    .bind(&b.client_email)
+    .bind(&b.client_phone)
+    .bind(&b.starts_at)
+    .bind(&b.ends_at)
+    .bind(&b.headcount)
+    .bind(&b.status)
+    .bind(&b.version)
+    .bind(&b.requested_at)
+    .bind(&b.updated_at)
+    .bind(&b.position)
+    .bind(&b.series_id)
+    .bind(&b.document)
     .execute(&mut *conn)
     .await?;
-    replace_children(
+    delete_by_key(
         conn,
-        replaced_reservations,
-        reservations,
+        &rows.gone_reservations,
         r#"delete from booking_reservations r
-            using jsonb_to_recordset($1) as k(tenant_id text, booking_id uuid)
-            where r.tenant_id = k.tenant_id and r.booking_id = k.booking_id"#,
-        r#"insert into booking_reservations
-               (tenant_id, reservation_id, booking_id, resource_id, starts_at, ends_at, label)
-           select * from jsonb_to_recordset($1) as x(
-                  tenant_id text, reservation_id uuid, booking_id uuid, resource_id uuid,
-                  starts_at timestamptz, ends_at timestamptz, label text)"#,
+            using unnest($1::text[], $2::uuid[]) as k(tenant_id, reservation_id)
+            where r.tenant_id = k.tenant_id and r.reservation_id = k.reservation_id"#,
     )
     .await?;
-    replace_children(
+    let r = &rows.reservations;
+    if !r.id.is_empty() {
+        sqlx::query(
+            r#"insert into booking_reservations
+                   (tenant_id, reservation_id, booking_id, resource_id, starts_at, ends_at, label)
+               select * from unnest($1::text[], $2::uuid[], $3::uuid[], $4::uuid[],
+                                    $5::timestamptz[], $6::timestamptz[], $7::text[])"#,
+        )
+        .bind(&r.tenant)
+        .bind(&r.id)
+        .bind(&r.booking)
+        .bind(&r.resource)
+        .bind(&r.starts_at)
+        .bind(&r.ends_at)
+        .bind(&r.label)
+        .execute(&mut *conn)
+        .await?;
+    }
+    delete_by_key(
         conn,
-        replaced_tasks,
-        tasks,
+        &rows.gone_tasks,
         r#"delete from booking_tasks t
-            using jsonb_to_recordset($1) as k(tenant_id text, booking_id uuid)
-            where t.tenant_id = k.tenant_id and t.booking_id = k.booking_id"#,
-        r#"insert into booking_tasks
-               (tenant_id, task_id, booking_id, title, due_at, assignee_id, completed)
-           select * from jsonb_to_recordset($1) as x(
-                  tenant_id text, task_id uuid, booking_id uuid, title text,
-                  due_at timestamptz, assignee_id uuid, completed boolean)"#,
+            using unnest($1::text[], $2::uuid[]) as k(tenant_id, task_id)
+            where t.tenant_id = k.tenant_id and t.task_id = k.task_id"#,
     )
     .await?;
-    if !history.is_empty() {
-        // Runtime-checked: unqualified tables, live or staging by search_path.
-
+    let t = &rows.tasks;
+    if !t.id.is_empty() {
+        sqlx::query(
+            r#"insert into booking_tasks
+                   (tenant_id, task_id, booking_id, title, due_at, assignee_id, completed)
+               select * from unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[],
+                                    $5::timestamptz[], $6::uuid[], $7::boolean[])"#,
+        )
+        .bind(&t.tenant)
+        .bind(&t.id)
+        .bind(&t.booking)
+        .bind(&t.title)
+        .bind(&t.due_at)
+        .bind(&t.assignee)
+        .bind(&t.completed)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let h = &rows.history;
+    if !h.booking.is_empty() {
         sqlx::query(
             r#"insert into booking_status_history
                    (tenant_id, booking_id, version, status, changed_at, position)
-               select * from jsonb_to_recordset($1) as x(
-                      tenant_id text, booking_id uuid, version integer, status text,
-                      changed_at timestamptz, position bigint)"#,
+               select * from unnest($1::text[], $2::uuid[], $3::integer[], $4::text[],
+                                    $5::timestamptz[], $6::bigint[])"#,
         )
-        .bind(serde_json::Value::Array(history))
+        .bind(&h.tenant)
+        .bind(&h.booking)
+        .bind(&h.version)
+        .bind(&h.status)
+        .bind(&h.changed_at)
+        .bind(&h.position)
         .execute(&mut *conn)
         .await?;
     }
     Ok(())
 }
 
-/// Replaces the child rows (reservations or tasks) of the bookings in
-/// `owners` with `rows`: `delete` takes the owners' keys, `insert` the rows.
-async fn replace_children(
+/// Deletes the child rows `keys` name with `delete` (which takes the
+/// tenants and the row ids as two arrays).
+async fn delete_by_key(
     conn: &mut PgConnection,
-    owners: Vec<serde_json::Value>,
-    rows: Vec<serde_json::Value>,
+    keys: &KeyRows<'_>,
     delete: &'static str,
-    insert: &'static str,
 ) -> Result<(), ProjectionError> {
-    if owners.is_empty() {
+    if keys.id.is_empty() {
         return Ok(());
     }
-    // Runtime-checked: unqualified tables, live or staging by search_path.
-
     sqlx::query(delete)
-        .bind(serde_json::Value::Array(owners))
-        .execute(&mut *conn)
-        .await?;
-    // Runtime-checked: unqualified tables, live or staging by search_path.
-
-    sqlx::query(insert)
-        .bind(serde_json::Value::Array(rows))
+        .bind(&keys.tenant)
+        .bind(&keys.id)
         .execute(&mut *conn)
         .await?;
     Ok(())
