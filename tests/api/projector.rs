@@ -108,6 +108,21 @@ pub(crate) async fn read_model_checksum(app: &TestApp) -> Vec<(String, i64, Stri
     sums
 }
 
+/// Every index of schema `read` (name and definition) and every table's
+/// persistence (`p`: logged).
+async fn read_model_indexes(app: &TestApp) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "select indexname::text, indexdef from pg_indexes where schemaname = 'read'
+         union all
+         select relname::text, relpersistence::text from pg_class
+          where relnamespace = 'read'::regnamespace and relkind = 'r'
+         order by 1",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap()
+}
+
 async fn wait_until_caught_up(app: &TestApp, within: Duration) {
     let target = head(app).await;
     let deadline = tokio::time::Instant::now() + within;
@@ -156,10 +171,13 @@ async fn kill_9_during_catch_up_neither_loses_nor_repeats_an_event() {
         "only {kills} kills: the test must interrupt catch-up"
     );
     let live = read_model_checksum(&app).await;
+    let indexes = read_model_indexes(&app).await;
 
+    // Batches far smaller than the seed, so that the rebuild loads most of
+    // it with its writers (and unique indexes only) before the swap.
     for name in ["resources", "bookings", "deployments"] {
         let status = Command::new(env!("CARGO_BIN_EXE_muster"))
-            .args(["projections", "rebuild", name])
+            .args(["projections", "rebuild", name, "--batch", "97"])
             .env("DATABASE_URL", app.db.url())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -173,6 +191,11 @@ async fn kill_9_during_catch_up_neither_loses_nor_repeats_an_event() {
         read_model_checksum(&app).await,
         live,
         "the killed projector's models equal a rebuild"
+    );
+    assert_eq!(
+        read_model_indexes(&app).await,
+        indexes,
+        "the rebuilt tables have the live tables' indexes, and are logged"
     );
     assert_eq!(live[1].1, 2_400);
     assert_eq!(

@@ -131,9 +131,15 @@ pub enum ProjectionsCommand {
     /// Rebuild one projection from position 0 into fresh tables while the
     /// old ones keep serving, then swap them in.
     Rebuild {
-        /// The projection: resources or bookings.
+        /// The projection: resources, bookings or deployments.
         #[arg(value_parser = parse_projection)]
         name: String,
+        /// Events per transaction while loading; the swap also catches
+        /// up at most about this many events while the live projector
+        /// waits.
+        #[arg(long, default_value_t = muster_projections::rebuild::DEFAULT_BATCH,
+              value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        batch: i64,
     },
 }
 

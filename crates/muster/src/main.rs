@@ -82,8 +82,8 @@ async fn run_role(
             .await
         }
         Command::Projections {
-            command: ProjectionsCommand::Rebuild { name },
-        } => rebuild_projection(database.endpoints(), &pool_settings, name).await,
+            command: ProjectionsCommand::Rebuild { name, batch },
+        } => rebuild_projection(database.endpoints(), &pool_settings, name, *batch).await,
         Command::Migrate => {
             let store = Store::connect_lazy(database.endpoints(), &pool_settings);
             muster_store::db::migrate(store.sessions()).await?;

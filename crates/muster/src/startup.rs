@@ -273,12 +273,13 @@ pub async fn rebuild_projection(
     database: Endpoints,
     pool: &PoolSettings,
     name: &str,
+    batch: i64,
 ) -> anyhow::Result<()> {
     let model = muster_projections::ReadModel::named(name)
         .with_context(|| format!("no projection {name:?}"))?;
     let store = Store::connect_lazy(database, pool);
     let progress = Progress::on_stderr(&format!("rebuild {name}"));
-    let outcome = muster_projections::rebuild::rebuild(&store, model, |p| {
+    let outcome = muster_projections::rebuild::rebuild(&store, model, batch, |p| {
         let rate = format!("{:.0} events/s", p.rate);
         let at = |v: i64| u64::try_from(v).unwrap_or(0);
         progress.report(at(p.position), at(p.head), &rate, || {
