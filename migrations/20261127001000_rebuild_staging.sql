@@ -65,7 +65,7 @@ begin
         loop
             execute muster_rebuild_index(i.def, t);
         end loop;
-        execute format('analyze read_rebuild.%I', t);
+        perform muster_rebuild_analyze(array[t]);
     end loop;
 end
 $$;
