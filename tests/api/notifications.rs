@@ -60,6 +60,15 @@ async fn deliveries_are_signed_and_retries_keep_their_delivery_id() {
             .contains("503")
     );
     assert!(delivery["attempt_log"][0]["latency_ms"].as_f64().unwrap() >= 0.0);
+    // The success stopped the failure clock the two failures started.
+    let (failing,): (bool,) = sqlx::query_as(
+        "select failing_since is not null from webhooks where webhook_id = $1::text::uuid",
+    )
+    .bind(&webhook)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert!(!failing, "a success clears the endpoint's failure clock");
 
     let calls = receiver.requests();
     assert_eq!(calls.len(), 3);
