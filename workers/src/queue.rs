@@ -369,7 +369,7 @@ async fn housekeeping(rt: Shared) {
         match rt.queue.depths().await {
             Ok(depths) => {
                 for kind in JobKind::ALL {
-                    for &status in JobStatus::ALL {
+                    for &status in JobStatus::ALL.iter().filter(|&&s| s != JobStatus::Done) {
                         let n = depths
                             .iter()
                             .find(|(k, s, _)| *k == kind && *s == status)

@@ -265,10 +265,13 @@ impl JobQueue {
         Ok(result.rows_affected())
     }
 
-    /// Jobs per kind and status, for the queue-depth gauges.
+    /// Unfinished jobs (every status but done) per kind and status, for
+    /// the queue-depth gauges. Done jobs are history, not depth: counting
+    /// them would scan the whole retention window every time.
     pub async fn depths(&self) -> Result<Vec<(JobKind, JobStatus, i64)>, JobsError> {
         let sql = format!(
-            "select job_type, {STATUS_SQL} as status, count(*)::int8 from apalis.jobs group by 1, 2"
+            "select job_type, {STATUS_SQL} as status, count(*)::int8 from apalis.jobs
+              where status <> 'Done' group by 1, 2"
         );
         let rows: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)

@@ -27,5 +27,22 @@ pub use queue::JobQueue;
 pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     apalis_postgres::PostgresStorage::migrations()
         .run(pool)
-        .await
+        .await?;
+    // Indexes of our own on apalis' table, which only exists from here on
+    // (so not in muster's migrations). Finished jobs keep their worker's
+    // name for their retention (days), so without them every heartbeat's
+    // search for a dead worker's jobs and every queue-depth reading scan
+    // that whole history: 236 ms and 125 ms with 600k finished jobs,
+    // stalling a worker's fetches for the heartbeat's duration.
+    for ddl in [
+        "create index if not exists muster_jobs_in_flight on apalis.jobs (lock_by)
+          where status = 'Running' or status = 'Queued'",
+        "create index if not exists muster_jobs_unfinished on apalis.jobs (job_type, status)
+          where status <> 'Done'",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
