@@ -47,11 +47,9 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
         // record of it would have sent again; this one has nothing to do.
         return Ok(());
     }
-    // Through the event store's read, so that the receiver gets the upcast
-    // payload the feed serves, never an old schema as stored.
-    let Some(event) = rt.store.read_event(&job.tenant, d.event_position).await? else {
-        return Err(JobFailure::Fatal(Cause::Missing("delivery's event")));
-    };
+    // Upcast by the event store's own conversion, so that the receiver
+    // gets the payload the feed serves, never an old schema as stored.
+    let event = d.event.into_recorded()?;
     let body = serde_json::json!({
         "delivery_id": job.delivery_id,
         "replay_of": d.replay_of,

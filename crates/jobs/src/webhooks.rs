@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use muster_domain::TenantId;
+use muster_store::EventRow;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -151,8 +152,8 @@ pub struct PendingDelivery {
     pub status: DeliveryStatus,
     /// The event's type.
     pub event_type: String,
-    /// The event's position: read it through the event store.
-    pub event_position: i64,
+    /// The event as stored: [`EventRow::into_recorded`] upcasts it.
+    pub event: EventRow,
     /// Where to send.
     pub url: String,
     /// The signing secret.
@@ -465,13 +466,20 @@ impl Webhooks {
         tenant: &TenantId,
         id: Uuid,
     ) -> Result<Option<PendingDelivery>, JobsError> {
+        // The event comes in the same round trip: a delivery is a handful
+        // of statements, and this was one of them. Events are never
+        // deleted, so the inner join loses no delivery.
         let row = sqlx::query!(
-            r#"select d.status, d.event_type, d.event_position, w.url, w.secret,
+            r#"select d.status, d.event_type, w.url, w.secret,
                       case when w.disabled_at is not null
                            then coalesce(w.disabled_reason, 'disabled') end as disabled,
-                      d.replay_of
+                      d.replay_of,
+                      e.tenant_id as e_tenant_id, e.position, e.stream_type, e.stream_id,
+                      e.stream_version, e.event_type as e_event_type, e.schema_version,
+                      e.payload, e.metadata, e.recorded_at
                  from webhook_deliveries d
                  join webhooks w on w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
+                 join events e on e.tenant_id = d.tenant_id and e.position = d.event_position
                 where d.tenant_id = $1 and d.delivery_id = $2"#,
             tenant.as_str(),
             id,
@@ -482,7 +490,18 @@ impl Webhooks {
             Ok(PendingDelivery {
                 status: DeliveryStatus::try_from(r.status)?,
                 event_type: r.event_type,
-                event_position: r.event_position,
+                event: EventRow {
+                    tenant_id: r.e_tenant_id,
+                    position: r.position,
+                    stream_type: r.stream_type,
+                    stream_id: r.stream_id,
+                    stream_version: r.stream_version,
+                    event_type: r.e_event_type,
+                    schema_version: r.schema_version,
+                    payload: r.payload,
+                    metadata: r.metadata,
+                    recorded_at: r.recorded_at,
+                },
                 url: r.url,
                 secret: r.secret,
                 disabled: r.disabled,

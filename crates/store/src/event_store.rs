@@ -363,28 +363,6 @@ impl Store {
         }
     }
 
-    /// The event of `tenant` at `position`, upcast like every other read
-    /// (`None`: no such event). Whoever hands an event on (webhooks, email)
-    /// reads it here, so that it goes out exactly as the feed serves it.
-    pub async fn read_event(
-        &self,
-        tenant: &TenantId,
-        position: i64,
-    ) -> Result<Option<RecordedEvent>, StoreError> {
-        let row = sqlx::query_as!(
-            EventRow,
-            r#"select tenant_id, position, stream_type, stream_id, stream_version, event_type,
-                      schema_version, payload, metadata, recorded_at
-                 from events
-                where tenant_id = $1 and position = $2"#,
-            tenant.as_str(),
-            position,
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(EventRow::into_recorded).transpose()
-    }
-
     /// One tenant's events after `after`, like [`Store::read_all`].
     pub async fn read_tenant(
         &self,
@@ -556,22 +534,38 @@ async fn events_between(
     .await
 }
 
-/// One row of `events` as read back.
-struct EventRow {
-    tenant_id: String,
-    position: i64,
-    stream_type: String,
-    stream_id: Uuid,
-    stream_version: i32,
-    event_type: String,
-    schema_version: i32,
-    payload: serde_json::Value,
-    metadata: serde_json::Value,
-    recorded_at: DateTime<Utc>,
+/// One row of `events` as stored, before upcasting. Other crates read it
+/// only inside a query of their own that needs the event with something
+/// else in one round trip; [`EventRow::into_recorded`] makes it what every
+/// reader gets.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    /// Column `tenant_id`.
+    pub tenant_id: String,
+    /// Column `position`.
+    pub position: i64,
+    /// Column `stream_type`.
+    pub stream_type: String,
+    /// Column `stream_id`.
+    pub stream_id: Uuid,
+    /// Column `stream_version`.
+    pub stream_version: i32,
+    /// Column `event_type`.
+    pub event_type: String,
+    /// Column `schema_version`: the payload's schema as stored.
+    pub schema_version: i32,
+    /// Column `payload`, as stored.
+    pub payload: serde_json::Value,
+    /// Column `metadata`.
+    pub metadata: serde_json::Value,
+    /// Column `recorded_at`.
+    pub recorded_at: DateTime<Utc>,
 }
 
 impl EventRow {
-    fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
+    /// The event as readers see it: its payload upcast to the current
+    /// schema of its type.
+    pub fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
         let position = self.position;
         let payload = upcast(&self.event_type, self.schema_version, self.payload)
             .map_err(|source| StoreError::CorruptEvent { position, source })?;

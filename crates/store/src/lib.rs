@@ -27,7 +27,7 @@ pub mod wakeup;
 mod working_set;
 
 pub use error::{ReservationConflict, StoreError};
-pub use event_store::{EventFilter, EventMetadata, EventPage, RecordedEvent};
+pub use event_store::{EventFilter, EventMetadata, EventPage, EventRow, RecordedEvent};
 pub use executor::{CommandContext, Executed};
 pub use keys::{Principal, Role};
 pub use outcome::CommandOutcome;
