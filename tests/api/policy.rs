@@ -367,3 +367,102 @@ async fn longer_buffers_are_refused_while_existing_bookings_would_not_fit() {
         .await;
     assert_eq!(fine.status, StatusCode::OK, "{:?}", fine.body);
 }
+
+/// The readers that take no locks (the conflict check, availability, the
+/// free search) reach around a range by the reach the write side stores
+/// with the rule; a stored reach that falls behind the rule (written by an
+/// older version, or by hand) must cost a second read, never an answer.
+#[tokio::test]
+async fn a_stale_stored_reach_never_changes_an_answer() {
+    let app = spawn_app().await;
+    let room = register(
+        &app,
+        json!({"name": "R", "kind": "room",
+               "policy": {"buffer_before": "PT1H", "buffer_after": "PT30M"}}),
+    )
+    .await;
+    let reach = || async {
+        sqlx::query_scalar::<_, i32>(
+            "select reach_secs from reservable_resources where resource_id = $1::text::uuid",
+        )
+        .bind(&room)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(reach().await, 5400, "registration stores both buffers");
+    let patched = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/resources/{room}"),
+            Some(&app.planner),
+            Some(&json!({"policy": {"buffer_before": "PT2H", "buffer_after": "PT30M"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{:?}", patched.body);
+    assert_eq!(reach().await, 9000, "a rule change stores its reach");
+
+    let booked = app
+        .book(&room, "2030-06-03T08:00:00Z", "2030-06-03T10:00:00Z")
+        .await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{:?}", booked.body);
+    let position = booked.body["position"].as_i64().unwrap();
+    // Make the stored reach fall short: without the rule's own reach the
+    // readers would no longer see the booking from 12:00Z (its clean-up
+    // ends 10:30Z, the next set-up takes two hours).
+    sqlx::query(
+        "update reservable_resources set reach_secs = 0 where resource_id = $1::text::uuid",
+    )
+    .bind(&room)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+
+    let check = app
+        .post(
+            "/v1/conflicts/check",
+            &json!({"resource_ids": [room], "starts_at": "2030-06-03T12:00:00Z",
+                    "ends_at": "2030-06-03T13:00:00Z"}),
+        )
+        .await;
+    assert_eq!(check.status, StatusCode::OK, "{:?}", check.body);
+    assert_eq!(check.body["available"], false, "{:?}", check.body);
+    assert_eq!(
+        check.body["resources"][0]["conflicts"][0]["booking_id"],
+        booked.body["id"]
+    );
+    let slots = app
+        .get(
+            &format!(
+                "/v1/availability?resource_ids={room}&from=2030-06-03T00:00:00Z&to=2030-06-04T00:00:00Z&duration=60"
+            ),
+            &app.analyst,
+        )
+        .await;
+    assert_eq!(slots.status, StatusCode::OK, "{:?}", slots.body);
+    assert_eq!(
+        slots.body["resources"][0]["slots"],
+        json!([
+            {"starts_at": "2030-06-03T00:00:00Z", "ends_at": "2030-06-03T05:30:00Z"},
+            {"starts_at": "2030-06-03T12:30:00Z", "ends_at": "2030-06-04T00:00:00Z"}
+        ]),
+        "{:?}",
+        slots.body
+    );
+    let free = app
+        .get(
+            &format!(
+                "/v1/resources/free?starts_at=2030-06-03T12:00:00Z&ends_at=2030-06-03T13:00:00Z&kind=room&consistent_with={position}"
+            ),
+            &app.analyst,
+        )
+        .await;
+    assert_eq!(free.status, StatusCode::OK, "{:?}", free.body);
+    assert_eq!(free.body["items"], json!([]), "{:?}", free.body);
+    // And a booking there is refused, as all three said.
+    let refused = app
+        .book(&room, "2030-06-03T12:00:00Z", "2030-06-03T13:00:00Z")
+        .await;
+    assert_problem(&refused, 409, "reservation-conflict");
+}

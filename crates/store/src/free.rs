@@ -4,7 +4,7 @@
 //! be admitted to: buffers, seats, notice, horizon, working hours,
 //! unexpired holds and capacity included.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
 use muster_domain::TenantId;
@@ -14,6 +14,7 @@ use muster_domain::working_hours::WorkingWindow;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use crate::around::{self, Around, Asked};
 use crate::ledger::{Availability, ResourceRow};
 use crate::{Store, StoreError};
 
@@ -42,78 +43,43 @@ impl Store {
         window: TimeRange,
         duration: Duration,
     ) -> Result<Vec<FreeSlots>, StoreError> {
-        let rows = sqlx::query_as!(
-            ResourceRow,
-            r#"select rr.tenant_id, rr.resource_id, rr.capacity, rr.retired,
-                      rr.longest_reservation_secs, rr.timezone,
-                      rr.working_hours as "working_hours: Json<Vec<WorkingWindow>>",
-                      rr.seats, rr.buffer_before_secs, rr.buffer_after_secs,
-                      rr.min_notice_secs, rr.max_advance_secs
-                 from reservable_resources rr
-                where rr.tenant_id = $1 and rr.resource_id = any($2)"#,
-            tenant.as_str(),
-            resource_ids,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let rows: HashMap<Uuid, ResourceRow> =
-            rows.into_iter().map(|r| (r.resource_id, r)).collect();
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut starts = Vec::with_capacity(rows.len());
-        let mut ends = Vec::with_capacity(rows.len());
-        let mut lookbacks = Vec::with_capacity(rows.len());
-        for id in resource_ids {
-            let row = rows.get(id).ok_or(StoreError::UnknownResource(*id))?;
-            let reach = row.rules().reach();
-            ids.push(*id);
-            starts.push(window.starts_at - reach);
-            ends.push(window.ends_at + reach);
-            lookbacks.push(row.longest_reservation_secs + 1.0);
-        }
-        // The ledger's statement, over the whole window per resource.
-        let held = sqlx::query!(
-            r#"select r.resource_id as "resource_id!", r.starts_at as "starts_at!",
-                      r.ends_at as "ends_at!"
-                 from unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::float8[])
-                          as c(resource_id, starts_at, ends_at, lookback_secs)
-                cross join lateral (
-                      select h.resource_id, h.starts_at, h.ends_at
-                        from reservations h
-                       where h.tenant_id = $1
-                         and h.resource_id = c.resource_id
-                         and h.starts_at > c.starts_at - make_interval(secs => c.lookback_secs)
-                         and h.starts_at < c.ends_at
-                         and h.ends_at > c.starts_at
-                         and (h.expires_at is null or h.expires_at > now())
-                      offset 0) r"#,
-            tenant.as_str(),
-            &ids,
-            &starts,
-            &ends,
-            &lookbacks,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut by_resource: HashMap<Uuid, Vec<TimeRange>> = HashMap::new();
-        for h in held {
-            by_resource
-                .entry(h.resource_id)
-                .or_default()
-                .push(TimeRange {
-                    starts_at: h.starts_at,
-                    ends_at: h.ends_at,
-                });
+        let asked: Vec<Asked<'_>> = resource_ids
+            .iter()
+            .map(|&resource_id| Asked {
+                tenant: tenant.as_str(),
+                resource_id,
+                range: window,
+            })
+            .collect();
+        let mut conn = self.pool.acquire().await?;
+        let Around { resources, held } = around::read_around(&mut conn, &asked).await?;
+        drop(conn);
+        let key = |id: &Uuid| (tenant.as_str().to_owned(), *id);
+        if let Some(unknown) = resource_ids
+            .iter()
+            .find(|id| !resources.contains_key(&key(id)))
+        {
+            return Err(StoreError::UnknownResource(*unknown));
         }
         let now = Utc::now();
-        Ok(ids
+        Ok(resource_ids
             .iter()
             .map(|id| {
-                let row = &rows[id];
+                let key = key(id);
+                let row = &resources[&key];
                 let slots = if row.retired {
                     Vec::new()
                 } else {
-                    let existing = by_resource.get(id).map_or(&[][..], Vec::as_slice);
-                    row.rules().free_slots(existing, &window, duration, now)
+                    let existing: Vec<TimeRange> = held
+                        .get(&key)
+                        .into_iter()
+                        .flatten()
+                        .map(|h| TimeRange {
+                            starts_at: h.starts_at,
+                            ends_at: h.ends_at,
+                        })
+                        .collect();
+                    row.rules().free_slots(&existing, &window, duration, now)
                 };
                 FreeSlots {
                     resource_id: *id,
@@ -148,16 +114,13 @@ impl Store {
             r#"select w.resource_id, w.capacity, w.seats, w.timezone,
                       w.working_hours as "working_hours: Json<Vec<WorkingWindow>>",
                       w.buffer_before_secs, w.buffer_after_secs,
-                      w.min_notice_secs, w.max_advance_secs,
+                      w.min_notice_secs, w.max_advance_secs, w.reach_secs,
                       (select count(*) from reservations h
                         where h.tenant_id = w.tenant_id and h.resource_id = w.resource_id
                           and h.starts_at > $3::timestamptz
-                                - make_interval(secs => w.longest_reservation_secs + 1
-                                                        + w.buffer_before_secs + w.buffer_after_secs)
-                          and h.starts_at < $4::timestamptz
-                                + make_interval(secs => w.buffer_before_secs + w.buffer_after_secs)
-                          and h.ends_at > $3::timestamptz
-                                - make_interval(secs => w.buffer_before_secs + w.buffer_after_secs)
+                                - make_interval(secs => w.longest_reservation_secs + 1 + w.reach_secs)
+                          and h.starts_at < $4::timestamptz + make_interval(secs => w.reach_secs)
+                          and h.ends_at > $3::timestamptz - make_interval(secs => w.reach_secs)
                           and (h.expires_at is null or h.expires_at > now())) as "overlapping!"
                  from reservable_resources w
                 where w.tenant_id = $1 and w.resource_id = any($2) and not w.retired
@@ -197,9 +160,12 @@ impl Store {
             if rules.admits_range(&claim, now).is_err() {
                 continue;
             }
-            if row.overlapping < i64::from(row.capacity) {
+            // A stored reach behind the rule may have missed some of what
+            // is held: then only the exact rule decides.
+            let counted = rules.reach() <= Duration::seconds(i64::from(row.reach_secs));
+            if counted && row.overlapping < i64::from(row.capacity) {
                 free.insert(row.resource_id);
-            } else if row.capacity > 1 {
+            } else if row.capacity > 1 || !counted {
                 undecided.push(row.resource_id);
             }
         }

@@ -27,6 +27,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use crate::around::{self, Around, Asked, ResourceKey};
 use crate::{ReservationConflict, StoreError};
 
 /// A reservation a command wants to add.
@@ -41,7 +42,15 @@ pub(crate) struct Wanted<'a> {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-impl Wanted<'_> {
+impl<'a> Wanted<'a> {
+    fn asked(&self) -> Asked<'a> {
+        Asked {
+            tenant: self.tenant,
+            resource_id: self.reservation.resource_id,
+            range: self.reservation.range(),
+        }
+    }
+
     fn claim(&self) -> Claim {
         Claim {
             range: self.reservation.range(),
@@ -50,8 +59,6 @@ impl Wanted<'_> {
         }
     }
 }
-
-type ResourceKey = (String, Uuid);
 
 /// The locked resources of one transaction and the reservations they hold
 /// around the wanted ranges: what admitting a command is checked against.
@@ -156,105 +163,34 @@ impl Ledger {
         Self::around(conn, resources, wanted).await
     }
 
-    /// Like [`Ledger::load`] without taking locks: what a writer would check
-    /// against right now, for the conflict check.
+    /// Like [`Ledger::load`] without taking locks, in one statement: what
+    /// a writer would check against right now, for the conflict check.
     pub(crate) async fn peek(
         conn: &mut PgConnection,
         wanted: &[Wanted<'_>],
     ) -> Result<Self, StoreError> {
-        let (tenants, ids): (Vec<&str>, Vec<Uuid>) = wanted
-            .iter()
-            .map(|w| (w.tenant, w.reservation.resource_id))
-            .unzip();
-        let resources: HashMap<ResourceKey, LockedResource> = sqlx::query_as!(
-            ResourceRow,
-            r#"select rr.tenant_id, rr.resource_id, rr.capacity, rr.retired,
-                      rr.longest_reservation_secs, rr.timezone,
-                      rr.working_hours as "working_hours: Json<Vec<WorkingWindow>>",
-                      rr.seats, rr.buffer_before_secs, rr.buffer_after_secs,
-                      rr.min_notice_secs, rr.max_advance_secs
-                 from reservable_resources rr
-                 join unnest((select $1::text[]), (select $2::uuid[])) as k(tenant_id, resource_id)
-                   on rr.tenant_id = k.tenant_id and rr.resource_id = k.resource_id"#,
-            &tenants as &[&str],
-            &ids,
-        )
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(ResourceRow::entry)
-        .collect();
-        Self::around(conn, resources, wanted).await
+        let asked: Vec<Asked<'_>> = wanted.iter().map(Wanted::asked).collect();
+        let Around { resources, held } = around::read_around(conn, &asked).await?;
+        let resources = resources.into_values().map(ResourceRow::entry).collect();
+        Ok(Self { resources, held })
     }
 
-    /// Reads the reservations held around the wanted ranges.
+    /// Reads the reservations held around the wanted ranges, as far as the
+    /// locked resources' rules reach.
     async fn around(
         conn: &mut PgConnection,
         resources: HashMap<ResourceKey, LockedResource>,
         wanted: &[Wanted<'_>],
     ) -> Result<Self, StoreError> {
-        let mut tenants = Vec::with_capacity(wanted.len());
-        let mut ids = Vec::with_capacity(wanted.len());
-        let mut starts = Vec::with_capacity(wanted.len());
-        let mut ends = Vec::with_capacity(wanted.len());
-        let mut lookbacks = Vec::with_capacity(wanted.len());
-        for w in wanted {
-            let key = (w.tenant.to_owned(), w.reservation.resource_id);
-            let resource = resources.get(&key);
-            // Buffers widen what can compete with the wanted range.
-            let reach = resource.map_or(chrono::Duration::zero(), |r| r.rules.reach());
-            tenants.push(w.tenant);
-            ids.push(w.reservation.resource_id);
-            starts.push(w.reservation.starts_at - reach);
-            ends.push(w.reservation.ends_at + reach);
-            // One second of slack keeps float rounding on the safe side.
-            lookbacks.push(resource.map_or(0.0, |r| r.longest_secs) + 1.0);
-        }
-        let rows = sqlx::query!(
-            // One index range scan per candidate (`offset 0` keeps the
-            // planner from turning the probes into a hash join over the
-            // whole table); nothing held is longer than the lookback. A
-            // hold counts until its expiry instant, by the database's clock
-            // (the transaction's start: never later than the real instant,
-            // so a hold never stops counting early).
-            r#"select distinct r.tenant_id as "tenant_id!", r.resource_id as "resource_id!",
-                      r.booking_id as "booking_id!", r.reservation_id as "reservation_id!",
-                      r.starts_at as "starts_at!", r.ends_at as "ends_at!", r.expires_at
-                 from unnest((select $1::text[]), (select $2::uuid[]), (select $3::timestamptz[]),
-                             (select $4::timestamptz[]), (select $5::float8[]))
-                          as c(tenant_id, resource_id, starts_at, ends_at, lookback_secs)
-                cross join lateral (
-                      select h.tenant_id, h.resource_id, h.booking_id, h.reservation_id,
-                             h.starts_at, h.ends_at, h.expires_at
-                        from reservations h
-                       where h.tenant_id = c.tenant_id
-                         and h.resource_id = c.resource_id
-                         and h.starts_at > c.starts_at - make_interval(secs => c.lookback_secs)
-                         and h.starts_at < c.ends_at
-                         and h.ends_at > c.starts_at
-                         and (h.expires_at is null or h.expires_at > now())
-                      offset 0) r"#,
-            &tenants as &[&str],
-            &ids,
-            &starts as &[DateTime<Utc>],
-            &ends as &[DateTime<Utc>],
-            &lookbacks,
-        )
-        .fetch_all(&mut *conn)
+        let asked: Vec<Asked<'_>> = wanted.iter().map(Wanted::asked).collect();
+        let held = around::held_around(conn, &asked, |a| {
+            resources
+                .get(&(a.tenant.to_owned(), a.resource_id))
+                .map_or((chrono::Duration::zero(), 0.0), |r| {
+                    (r.rules.reach(), r.longest_secs)
+                })
+        })
         .await?;
-        let mut held: HashMap<ResourceKey, Vec<ReservationConflict>> = HashMap::new();
-        for r in rows {
-            held.entry((r.tenant_id, r.resource_id))
-                .or_default()
-                .push(ReservationConflict {
-                    resource_id: r.resource_id,
-                    booking_id: r.booking_id,
-                    reservation_id: r.reservation_id,
-                    starts_at: r.starts_at,
-                    ends_at: r.ends_at,
-                    hold_expires_at: r.expires_at,
-                });
-        }
         Ok(Self { resources, held })
     }
 

@@ -4,6 +4,7 @@
 //! the command executor with the one commit path that ties them into one
 //! transaction per command (or per group-commit batch).
 
+mod around;
 mod batch;
 mod commit;
 pub mod db;

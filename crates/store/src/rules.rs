@@ -35,6 +35,8 @@ pub(crate) struct RuleColumns {
     pub buffer_after_secs: i32,
     pub min_notice_secs: Option<i32>,
     pub max_advance_secs: Option<i32>,
+    /// [`ResourceRules::reach`]: how far around a range readers look.
+    pub reach_secs: i32,
 }
 
 impl RuleColumns {
@@ -52,6 +54,7 @@ impl RuleColumns {
             buffer_after_secs: rules.policy.buffer_after.map_or(0, secs),
             min_notice_secs: rules.policy.min_notice.map(secs),
             max_advance_secs: rules.policy.max_advance.map(secs),
+            reach_secs: i32::try_from(rules.reach().num_seconds()).unwrap_or(i32::MAX),
         }
     }
 }

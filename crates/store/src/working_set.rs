@@ -66,7 +66,7 @@ pub(crate) async fn change_rules(
         r#"update reservable_resources
               set capacity = $3, seats = $4, timezone = $5, working_hours = $6,
                   buffer_before_secs = $7, buffer_after_secs = $8,
-                  min_notice_secs = $9, max_advance_secs = $10
+                  min_notice_secs = $9, max_advance_secs = $10, reach_secs = $11
             where tenant_id = $1 and resource_id = $2"#,
         tenant,
         resource_id,
@@ -78,6 +78,7 @@ pub(crate) async fn change_rules(
         c.buffer_after_secs,
         c.min_notice_secs,
         c.max_advance_secs,
+        c.reach_secs,
     )
     .execute(conn)
     .await?;
@@ -257,12 +258,15 @@ pub(crate) async fn register_many(
     let after: Vec<i32> = columns.iter().map(|c| c.buffer_after_secs).collect();
     let notice: Vec<Option<i32>> = columns.iter().map(|c| c.min_notice_secs).collect();
     let advance: Vec<Option<i32>> = columns.iter().map(|c| c.max_advance_secs).collect();
+    let reach: Vec<i32> = columns.iter().map(|c| c.reach_secs).collect();
     sqlx::query!(
         r#"insert into reservable_resources
                (tenant_id, resource_id, capacity, seats, timezone, working_hours,
-                buffer_before_secs, buffer_after_secs, min_notice_secs, max_advance_secs)
+                buffer_before_secs, buffer_after_secs, min_notice_secs, max_advance_secs,
+                reach_secs)
            select * from unnest($1::text[], $2::uuid[], $3::int4[], $4::int4[], $5::text[],
-                                $6::jsonb[], $7::int4[], $8::int4[], $9::int4[], $10::int4[])"#,
+                                $6::jsonb[], $7::int4[], $8::int4[], $9::int4[], $10::int4[],
+                                $11::int4[])"#,
         &tenants as &[&str],
         &ids,
         &capacities,
@@ -273,6 +277,7 @@ pub(crate) async fn register_many(
         &after,
         &notice as &[Option<i32>],
         &advance as &[Option<i32>],
+        &reach,
     )
     .execute(conn)
     .await?;
