@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 
 /// How the pool connects.
 #[derive(Debug, Clone)]
@@ -137,10 +137,29 @@ async fn warn_unless_timeouts(pool: PgPool, settings: PoolSettings) {
     }
 }
 
+/// How long a pooled connection may sit idle and still be handed out
+/// without a proof of life.
+const TRUSTED_IDLE: Duration = Duration::from_secs(1);
+
 fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
+        // sqlx pings every idle connection before handing it out: one more
+        // round trip per checkout, as long as a GET by id's whole query. A
+        // connection that came back within the last second passed sqlx's
+        // ping on release then, so only longer-idle ones are pinged: a
+        // database that restarted (which takes longer than that) is still
+        // never met through a stale connection. `BENCHMARKS.md` has the A/B.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > TRUSTED_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Applies the embedded migrations. The job queue's own schema comes after
