@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{ConnectOptions, PgConnection, PgPool};
 
 /// How often the probe asks.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
@@ -122,7 +122,7 @@ async fn ask(options: &PgConnectOptions, connection: &mut Option<PgConnection>) 
     let Some(live) = connection.as_mut() else {
         return Probe::Unanswered;
     };
-    match tokio::time::timeout(PROBE_TIMEOUT, live.ping()).await {
+    match tokio::time::timeout(PROBE_TIMEOUT, crate::db::prove_alive(live)).await {
         Ok(Ok(())) => Probe::Answered,
         Ok(Err(e)) => judge(e),
         Err(_) => Probe::Unanswered,

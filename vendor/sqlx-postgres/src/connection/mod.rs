@@ -182,6 +182,19 @@ impl Connection for PgConnection {
         // By sending a comment we avoid an error if the connection was in the middle of a rowset
         // self.execute("/* SQLx ping */").map_ok(|_| ()).boxed()
 
+        // muster patch: sqlx's pool pings every connection it gets back, to
+        // settle what a cancelled query or a dropped transaction left in
+        // flight. A connection with nothing in flight (every ReadyForQuery
+        // received, nothing buffered to send) outside a transaction has
+        // nothing to settle: answer without a round trip. So `ping` is no
+        // proof of life; muster proves it with a query (`db::prove_alive`).
+        if self.inner.pending_ready_for_query_count == 0
+            && self.inner.stream.write_buffer().is_empty()
+            && matches!(self.inner.transaction_status, TransactionStatus::Idle)
+        {
+            return Ok(());
+        }
+
         // The simplest call-and-response that's possible.
         self.write_sync();
         self.wait_until_ready().await
