@@ -166,6 +166,8 @@ fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
 /// (`Connection::ping` is not: the vendored sqlx-postgres answers it
 /// without a round trip when nothing is in flight, vendor/README.md.)
 pub(crate) async fn prove_alive(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    // Runtime-checked: a constant statement in the simple query protocol
+    // (`raw_sql`), which has no compile-checked macro; nothing to bind.
     sqlx::raw_sql("select 1").execute(conn).await.map(drop)
 }
 
