@@ -102,15 +102,51 @@ async fn sigterm_finishes_in_flight_work_and_exits_zero() {
 
 /// The README's first command from a clone inside a root user's 0700 home:
 /// the cluster's unprivileged user cannot reach the data directory, so the
-/// cluster lives where it can, and muster serves.
+/// cluster lives where it can, and muster serves. Deleted and cloned again
+/// at the same path, the data directory has lost the old cluster's
+/// password: muster sets that cluster aside and serves from a new one.
 #[tokio::test]
 async fn the_embedded_default_serves_from_a_private_directory() {
     use sha2::Digest;
     use std::os::unix::fs::PermissionsExt;
     let home = std::env::temp_dir().join(format!("muster-home-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
     let data_dir = home.join(".muster");
+    let beside = std::path::absolute(data_dir.join("pg")).unwrap();
+    let digest = sha2::Sha256::digest(beside.as_os_str().as_encoded_bytes());
+    let elsewhere =
+        std::path::PathBuf::from(format!("/var/tmp/muster-{}", &hex::encode(digest)[..16]));
+    for clone in ["first", "again at the same path"] {
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        serve_embedded_until_ready_then_stop(&data_dir, clone).await;
+        assert!(data_dir.join("admin.key").exists(), "{clone}");
+    }
+    // Only root runs the cluster as another user, which is what sends it
+    // out of the data directory.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    if !root {
+        let _ = std::fs::remove_dir_all(home);
+        return;
+    }
+    let set_aside = std::fs::read_dir(&elsewhere)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("pg.orphaned-")
+        })
+        .count();
+    assert_eq!(set_aside, 1, "the first cluster is kept, set aside");
+    let _ = std::fs::remove_dir_all(elsewhere);
+    let _ = std::fs::remove_dir_all(home);
+}
+
+/// Runs `muster serve` on the embedded default in `data_dir` until
+/// `/readyz` answers, then stops it with SIGTERM and expects a clean exit.
+async fn serve_embedded_until_ready_then_stop(data_dir: &std::path::Path, clone: &str) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -119,7 +155,7 @@ async fn the_embedded_default_serves_from_a_private_directory() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_muster"))
         .arg("serve")
         .env_remove("DATABASE_URL")
-        .env("MUSTER_DATA_DIR", &data_dir)
+        .env("MUSTER_DATA_DIR", data_dir)
         .env("MUSTER_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -140,12 +176,11 @@ async fn the_embedded_default_serves_from_a_private_directory() {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("muster serve exited: {status}");
+            panic!("{clone}: muster serve exited: {status}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(ready, "muster serve did not become ready");
-    assert!(data_dir.join("admin.key").exists());
+    assert!(ready, "{clone}: muster serve did not become ready");
     let pid = child.id().unwrap().to_string();
     Command::new("kill")
         .args(["-TERM", &pid])
@@ -156,12 +191,5 @@ async fn the_embedded_default_serves_from_a_private_directory() {
         .await
         .expect("exits")
         .unwrap();
-    assert!(status.success(), "{status}");
-    // Where the cluster went (as the server derives it), cleaned up.
-    let beside = std::path::absolute(data_dir.join("pg")).unwrap();
-    let digest = sha2::Sha256::digest(beside.as_os_str().as_encoded_bytes());
-    let elsewhere =
-        std::path::PathBuf::from(format!("/var/tmp/muster-{}", &hex::encode(digest)[..16]));
-    let _ = std::fs::remove_dir_all(elsewhere);
-    let _ = std::fs::remove_dir_all(home);
+    assert!(status.success(), "{clone}: {status}");
 }

@@ -94,6 +94,10 @@ impl EmbeddedPostgres {
             password: String::new(),
             started_here: false,
         };
+        let initialised = cluster.cluster_dir.join("PG_VERSION").exists();
+        if initialised && !password_file.exists() {
+            cluster.set_aside()?;
+        }
         if !cluster.cluster_dir.join("PG_VERSION").exists() {
             cluster.init(&password_file)?;
         }
@@ -201,6 +205,38 @@ impl EmbeddedPostgres {
         text.push_str("\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = 200\n");
         fs::write(&conf, text).map_err(io("writing postgresql.conf".into()))?;
         tracing::info!(dir = %self.cluster_dir.display(), "embedded Postgres cluster initialised");
+        Ok(())
+    }
+
+    /// Moves a cluster whose password is gone out of the way (stopping it
+    /// first if it runs), so that a new one can be made in its place.
+    ///
+    /// This happens when a data directory was deleted while its cluster
+    /// lived elsewhere (under `/var/tmp`, see [`cluster_dir_for`]), and a new
+    /// one was made at the same path: without the password nothing can log
+    /// in to the old cluster. Its files are kept, not deleted, and the
+    /// operator is told where.
+    fn set_aside(&self) -> Result<(), EmbeddedError> {
+        if self.running_port().is_some() {
+            self.run_tool(
+                "pg_ctl",
+                &["stop", "-w", "-m", "fast", "-D", &self.dir_str()],
+            )?;
+        }
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let aside = self
+            .cluster_dir
+            .with_extension(format!("orphaned-{since_epoch}"));
+        fs::rename(&self.cluster_dir, &aside)
+            .map_err(io(format!("moving {} aside", self.cluster_dir.display())))?;
+        tracing::warn!(
+            old = %aside.display(),
+            "the embedded cluster's password file is gone, so nothing can log in to it; \
+             it was set aside and a new cluster is made (delete the old one when it is not needed)"
+        );
         Ok(())
     }
 
