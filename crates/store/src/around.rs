@@ -23,7 +23,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::ledger::ResourceRow;
+use crate::ledger::{ResourceRow, resource_row};
 use crate::{ReservationConflict, StoreError};
 
 /// A resource as the ledger keys it: tenant and resource id.
@@ -137,11 +137,12 @@ pub(crate) async fn read_around(
     };
     let mut short = false;
     for row in rows {
-        let key = (row.tenant_id, row.resource_id);
+        let resource = resource_row!(row);
+        let key = (resource.tenant_id.clone(), resource.resource_id);
         let list = around.held.entry(key.clone()).or_default();
         for (i, reservation_id) in row.reservation_ids.iter().enumerate() {
             list.push(ReservationConflict {
-                resource_id: row.resource_id,
+                resource_id: resource.resource_id,
                 booking_id: row.booking_ids[i],
                 reservation_id: *reservation_id,
                 starts_at: row.starts[i],
@@ -149,20 +150,6 @@ pub(crate) async fn read_around(
                 hold_expires_at: row.expiries[i],
             });
         }
-        let resource = ResourceRow {
-            tenant_id: key.0.clone(),
-            resource_id: row.resource_id,
-            capacity: row.capacity,
-            retired: row.retired,
-            longest_reservation_secs: row.longest_reservation_secs,
-            timezone: row.timezone,
-            working_hours: row.working_hours,
-            seats: row.seats,
-            buffer_before_secs: row.buffer_before_secs,
-            buffer_after_secs: row.buffer_after_secs,
-            min_notice_secs: row.min_notice_secs,
-            max_advance_secs: row.max_advance_secs,
-        };
         short |= resource.rules().reach() > Duration::seconds(i64::from(row.reach_secs));
         around.resources.insert(key, resource);
     }

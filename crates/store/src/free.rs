@@ -15,7 +15,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::around::{self, Around, Asked};
-use crate::ledger::{Availability, ResourceRow};
+use crate::ledger::{Availability, resource_row};
 use crate::{Store, StoreError};
 
 /// The free time on one resource within a window.
@@ -111,7 +111,8 @@ impl Store {
     ) -> Result<Vec<Uuid>, StoreError> {
         let min_seats = min_seats.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
         let rows = sqlx::query!(
-            r#"select w.resource_id, w.capacity, w.seats, w.timezone,
+            r#"select w.tenant_id, w.resource_id, w.capacity, w.retired,
+                      w.longest_reservation_secs, w.seats, w.timezone,
                       w.working_hours as "working_hours: Json<Vec<WorkingWindow>>",
                       w.buffer_before_secs, w.buffer_after_secs,
                       w.min_notice_secs, w.max_advance_secs, w.reach_secs,
@@ -142,21 +143,8 @@ impl Store {
         let mut free = HashSet::new();
         let mut undecided = Vec::new();
         for row in rows {
-            let rules = ResourceRow {
-                tenant_id: String::new(),
-                resource_id: row.resource_id,
-                capacity: row.capacity,
-                retired: false,
-                longest_reservation_secs: 0.0,
-                timezone: row.timezone,
-                working_hours: row.working_hours,
-                seats: row.seats,
-                buffer_before_secs: row.buffer_before_secs,
-                buffer_after_secs: row.buffer_after_secs,
-                min_notice_secs: row.min_notice_secs,
-                max_advance_secs: row.max_advance_secs,
-            }
-            .rules();
+            let resource_id = row.resource_id;
+            let rules = resource_row!(row).rules();
             if rules.admits_range(&claim, now).is_err() {
                 continue;
             }
@@ -164,9 +152,9 @@ impl Store {
             // is held: then only the exact rule decides.
             let counted = rules.reach() <= Duration::seconds(i64::from(row.reach_secs));
             if counted && row.overlapping < i64::from(row.capacity) {
-                free.insert(row.resource_id);
+                free.insert(resource_id);
             } else if row.capacity > 1 || !counted {
-                undecided.push(row.resource_id);
+                undecided.push(resource_id);
             }
         }
         if !undecided.is_empty() {

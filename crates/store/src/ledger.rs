@@ -84,6 +84,30 @@ pub(crate) struct ResourceRow {
     pub max_advance_secs: Option<i32>,
 }
 
+/// Takes a [`ResourceRow`] out of `$record`, the record of a query that
+/// selects its columns under their own names: each compile-checked query
+/// has a record type of its own, so the fields are moved by name here, in
+/// one place. Other fields of `$record` stay usable.
+macro_rules! resource_row {
+    ($record:ident) => {
+        $crate::ledger::ResourceRow {
+            tenant_id: $record.tenant_id,
+            resource_id: $record.resource_id,
+            capacity: $record.capacity,
+            retired: $record.retired,
+            longest_reservation_secs: $record.longest_reservation_secs,
+            timezone: $record.timezone,
+            working_hours: $record.working_hours,
+            seats: $record.seats,
+            buffer_before_secs: $record.buffer_before_secs,
+            buffer_after_secs: $record.buffer_after_secs,
+            min_notice_secs: $record.min_notice_secs,
+            max_advance_secs: $record.max_advance_secs,
+        }
+    };
+}
+pub(crate) use resource_row;
+
 impl ResourceRow {
     /// The booking rule the row holds.
     pub(crate) fn rules(&self) -> ResourceRules {
