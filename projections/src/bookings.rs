@@ -26,6 +26,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::ProjectionError;
+use crate::copy::BinaryCopy;
 use crate::fold::{Envelope, Folded, Key, events_of, fold_batch};
 
 /// A booking as `GET /v1/bookings/{id}` answers it, stored whole in
@@ -399,90 +400,55 @@ async fn load(
     Ok(loaded)
 }
 
-/// The rows one batch writes, a column per vector: bound as arrays, which
-/// Postgres reads in binary (no JSON to build here or parse there).
-#[derive(Default)]
+/// The rows one batch writes. Every changed booking's row is written
+/// anew: the stored ones are deleted first, by primary key, and all go in
+/// by binary `COPY`, with the child rows that differ from the stored ones
+/// (those gone deleted by primary key, the new ones copied) and the status
+/// changes not stored yet. `COPY` is what makes a rebuild fast: Postgres
+/// writes its rows a page at a time and parses nothing.
 struct Rows<'a> {
-    bookings: BookingRows<'a>,
+    stored_bookings: KeyRows<'a>,
+    bookings: BinaryCopy,
     gone_reservations: KeyRows<'a>,
-    reservations: ReservationRows<'a>,
+    reservations: BinaryCopy,
     gone_tasks: KeyRows<'a>,
-    tasks: TaskRows<'a>,
-    history: HistoryRows<'a>,
+    tasks: BinaryCopy,
+    history: BinaryCopy,
 }
 
-#[derive(Default)]
-struct BookingRows<'a> {
-    tenant: Vec<&'a str>,
-    id: Vec<Uuid>,
-    title: Vec<&'a str>,
-    client_name: Vec<&'a str>,
-    client_email: Vec<Option<&'a str>>,
-    client_phone: Vec<Option<&'a str>>,
-    starts_at: Vec<DateTime<Utc>>,
-    ends_at: Vec<DateTime<Utc>>,
-    headcount: Vec<i32>,
-    status: Vec<&'a str>,
-    version: Vec<i32>,
-    requested_at: Vec<DateTime<Utc>>,
-    updated_at: Vec<DateTime<Utc>>,
-    position: Vec<i64>,
-    series_id: Vec<Option<Uuid>>,
-    /// The documents as JSON text (column `json`: stored as written).
-    document: Vec<String>,
-}
+// The statements below name their tables without a schema, so that they
+// write the live tables or a rebuild's staging ones by `search_path`; the
+// deletes are runtime-checked for the same reason.
 
-/// Child rows to delete, by their primary key (tenant, row id): the
-/// primary key is the one index a rebuild's staging tables have while
-/// they load.
-#[derive(Default)]
-struct KeyRows<'a> {
-    tenant: Vec<&'a str>,
-    id: Vec<Uuid>,
-}
-
-#[derive(Default)]
-struct ReservationRows<'a> {
-    tenant: Vec<&'a str>,
-    id: Vec<Uuid>,
-    booking: Vec<Uuid>,
-    resource: Vec<Uuid>,
-    starts_at: Vec<DateTime<Utc>>,
-    ends_at: Vec<DateTime<Utc>>,
-    label: Vec<Option<&'a str>>,
-}
-
-#[derive(Default)]
-struct TaskRows<'a> {
-    tenant: Vec<&'a str>,
-    id: Vec<Uuid>,
-    booking: Vec<Uuid>,
-    title: Vec<&'a str>,
-    due_at: Vec<Option<DateTime<Utc>>>,
-    assignee: Vec<Option<Uuid>>,
-    completed: Vec<bool>,
-}
-
-#[derive(Default)]
-struct HistoryRows<'a> {
-    tenant: Vec<&'a str>,
-    booking: Vec<Uuid>,
-    version: Vec<i32>,
-    status: Vec<&'a str>,
-    changed_at: Vec<DateTime<Utc>>,
-    position: Vec<i64>,
-}
+const COPY_BOOKINGS: &str = "copy bookings (tenant_id, booking_id, title, client_name, \
+     client_email, client_phone, starts_at, ends_at, headcount, status, version, requested_at, \
+     updated_at, position, series_id, document) from stdin (format binary)";
+const COPY_RESERVATIONS: &str = "copy booking_reservations (tenant_id, reservation_id, \
+     booking_id, resource_id, starts_at, ends_at, label) from stdin (format binary)";
+const COPY_TASKS: &str = "copy booking_tasks (tenant_id, task_id, booking_id, title, due_at, \
+     assignee_id, completed) from stdin (format binary)";
+const COPY_HISTORY: &str = "copy booking_status_history (tenant_id, booking_id, version, \
+     status, changed_at, position) from stdin (format binary)";
 
 impl<'a> Rows<'a> {
-    /// What writing `changed` takes: every booking row, the child rows
-    /// that differ from the stored ones (deleted, then inserted as they
-    /// are now) and the status changes not stored yet.
-    fn of(changed: &'a [Changed<'a>]) -> Self {
-        let mut rows = Rows::default();
+    /// What writing `changed` takes.
+    fn of(changed: &'a [Changed<'a>]) -> Result<Self, sqlx::Error> {
+        let mut rows = Rows {
+            stored_bookings: KeyRows::default(),
+            bookings: BinaryCopy::new(COPY_BOOKINGS, 16),
+            gone_reservations: KeyRows::default(),
+            reservations: BinaryCopy::new(COPY_RESERVATIONS, 7),
+            gone_tasks: KeyRows::default(),
+            tasks: BinaryCopy::new(COPY_TASKS, 7),
+            history: BinaryCopy::new(COPY_HISTORY, 6),
+        };
         for c in changed {
             let tenant = c.key.0.as_str();
             let id = c.key.1;
-            rows.bookings.push(tenant, id, &c.document);
+            if c.stored.is_some() {
+                rows.stored_bookings.push(tenant, id);
+            }
+            booking_row(&mut rows.bookings, tenant, id, &c.document)?;
             let (stored_reservations, stored_tasks, stored_history) =
                 c.stored.map_or((&[][..], &[][..], 0), |s| {
                     (
@@ -499,7 +465,15 @@ impl<'a> Rows<'a> {
             }
             for r in &after.reservations {
                 if !stored_reservations.contains(r) {
-                    rows.reservations.push(tenant, id, r);
+                    rows.reservations
+                        .row()
+                        .value(tenant)?
+                        .value(r.reservation_id)?
+                        .value(id)?
+                        .value(r.resource_id)?
+                        .value(r.starts_at)?
+                        .value(r.ends_at)?
+                        .value(r.label.as_deref())?;
                 }
             }
             for t in stored_tasks {
@@ -512,41 +486,68 @@ impl<'a> Rows<'a> {
                     .iter()
                     .any(|(t, done)| t == task && done == completed)
                 {
-                    rows.tasks.push(tenant, id, task, *completed);
+                    rows.tasks
+                        .row()
+                        .value(tenant)?
+                        .value(task.task_id)?
+                        .value(id)?
+                        .value(task.title.as_str())?
+                        .value(task.due_at)?
+                        .value(task.assignee_id)?
+                        .value(*completed)?;
                 }
             }
             for h in &c.document.status_history[stored_history..] {
-                rows.history.push(tenant, id, h);
+                rows.history
+                    .row()
+                    .value(tenant)?
+                    .value(id)?
+                    .value(h.version)?
+                    .value(h.status.as_str())?
+                    .value(h.at)?
+                    .value(h.position)?;
             }
         }
-        rows
+        Ok(rows)
     }
 }
 
-impl<'a> BookingRows<'a> {
-    fn push(&mut self, tenant: &'a str, id: Uuid, d: &'a BookingDocument) {
-        self.tenant.push(tenant);
-        self.id.push(id);
-        self.title.push(&d.title);
-        self.client_name.push(&d.client.name);
-        self.client_email.push(d.client.email.as_deref());
-        self.client_phone.push(d.client.phone.as_deref());
-        self.starts_at.push(d.starts_at);
-        self.ends_at.push(d.ends_at);
+/// Adds the `read.bookings` row of document `d`.
+fn booking_row(
+    copy: &mut BinaryCopy,
+    tenant: &str,
+    id: Uuid,
+    d: &BookingDocument,
+) -> Result<(), sqlx::Error> {
+    copy.row()
+        .value(tenant)?
+        .value(id)?
+        .value(d.title.as_str())?
+        .value(d.client.name.as_str())?
+        .value(d.client.email.as_deref())?
+        .value(d.client.phone.as_deref())?
+        .value(d.starts_at)?
+        .value(d.ends_at)?
         // The domain caps headcounts far below i32::MAX.
-        self.headcount
-            .push(i32::try_from(d.headcount).unwrap_or(i32::MAX));
-        self.status.push(&d.status);
-        self.version.push(d.version);
-        self.requested_at.push(d.requested_at);
-        self.updated_at.push(d.updated_at);
-        self.position.push(d.position);
-        self.series_id.push(d.series_id);
-        self.document.push(
-            // Only maps with non-string keys fail to serialise; it has none.
-            serde_json::to_string(d).expect("a booking document serialises"),
-        );
-    }
+        .value(i32::try_from(d.headcount).unwrap_or(i32::MAX))?
+        .value(d.status.as_str())?
+        .value(d.version)?
+        .value(d.requested_at)?
+        .value(d.updated_at)?
+        .value(d.position)?
+        .value(d.series_id)?
+        // The document as JSON text (column `json`: stored as written).
+        // Only maps with non-string keys fail to serialise; it has none.
+        .value(serde_json::to_string(d).expect("a booking document serialises"))?;
+    Ok(())
+}
+
+/// Rows to delete, by their primary key (tenant, row id): the primary key
+/// is the one index a rebuild's staging tables have while they load.
+#[derive(Default)]
+struct KeyRows<'a> {
+    tenant: Vec<&'a str>,
+    id: Vec<Uuid>,
 }
 
 impl<'a> KeyRows<'a> {
@@ -556,85 +557,17 @@ impl<'a> KeyRows<'a> {
     }
 }
 
-impl<'a> ReservationRows<'a> {
-    fn push(&mut self, tenant: &'a str, booking: Uuid, r: &'a Reservation) {
-        self.tenant.push(tenant);
-        self.id.push(r.reservation_id);
-        self.booking.push(booking);
-        self.resource.push(r.resource_id);
-        self.starts_at.push(r.starts_at);
-        self.ends_at.push(r.ends_at);
-        self.label.push(r.label.as_deref());
-    }
-}
-
-impl<'a> TaskRows<'a> {
-    fn push(&mut self, tenant: &'a str, booking: Uuid, t: &'a Task, completed: bool) {
-        self.tenant.push(tenant);
-        self.id.push(t.task_id);
-        self.booking.push(booking);
-        self.title.push(&t.title);
-        self.due_at.push(t.due_at);
-        self.assignee.push(t.assignee_id);
-        self.completed.push(completed);
-    }
-}
-
-impl<'a> HistoryRows<'a> {
-    fn push(&mut self, tenant: &'a str, booking: Uuid, h: &'a StatusChange) {
-        self.tenant.push(tenant);
-        self.booking.push(booking);
-        self.version.push(h.version);
-        self.status.push(&h.status);
-        self.changed_at.push(h.at);
-        self.position.push(h.position);
-    }
-}
-
-// The statements below are runtime-checked: they name their tables
-// without a schema, so that they write the live tables or a rebuild's
-// staging ones by `search_path`.
-
 async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), ProjectionError> {
-    let rows = Rows::of(changed);
-    let b = &rows.bookings;
-    sqlx::query(
-        r#"insert into bookings
-               (tenant_id, booking_id, title, client_name, client_email, client_phone,
-                starts_at, ends_at, headcount, status, version, requested_at, updated_at,
-                position, series_id, document)
-           select * from unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                                $6::text[], $7::timestamptz[], $8::timestamptz[],
-                                $9::integer[], $10::text[], $11::integer[],
-                                $12::timestamptz[], $13::timestamptz[], $14::bigint[],
-                                $15::uuid[], $16::text[]::json[])
-           on conflict (tenant_id, booking_id) do update
-              set title = excluded.title, client_name = excluded.client_name,
-                  client_email = excluded.client_email, client_phone = excluded.client_phone,
-                  starts_at = excluded.starts_at, ends_at = excluded.ends_at,
-                  headcount = excluded.headcount, status = excluded.status,
-                  version = excluded.version, updated_at = excluded.updated_at,
-                  position = excluded.position, series_id = excluded.series_id,
-                  document = excluded.document"#,
+    let rows = Rows::of(changed)?;
+    delete_by_key(
+        conn,
+        &rows.stored_bookings,
+        r#"delete from bookings b
+            using unnest($1::text[], $2::uuid[]) as k(tenant_id, booking_id)
+            where b.tenant_id = k.tenant_id and b.booking_id = k.booking_id"#,
     )
-    .bind(&b.tenant)
-    .bind(&b.id)
-    .bind(&b.title)
-    .bind(&b.client_name)
-    .bind(&b.client_email)
-    .bind(&b.client_phone)
-    .bind(&b.starts_at)
-    .bind(&b.ends_at)
-    .bind(&b.headcount)
-    .bind(&b.status)
-    .bind(&b.version)
-    .bind(&b.requested_at)
-    .bind(&b.updated_at)
-    .bind(&b.position)
-    .bind(&b.series_id)
-    .bind(&b.document)
-    .execute(&mut *conn)
     .await?;
+    rows.bookings.send(conn).await?;
     delete_by_key(
         conn,
         &rows.gone_reservations,
@@ -643,24 +576,7 @@ async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), Pr
             where r.tenant_id = k.tenant_id and r.reservation_id = k.reservation_id"#,
     )
     .await?;
-    let r = &rows.reservations;
-    if !r.id.is_empty() {
-        sqlx::query(
-            r#"insert into booking_reservations
-                   (tenant_id, reservation_id, booking_id, resource_id, starts_at, ends_at, label)
-               select * from unnest($1::text[], $2::uuid[], $3::uuid[], $4::uuid[],
-                                    $5::timestamptz[], $6::timestamptz[], $7::text[])"#,
-        )
-        .bind(&r.tenant)
-        .bind(&r.id)
-        .bind(&r.booking)
-        .bind(&r.resource)
-        .bind(&r.starts_at)
-        .bind(&r.ends_at)
-        .bind(&r.label)
-        .execute(&mut *conn)
-        .await?;
-    }
+    rows.reservations.send(conn).await?;
     delete_by_key(
         conn,
         &rows.gone_tasks,
@@ -669,45 +585,12 @@ async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), Pr
             where t.tenant_id = k.tenant_id and t.task_id = k.task_id"#,
     )
     .await?;
-    let t = &rows.tasks;
-    if !t.id.is_empty() {
-        sqlx::query(
-            r#"insert into booking_tasks
-                   (tenant_id, task_id, booking_id, title, due_at, assignee_id, completed)
-               select * from unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[],
-                                    $5::timestamptz[], $6::uuid[], $7::boolean[])"#,
-        )
-        .bind(&t.tenant)
-        .bind(&t.id)
-        .bind(&t.booking)
-        .bind(&t.title)
-        .bind(&t.due_at)
-        .bind(&t.assignee)
-        .bind(&t.completed)
-        .execute(&mut *conn)
-        .await?;
-    }
-    let h = &rows.history;
-    if !h.booking.is_empty() {
-        sqlx::query(
-            r#"insert into booking_status_history
-                   (tenant_id, booking_id, version, status, changed_at, position)
-               select * from unnest($1::text[], $2::uuid[], $3::integer[], $4::text[],
-                                    $5::timestamptz[], $6::bigint[])"#,
-        )
-        .bind(&h.tenant)
-        .bind(&h.booking)
-        .bind(&h.version)
-        .bind(&h.status)
-        .bind(&h.changed_at)
-        .bind(&h.position)
-        .execute(&mut *conn)
-        .await?;
-    }
+    rows.tasks.send(conn).await?;
+    rows.history.send(conn).await?;
     Ok(())
 }
 
-/// Deletes the child rows `keys` name with `delete` (which takes the
+/// Deletes the rows `keys` name with `delete` (which takes the
 /// tenants and the row ids as two arrays).
 async fn delete_by_key(
     conn: &mut PgConnection,

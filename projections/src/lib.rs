@@ -17,6 +17,7 @@
 //! leases are compile-checked like the rest of muster's SQL.
 
 mod bookings;
+mod copy;
 mod deployments;
 mod fold;
 pub mod query;
