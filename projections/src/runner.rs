@@ -173,9 +173,9 @@ impl Projector {
             }
             metrics::gauge!("muster_projection_failed", "projection" => name).set(0.0);
 
-            let page = self.store.read_page(position, self.batch).await?;
-            record_lag(name, position, &page.events, page.horizon);
-            if page.events.is_empty() {
+            let page = self.store.read_shared_page(position, self.batch).await?;
+            record_lag(name, position, page.events(), page.horizon);
+            if page.events().is_empty() {
                 wakeups.borrow_and_update();
                 tokio::select! {
                     _ = wakeups.changed() => {}
@@ -184,7 +184,7 @@ impl Projector {
                 }
                 continue;
             }
-            match self.apply(model, position, &page.events).await? {
+            match self.apply(model, position, page.events()).await? {
                 Step::Applied(next) => position = next,
                 Step::Stopped(at) => {
                     position = at;

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod ledger;
 mod outcome;
 mod rules;
+mod shared_pages;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wakeup;
@@ -32,6 +33,7 @@ pub use event_store::{EventFilter, EventMetadata, EventPage, EventRow, RecordedE
 pub use executor::{CommandContext, Executed};
 pub use keys::{Principal, Role};
 pub use outcome::CommandOutcome;
+pub use shared_pages::SharedPage;
 
 /// The store: a handle on the database pool. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct Store {
     batcher: Option<batch::Batcher>,
     batch_writers: usize,
     job_sink: Option<std::sync::Arc<dyn implied_jobs::JobSink>>,
+    /// Pages of the log read for one follower, kept for the others.
+    recent_pages: std::sync::Arc<shared_pages::RecentPages>,
 }
 
 impl Store {
@@ -60,6 +64,7 @@ impl Store {
             batcher: None,
             batch_writers: 0,
             job_sink: None,
+            recent_pages: Default::default(),
         }
     }
 

@@ -49,35 +49,77 @@ async fn append_held(store: &Store, count: usize, hold: Duration) -> i64 {
     last
 }
 
+/// How a tailing reader reads the log.
+#[derive(Clone, Copy, Debug)]
+enum Reading {
+    /// Its own reads: [`Store::read_all`].
+    Alone,
+    /// Pages shared with the other followers in the process, `limit` at a
+    /// time: [`Store::read_shared_page`].
+    Shared { limit: i64 },
+}
+
+/// Tails the log until `done` is set and nothing more comes; returns the
+/// positions seen, in the order seen.
+fn tail(
+    store: &Store,
+    reading: Reading,
+    done: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<i64>> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let finished = done.load(Ordering::SeqCst);
+            let batch: Vec<i64> = match reading {
+                Reading::Alone => store
+                    .read_all(after, 500)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.position)
+                    .collect(),
+                Reading::Shared { limit } => {
+                    let page = store.read_shared_page(after, limit).await.unwrap();
+                    assert!(page.events().len() as i64 <= limit, "a page over its limit");
+                    page.events().iter().map(|e| e.position).collect()
+                }
+            };
+            if batch.is_empty() && finished {
+                break;
+            }
+            for position in batch {
+                seen.push(position);
+                after = position;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        seen
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_tailing_reader_sees_every_event_once_in_order_while_writers_commit_out_of_order() {
+async fn tailing_readers_see_every_event_once_in_order_while_writers_commit_out_of_order() {
     const WRITERS: usize = 12;
     const APPENDS_PER_WRITER: usize = 250;
     let db = TestDatabase::new().await;
     let store = Store::new(db.pool.clone());
     let done = Arc::new(AtomicBool::new(false));
 
-    let reader = {
-        let store = store.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut after = 0;
-            loop {
-                let finished = done.load(Ordering::SeqCst);
-                let batch = store.read_all(after, 500).await.unwrap();
-                if batch.is_empty() && finished {
-                    break;
-                }
-                for event in batch {
-                    seen.push(event.position);
-                    after = event.position;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            seen
-        })
-    };
+    // One reader on its own and four sharing pages with different limits,
+    // as the read models and reactors of `muster serve` do.
+    let readings = [
+        Reading::Alone,
+        Reading::Shared { limit: 500 },
+        Reading::Shared { limit: 500 },
+        Reading::Shared { limit: 64 },
+        Reading::Shared { limit: 7 },
+    ];
+    let readers: Vec<_> = readings
+        .iter()
+        .map(|reading| (*reading, tail(&store, *reading, done.clone())))
+        .collect();
 
     let mut writers = Vec::new();
     for _ in 0..WRITERS {
@@ -104,12 +146,7 @@ async fn a_tailing_reader_sees_every_event_once_in_order_while_writers_commit_ou
         written += writer.await.unwrap();
     }
     done.store(true, Ordering::SeqCst);
-    let seen = reader.await.unwrap();
 
-    assert!(
-        seen.windows(2).all(|w| w[0] < w[1]),
-        "positions not strictly increasing"
-    );
     let in_table: BTreeSet<i64> = sqlx::query_scalar("select position from events")
         .fetch_all(&db.pool)
         .await
@@ -117,11 +154,51 @@ async fn a_tailing_reader_sees_every_event_once_in_order_while_writers_commit_ou
         .into_iter()
         .collect();
     assert_eq!(in_table.len(), written, "every append is stored");
-    let seen_set: BTreeSet<i64> = seen.iter().copied().collect();
-    assert_eq!(seen_set.len(), seen.len(), "an event was seen twice");
-    let missed: Vec<_> = in_table.difference(&seen_set).take(10).collect();
-    assert!(missed.is_empty(), "the reader missed events {missed:?}");
-    assert_eq!(seen_set, in_table);
+    for (reading, reader) in readers {
+        let seen = reader.await.unwrap();
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "{reading:?}: positions not strictly increasing"
+        );
+        let seen_set: BTreeSet<i64> = seen.iter().copied().collect();
+        assert_eq!(
+            seen_set.len(),
+            seen.len(),
+            "{reading:?}: an event was seen twice"
+        );
+        let missed: Vec<_> = in_table.difference(&seen_set).take(10).collect();
+        assert!(missed.is_empty(), "{reading:?}: missed events {missed:?}");
+        assert_eq!(seen_set, in_table);
+    }
+}
+
+#[tokio::test]
+async fn a_page_one_follower_read_answers_the_next_without_a_read() {
+    let db = TestDatabase::new().await;
+    let store = Store::new(db.pool.clone());
+    let first = append_held(&store, 10, Duration::ZERO).await;
+
+    let read = store.read_shared_page(0, 100).await.unwrap();
+    assert_eq!(read.events().len(), 10);
+    assert_eq!(read.horizon, first);
+    // Appended after the first follower's read: a fresh read would return
+    // it, the shared page does not, and says how far it is complete.
+    let later = append_held(&store, 5, Duration::ZERO).await;
+    let shared = store.read_shared_page(0, 100).await.unwrap();
+    let positions = |page: &muster_store::SharedPage| -> Vec<i64> {
+        page.events().iter().map(|e| e.position).collect()
+    };
+    assert_eq!(positions(&shared), positions(&read));
+    assert_eq!(shared.horizon, first);
+    // A follower further on gets the rest of the page and its limit holds.
+    let middle = read.events()[3].position;
+    let part = store.read_shared_page(middle, 4).await.unwrap();
+    assert_eq!(positions(&part), positions(&read)[4..8].to_vec());
+    assert_eq!(part.horizon, read.events()[7].position);
+    // From the end of the shared page on, a new read.
+    let rest = store.read_shared_page(first, 100).await.unwrap();
+    assert_eq!(rest.events().len(), 5);
+    assert_eq!(rest.horizon, later);
 }
 
 #[tokio::test]
