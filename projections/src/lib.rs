@@ -30,10 +30,6 @@ pub mod signals;
 use std::future::Future;
 use std::pin::Pin;
 
-use muster_domain::Aggregate;
-use muster_domain::booking::Booking;
-use muster_domain::deployment::Deployment;
-use muster_domain::resource::Resource;
 use muster_store::RecordedEvent;
 use sqlx::PgConnection;
 
@@ -71,16 +67,6 @@ pub trait Projection: Send + Sync + 'static {
         conn: &'a mut PgConnection,
         events: &'a [RecordedEvent],
     ) -> ApplyFuture<'a>;
-
-    /// Whether applying `event` may write anything. A batch of events none
-    /// of which concern it only moves the checkpoint, in one statement
-    /// instead of a transaction around [`Projection::apply`]. The default
-    /// (every event) is always right; a narrower answer must never leave
-    /// out an event `apply` would act on.
-    fn concerns(&self, event: &RecordedEvent) -> bool {
-        let _ = event;
-        true
-    }
 }
 
 impl Projection for ReadModel {
@@ -94,10 +80,6 @@ impl Projection for ReadModel {
         events: &'a [RecordedEvent],
     ) -> ApplyFuture<'a> {
         Box::pin(ReadModel::apply(*self, conn, events))
-    }
-
-    fn concerns(&self, event: &RecordedEvent) -> bool {
-        event.stream_type == self.stream_type()
     }
 }
 
@@ -121,16 +103,6 @@ impl ReadModel {
     /// The projection named `name`.
     pub fn named(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    /// The stream type of the aggregate it folds: it reads no other
-    /// stream's events.
-    pub fn stream_type(self) -> &'static str {
-        match self {
-            ReadModel::Resources => Resource::STREAM_TYPE,
-            ReadModel::Bookings => Booking::STREAM_TYPE,
-            ReadModel::Deployments => Deployment::STREAM_TYPE,
-        }
     }
 
     /// The tables it owns in schema `read` (rebuilt and swapped together).

@@ -238,9 +238,6 @@ impl Projector {
     ) -> Result<i64, ProjectionError> {
         let name = model.name();
         let last = events.last().map_or(position, |e| e.position);
-        if !events.iter().any(|e| model.concerns(e)) {
-            return self.pass_over(name, position, events).await;
-        }
         let span = tracing::info_span!(
             "projection.apply",
             projection = name,
@@ -297,47 +294,6 @@ impl Projector {
         }
         .instrument(span)
         .await
-    }
-
-    /// Moves `name`'s checkpoint from `position` past `events`, which it
-    /// has nothing to do with: one statement, which moves it only if it is
-    /// still at `position` (as the transaction in
-    /// [`Projector::apply_batch`] checks under its row lock), so the
-    /// checkpoint still moves exactly once. Returns where it is now.
-    async fn pass_over(
-        &self,
-        name: &'static str,
-        position: i64,
-        events: &[RecordedEvent],
-    ) -> Result<i64, ProjectionError> {
-        let last = events.last().map_or(position, |e| e.position);
-        let moved = sqlx::query!(
-            "update projection_checkpoints
-                set position = $3, owner = $4, updated_at = now()
-              where name = $1 and position = $2",
-            name,
-            position,
-            last,
-            self.owner,
-        )
-        .execute(self.store.pool())
-        .await?
-        .rows_affected();
-        if moved == 0 {
-            let current = checkpoint(&self.store, name).await?;
-            tracing::info!(
-                projection = name,
-                expected = position,
-                found = current,
-                "checkpoint moved elsewhere; re-reading"
-            );
-            return Ok(current);
-        }
-        self.applied.committed();
-        metrics::counter!("muster_projection_events_passed_over_total", "projection" => name)
-            .increment(events.len() as u64);
-        metrics::gauge!("muster_projection_position", "projection" => name).set(last as f64);
-        Ok(last)
     }
 
     /// Marks `model` failed at `event` (if its checkpoint is still at

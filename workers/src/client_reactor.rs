@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 
+use muster_domain::TenantId;
 use muster_domain::booking::Booking;
 use muster_domain::client_message::{ClientSettings, messages_for};
-use muster_domain::{Aggregate, TenantId};
 use muster_jobs::client_messages::ClientMessages;
 use muster_jobs::{JobQueue, NotificationJob};
 use muster_projections::{ApplyFuture, Projection};
@@ -48,10 +48,6 @@ impl Projection for ClientReactor {
         NAME
     }
 
-    fn concerns(&self, event: &RecordedEvent) -> bool {
-        event.stream_type == Booking::STREAM_TYPE && CAUSES.contains(&event.event_type.as_str())
-    }
-
     fn apply<'a>(
         &'a self,
         conn: &'a mut PgConnection,
@@ -61,7 +57,7 @@ impl Projection for ClientReactor {
             let mut settings: HashMap<TenantId, ClientSettings> = HashMap::new();
             let mut jobs = Vec::new();
             for event in events {
-                if !self.concerns(event) {
+                if event.stream_type != "booking" || !CAUSES.contains(&event.event_type.as_str()) {
                     continue;
                 }
                 let rule = match settings.get(&event.tenant) {
