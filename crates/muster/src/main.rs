@@ -9,6 +9,12 @@ use muster::startup::{
 use muster_store::Store;
 use tracing_subscriber::EnvFilter;
 
+// mimalloc instead of glibc's malloc: under `muster serve` glibc's
+// allocator (with its chunk consolidation) took about 30 % of muster's CPU
+// in a profile, and mimalloc's thread-local free lists cut that (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
