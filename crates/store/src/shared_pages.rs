@@ -3,7 +3,7 @@
 //! `muster serve` runs five followers of the log (three read models and two
 //! reactors). When they keep up they want the same pages, and each read
 //! costs Postgres a scan and the printing of every payload, and muster the
-//! decoding of it: the fifth session's profile of `serve` under commands
+//! decoding of it: the ninth session's profile of `serve` under commands
 //! found reading events the largest single cost of keeping the read models.
 //! An event at or below the safe position never changes and no event can
 //! appear before it, so a page read earlier answers a later read of any
