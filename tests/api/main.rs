@@ -32,4 +32,5 @@ mod series;
 mod subscribe;
 mod topology;
 mod two_processes;
+mod wakeup;
 mod worker_processes;
