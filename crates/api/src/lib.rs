@@ -99,9 +99,25 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
-/// Shared state of every handler. Cheap to clone.
+/// Shared state of every handler, behind one `Arc`: axum clones the state
+/// for every request and every middleware, and cloning (then dropping) the
+/// services one by one, a dozen reference counts with a `Store` among them
+/// several times over, was about 5 % of `muster serve`'s CPU under
+/// commands (`BENCHMARKS.md`). A clone is now one atomic increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares: the services the handlers use.
+#[derive(Clone)]
+pub struct Services {
     /// The store: commands and events.
     pub store: Store,
     /// The job queue and its admin.
@@ -148,7 +164,7 @@ impl AppState {
         signals: ReadSignals,
         shutdown: CancellationToken,
     ) -> Self {
-        Self {
+        Self(Arc::new(Services {
             reads: ReadModels::new(store.clone(), signals.clone()),
             tail: live::LiveTail::spawn(
                 store.clone(),
@@ -178,7 +194,15 @@ impl AppState {
             ),
             jobs,
             store,
-        }
+        }))
+    }
+
+    /// The same state with the query endpoints reading through `reads`
+    /// (the read models on a hot standby: [`ReadModels::on_replica`]).
+    pub fn with_reads(self, reads: ReadModels) -> Self {
+        let mut services = Arc::unwrap_or_clone(self.0);
+        services.reads = reads;
+        Self(Arc::new(services))
     }
 }
 

@@ -108,7 +108,8 @@ impl Application {
                 replica.clone(),
                 shutdown.clone(),
             );
-            state.reads = state.reads.on_replica(replica, replica_signals);
+            let reads = state.reads.clone().on_replica(replica, replica_signals);
+            state = state.with_reads(reads);
         }
         Ok(Self {
             listener,
