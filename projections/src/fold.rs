@@ -91,7 +91,7 @@ pub(crate) fn fold_batch<A: Aggregate, E: Envelope<A>>(
 ) -> Result<Vec<Key>, ProjectionError> {
     let mut changed = Vec::with_capacity(events.len());
     for event in events {
-        let decoded = A::Event::from_payload(&event.event_type, event.payload.clone())
+        let decoded = A::Event::from_payload(&event.event_type, &event.payload)
             .map_err(|e| ProjectionError::poison(event, e))?;
         let key = (event.tenant.clone(), event.stream_id);
         let next = fold(folded.remove(&key), event, &decoded)?;

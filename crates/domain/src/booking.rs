@@ -802,7 +802,7 @@ impl DomainEvent for BookingEvent {
 
     fn from_payload(
         event_type: &str,
-        payload: serde_json::Value,
+        payload: &serde_json::Value,
     ) -> Result<Self, EventDecodeError> {
         #[derive(Deserialize)]
         struct Cancelled {

@@ -445,7 +445,7 @@ impl DomainEvent for DeploymentEvent {
 
     fn from_payload(
         event_type: &str,
-        payload: serde_json::Value,
+        payload: &serde_json::Value,
     ) -> Result<Self, EventDecodeError> {
         #[derive(Deserialize)]
         struct Failed {
@@ -651,7 +651,7 @@ mod tests {
             DeploymentEvent::Cancelled,
         ];
         for e in events {
-            let back = DeploymentEvent::from_payload(e.event_type(), e.to_payload()).unwrap();
+            let back = DeploymentEvent::from_payload(e.event_type(), &e.to_payload()).unwrap();
             assert_eq!(back, e);
         }
     }

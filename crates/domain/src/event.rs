@@ -17,9 +17,13 @@ pub trait DomainEvent: Sized + Clone {
     fn to_payload(&self) -> serde_json::Value;
 
     /// Rebuilds an event from a stored payload that is already upcast to the
-    /// current schema version (see [`crate::upcast`]).
-    fn from_payload(event_type: &str, payload: serde_json::Value)
-    -> Result<Self, EventDecodeError>;
+    /// current schema version (see [`crate::upcast`]). The payload is
+    /// borrowed: readers keep it (a page of the log is shared by every
+    /// follower), and a copy per decode was a tree of allocations.
+    fn from_payload(
+        event_type: &str,
+        payload: &serde_json::Value,
+    ) -> Result<Self, EventDecodeError>;
 }
 
 /// A stored event could not be turned back into a domain event.
@@ -57,9 +61,9 @@ pub(crate) fn payload_of<T: Serialize>(value: &T) -> serde_json::Value {
 /// Deserialises a payload struct for `event_type`.
 pub(crate) fn decode<T: DeserializeOwned>(
     event_type: &str,
-    payload: serde_json::Value,
+    payload: &serde_json::Value,
 ) -> Result<T, EventDecodeError> {
-    serde_json::from_value(payload).map_err(|source| EventDecodeError::Payload {
+    T::deserialize(payload).map_err(|source| EventDecodeError::Payload {
         event_type: event_type.to_owned(),
         source,
     })

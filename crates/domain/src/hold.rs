@@ -239,7 +239,7 @@ impl DomainEvent for HoldEvent {
 
     fn from_payload(
         event_type: &str,
-        payload: serde_json::Value,
+        payload: &serde_json::Value,
     ) -> Result<Self, EventDecodeError> {
         #[derive(Deserialize)]
         struct Converted {
@@ -388,7 +388,7 @@ mod tests {
             },
             HoldEvent::Expired,
         ] {
-            let back = HoldEvent::from_payload(event.event_type(), event.to_payload()).unwrap();
+            let back = HoldEvent::from_payload(event.event_type(), &event.to_payload()).unwrap();
             assert_eq!(back, event);
         }
     }

@@ -347,7 +347,7 @@ impl DomainEvent for ResourceEvent {
 
     fn from_payload(
         event_type: &str,
-        payload: serde_json::Value,
+        payload: &serde_json::Value,
     ) -> Result<Self, EventDecodeError> {
         Ok(match event_type {
             "resource.registered" => ResourceEvent::Registered(decode(event_type, payload)?),

@@ -107,7 +107,7 @@ pub(crate) async fn read_stream<E: DomainEvent>(
             source,
         };
         let payload = upcast(&row.event_type, row.schema_version, row.payload).map_err(corrupt)?;
-        events.push(E::from_payload(&row.event_type, payload).map_err(corrupt)?);
+        events.push(E::from_payload(&row.event_type, &payload).map_err(corrupt)?);
         last_position = Some(row.position);
         positions.push(row.position);
     }

@@ -455,7 +455,7 @@ fn events_round_trip_through_their_payloads() {
         BookingEvent::TaskCompleted { task_id: id(1) },
     ];
     for event in events {
-        let back = BookingEvent::from_payload(event.event_type(), event.to_payload()).unwrap();
+        let back = BookingEvent::from_payload(event.event_type(), &event.to_payload()).unwrap();
         assert_eq!(back, event);
     }
 }
@@ -666,7 +666,7 @@ fn change_and_move_events_survive_their_payloads() {
         },
         BookingEvent::ReservationMoved(reservation(3, 1, 2)),
     ] {
-        let back = BookingEvent::from_payload(event.event_type(), event.to_payload()).unwrap();
+        let back = BookingEvent::from_payload(event.event_type(), &event.to_payload()).unwrap();
         assert_eq!(back, event);
     }
 }

@@ -185,7 +185,7 @@ fn events_round_trip_through_their_payloads() {
         ResourceEvent::Retired,
     ];
     for event in events {
-        let back = ResourceEvent::from_payload(event.event_type(), event.to_payload()).unwrap();
+        let back = ResourceEvent::from_payload(event.event_type(), &event.to_payload()).unwrap();
         assert_eq!(back, event);
     }
 }
