@@ -182,12 +182,10 @@ async fn webhooks(args: WebhookArgs) -> anyhow::Result<()> {
     let rate = args.rate.unwrap_or(200);
     let since = chrono::Utc::now().timestamp_millis();
     arrivals.lock().unwrap().clear();
-    let started = Instant::now();
     let total = (rate * args.duration) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let mut tasks = Vec::with_capacity(total);
-    for i in 0..total {
-        tokio::time::sleep_until((started + interval * i as u32).into()).await;
+    let mut events = crate::pace::arrivals(rate, total);
+    while events.next().await.is_some() {
         let (http, url, key) = (http.clone(), args.url.clone(), key.clone());
         tasks.push(tokio::spawn(
             async move { register(&http, &url, &key).await },

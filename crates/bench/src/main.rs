@@ -9,6 +9,7 @@
 
 mod jobs;
 mod mixed;
+mod pace;
 mod progress;
 mod reads;
 
@@ -455,14 +456,12 @@ async fn open_loop(
 ) -> Measured {
     let started = Instant::now();
     let total = (rate * duration.as_secs()) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
     // Bounds in-flight requests so that an overloaded server shows as
     // latency, not as unbounded memory here.
     let in_flight = Arc::new(Semaphore::new(4096));
     let mut tasks = Vec::with_capacity(total);
-    for i in 0..total {
-        let scheduled = started + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
+    let mut arrivals = pace::arrivals(rate, total);
+    while let Some((_, scheduled)) = arrivals.next().await {
         let permit = in_flight
             .clone()
             .acquire_owned()
@@ -475,6 +474,7 @@ async fn open_loop(
             (status, scheduled.elapsed())
         }));
     }
+    arrivals.report();
     let mut measured = Measured::new();
     for task in tasks {
         if let Ok((status, latency)) = task.await {

@@ -326,14 +326,11 @@ async fn open_loop(
     seeded: &Arc<Seeded>,
 ) -> anyhow::Result<Tally> {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(args.clients));
-    let started = Instant::now();
-    let total = rate * args.duration;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let scheduled = started + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(scheduled.into()).await;
-        let url = args.urls[i as usize % args.urls.len()].clone();
+    let total = (rate * args.duration) as usize;
+    let mut tasks = Vec::with_capacity(total);
+    let mut arrivals = crate::pace::arrivals(rate, total);
+    while let Some((i, scheduled)) = arrivals.next().await {
+        let url = args.urls[i % args.urls.len()].clone();
         let (http, key, seeded, in_flight) = (
             http.clone(),
             args.key.clone(),
@@ -347,6 +344,7 @@ async fn open_loop(
             (kind, answer.map(|()| scheduled.elapsed()))
         }));
     }
+    arrivals.report();
     let mut tally = Tally::new();
     for task in tasks {
         match task.await? {

@@ -671,19 +671,17 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool> + Send + 'static,
 {
-    let started = Instant::now();
     let total = (rate * duration.as_secs()) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let mut tasks = Vec::with_capacity(total);
-    for i in 0..total {
-        let scheduled = started + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
+    let mut arrivals = crate::pace::arrivals(rate, total);
+    while let Some((_, scheduled)) = arrivals.next().await {
         let call = request();
         tasks.push(tokio::spawn(async move {
             let ok = call.await;
             (ok, scheduled.elapsed())
         }));
     }
+    arrivals.report();
     let mut h = histogram();
     for task in tasks {
         if let Ok((true, latency)) = task.await {
