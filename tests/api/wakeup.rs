@@ -68,14 +68,7 @@ async fn a_job_committed_during_an_empty_fetch_starts_without_waiting_for_the_po
     .unwrap();
     let started = Instant::now();
     loop {
-        let holding: bool = sqlx::query_scalar(
-            "select exists (select from pg_stat_activity
-                             where datname = current_database() and wait_event = 'PgSleep')",
-        )
-        .fetch_one(db)
-        .await
-        .unwrap();
-        if holding {
+        if fetch_held(db).await {
             break;
         }
         assert!(
@@ -102,13 +95,7 @@ async fn a_job_committed_during_an_empty_fetch_starts_without_waiting_for_the_po
         "{:?}",
         requested.body
     );
-    let still_holding: bool = sqlx::query_scalar(
-        "select exists (select from pg_stat_activity
-                         where datname = current_database() and wait_event = 'PgSleep')",
-    )
-    .fetch_one(db)
-    .await
-    .unwrap();
+    let still_holding = fetch_held(db).await;
     assert!(
         still_holding,
         "the job must commit while the empty fetch is in flight"
@@ -120,4 +107,15 @@ async fn a_job_committed_during_an_empty_fetch_starts_without_waiting_for_the_po
     })
     .await;
     assert_eq!(done["status"], "done");
+}
+
+/// Whether a fetch of the queue is holding its empty answer right now.
+async fn fetch_held(db: &sqlx::PgPool) -> bool {
+    sqlx::query_scalar(
+        "select exists (select from pg_stat_activity
+                         where datname = current_database() and wait_event = 'PgSleep')",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap()
 }
