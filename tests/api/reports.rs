@@ -7,14 +7,14 @@ use serde_json::{Value, json};
 use crate::deployments::wait_for;
 use crate::helpers::{TestApp, spawn_app_with_workers, worker_config};
 
-/// Requests a report as the analyst, waits until it is done, downloads it.
-async fn report(app: &TestApp, body: Value) -> (String, String) {
+/// Requests a report as the analyst; returns its id once it is queued.
+pub async fn request_report(app: &TestApp, body: &Value) -> String {
     let requested = app
         .send(
             Method::POST,
             "/v1/reports",
             Some(&app.analyst),
-            Some(&body),
+            Some(body),
             &[],
         )
         .await;
@@ -25,7 +25,12 @@ async fn report(app: &TestApp, body: Value) -> (String, String) {
         requested.body
     );
     assert_eq!(requested.body["status"], "queued");
-    let id = requested.body["id"].as_str().unwrap().to_owned();
+    requested.body["id"].as_str().unwrap().to_owned()
+}
+
+/// Requests a report as the analyst, waits until it is done, downloads it.
+async fn report(app: &TestApp, body: Value) -> (String, String) {
+    let id = request_report(app, &body).await;
     let done = wait_for(app, &format!("/v1/reports/{id}"), |b| {
         b["status"] == "done" || b["status"] == "failed"
     })

@@ -9,11 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::deployments::wait_for;
 use crate::helpers::{spawn_app_with_workers, worker_config};
+use crate::reports::request_report;
 
 /// How long the slowed fetch sits on its empty answer: long enough for the
 /// test to commit a job inside it on a busy machine.
@@ -79,29 +79,18 @@ async fn a_job_committed_during_an_empty_fetch_starts_without_waiting_for_the_po
     }
 
     // The job commits, and its notification arrives, inside that fetch.
-    let requested = app
-        .send(
-            Method::POST,
-            "/v1/reports",
-            Some(&app.analyst),
-            Some(&json!({"kind": "utilization", "format": "csv",
-                         "from": "2027-01-04T00:00:00Z", "to": "2027-01-05T00:00:00Z"})),
-            &[],
-        )
-        .await;
-    assert_eq!(
-        requested.status,
-        StatusCode::ACCEPTED,
-        "{:?}",
-        requested.body
-    );
+    let id = request_report(
+        &app,
+        &json!({"kind": "utilization", "format": "csv",
+                "from": "2027-01-04T00:00:00Z", "to": "2027-01-05T00:00:00Z"}),
+    )
+    .await;
     let still_holding = fetch_held(db).await;
     assert!(
         still_holding,
         "the job must commit while the empty fetch is in flight"
     );
 
-    let id = requested.body["id"].as_str().unwrap();
     let done = wait_for(&app, &format!("/v1/reports/{id}"), |b| {
         b["status"] == "done"
     })
