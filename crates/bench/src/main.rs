@@ -12,6 +12,7 @@ mod mixed;
 mod pace;
 mod progress;
 mod reads;
+mod statements;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -47,6 +48,9 @@ enum Scenario {
     /// 80 % queries and 20 % commands from 200 clients, over one or more
     /// API processes.
     Mixed(mixed::MixedArgs),
+    /// The SQL of create-booking commands run by pgbench without muster,
+    /// beside the single-row insert: the ceiling the database sets.
+    Statements(statements::StatementsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Reads(scenario) => reads::run(scenario).await,
         Scenario::Jobs(scenario) => jobs::run(scenario).await,
         Scenario::Mixed(args) => mixed::run(args).await,
+        Scenario::Statements(args) => statements::run(args).await,
     }
 }
 
@@ -493,16 +498,9 @@ enum Baseline {
     Latency(Histogram<u64>),
 }
 
-/// Runs pgbench's single-row INSERT on `url` with `options`; returns its
-/// standard output and the directory it ran in (for per-transaction logs).
-fn pgbench_insert(url: &str, options: &[String]) -> anyhow::Result<(String, PathBuf)> {
-    pgbench_script(
-        url,
-        "create table if not exists muster_bench_baseline (id bigserial primary key, payload text not null)",
-        "insert into muster_bench_baseline (payload) values ('x');\n",
-        options,
-    )
-}
+/// The baseline's table and its single-row INSERT.
+const BASELINE_SETUP: &str = "create table if not exists muster_bench_baseline (id bigserial primary key, payload text not null)";
+const BASELINE_INSERT: &str = "insert into muster_bench_baseline (payload) values ('x');\n";
 
 /// Runs pgbench with `script` after `setup` (psql) on `url`.
 fn pgbench_script(
@@ -547,13 +545,7 @@ fn pgbench_script(
 /// per-transaction log with the schedule lag added, so that it counts from
 /// each transaction's scheduled start like the open loop here.
 fn pgbench_insert_latency(url: &str, rate: u64, seconds: u64) -> anyhow::Result<Histogram<u64>> {
-    pgbench_latency(
-        url,
-        "create table if not exists muster_bench_baseline (id bigserial primary key, payload text not null)",
-        "insert into muster_bench_baseline (payload) values ('x');\n",
-        rate,
-        seconds,
-    )
+    pgbench_latency(url, BASELINE_SETUP, BASELINE_INSERT, rate, seconds)
 }
 
 /// pgbench's latency of `script` at `rate` per second (see
@@ -615,7 +607,12 @@ fn pgbench_insert_rate(url: &str, clients: usize, seconds: u64) -> anyhow::Resul
         "-T",
         &seconds.to_string(),
     ]);
-    let (text, dir) = pgbench_insert(url, &options)?;
+    pgbench_rate(url, BASELINE_SETUP, BASELINE_INSERT, &options)
+}
+
+/// pgbench's rate of `script` transactions on `url` with `options`.
+fn pgbench_rate(url: &str, setup: &str, script: &str, options: &[String]) -> anyhow::Result<f64> {
+    let (text, dir) = pgbench_script(url, setup, script, options)?;
     let _ = std::fs::remove_dir_all(&dir);
     text.lines()
         .find_map(|line| {
