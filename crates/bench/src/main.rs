@@ -512,6 +512,8 @@ fn pgbench_script(
     let pgbench = find_tool("pgbench").context("pgbench not found (Debian: postgresql)")?;
     let psql = find_tool("psql").context("psql not found")?;
     let status = Command::new(psql)
+        // Without the setup's "already exists, skipping" notices.
+        .env("PGOPTIONS", "-c client_min_messages=warning")
         .args([url, "-q", "-c"])
         .arg(setup)
         .status()?;

@@ -8,14 +8,19 @@
 //! where the baseline inserts one row into one index. `--batch` puts that
 //! many commands into each transaction, with the same six statements per
 //! transaction, as muster's group commit does (`muster_write_batch_size`
-//! in `/metrics` says how many it gathers).
+//! in `/metrics` says how many it gathers). The statements write empty
+//! copies of muster's tables (their indexes, constraints and foreign key
+//! included) in a schema of their own, so that a muster serving the same
+//! database never folds these rows.
 
 use anyhow::Context;
 use clap::Args;
 
 use crate::{pgbench_insert_rate, pgbench_rate, strings};
 
-/// The tenant the scenario's resources, reservations and events belong to.
+/// The schema of the copies the statements write.
+const SCHEMA: &str = "muster_bench_statements";
+/// The tenant of the scenario's rows.
 const TENANT: &str = "muster-bench-statements";
 /// Resources the commands spread over, as in `commands`.
 const RESOURCES: usize = 1000;
@@ -23,8 +28,8 @@ const RESOURCES: usize = 1000;
 /// Options of `muster-bench statements`.
 #[derive(Debug, Args)]
 pub(crate) struct StatementsArgs {
-    /// The database (a benchmark database: the scenario leaves its rows in
-    /// tenant `muster-bench-statements`).
+    /// The database: the scenario writes copies of muster's tables in a
+    /// schema of its own (`muster_bench_statements`, replaced each run).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
     /// pgbench clients, for both scripts.
@@ -72,18 +77,28 @@ pub(crate) async fn run(args: StatementsArgs) -> anyhow::Result<()> {
     .await?
 }
 
-/// The scenario's resources, numbered for pgbench to pick at random.
+/// Empty copies of the tables a command writes, with their indexes,
+/// constraints and foreign key, in a schema of their own: the statements
+/// run against them, so that muster's followers never see these rows. Then
+/// the resources, numbered for pgbench to pick at random.
 fn setup() -> String {
     format!(
-        "create table if not exists muster_bench_statement_resources
-             (n int primary key, resource_id uuid not null);
-         insert into reservable_resources (tenant_id, resource_id, capacity)
-         select '{TENANT}', gen_random_uuid(), 1 from generate_series(1, {RESOURCES})
-          where not exists (select 1 from muster_bench_statement_resources);
-         insert into muster_bench_statement_resources
+        "drop schema if exists {SCHEMA} cascade;
+         create schema {SCHEMA};
+         create table {SCHEMA}.reservable_resources (like public.reservable_resources including all);
+         create table {SCHEMA}.reservations (like public.reservations including all);
+         alter table {SCHEMA}.reservations add foreign key (tenant_id, resource_id)
+             references {SCHEMA}.reservable_resources (tenant_id, resource_id);
+         create sequence {SCHEMA}.events_position_seq;
+         create table {SCHEMA}.events (like public.events including all);
+         alter table {SCHEMA}.events
+             alter column position set default nextval('{SCHEMA}.events_position_seq');
+         create table {SCHEMA}.numbered (n int primary key, resource_id uuid not null);
+         insert into {SCHEMA}.reservable_resources (tenant_id, resource_id, capacity)
+         select '{TENANT}', gen_random_uuid(), 1 from generate_series(1, {RESOURCES});
+         insert into {SCHEMA}.numbered
          select row_number() over (order by resource_id), resource_id
-           from reservable_resources where tenant_id = '{TENANT}'
-         on conflict do nothing;"
+           from {SCHEMA}.reservable_resources;"
     )
 }
 
@@ -113,9 +128,9 @@ fn script(batch: usize) -> String {
     lines.push(format!(
         "select r.capacity, r.retired, r.longest_reservation_secs, r.timezone, r.working_hours, \
          r.seats, r.buffer_before_secs, r.buffer_after_secs, r.min_notice_secs, r.max_advance_secs \
-         from (select distinct b.resource_id from muster_bench_statement_resources b \
+         from (select distinct b.resource_id from {SCHEMA}.numbered b \
                where b.n in ({numbers}) order by 1) k \
-         cross join lateral (select * from reservable_resources rr \
+         cross join lateral (select * from {SCHEMA}.reservable_resources rr \
                where rr.tenant_id = '{TENANT}' and rr.resource_id = k.resource_id \
                for no key update offset 0) r;"
     ));
@@ -123,8 +138,8 @@ fn script(batch: usize) -> String {
     lines.push(format!(
         "select h.booking_id, h.reservation_id, h.starts_at, h.ends_at, h.expires_at \
          from (values {wanted}) as c(n, h) \
-         join muster_bench_statement_resources b on b.n = c.n \
-         cross join lateral (select * from reservations h \
+         join {SCHEMA}.numbered b on b.n = c.n \
+         cross join lateral (select * from {SCHEMA}.reservations h \
                where h.tenant_id = '{TENANT}' and h.resource_id = b.resource_id \
                  and h.starts_at > {start} - interval '1 hour' and h.starts_at < {end} \
                  and h.ends_at > {start} and (h.expires_at is null or h.expires_at > now()) \
@@ -132,20 +147,20 @@ fn script(batch: usize) -> String {
     ));
     // working_set::insert_reservations.
     lines.push(format!(
-        "insert into reservations (tenant_id, reservation_id, booking_id, resource_id, \
+        "insert into {SCHEMA}.reservations (tenant_id, reservation_id, booking_id, resource_id, \
                                    starts_at, ends_at, label, expires_at) \
          select '{TENANT}', gen_random_uuid(), gen_random_uuid(), b.resource_id, {start}, {end}, \
                 null, null \
          from (values {wanted}) as c(n, h) \
-         join muster_bench_statement_resources b on b.n = c.n;"
+         join {SCHEMA}.numbered b on b.n = c.n;"
     ));
     // event_store::append_to_streams: two events per command's stream.
     lines.push(format!(
         "with epoch as materialized ( \
              select pg_advisory_xact_lock_shared(muster_position_lock_key(last_value)) \
-               from events_position_seq), \
+               from {SCHEMA}.events_position_seq), \
            s as (select gen_random_uuid() as id from generate_series(1, {batch})) \
-         insert into events (tenant_id, stream_type, stream_id, stream_version, event_type, \
+         insert into {SCHEMA}.events (tenant_id, stream_type, stream_id, stream_version, event_type, \
                              schema_version, payload, metadata) \
          select '{TENANT}', 'booking', s.id, e.v, e.t, e.sv, e.p::jsonb, '{metadata}'::jsonb \
            from epoch, s, (values (1, 'booking.requested', 2, '{requested}'), \
