@@ -45,24 +45,27 @@ pub(crate) struct StatementsArgs {
 
 /// Runs the baseline, then muster's statements at each batch size.
 pub(crate) async fn run(args: StatementsArgs) -> anyhow::Result<()> {
-    let url = args.database_url.clone();
-    let clients = args.clients;
-    let duration = args.duration;
     tokio::task::spawn_blocking(move || {
+        let StatementsArgs {
+            database_url: url,
+            clients,
+            duration,
+            batch: batches,
+        } = args;
         let insert = pgbench_insert_rate(&url, clients, duration)?;
         println!("pgbench:    {insert:.0} single-row inserts/s ({clients} clients, {duration} s)");
-        for &batch in &args.batch {
-            let batch = batch.max(1);
-            let options = strings(&[
-                "-M",
-                "prepared",
-                "-c",
-                &clients.to_string(),
-                "-j",
-                "2",
-                "-T",
-                &duration.to_string(),
-            ]);
+        // Prepared, as sqlx runs muster's statements.
+        let options = strings(&[
+            "-M",
+            "prepared",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &duration.to_string(),
+        ]);
+        for batch in batches.into_iter().map(|b| b.max(1)) {
             let transactions = pgbench_rate(&url, &setup(), &script(batch), &options)
                 .with_context(|| format!("muster's statements, {batch} per transaction"))?;
             let commands = transactions * batch as f64;
