@@ -8,10 +8,13 @@
 //! where the baseline inserts one row into one index. `--batch` puts that
 //! many commands into each transaction, with the same six statements per
 //! transaction, as muster's group commit does (`muster_write_batch_size`
-//! in `/metrics` says how many it gathers). The statements write empty
-//! copies of muster's tables (their indexes, constraints and foreign key
-//! included) in a schema of their own, so that a muster serving the same
-//! database never folds these rows.
+//! in `/metrics` says how many it gathers), on `--writers` connections, as
+//! muster's batch writers run them (more connections than writers would
+//! measure lock waits muster never has). `--leave-out` drops one statement
+//! from every transaction: what each costs, by difference. The statements
+//! write empty copies of muster's tables (their indexes, constraints and
+//! foreign key included) in a schema of their own, so that a muster serving
+//! the same database never folds these rows.
 
 use anyhow::Context;
 use clap::Args;
@@ -25,6 +28,23 @@ const TENANT: &str = "muster-bench-statements";
 /// Resources the commands spread over, as in `commands`.
 const RESOURCES: usize = 1000;
 
+/// muster's group-commit writers (`WRITE_BATCHERS` in `muster`): the
+/// connections its batches of commands run on.
+const MUSTER_WRITERS: usize = 4;
+
+/// A statement of a command's transaction, to leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Statement {
+    /// The resources' rows locked (`Ledger::load`).
+    Ledger,
+    /// The reservations read around the wanted ranges.
+    Around,
+    /// The reservations inserted.
+    Reservations,
+    /// The events appended.
+    Events,
+}
+
 /// Options of `muster-bench statements`.
 #[derive(Debug, Args)]
 pub(crate) struct StatementsArgs {
@@ -32,15 +52,23 @@ pub(crate) struct StatementsArgs {
     /// schema of its own (`muster_bench_statements`, replaced each run).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    /// pgbench clients, for both scripts.
+    /// pgbench clients of the single-row insert baseline (the `commands`
+    /// scenario's client count).
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// pgbench clients running the commands' statements: muster's batch
+    /// writers.
+    #[arg(long, default_value_t = MUSTER_WRITERS)]
+    writers: usize,
     /// Measured seconds of each run.
     #[arg(long, default_value_t = 20)]
     duration: u64,
     /// Commands per transaction; each size is one run (`--batch 1 --batch 8`).
     #[arg(long, default_values_t = [1, 8])]
     batch: Vec<usize>,
+    /// Leave this statement out of every transaction (to see its cost).
+    #[arg(long, value_enum)]
+    leave_out: Option<Statement>,
 }
 
 /// Runs the baseline, then muster's statements at each batch size.
@@ -49,8 +77,10 @@ pub(crate) async fn run(args: StatementsArgs) -> anyhow::Result<()> {
         let StatementsArgs {
             database_url: url,
             clients,
+            writers,
             duration,
             batch: batches,
+            leave_out,
         } = args;
         let insert = pgbench_insert_rate(&url, clients, duration)?;
         println!("pgbench:    {insert:.0} single-row inserts/s ({clients} clients, {duration} s)");
@@ -59,19 +89,22 @@ pub(crate) async fn run(args: StatementsArgs) -> anyhow::Result<()> {
             "-M",
             "prepared",
             "-c",
-            &clients.to_string(),
+            &writers.max(1).to_string(),
             "-j",
-            "2",
+            &writers.clamp(1, 2).to_string(),
             "-T",
             &duration.to_string(),
         ]);
+        let left_out = leave_out
+            .and_then(|s| clap::ValueEnum::to_possible_value(&s))
+            .map_or(String::new(), |s| format!(", without {}", s.get_name()));
         for batch in batches.into_iter().map(|b| b.max(1)) {
-            let transactions = pgbench_rate(&url, &setup(), &script(batch), &options)
+            let transactions = pgbench_rate(&url, &setup(), &script(batch, leave_out), &options)
                 .with_context(|| format!("muster's statements, {batch} per transaction"))?;
             let commands = transactions * batch as f64;
             println!(
                 "statements: {commands:.0} commands/s in {transactions:.0} transactions/s of {batch} \
-                 ({:.1} % of the single-row insert rate)",
+                 on {writers} connections{left_out} ({:.1} % of the single-row insert rate)",
                 commands * 100.0 / insert
             );
         }
@@ -106,8 +139,9 @@ fn setup() -> String {
 }
 
 /// One transaction of `batch` commands: the statements of `commit.rs`,
-/// with the shapes of a command's rows and events.
-fn script(batch: usize) -> String {
+/// with the shapes of a command's rows and events, but `leave_out`.
+fn script(batch: usize, leave_out: Option<Statement>) -> String {
+    let keep = |statement| leave_out != Some(statement);
     let mut lines = Vec::new();
     for i in 0..batch {
         lines.push(format!("\\set n{i} random(1, {RESOURCES})"));
@@ -128,7 +162,8 @@ fn script(batch: usize) -> String {
     let added = r#"{"ends_at": "2031-03-05T16:00:00Z", "starts_at": "2031-03-05T15:00:00Z", "resource_id": "01a226cf-ed1f-7139-b85d-5c540462d850", "reservation_id": "01a226d0-3e35-730e-9fac-1a5245b977de"}"#;
     lines.push("begin;".to_owned());
     // Ledger::load: lock each resource's row, in key order.
-    lines.push(format!(
+    if keep(Statement::Ledger) {
+        lines.push(format!(
         "select r.capacity, r.retired, r.longest_reservation_secs, r.timezone, r.working_hours, \
          r.seats, r.buffer_before_secs, r.buffer_after_secs, r.min_notice_secs, r.max_advance_secs \
          from (select distinct b.resource_id from {SCHEMA}.numbered b \
@@ -136,10 +171,12 @@ fn script(batch: usize) -> String {
          cross join lateral (select * from {SCHEMA}.reservable_resources rr \
                where rr.tenant_id = '{TENANT}' and rr.resource_id = k.resource_id \
                for no key update offset 0) r;"
-    ));
+        ));
+    }
     // around::held_around: the reservations around each wanted range.
-    lines.push(format!(
-        "select h.booking_id, h.reservation_id, h.starts_at, h.ends_at, h.expires_at \
+    if keep(Statement::Around) {
+        lines.push(format!(
+            "select h.booking_id, h.reservation_id, h.starts_at, h.ends_at, h.expires_at \
          from (values {wanted}) as c(n, h) \
          join {SCHEMA}.numbered b on b.n = c.n \
          cross join lateral (select * from {SCHEMA}.reservations h \
@@ -147,18 +184,22 @@ fn script(batch: usize) -> String {
                  and h.starts_at > {start} - interval '1 hour' and h.starts_at < {end} \
                  and h.ends_at > {start} and (h.expires_at is null or h.expires_at > now()) \
                offset 0) h;"
-    ));
+        ));
+    }
     // working_set::insert_reservations.
-    lines.push(format!(
+    if keep(Statement::Reservations) {
+        lines.push(format!(
         "insert into {SCHEMA}.reservations (tenant_id, reservation_id, booking_id, resource_id, \
                                    starts_at, ends_at, label, expires_at) \
          select '{TENANT}', gen_random_uuid(), gen_random_uuid(), b.resource_id, {start}, {end}, \
                 null, null \
          from (values {wanted}) as c(n, h) \
          join {SCHEMA}.numbered b on b.n = c.n;"
-    ));
+        ));
+    }
     // event_store::append_to_streams: two events per command's stream.
-    lines.push(format!(
+    if keep(Statement::Events) {
+        lines.push(format!(
         "with epoch as materialized ( \
              select pg_advisory_xact_lock_shared(muster_position_lock_key(last_value)) \
                from {SCHEMA}.events_position_seq), \
@@ -169,7 +210,8 @@ fn script(batch: usize) -> String {
            from epoch, s, (values (1, 'booking.requested', 2, '{requested}'), \
                                   (2, 'reservation.added', 1, '{added}')) as e(v, t, sv, p) \
          returning position;"
-    ));
+        ));
+    }
     lines.push("commit;".to_owned());
     lines.join("\n") + "\n"
 }
