@@ -1,5 +1,7 @@
 //! `muster`: the one binary, with a role per subcommand.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use muster::config::{Cli, Command, HttpArgs, KeysCommand, LogFormat, ProjectionsCommand};
 use muster::startup::{
@@ -160,8 +162,11 @@ async fn serve(
 fn init_logging(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    // Colours only for a person at a terminal: a file or a journal would
+    // keep the escape codes, and writing them costs every request's line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder
