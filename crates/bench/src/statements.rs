@@ -10,7 +10,7 @@
 //! transaction, as muster's group commit does (`muster_write_batch_size`
 //! in `/metrics` says how many it gathers), on `--writers` connections, as
 //! muster's batch writers run them (more connections than writers would
-//! measure lock waits muster never has). `--leave-out` drops one statement
+//! measure contention muster never has). `--leave-out` drops one statement
 //! from every transaction: what each costs, by difference. The statements
 //! write empty copies of muster's tables (their indexes, constraints and
 //! foreign key included) in a schema of their own, so that a muster serving
@@ -164,7 +164,7 @@ fn script(batch: usize, leave_out: Option<Statement>) -> String {
     // Ledger::load: lock each resource's row, in key order.
     if keep(Statement::Ledger) {
         lines.push(format!(
-        "select r.capacity, r.retired, r.longest_reservation_secs, r.timezone, r.working_hours, \
+            "select r.capacity, r.retired, r.longest_reservation_secs, r.timezone, r.working_hours, \
          r.seats, r.buffer_before_secs, r.buffer_after_secs, r.min_notice_secs, r.max_advance_secs \
          from (select distinct b.resource_id from {SCHEMA}.numbered b \
                where b.n in ({numbers}) order by 1) k \
@@ -189,7 +189,7 @@ fn script(batch: usize, leave_out: Option<Statement>) -> String {
     // working_set::insert_reservations.
     if keep(Statement::Reservations) {
         lines.push(format!(
-        "insert into {SCHEMA}.reservations (tenant_id, reservation_id, booking_id, resource_id, \
+            "insert into {SCHEMA}.reservations (tenant_id, reservation_id, booking_id, resource_id, \
                                    starts_at, ends_at, label, expires_at) \
          select '{TENANT}', gen_random_uuid(), gen_random_uuid(), b.resource_id, {start}, {end}, \
                 null, null \
@@ -200,7 +200,7 @@ fn script(batch: usize, leave_out: Option<Statement>) -> String {
     // event_store::append_to_streams: two events per command's stream.
     if keep(Statement::Events) {
         lines.push(format!(
-        "with epoch as materialized ( \
+            "with epoch as materialized ( \
              select pg_advisory_xact_lock_shared(muster_position_lock_key(last_value)) \
                from {SCHEMA}.events_position_seq), \
            s as (select gen_random_uuid() as id from generate_series(1, {batch})) \
