@@ -26,6 +26,7 @@ const ASSETS = {
   "app.js": JS,
   "api.js": JS,
   "booking.js": JS,
+  "dom.js": JS,
   "finder.js": JS,
   "live.js": JS,
   "ops.js": JS,

@@ -3,7 +3,8 @@
 
 import { Api, ApiProblem, canWrite, forgetKey, rememberKey, storedKey, whoAmI } from "./api.js";
 import { Bookings } from "./booking.js";
-import { Finder, fillSelect } from "./finder.js";
+import { fillSelect } from "./dom.js";
+import { Finder } from "./finder.js";
 import { LiveStream } from "./live.js";
 import { Operations } from "./ops.js";
 import { Timeline } from "./timeline.js";

@@ -4,7 +4,7 @@
 // while the request is in flight, so a double click books once.
 
 import { ApiProblem, newActionKey } from "./api.js";
-import { statusLabel } from "./timeline.js";
+import { act, button, el, statusLabel } from "./dom.js";
 import { formatDateTime, formatRange, formatTime, fromLocalInput, toLocalInput, viewerZone } from "./time.js";
 
 const TRANSITIONS = [
@@ -23,36 +23,6 @@ const REFUSALS = {
   "urn:muster:problem:too-far-ahead": "Too far ahead",
 };
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function button(label, className = "") {
-  const b = el("button", className, label);
-  b.type = "button";
-  return b;
-}
-
-/**
- * Runs one user action: `run(idempotencyKey)` with the control disabled
- * while it is in flight. The key is made once, when the action starts.
- */
-export async function act(control, run) {
-  if (control.disabled) return undefined;
-  const key = newActionKey();
-  control.disabled = true;
-  control.setAttribute("aria-busy", "true");
-  try {
-    return await run(key);
-  } finally {
-    control.disabled = false;
-    control.removeAttribute("aria-busy");
-  }
-}
 
 export class Bookings {
   /**

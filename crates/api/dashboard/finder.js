@@ -3,17 +3,11 @@
 // for the first such range from GET /v1/resources/free; any result books.
 
 import { ApiProblem } from "./api.js";
+import { el, fillSelect } from "./dom.js";
 import { DAY, MINUTE, addDays, formatRange, fromLocalInput, startOfDay, toLocalInput } from "./time.js";
 
 const PER_QUESTION = 50;
 const SHOWN_SLOTS = 6;
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export class Finder {
   /** @param {object} ctx `api`, `writable`, `timeline`, `bookings`, `announce` */
@@ -164,12 +158,4 @@ export class Finder {
     out.append(slotSection);
     this.results.replaceChildren(out);
   }
-}
-
-export function fillSelect(select, values, anyLabel) {
-  const current = select.value;
-  const options = [new Option(anyLabel, "")];
-  for (const v of values) options.push(new Option(v, v));
-  select.replaceChildren(...options);
-  if (values.includes(current)) select.value = current;
 }

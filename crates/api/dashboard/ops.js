@@ -2,15 +2,8 @@
 // webhooks and their deliveries.
 
 import { ApiProblem } from "./api.js";
-import { act } from "./booking.js";
+import { act, el } from "./dom.js";
 import { formatDateTime } from "./time.js";
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** A table with a caption, headers and rows of cells (strings or nodes). */
 function table(caption, headers, rows) {

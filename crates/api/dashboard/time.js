@@ -141,15 +141,33 @@ function zoneOffset(ms, zone) {
 }
 
 /**
- * The instant of wall-clock time `minutes` after midnight of the civil date
- * (y, m, d) in `zone`. In a DST gap it lands after the gap; in a repeated
- * hour, on the first occurrence.
+ * The instant of wall-clock time `minutes` after local midnight of the civil
+ * date (y, m, d) in `zone`; `minutes` may be 1440, midnight of the next day.
+ * A time the clocks skip (spring forward) stands for the instant they
+ * jumped, the first wall-clock minute after it that exists; a time they
+ * repeat (fall back) for its first occurrence, or with `occurrence` "last"
+ * its second. The rule of `local_instant` in crates/domain/src/availability.rs.
  */
-export function zonedToInstant(y, m, d, minutes, zone) {
-  const guess = Date.UTC(y, m - 1, d, 0, minutes);
-  const first = guess - zoneOffset(guess, zone);
-  const second = guess - zoneOffset(first, zone);
-  return Math.min(first, second);
+export function zonedToInstant(y, m, d, minutes, zone, occurrence = "first") {
+  const wall = Date.UTC(y, m - 1, d, 0, minutes);
+  // The instant lies within 14 h of `wall`; zones change offset at most
+  // once in two days, so these two offsets are all it can have.
+  const before = zoneOffset(wall - DAY, zone);
+  const after = zoneOffset(wall + DAY, zone);
+  if (before === after) return wall - before;
+  const candidates = [wall - before, wall - after].filter((t, i) => zoneOffset(t, zone) === (i === 0 ? before : after));
+  if (candidates.length > 0) return occurrence === "last" ? Math.max(...candidates) : Math.min(...candidates);
+  // Skipped: `wall` read with the new offset is an instant still on the old
+  // one, read with the old offset one already on the new; find the second
+  // between them when the clocks jumped.
+  let lo = wall - after;
+  let hi = wall - before;
+  while (hi - lo > 1000) {
+    const mid = lo + Math.floor((hi - lo) / 2000) * 1000;
+    if (zoneOffset(mid, zone) === before) lo = mid;
+    else hi = mid;
+  }
+  return Math.ceil((hi + after) / MINUTE) * MINUTE - after;
 }
 
 function validZone(zone) {
@@ -163,8 +181,11 @@ function validZone(zone) {
 
 /**
  * Working windows of a resource that overlap [from, to), as instants:
- * `[[startMs, endMs], ...]`, joined where they touch. `null` means always
- * available (no working hours).
+ * `[[startMs, endMs], ...]`, clipped to [from, to) and joined where they
+ * touch (18:00–24:00 and the next day's 00:00–06:00 are one). A window
+ * starts at the first occurrence of its start time and ends at the last of
+ * its end time. `null` means always available (no working hours). The rule
+ * of `working_periods` in crates/domain/src/availability.rs.
  */
 export function workingIntervals(workingHours, zone, from, to) {
   if (!workingHours || workingHours.length === 0) return null;
@@ -176,32 +197,44 @@ export function workingIntervals(workingHours, zone, from, to) {
     if (!byDay.has(w.weekday)) byDay.set(w.weekday, []);
     byDay.get(w.weekday).push([sh * 60 + sm, eh * 60 + em]);
   }
+  const lower = from.getTime();
+  const upper = to.getTime();
   const intervals = [];
-  // Civil dates in the resource's zone from a day before to a day after.
-  const first = wallClock(from.getTime() - DAY, tz);
-  const cursor = new Date(Date.UTC(first.year, first.month - 1, first.day));
-  const end = to.getTime() + DAY;
-  for (let guard = 0; guard < 400; guard += 1) {
+  // Civil dates in the resource's zone, from the day before `from`'s to the
+  // day after `to`'s: a window of one of them may reach into [from, to).
+  const first = wallClock(lower, tz);
+  const last = wallClock(upper, tz);
+  const cursor = new Date(Date.UTC(first.year, first.month - 1, first.day - 1));
+  const stop = Date.UTC(last.year, last.month - 1, last.day + 1);
+  for (; cursor.getTime() <= stop; cursor.setUTCDate(cursor.getUTCDate() + 1)) {
     const y = cursor.getUTCFullYear();
     const m = cursor.getUTCMonth() + 1;
     const d = cursor.getUTCDate();
-    if (zonedToInstant(y, m, d, 0, tz) > end) break;
-    const windows = byDay.get(WEEKDAYS[cursor.getUTCDay()]) || [];
-    for (const [start, stop] of windows) {
-      const a = zonedToInstant(y, m, d, start, tz);
-      const b = stop >= 1440 ? zonedToInstant(y, m, d + 1, 0, tz) : zonedToInstant(y, m, d, stop, tz);
-      if (b > from.getTime() && a < to.getTime()) intervals.push([Math.max(a, from.getTime()), Math.min(b, to.getTime())]);
+    for (const [start, end] of byDay.get(WEEKDAYS[cursor.getUTCDay()]) || []) {
+      const a = Math.max(zonedToInstant(y, m, d, start, tz, "first"), lower);
+      const b = Math.min(zonedToInstant(y, m, d, end, tz, "last"), upper);
+      if (a < b) intervals.push([a, b]);
     }
-    cursor.setUTCDate(cursor.getUTCDate() + 1);
   }
   intervals.sort((p, q) => p[0] - q[0]);
   const joined = [];
   for (const interval of intervals) {
-    const last = joined[joined.length - 1];
-    if (last && interval[0] <= last[1]) last[1] = Math.max(last[1], interval[1]);
-    else joined.push([...interval]);
+    const previous = joined[joined.length - 1];
+    if (previous && interval[0] <= previous[1]) previous[1] = Math.max(previous[1], interval[1]);
+    else joined.push(interval);
   }
   return joined;
+}
+
+/**
+ * Whether [from, to) lies within the working hours: inside one joined
+ * working period. The rule of `ResourceRules::within_working_hours` in
+ * crates/domain/src/policy.rs, which refuses a reservation outside them.
+ */
+export function withinWorkingHours(workingHours, zone, from, to) {
+  const periods = workingIntervals(workingHours, zone, from, to);
+  if (periods === null) return true;
+  return periods.length === 1 && periods[0][0] === from.getTime() && periods[0][1] === to.getTime();
 }
 
 // --- durations (a resource's policy) ---------------------------------------

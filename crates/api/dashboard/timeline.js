@@ -5,6 +5,7 @@
 // delegation) for clicks, drags and keys.
 
 import { ApiProblem } from "./api.js";
+import { el, statusLabel } from "./dom.js";
 import {
   DAY,
   HOUR,
@@ -22,14 +23,6 @@ import {
 } from "./time.js";
 
 const STATUSES = ["requested", "confirmed", "in_progress", "completed", "cancelled"];
-const STATUS_LABELS = {
-  held: "Held",
-  requested: "Requested",
-  confirmed: "Confirmed",
-  in_progress: "In progress",
-  completed: "Completed",
-  cancelled: "Cancelled",
-};
 /** Reservations per schedule page (the API's maximum): a busy week in one read. */
 const SCHEDULE_PAGE = 5000;
 /** Resources named per request when only some rows need their schedule. */
@@ -38,17 +31,6 @@ const IDS_PER_READ = 100;
 const RESIZE_EDGE = 6;
 /** A drag shorter than this (px) is a click. */
 const DRAG_THRESHOLD = 5;
-
-export function statusLabel(status) {
-  return STATUS_LABELS[status] || status;
-}
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** Set-up and clean-up time of a resource's policy, in ms. */
 export function buffersOf(resource) {
@@ -756,5 +738,3 @@ export class Timeline {
     }
   }
 }
-
-export { STATUSES, DAY };

@@ -47,6 +47,7 @@ const ASSETS: &[Asset] = &[
     asset!("app.js", JS),
     asset!("api.js", JS),
     asset!("booking.js", JS),
+    asset!("dom.js", JS),
     asset!("finder.js", JS),
     asset!("live.js", JS),
     asset!("ops.js", JS),
@@ -139,6 +140,39 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn views_share_helpers_through_dom_js_not_each_other() {
+        // app.js wires the views together; a view that imported another
+        // would grow its own copy of the helpers again.
+        const VIEWS: [&str; 5] = [
+            "booking.js",
+            "finder.js",
+            "live.js",
+            "ops.js",
+            "timeline.js",
+        ];
+        for view in ASSETS.iter().filter(|a| VIEWS.contains(&a.name)) {
+            let text = std::str::from_utf8(view.body).unwrap_or_default();
+            for import in text.split("from \"./").skip(1) {
+                let file = import.split('"').next().unwrap_or_default();
+                assert!(
+                    !VIEWS.contains(&file),
+                    "{} imports the view {file}",
+                    view.name
+                );
+            }
+        }
+        let copies = ASSETS
+            .iter()
+            .filter(|a| {
+                std::str::from_utf8(a.body)
+                    .unwrap_or_default()
+                    .contains("function el(")
+            })
+            .count();
+        assert_eq!(copies, 1, "el() is defined once, in dom.js");
     }
 
     #[test]
