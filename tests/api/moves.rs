@@ -49,7 +49,10 @@ async fn a_booking_is_changed_rescheduled_and_a_reservation_moved() {
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.body["version"], 4);
 
-    // One day later: both reservations move by the same offset.
+    // One day later and an hour longer: each reservation follows the
+    // booking edge by edge. The hall covered the booking with an hour of
+    // set-up and covers the new range the same way; the chef's first
+    // hour keeps its place from the start.
     let moved = app
         .post(
             &format!("/v1/bookings/{id}/reschedule"),
@@ -60,20 +63,21 @@ async fn a_booking_is_changed_rescheduled_and_a_reservation_moved() {
     let reservations = moved.body["reservations"].as_array().unwrap();
     assert_eq!(reservations.len(), 2);
     assert_eq!(reservations[0]["starts_at"], "2030-03-05T09:00:00Z");
-    assert_eq!(reservations[0]["ends_at"], "2030-03-05T12:00:00Z");
+    assert_eq!(reservations[0]["ends_at"], "2030-03-05T13:00:00Z");
     assert_eq!(reservations[0]["label"], "hall");
     assert_eq!(reservations[1]["starts_at"], "2030-03-05T10:00:00Z");
+    assert_eq!(reservations[1]["ends_at"], "2030-03-05T11:00:00Z");
     assert_eq!(
         reservations[0]["reservation_id"], created.body["reservations"][0]["reservation_id"],
         "a move keeps the reservation's id"
     );
 
-    // The chef's reservation alone moves to the hall's resource at 12:00.
+    // The chef's reservation alone moves to the hall's resource at 13:00.
     let rid = reservations[1]["reservation_id"].as_str().unwrap();
     let one = patch(
         &app,
         &format!("/v1/bookings/{id}/reservations/{rid}"),
-        &json!({"starts_at": "2030-03-05T12:00:00Z", "ends_at": "2030-03-05T13:00:00Z", "resource_id": hall}),
+        &json!({"starts_at": "2030-03-05T13:00:00Z", "ends_at": "2030-03-05T14:00:00Z", "resource_id": hall}),
         &[],
     )
     .await;
@@ -105,7 +109,7 @@ async fn a_booking_is_changed_rescheduled_and_a_reservation_moved() {
         held,
         [
             (hall.clone(), "2030-03-05T09:00:00Z".to_owned()),
-            (hall.clone(), "2030-03-05T12:00:00Z".to_owned())
+            (hall.clone(), "2030-03-05T13:00:00Z".to_owned())
         ]
     );
     let feed = app.get("/v1/events?after=0&limit=100", &app.planner).await;
@@ -129,9 +133,158 @@ async fn a_booking_is_changed_rescheduled_and_a_reservation_moved() {
         .await;
     assert_eq!(old.status, StatusCode::CREATED, "{:?}", old.body);
     let new = app
-        .book(&hall, "2030-03-05T12:30:00Z", "2030-03-05T12:45:00Z")
+        .book(&hall, "2030-03-05T13:30:00Z", "2030-03-05T13:45:00Z")
         .await;
     assert_problem(&new, 409, "reservation-conflict");
+}
+
+#[tokio::test]
+async fn a_shortened_booking_frees_what_its_reservations_no_longer_cover() {
+    // SPEC §2: 14:00-18:00 moved to 09:00-11:00 holds the hall 09:00-11:00;
+    // 11:00-18:00 is free at once, and 14:00-16:00 books.
+    let app = spawn_app().await;
+    let hall = app.resource(1).await;
+    let created = app
+        .book(&hall, "2030-03-04T14:00:00Z", "2030-03-04T18:00:00Z")
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let moved = app
+        .post(
+            &format!("/v1/bookings/{id}/reschedule"),
+            &json!({"starts_at": "2030-03-04T09:00:00Z", "ends_at": "2030-03-04T11:00:00Z"}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    assert_eq!(
+        moved.body["reservations"][0]["starts_at"],
+        "2030-03-04T09:00:00Z"
+    );
+    assert_eq!(
+        moved.body["reservations"][0]["ends_at"],
+        "2030-03-04T11:00:00Z"
+    );
+    for (from, to) in [
+        ("2030-03-04T14:00:00Z", "2030-03-04T16:00:00Z"),
+        ("2030-03-04T11:00:00Z", "2030-03-04T14:00:00Z"),
+    ] {
+        let freed = app.book(&hall, from, to).await;
+        assert_eq!(
+            freed.status,
+            StatusCode::CREATED,
+            "{from}: {:?}",
+            freed.body
+        );
+    }
+    let still = app
+        .book(&hall, "2030-03-04T10:00:00Z", "2030-03-04T10:30:00Z")
+        .await;
+    assert_problem(&still, 409, "reservation-conflict");
+}
+
+#[tokio::test]
+async fn a_reschedule_may_give_each_reservation_its_range_and_refuses_to_empty_one() {
+    let app = spawn_app().await;
+    let (hall, chef) = (app.resource(1).await, app.resource(1).await);
+    // The chef serves the last hour of a 10:00-12:00 booking.
+    let created = app
+        .post(
+            "/v1/bookings",
+            &json!({
+                "title": "Gala", "client": {"name": "Ann"},
+                "starts_at": "2030-03-04T10:00:00Z", "ends_at": "2030-03-04T12:00:00Z",
+                "reservations": [
+                    {"resource_id": hall, "starts_at": "2030-03-04T10:00:00Z", "ends_at": "2030-03-04T12:00:00Z"},
+                    {"resource_id": chef, "starts_at": "2030-03-04T11:00:00Z", "ends_at": "2030-03-04T12:00:00Z"}
+                ]
+            }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let chef_rid = created.body["reservations"][1]["reservation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = event_count(&app).await;
+
+    // Shortened to one hour, the chef's hour would start at its end: 422
+    // naming it, nothing written.
+    let emptied = app
+        .post(
+            &format!("/v1/bookings/{id}/reschedule"),
+            &json!({"starts_at": "2030-03-04T10:00:00Z", "ends_at": "2030-03-04T11:00:00Z"}),
+        )
+        .await;
+    assert_problem(&emptied, 422, "validation");
+    assert!(
+        emptied.body["detail"].as_str().unwrap().contains(&chef_rid),
+        "{:?}",
+        emptied.body
+    );
+    assert_eq!(event_count(&app).await, before);
+
+    // Given its range, it books; a range of another booking's reservation
+    // or an empty one is refused by field.
+    let given = app
+        .post(
+            &format!("/v1/bookings/{id}/reschedule"),
+            &json!({"starts_at": "2030-03-04T10:00:00Z", "ends_at": "2030-03-04T11:00:00Z",
+                    "reservations": [{"reservation_id": chef_rid,
+                                      "starts_at": "2030-03-04T10:30:00Z", "ends_at": "2030-03-04T11:00:00Z"}]}),
+        )
+        .await;
+    assert_eq!(given.status, StatusCode::OK, "{:?}", given.body);
+    let ranges: Vec<(&str, &str)> = given.body["reservations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["starts_at"].as_str().unwrap(),
+                r["ends_at"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            ("2030-03-04T10:00:00Z", "2030-03-04T11:00:00Z"),
+            ("2030-03-04T10:30:00Z", "2030-03-04T11:00:00Z")
+        ]
+    );
+    let stranger = app
+        .post(
+            &format!("/v1/bookings/{id}/reschedule"),
+            &json!({"starts_at": "2030-03-04T10:00:00Z", "ends_at": "2030-03-04T12:00:00Z",
+                    "reservations": [{"reservation_id": uuid::Uuid::now_v7(),
+                                      "starts_at": "2030-03-04T10:30:00Z", "ends_at": "2030-03-04T11:00:00Z"},
+                                     {"reservation_id": chef_rid,
+                                      "starts_at": "2030-03-04T11:00:00Z", "ends_at": "2030-03-04T11:00:00Z"}]}),
+        )
+        .await;
+    assert_problem(&stranger, 422, "validation");
+    let fields: Vec<&str> = stranger.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["reservations[1].ends_at"], "{:?}", stranger.body);
+    let unknown = app
+        .post(
+            &format!("/v1/bookings/{id}/reschedule"),
+            &json!({"starts_at": "2030-03-04T10:00:00Z", "ends_at": "2030-03-04T12:00:00Z",
+                    "reservations": [{"reservation_id": uuid::Uuid::now_v7(),
+                                      "starts_at": "2030-03-04T10:30:00Z", "ends_at": "2030-03-04T11:00:00Z"}]}),
+        )
+        .await;
+    assert_problem(&unknown, 422, "validation");
+    assert_eq!(
+        unknown.body["errors"][0]["field"], "reservations[0].reservation_id",
+        "{:?}",
+        unknown.body
+    );
 }
 
 #[tokio::test]
@@ -298,4 +451,39 @@ async fn a_move_racing_a_booking_for_its_target_slot_lets_exactly_one_win() {
     .await
     .unwrap();
     assert_eq!(overlaps, 0, "never over capacity");
+}
+
+#[tokio::test]
+async fn if_match_on_an_entity_that_does_not_exist_is_404_not_412() {
+    let app = spawn_app().await;
+    let nobody = uuid::Uuid::now_v7();
+    for version in ["0", "1", "7"] {
+        let booking = patch(
+            &app,
+            &format!("/v1/bookings/{nobody}"),
+            &json!({"title": "Ghost"}),
+            &[("If-Match", version)],
+        )
+        .await;
+        assert_problem(&booking, 404, "not-found");
+        let resource = patch(
+            &app,
+            &format!("/v1/resources/{nobody}"),
+            &json!({"name": "Ghost"}),
+            &[("If-Match", version)],
+        )
+        .await;
+        assert_problem(&resource, 404, "not-found");
+        let confirm = app
+            .send(
+                Method::POST,
+                &format!("/v1/bookings/{nobody}/confirm"),
+                Some(&app.planner),
+                None,
+                &[("If-Match", version)],
+            )
+            .await;
+        assert_problem(&confirm, 404, "not-found");
+    }
+    assert_eq!(event_count(&app).await, 0);
 }

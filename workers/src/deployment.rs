@@ -3,11 +3,11 @@
 //! that succeeded is never run again, by this worker or by the one that
 //! rescues the job after a crash.
 
-use muster_domain::DomainError;
+use muster_app::{Outcome, Refusal};
 use muster_domain::deployment::{Deployment, DeploymentCommand, DeploymentStatus, StepState};
 use muster_domain::notification::{WebhookTarget, wants};
 use muster_jobs::DeploymentJob;
-use muster_store::{CommandContext, StoreError};
+use muster_store::CommandContext;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -126,19 +126,19 @@ async fn command(
         ..ctx.clone()
     };
     match rt
-        .store
-        .execute::<Deployment>(&ctx, job.deployment_id, command)
-        .await
+        .app
+        .record_deployment_progress(&ctx, job.deployment_id, command)
+        .await?
     {
-        Ok(_) => Ok(true),
-        Err(StoreError::Rejected(DomainError::InvalidTransition(reason))) => {
-            tracing::info!(deployment_id = %job.deployment_id, reason, "deployment finished elsewhere; stopping");
+        Outcome::Executed(_) | Outcome::Replayed(_) => Ok(true),
+        Outcome::Refused(Refusal::InvalidTransition { detail }) => {
+            tracing::info!(deployment_id = %job.deployment_id, reason = detail, "deployment finished elsewhere; stopping");
             Ok(false)
         }
-        Err(StoreError::Rejected(DomainError::NotFound(_))) => {
+        Outcome::Refused(Refusal::NotFound { .. }) => {
             Err(JobFailure::Fatal(Cause::Missing("deployment")))
         }
-        Err(e) => Err(e.into()),
+        Outcome::Refused(refusal) => Err(JobFailure::Retry(Cause::Refused(refusal))),
     }
 }
 

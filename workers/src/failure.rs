@@ -55,6 +55,10 @@ pub(crate) enum Cause {
     /// The receiver or relay did not take the delivery.
     #[error("{0}")]
     Undelivered(String),
+    /// The application refused what the job recorded (a race it may win
+    /// next time).
+    #[error("refused: {0}")]
+    Refused(muster_app::Refusal),
     /// The event store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -69,6 +73,14 @@ pub(crate) enum Cause {
 impl From<StoreError> for JobFailure {
     fn from(e: StoreError) -> Self {
         JobFailure::Retry(e.into())
+    }
+}
+
+impl From<muster_app::AppError> for JobFailure {
+    fn from(e: muster_app::AppError) -> Self {
+        match e {
+            muster_app::AppError::Store(e) => e.into(),
+        }
     }
 }
 

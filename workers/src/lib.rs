@@ -99,6 +99,7 @@ impl Default for WorkerConfig {
 
 /// What every job handler shares.
 pub(crate) struct Runtime {
+    pub(crate) app: muster_app::App,
     pub(crate) store: Store,
     pub(crate) queue: JobQueue,
     pub(crate) webhooks: Webhooks,
@@ -193,6 +194,7 @@ impl Workers {
                     store.pool().clone(),
                 ),
                 queue,
+                app: muster_app::App::new(store.clone()),
                 store,
                 config,
                 http,

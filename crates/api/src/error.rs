@@ -214,7 +214,7 @@ impl ApiError {
             ApiError::ReservationConflict(_) | ApiError::SeriesConflict(_) => {
                 "reservation-conflict"
             }
-            ApiError::Refused { refusal, .. } => crate::routes::availability::refusal_type(refusal),
+            ApiError::Refused { refusal, .. } => refusal.reason(),
             ApiError::PreconditionFailed { .. } => "stale-version",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
@@ -343,6 +343,42 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = &e as &dyn std::error::Error, "store failure");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+impl From<muster_app::Refusal> for ApiError {
+    fn from(refusal: muster_app::Refusal) -> Self {
+        use muster_app::Refusal as R;
+        match refusal {
+            R::Invalid { errors } => ApiError::Validation(errors),
+            R::NotFound { what } => ApiError::NotFound(what),
+            R::AlreadyExists { what } => ApiError::AlreadyExists(what),
+            R::InvalidTransition { detail } => ApiError::InvalidTransition(detail),
+            R::ReservationConflict { conflicts } => ApiError::ReservationConflict(conflicts),
+            R::SeriesConflict { occurrences } => ApiError::SeriesConflict(occurrences),
+            R::CapacityInUse { needed } => ApiError::CapacityInUse(needed),
+            R::ResourceRetired { resource_id } => ApiError::ResourceRetired(resource_id),
+            R::Policy {
+                resource_id,
+                refusal,
+            } => ApiError::Refused {
+                resource_id,
+                refusal,
+            },
+            R::StaleVersion { expected, current } => {
+                ApiError::PreconditionFailed { expected, current }
+            }
+            R::IdempotencyKeyReused => ApiError::IdempotencyMismatch,
+            R::ConcurrencyConflict => ApiError::ConcurrencyConflict,
+        }
+    }
+}
+
+impl From<muster_app::AppError> for ApiError {
+    fn from(error: muster_app::AppError) -> Self {
+        match error {
+            muster_app::AppError::Store(e) => e.into(),
         }
     }
 }

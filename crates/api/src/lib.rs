@@ -2,8 +2,10 @@
 //! errors, and the OpenAPI document.
 
 pub mod auth;
+mod command;
 pub mod error;
 pub mod extract;
+pub mod feed;
 mod idempotency;
 pub mod live;
 pub mod observability;
@@ -118,7 +120,9 @@ impl std::ops::Deref for AppState {
 /// What [`AppState`] shares: the services the handlers use.
 #[derive(Clone)]
 pub struct Services {
-    /// The store: commands and events.
+    /// The use cases: every command goes through them.
+    pub app: muster_app::App,
+    /// The store: events and the write side's reads.
     pub store: Store,
     /// The job queue and its admin.
     pub jobs: JobQueue,
@@ -193,6 +197,7 @@ impl AppState {
                 store.pool().clone(),
             ),
             jobs,
+            app: muster_app::App::new(store.clone()),
             store,
         }))
     }

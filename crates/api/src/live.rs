@@ -48,8 +48,8 @@ impl LiveEvent {
     pub fn new(event: RecordedEvent) -> Self {
         // Compact JSON has no line breaks, and event types have none
         // either, so each field is one line of the frame.
-        let data = serde_json::to_string(&crate::routes::events::FeedEvent::from(event.clone()))
-            .unwrap_or_default();
+        let data =
+            serde_json::to_string(&crate::feed::FeedEvent::from(event.clone())).unwrap_or_default();
         let frame = format!(
             "id: {}\nevent: {}\ndata: {data}\n\n",
             event.position, event.event_type

@@ -126,6 +126,15 @@ pub struct ReservationTarget {
     pub outside_working_hours: Option<bool>,
 }
 
+/// A reservation's new range, as a reschedule may give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRange {
+    /// The reservation.
+    pub reservation_id: Uuid,
+    /// Where it goes.
+    pub range: TimeRange,
+}
+
 /// A task attached to a booking (payload of `task.added`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
@@ -220,13 +229,16 @@ pub enum BookingCommand {
     },
     /// Changes descriptive fields (title, client, headcount, notes).
     Update(BookingChanges),
-    /// Moves the booking to `[starts_at, ends_at)`; every reservation that
-    /// still holds time moves by the same offset as the start.
+    /// Moves the booking to `[starts_at, ends_at)`. Every reservation that
+    /// still holds time goes with it edge by edge ([`follow_edge`]), unless
+    /// `reservations` gives its new range.
     Reschedule {
         /// The new start.
         starts_at: DateTime<Utc>,
         /// The new end.
         ends_at: DateTime<Utc>,
+        /// New ranges for some reservations, given by the request.
+        reservations: Vec<ReservationRange>,
         /// The clock.
         now: DateTime<Utc>,
     },
@@ -468,6 +480,7 @@ impl Aggregate for Booking {
             BookingCommand::Reschedule {
                 starts_at,
                 ends_at,
+                reservations,
                 now,
             } => {
                 transition(
@@ -475,7 +488,7 @@ impl Aggregate for Booking {
                     "reschedule",
                     &[BookingStatus::Requested, BookingStatus::Confirmed],
                 )?;
-                self.reschedule(starts_at, ends_at, now)
+                self.reschedule(starts_at, ends_at, &reservations, now)
             }
             BookingCommand::MoveReservation {
                 reservation_id,
@@ -591,30 +604,75 @@ impl Booking {
         &self,
         starts_at: DateTime<Utc>,
         ends_at: DateTime<Utc>,
+        given: &[ReservationRange],
         now: DateTime<Utc>,
     ) -> Result<Vec<BookingEvent>, DomainError> {
         let details = self
             .details
             .as_ref()
             .ok_or(DomainError::NotFound("booking"))?;
-        TimeRange::new(starts_at, ends_at, "").map_err(|e| DomainError::Invalid(vec![e]))?;
-        if starts_at == details.starts_at && ends_at == details.ends_at {
-            return Ok(Vec::new());
+        let to =
+            TimeRange::new(starts_at, ends_at, "").map_err(|e| DomainError::Invalid(vec![e]))?;
+        let mut errors = Vec::new();
+        for (i, g) in given.iter().enumerate() {
+            if !self
+                .reservations
+                .iter()
+                .any(|r| r.reservation_id == g.reservation_id)
+            {
+                errors.push(FieldError::new(
+                    format!("reservations[{i}].reservation_id"),
+                    format!("the booking has no reservation {}", g.reservation_id),
+                ));
+            } else if given[..i]
+                .iter()
+                .any(|earlier| earlier.reservation_id == g.reservation_id)
+            {
+                errors.push(FieldError::new(
+                    format!("reservations[{i}].reservation_id"),
+                    "the same reservation twice",
+                ));
+            }
         }
-        let offset = starts_at - details.starts_at;
-        let mut events = vec![BookingEvent::Rescheduled { starts_at, ends_at }];
+        let from = TimeRange {
+            starts_at: details.starts_at,
+            ends_at: details.ends_at,
+        };
+        let mut events = Vec::new();
+        if from != to {
+            events.push(BookingEvent::Rescheduled { starts_at, ends_at });
+        }
         for r in &self.reservations {
-            if r.ends_at <= now || offset.is_zero() {
+            if r.ends_at <= now {
                 continue;
             }
-            let moved = Reservation {
-                starts_at: r.starts_at + offset,
-                ends_at: r.ends_at + offset,
-                ..r.clone()
+            let range = match given.iter().find(|g| g.reservation_id == r.reservation_id) {
+                Some(g) => g.range,
+                None => TimeRange {
+                    starts_at: follow_edge(r.starts_at, from, to),
+                    ends_at: follow_edge(r.ends_at, from, to),
+                },
             };
-            TimeRange::new(moved.starts_at, moved.ends_at, "")
-                .map_err(|e| DomainError::Invalid(vec![e]))?;
-            events.push(BookingEvent::ReservationMoved(moved));
+            if range.starts_at >= range.ends_at {
+                errors.push(FieldError::new(
+                    "reservations",
+                    format!(
+                        "following the booking edge by edge would empty reservation {}; give its new range",
+                        r.reservation_id
+                    ),
+                ));
+                continue;
+            }
+            if range != r.range() {
+                events.push(BookingEvent::ReservationMoved(Reservation {
+                    starts_at: range.starts_at,
+                    ends_at: range.ends_at,
+                    ..r.clone()
+                }));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(DomainError::Invalid(errors));
         }
         Ok(events)
     }
@@ -625,6 +683,20 @@ impl Booking {
             .iter()
             .filter_map(|r| release_from(r, now))
             .collect()
+    }
+}
+
+/// Where a reservation's edge goes when its booking moves from `from` to
+/// `to` (SPEC §2): an edge at or before the old start keeps its distance
+/// from the start, one at or after the old end keeps its distance from the
+/// end, one inside keeps its offset from the start. A reservation that
+/// covered the booking covers the new range whatever its length, and
+/// set-up or clean-up margins stay as they were.
+pub fn follow_edge(edge: DateTime<Utc>, from: TimeRange, to: TimeRange) -> DateTime<Utc> {
+    if edge >= from.ends_at {
+        to.ends_at + (edge - from.ends_at)
+    } else {
+        to.starts_at + (edge - from.starts_at)
     }
 }
 

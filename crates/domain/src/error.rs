@@ -1,9 +1,9 @@
 //! The one error type of the domain layer.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One invalid input field, named by its JSON path (`reservations[0].ends_at`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     /// JSON path of the offending field in the command's body.
     pub field: String,

@@ -105,7 +105,8 @@ pub struct Claim {
 }
 
 /// Why a resource refuses a claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Refusal {
     /// The headcount exceeds the resource's seats.
     SeatsExceeded {
@@ -128,6 +129,20 @@ pub enum Refusal {
     OutsideWorkingHours,
     /// The resource is full: the indexes of the existing ranges in the way.
     Full(Vec<usize>),
+}
+
+impl Refusal {
+    /// The refusal's stable name, as every answer (a command's 409, the
+    /// conflict check, a skipped occurrence of a series) gives it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::SeatsExceeded { .. } => "seats-exceeded",
+            Refusal::TooSoon { .. } => "too-soon",
+            Refusal::TooFarAhead { .. } => "too-far-ahead",
+            Refusal::OutsideWorkingHours => "outside-working-hours",
+            Refusal::Full(_) => "reservation-conflict",
+        }
+    }
 }
 
 impl ResourceRules {

@@ -19,6 +19,8 @@ use crate::{Aggregate, DomainError, DomainEvent, FieldError};
 pub const MAX_OCCURRENCES: usize = 500;
 /// How far after the first occurrence the last may start.
 pub const MAX_SPAN: Duration = Duration::days(731);
+/// Most reservations a whole series may hold (occurrences × reservations).
+pub const MAX_RESERVATIONS: usize = 5_000;
 
 /// A recurrence: an RRULE (without DTSTART: the booking's start is it) and
 /// the zone its wall-clock times are kept in.

@@ -30,8 +30,9 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run_cli(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // One line; sqlx errors already carry their cause in Display.
-            eprintln!("muster: {e}");
+            // One line, with the causes ("cannot listen on …: Address
+            // already in use"), each joined by ": ".
+            eprintln!("muster: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -92,8 +92,8 @@ impl Application {
             store.clone(),
             api.idempotency_ttl,
         ));
-        tokio::spawn(muster_store::holds::sweep_expired(
-            store.clone(),
+        tokio::spawn(muster_app::holds::sweep_expired(
+            muster_app::App::new(store.clone()),
             std::time::Duration::from_secs(1),
         ));
         let listener = TcpListener::bind(listen)

@@ -23,7 +23,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::ledger::{ResourceRow, resource_row};
+use crate::rules::{ResourceRow, resource_row};
 use crate::{ReservationConflict, StoreError};
 
 /// A resource as the ledger keys it: tenant and resource id.

@@ -14,21 +14,27 @@ use crate::ledger::{Ledger, Wanted};
 use crate::outcome::CommandOutcome;
 use crate::{StoreError, working_set};
 
-/// A command decided on its stream's state, ready to commit.
+/// A command decided on its stream's state, with the commands on other
+/// streams it is linked to, ready for the one commit path. Built by
+/// [`Decided::own`], [`Decided::linked`] and [`Decided::link`]; committed by
+/// [`crate::Store::execute_with`].
 #[derive(Debug)]
-pub(crate) struct Decided {
+pub struct Decided {
     /// Its events, with the stream version they were decided on.
-    pub append: StreamAppend,
+    pub(crate) append: StreamAppend,
     /// Events of linked commands on other streams (a hold the command
     /// converts, the bookings of a series), each decided on its own
     /// stream's version: they commit with the command or not at all.
-    pub linked: Vec<StreamAppend>,
+    pub(crate) linked: Vec<StreamAppend>,
     /// The working-set changes and jobs the events imply.
-    pub effects: Vec<WriteEffect>,
+    pub(crate) effects: Vec<WriteEffect>,
     /// Its idempotency key, if the client sent one.
-    pub claim: Option<IdempotencyClaim>,
+    pub(crate) claim: Option<IdempotencyClaim>,
     /// Position of the stream's last event before the command.
-    pub last_position: Option<i64>,
+    pub(crate) last_position: Option<i64>,
+    /// Whether it creates its stream and nothing else: such a command may
+    /// share a group-commit batch with others.
+    pub(crate) creates_alone: bool,
 }
 
 impl Decided {

@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use muster_domain::DomainError;
 use muster_domain::policy::Refusal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// An existing reservation that stands in the way of a new one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReservationConflict {
     /// The contested resource.
     pub resource_id: Uuid,
@@ -21,7 +21,7 @@ pub struct ReservationConflict {
     pub ends_at: DateTime<Utc>,
     /// Set when what stands in the way is a hold: when it stops counting.
     /// Its `reservation_id` and `booking_id` are then the hold's id.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_expires_at: Option<DateTime<Utc>>,
 }
 

@@ -1,7 +1,12 @@
-//! The command executor: load a stream, decide, and hand the decision to
+//! The command executor: decide on fresh state and hand the decision to
 //! the one commit path ([`crate::commit`]), alone or through the
 //! group-commit batcher, retrying the races a client should never see.
+//!
+//! What a command reads and how it decides is the caller's
+//! ([`Store::execute_with`]); a command on one stream is the simplest case
+//! ([`Store::execute`]).
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use muster_domain::{Aggregate, TenantId};
@@ -46,102 +51,166 @@ pub struct Executed<E> {
     pub events: Vec<E>,
 }
 
-impl Store {
-    /// Runs `command` against stream `stream_id` of aggregate `A`.
+/// A stream's state as read, with the version and position a command on
+/// it is decided at.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    /// The state folded from its events.
+    pub state: A,
+    /// Its version (0: the stream does not exist).
+    pub version: i64,
+    /// Position of its last event.
+    pub last_position: Option<i64>,
+}
+
+impl<A: Default> Default for Loaded<A> {
+    /// A stream that does not exist yet.
+    fn default() -> Self {
+        Self {
+            state: A::default(),
+            version: 0,
+            last_position: None,
+        }
+    }
+}
+
+impl Decided {
+    /// Decides `command` on `loaded`, the state of stream `stream_id` of
+    /// aggregate `A`: the events it appends (with optimistic concurrency on
+    /// `loaded.version`) and the working-set changes and jobs they imply.
     ///
-    /// Everything the command writes commits together, through the one
-    /// commit path: its events (with optimistic concurrency on the stream
-    /// version), the reservations or resource capacity they imply, the jobs
-    /// they imply, and, when the context carries an idempotency key, the
-    /// command's outcome as the key's record. Without `If-Match`, a lost
-    /// race for the stream is decided again on fresh state; with it, the
-    /// client gets [`StoreError::PreconditionFailed`].
-    pub async fn execute<A>(
-        &self,
+    /// The command the context is about: a stale `If-Match` is refused
+    /// here, before deciding (on a stream that does not exist, `If-Match`
+    /// is left to the aggregate, which refuses a command on nothing as not
+    /// found), and the idempotency key is recorded with its outcome.
+    pub fn own<A: WriteSide>(
         ctx: &CommandContext,
         stream_id: Uuid,
+        loaded: &Loaded<A>,
         command: A::Command,
-    ) -> Result<Executed<A::Event>, StoreError>
-    where
-        A: WriteSide,
-        A::Command: Clone,
-    {
-        let (executed, _) = self
-            .execute_linked::<A, A>(ctx, stream_id, command, Vec::new())
-            .await?;
-        Ok(executed)
+    ) -> Result<(Decided, Vec<A::Event>), StoreError> {
+        Self::decide(ctx, stream_id, loaded, command, true)
     }
 
-    /// Runs `command` against stream `stream_id` of aggregate `A` together
-    /// with `linked` commands on other streams of aggregate `B`, all or
-    /// nothing, through the same commit path as [`Store::execute`]: a
-    /// booking that converts holds, the bookings of a series. Each linked
-    /// command is decided on its own stream's state and appended with
-    /// optimistic concurrency on it; its working-set effects apply before
-    /// the command's own (a converted hold stops counting before the
-    /// booking's reservation is checked). `If-Match` and the idempotency key
-    /// belong to the command. Answers the command's execution and each
-    /// linked command's events, in order.
-    pub async fn execute_linked<A, B>(
-        &self,
+    /// Decides `command` on `loaded` like [`Decided::own`], as a command
+    /// linked to another (see [`Decided::link`]): `If-Match` and the
+    /// idempotency key are not its own.
+    pub fn linked<A: WriteSide>(
         ctx: &CommandContext,
         stream_id: Uuid,
+        loaded: &Loaded<A>,
         command: A::Command,
-        linked: Vec<(Uuid, B::Command)>,
-    ) -> Result<(Executed<A::Event>, Vec<Vec<B::Event>>), StoreError>
+    ) -> Result<(Decided, Vec<A::Event>), StoreError> {
+        Self::decide(ctx, stream_id, loaded, command, false)
+    }
+
+    fn decide<A: WriteSide>(
+        ctx: &CommandContext,
+        stream_id: Uuid,
+        loaded: &Loaded<A>,
+        command: A::Command,
+        own: bool,
+    ) -> Result<(Decided, Vec<A::Event>), StoreError> {
+        if own
+            && let Some(expected) = ctx.if_match
+            && loaded.version > 0
+            && expected != loaded.version
+        {
+            return Err(StoreError::PreconditionFailed {
+                expected,
+                actual: loaded.version,
+            });
+        }
+        let creates = loaded.version == 0 && A::creates(&command);
+        let events = loaded.state.decide(command)?;
+        let decided = Decided {
+            append: StreamAppend {
+                tenant: ctx.tenant.clone(),
+                stream_type: A::STREAM_TYPE,
+                stream_id,
+                expected_version: loaded.version,
+                events: events.iter().map(EventData::of).collect(),
+                metadata: metadata(ctx),
+            },
+            linked: Vec::new(),
+            effects: A::effects(&loaded.state, stream_id, &events),
+            claim: if own { ctx.idempotency.clone() } else { None },
+            last_position: loaded.last_position,
+            creates_alone: creates,
+        };
+        Ok((decided, events))
+    }
+
+    /// Links `other`, a command decided on another stream: it commits with
+    /// this one or not at all, and its working-set changes apply before
+    /// this command's (a converted hold stops counting before the
+    /// booking's reservation is checked).
+    pub fn link(&mut self, other: Decided) {
+        let mut effects = other.effects;
+        effects.append(&mut self.effects);
+        self.effects = effects;
+        self.linked.push(other.append);
+        self.linked.extend(other.linked);
+        // Linked commands commit in their own transaction, never in a
+        // group-commit batch another command's refusal could touch.
+        self.creates_alone = false;
+    }
+}
+
+impl Store {
+    /// Runs one command through the one commit path: `decide` reads what
+    /// the command needs and decides it (and the commands linked to it),
+    /// and everything commits together: its events (with optimistic
+    /// concurrency on every stream it writes), the reservations or
+    /// resource changes they imply, the jobs they imply, and, when the
+    /// context carries an idempotency key, the command's outcome as the
+    /// key's record.
+    ///
+    /// A lost race (a stream moved since `decide` read it, a deadlock)
+    /// calls `decide` again on fresh state; with `If-Match`, a stream that
+    /// moved is [`StoreError::PreconditionFailed`]. Answers the outcome and
+    /// what `decide` answered with the decision that committed.
+    pub async fn execute_with<T, E, F, Fut>(
+        &self,
+        ctx: &CommandContext,
+        stream_type: &'static str,
+        stream_id: Uuid,
+        mut decide: F,
+    ) -> Result<(CommandOutcome, T), E>
     where
-        A: WriteSide,
-        A::Command: Clone,
-        B: WriteSide,
-        B::Command: Clone,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(Decided, T), E>>,
+        E: From<StoreError>,
     {
         let span = tracing::info_span!(
             "command",
-            stream_type = A::STREAM_TYPE,
+            stream_type,
             %stream_id,
             command_id = %ctx.command_id,
-            linked = linked.len(),
         );
         async move {
             let mut attempt = 1;
             loop {
                 let started = Instant::now();
-                let (mut decided, events) = self
-                    .decide::<A>(ctx, stream_id, command.clone(), true)
-                    .await?;
-                let mut effects = Vec::new();
-                let mut linked_events = Vec::with_capacity(linked.len());
-                for (linked_id, linked_command) in &linked {
-                    let (other, other_events) = self
-                        .decide::<B>(ctx, *linked_id, linked_command.clone(), false)
-                        .await?;
-                    effects.extend(other.effects);
-                    decided.linked.push(other.append);
-                    linked_events.push(other_events);
-                }
-                effects.append(&mut decided.effects);
-                decided.effects = effects;
-                // Linked commands commit in their own transaction, never in
-                // a group-commit batch another command's refusal could touch.
-                let creates = A::creates(&command) && linked.is_empty();
-                let reason = match self.commit_one(decided, creates, ctx).await {
+                let (decided, answer) = decide().await?;
+                let reason = match self.commit_one(decided, ctx).await {
                     Ok(outcome) => {
-                        self.record_append(A::STREAM_TYPE, &outcome, started);
-                        return Ok((Executed { outcome, events }, linked_events));
+                        self.record_append(stream_type, &outcome, started);
+                        return Ok((outcome, answer));
                     }
                     Err(CommitError::Store(StoreError::Database(e)))
                         if crate::db::is_transient(&e) =>
                     {
                         "deadlock"
                     }
-                    Err(CommitError::Store(e)) => return Err(e),
+                    Err(CommitError::Store(e)) => return Err(e.into()),
                     Err(CommitError::VersionConflict) => {
-                        metrics::counter!("muster_concurrency_conflicts_total", "stream_type" => A::STREAM_TYPE)
+                        metrics::counter!("muster_concurrency_conflicts_total", "stream_type" => stream_type)
                             .increment(1);
                         if let Some(expected) = ctx.if_match {
-                            let actual = self.stream_version(ctx, A::STREAM_TYPE, stream_id).await?;
+                            let actual = self.stream_version(ctx, stream_type, stream_id).await?;
                             if actual != expected {
-                                return Err(StoreError::PreconditionFailed { expected, actual });
+                                return Err(StoreError::PreconditionFailed { expected, actual }.into());
                             }
                         }
                         "version"
@@ -149,7 +218,7 @@ impl Store {
                 };
                 metrics::counter!("muster_command_retries_total", "reason" => reason).increment(1);
                 if attempt >= MAX_ATTEMPTS {
-                    return Err(StoreError::ConcurrencyConflict);
+                    return Err(StoreError::ConcurrencyConflict.into());
                 }
                 tracing::debug!(attempt, reason, "command lost a race; retrying");
                 tokio::time::sleep(backoff(attempt)).await;
@@ -160,69 +229,44 @@ impl Store {
         .await
     }
 
-    /// Loads the stream (unless the command creates it), checks `If-Match`
-    /// (for the context's own command, not a linked one) and decides.
-    async fn decide<A>(
+    /// Runs `command` against stream `stream_id` of aggregate `A`, through
+    /// [`Store::execute_with`]: the stream is read (unless the command
+    /// creates it) and the aggregate decides.
+    pub async fn execute<A>(
         &self,
         ctx: &CommandContext,
         stream_id: Uuid,
         command: A::Command,
-        own: bool,
-    ) -> Result<(Decided, Vec<A::Event>), StoreError>
+    ) -> Result<Executed<A::Event>, StoreError>
     where
         A: WriteSide,
+        A::Command: Clone,
     {
-        let (state, version, last_position) = if A::creates(&command) {
-            (A::default(), 0, None)
-        } else {
-            let mut conn = self.pool.acquire().await?;
-            let stream =
-                read_stream::<A::Event>(&mut conn, &ctx.tenant, A::STREAM_TYPE, stream_id).await?;
-            (
-                A::from_events(stream.events.iter()),
-                stream.version,
-                stream.last_position,
-            )
-        };
-        if own
-            && let Some(expected) = ctx.if_match
-            && expected != version
-        {
-            return Err(StoreError::PreconditionFailed {
-                expected,
-                actual: version,
-            });
-        }
-        let events = state.decide(command)?;
-        let decided = Decided {
-            append: StreamAppend {
-                tenant: ctx.tenant.clone(),
-                stream_type: A::STREAM_TYPE,
-                stream_id,
-                expected_version: version,
-                events: events.iter().map(EventData::of).collect(),
-                metadata: metadata(ctx),
-            },
-            linked: Vec::new(),
-            effects: A::effects(&state, stream_id, &events),
-            claim: if own { ctx.idempotency.clone() } else { None },
-            last_position,
-        };
-        Ok((decided, events))
+        let command = &command;
+        let (outcome, events) = self
+            .execute_with(ctx, A::STREAM_TYPE, stream_id, || async move {
+                let loaded = if A::creates(command) {
+                    Loaded::default()
+                } else {
+                    self.load_stream::<A>(&ctx.tenant, stream_id).await?
+                };
+                Decided::own(ctx, stream_id, &loaded, command.clone())
+            })
+            .await?;
+        Ok(Executed { outcome, events })
     }
 
     /// Commits one decided command: through the group-commit batcher when
-    /// it creates its stream and has no `If-Match` (a precondition on a
-    /// stream that does not exist yet belongs to its own transaction),
+    /// it creates its stream alone and has no `If-Match` (a precondition on
+    /// a stream that does not exist yet belongs to its own transaction),
     /// otherwise as a batch of one.
     async fn commit_one(
         &self,
         decided: Decided,
-        creates: bool,
         ctx: &CommandContext,
     ) -> Result<CommandOutcome, CommitError> {
         let decided = match &self.batcher {
-            Some(batcher) if creates && ctx.if_match.is_none() => {
+            Some(batcher) if decided.creates_alone && ctx.if_match.is_none() => {
                 match batcher.submit(decided).await {
                     Ok(verdict) => return verdict.map_err(CommitError::Store),
                     // The batch failed as a whole: run the command alone.
@@ -250,6 +294,22 @@ impl Store {
         }
     }
 
+    /// Stream `stream_id` of aggregate `A` in `tenant` as it is now: its
+    /// state, version and last position (version 0: no such stream).
+    pub async fn load_stream<A: Aggregate>(
+        &self,
+        tenant: &TenantId,
+        stream_id: Uuid,
+    ) -> Result<Loaded<A>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let stream = read_stream::<A::Event>(&mut conn, tenant, A::STREAM_TYPE, stream_id).await?;
+        Ok(Loaded {
+            state: A::from_events(stream.events.iter()),
+            version: stream.version,
+            last_position: stream.last_position,
+        })
+    }
+
     /// The current state of stream `stream_id` of aggregate `A` in
     /// `tenant`, with its version (0: no such stream).
     pub async fn load<A: Aggregate>(
@@ -257,9 +317,8 @@ impl Store {
         tenant: &TenantId,
         stream_id: Uuid,
     ) -> Result<(A, i64), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let stream = read_stream::<A::Event>(&mut conn, tenant, A::STREAM_TYPE, stream_id).await?;
-        Ok((A::from_events(stream.events.iter()), stream.version))
+        let loaded = self.load_stream::<A>(tenant, stream_id).await?;
+        Ok((loaded.state, loaded.version))
     }
 
     /// The events the command with `outcome` appended, as it appended them

@@ -15,7 +15,8 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::around::{self, Around, Asked};
-use crate::ledger::{Availability, resource_row};
+use crate::ledger::Availability;
+use crate::rules::resource_row;
 use crate::{Store, StoreError};
 
 /// The free time on one resource within a window.

@@ -1,16 +1,13 @@
-//! Holds after their expiry instant: `hold.expired` is recorded for the
-//! feed and the webhooks. Correctness never waits for this: every check
-//! stops counting a hold at its expiry instant by itself (the ledger reads
-//! only unexpired holds), so the sweeper only tidies and tells.
-
-use std::time::Duration;
+//! Holds as the write side holds them: the active ones of a resource, and
+//! those past their expiry instant, for the sweeper that records
+//! `hold.expired` (`muster_app`). Correctness never waits for that: every
+//! check stops counting a hold at its expiry instant by itself (the ledger
+//! reads only unexpired holds).
 
 use chrono::Utc;
 use muster_domain::TenantId;
-use muster_domain::hold::{Hold, HoldCommand};
 use uuid::Uuid;
 
-use crate::executor::CommandContext;
 use crate::{Store, StoreError};
 
 /// A hold that counts now.
@@ -99,10 +96,10 @@ impl Store {
             .collect())
     }
 
-    /// Records `hold.expired` for holds whose expiry instant has passed (a
-    /// second ago, so that the application's clock agrees with the
-    /// database's); returns how many.
-    pub async fn expire_holds(&self) -> Result<usize, StoreError> {
+    /// Holds whose expiry instant has passed (a second ago, so that the
+    /// application's clock agrees with the database's), oldest first, at
+    /// most a sweep's worth: each as its tenant and id.
+    pub async fn holds_past_expiry(&self) -> Result<Vec<(TenantId, Uuid)>, StoreError> {
         let due = sqlx::query!(
             r#"select tenant_id, reservation_id from reservations
                 where expires_at <= now() - interval '1 second'
@@ -112,44 +109,12 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut expired = 0;
-        for hold in due {
-            let tenant = TenantId::try_from(hold.tenant_id)
-                .map_err(|e| StoreError::CorruptRow(format!("a hold's tenant: {e}")))?;
-            let ctx = CommandContext {
-                tenant,
-                actor: "system:hold-sweeper".into(),
-                correlation_id: Uuid::now_v7().to_string(),
-                command_id: Uuid::now_v7(),
-                if_match: None,
-                idempotency: None,
-            };
-            let now = Utc::now();
-            let executed = self
-                .execute::<Hold>(&ctx, hold.reservation_id, HoldCommand::Expire { now })
-                .await?;
-            if executed.outcome.appended > 0 {
-                expired += 1;
-            }
-        }
-        Ok(expired)
-    }
-}
-
-/// Records expired holds every `every`, for as long as the store's pool
-/// is open. Several processes may sweep at once: a hold's stream version
-/// lets one of them record it, and the other decides nothing to do.
-pub async fn sweep_expired(store: Store, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    while !store.pool().is_closed() {
-        tick.tick().await;
-        match store.expire_holds().await {
-            Ok(0) => {}
-            Ok(n) => {
-                metrics::counter!("muster_holds_total", "outcome" => "expired").increment(n as u64);
-                tracing::debug!(expired = n, "expired holds recorded");
-            }
-            Err(e) => tracing::warn!(error = %e, "could not record expired holds"),
-        }
+        due.into_iter()
+            .map(|hold| {
+                let tenant = TenantId::try_from(hold.tenant_id)
+                    .map_err(|e| StoreError::CorruptRow(format!("a hold's tenant: {e}")))?;
+                Ok((tenant, hold.reservation_id))
+            })
+            .collect()
     }
 }

@@ -28,6 +28,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::around::{self, Around, Asked, ResourceKey};
+use crate::rules::ResourceRow;
 use crate::{ReservationConflict, StoreError};
 
 /// A reservation a command wants to add.
@@ -68,52 +69,7 @@ pub(crate) struct Ledger {
     held: HashMap<ResourceKey, Vec<ReservationConflict>>,
 }
 
-/// A `reservable_resources` row as the ledger reads it.
-pub(crate) struct ResourceRow {
-    pub tenant_id: String,
-    pub resource_id: Uuid,
-    pub capacity: i32,
-    pub retired: bool,
-    pub longest_reservation_secs: f64,
-    pub timezone: String,
-    pub working_hours: Json<Vec<WorkingWindow>>,
-    pub seats: Option<i32>,
-    pub buffer_before_secs: i32,
-    pub buffer_after_secs: i32,
-    pub min_notice_secs: Option<i32>,
-    pub max_advance_secs: Option<i32>,
-}
-
-/// Takes a [`ResourceRow`] out of `$record`, the record of a query that
-/// selects its columns under their own names: each compile-checked query
-/// has a record type of its own, so the fields are moved by name here, in
-/// one place. Other fields of `$record` stay usable.
-macro_rules! resource_row {
-    ($record:ident) => {
-        $crate::ledger::ResourceRow {
-            tenant_id: $record.tenant_id,
-            resource_id: $record.resource_id,
-            capacity: $record.capacity,
-            retired: $record.retired,
-            longest_reservation_secs: $record.longest_reservation_secs,
-            timezone: $record.timezone,
-            working_hours: $record.working_hours,
-            seats: $record.seats,
-            buffer_before_secs: $record.buffer_before_secs,
-            buffer_after_secs: $record.buffer_after_secs,
-            min_notice_secs: $record.min_notice_secs,
-            max_advance_secs: $record.max_advance_secs,
-        }
-    };
-}
-pub(crate) use resource_row;
-
 impl ResourceRow {
-    /// The booking rule the row holds.
-    pub(crate) fn rules(&self) -> ResourceRules {
-        crate::rules::from_columns(self)
-    }
-
     fn entry(self) -> (ResourceKey, LockedResource) {
         let resource = LockedResource {
             rules: self.rules(),

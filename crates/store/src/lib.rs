@@ -28,9 +28,10 @@ pub mod testing;
 pub mod wakeup;
 mod working_set;
 
+pub use commit::Decided;
 pub use error::{ReservationConflict, StoreError};
 pub use event_store::{EventFilter, EventMetadata, EventPage, EventRow, RecordedEvent};
-pub use executor::{CommandContext, Executed};
+pub use executor::{CommandContext, Executed, Loaded};
 pub use keys::{Principal, Role};
 pub use outcome::CommandOutcome;
 pub use shared_pages::SharedPage;

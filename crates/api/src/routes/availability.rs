@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use muster_domain::duration::IsoDuration;
-use muster_domain::policy::{Claim, Refusal};
+use muster_domain::policy::Claim;
 use muster_domain::time::TimeRange;
 use muster_store::ledger::Availability;
 use serde::{Deserialize, Serialize};
@@ -259,7 +259,7 @@ async fn check_conflicts(
             Availability::Free => (true, None, Vec::new()),
             Availability::Conflicts(c) => (false, None, c),
             Availability::Refused(refusal) => {
-                (false, Some(refusal_type(&refusal).to_owned()), Vec::new())
+                (false, Some(refusal.reason().to_owned()), Vec::new())
             }
             Availability::Retired => (false, Some("retired".to_owned()), Vec::new()),
             Availability::Unknown => {
@@ -277,15 +277,4 @@ async fn check_conflicts(
         available: resources.iter().all(|r| r.available),
         resources,
     }))
-}
-
-/// The problem type a refusal answers with, as the conflict check names it.
-pub(crate) fn refusal_type(refusal: &Refusal) -> &'static str {
-    match refusal {
-        Refusal::SeatsExceeded { .. } => "seats-exceeded",
-        Refusal::TooSoon { .. } => "too-soon",
-        Refusal::TooFarAhead { .. } => "too-far-ahead",
-        Refusal::OutsideWorkingHours => "outside-working-hours",
-        Refusal::Full(_) => "reservation-conflict",
-    }
 }

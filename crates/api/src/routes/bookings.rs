@@ -5,13 +5,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use muster_app::bookings::{Claimed, ReservationRequest};
 use muster_domain::FieldError;
 use muster_domain::booking::{
-    Booking, BookingChanges, BookingCommand, BookingDetails, BookingEvent, BookingStatus, Client,
-    Reservation, ReservationTarget, Task,
+    BookingChanges, BookingDetails, BookingEvent, BookingStatus, Client, Reservation,
+    ReservationRange, ReservationTarget,
 };
-use muster_domain::hold::{Hold, HoldCommand};
-use muster_store::CommandOutcome;
+use muster_domain::series::{Occurrence, Recurrence, SeriesEvent};
+use muster_domain::time::TimeRange;
+use muster_store::Executed;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -19,8 +21,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{CommandAnswer, CommandHeaders, to_json};
+use crate::command::respond;
 use crate::extract::{Command, PathIds};
-use crate::idempotency::{Answering, run_command, run_linked};
 use crate::{ApiError, AppState};
 
 /// The booking routes.
@@ -81,35 +83,14 @@ pub struct ReservationBody {
     hold_id: Option<Uuid>,
 }
 
-/// Reservations as a request asks for them, with the holds they convert
-/// (loaded from their streams: a hold brings its resource and range).
-struct Resolved {
-    reservations: Vec<Reservation>,
-    holds: Vec<Uuid>,
-}
-
-impl Resolved {
-    /// The hold conversions to commit with the booking `booking_id`.
-    fn conversions(&self, booking_id: Uuid) -> Vec<(Uuid, HoldCommand)> {
-        self.holds
-            .iter()
-            .map(|&hold| (hold, HoldCommand::Convert { booking_id }))
-            .collect()
-    }
-}
-
-/// Resolves reservation bodies; errors name `{prefix}[i].field` (or
-/// `field` alone when `prefix` is empty: a single reservation).
-async fn resolve(
-    state: &AppState,
-    tenant: &muster_domain::TenantId,
+/// Reservation bodies as the application takes them; errors name
+/// `{prefix}[i].field` (or `field` alone when `prefix` is empty: a single
+/// reservation).
+fn reservation_requests(
     bodies: Vec<ReservationBody>,
     prefix: &str,
-) -> Result<Resolved, ApiError> {
-    let mut resolved = Resolved {
-        reservations: Vec::with_capacity(bodies.len()),
-        holds: Vec::new(),
-    };
+) -> Result<Vec<ReservationRequest>, ApiError> {
+    let mut requests = Vec::with_capacity(bodies.len());
     let mut errors = Vec::new();
     for (i, body) in bodies.into_iter().enumerate() {
         let at = if prefix.is_empty() {
@@ -117,65 +98,44 @@ async fn resolve(
         } else {
             format!("{prefix}[{i}].")
         };
-        let (resource_id, starts_at, ends_at) = match body.hold_id {
-            Some(hold_id) => {
-                if body.resource_id.is_some() || body.starts_at.is_some() || body.ends_at.is_some()
-                {
-                    errors.push(FieldError::new(
-                        format!("{at}hold_id"),
-                        "a hold brings its own resource and range: leave resource_id, starts_at and ends_at out",
-                    ));
-                    continue;
-                }
-                if resolved.holds.contains(&hold_id) {
-                    errors.push(FieldError::new(
-                        format!("{at}hold_id"),
-                        "the same hold twice",
-                    ));
-                    continue;
-                }
-                let (hold, _) = state.store.load::<Hold>(tenant, hold_id).await?;
-                let Some(spec) = hold.spec else {
-                    errors.push(FieldError::new(
-                        format!("{at}hold_id"),
-                        format!("no hold {hold_id}"),
-                    ));
-                    continue;
-                };
-                resolved.holds.push(hold_id);
-                (spec.resource_id, spec.starts_at, spec.ends_at)
+        let claimed = match (body.hold_id, body.resource_id, body.starts_at, body.ends_at) {
+            (Some(hold_id), None, None, None) => Claimed::Hold(hold_id),
+            (Some(_), ..) => {
+                errors.push(FieldError::new(
+                    format!("{at}hold_id"),
+                    "a hold brings its own resource and range: leave resource_id, starts_at and ends_at out",
+                ));
+                continue;
             }
-            None => match (body.resource_id, body.starts_at, body.ends_at) {
-                (Some(r), Some(s), Some(e)) => (r, s, e),
-                (r, s, e) => {
-                    for (missing, name) in [
-                        (r.is_none(), "resource_id"),
-                        (s.is_none(), "starts_at"),
-                        (e.is_none(), "ends_at"),
-                    ] {
-                        if missing {
-                            errors.push(FieldError::new(
-                                format!("{at}{name}"),
-                                "is required unless hold_id is given",
-                            ));
-                        }
-                    }
-                    continue;
-                }
+            (None, Some(resource_id), Some(starts_at), Some(ends_at)) => Claimed::Range {
+                resource_id,
+                starts_at,
+                ends_at,
             },
+            (None, r, s, e) => {
+                for (missing, name) in [
+                    (r.is_none(), "resource_id"),
+                    (s.is_none(), "starts_at"),
+                    (e.is_none(), "ends_at"),
+                ] {
+                    if missing {
+                        errors.push(FieldError::new(
+                            format!("{at}{name}"),
+                            "is required unless hold_id is given",
+                        ));
+                    }
+                }
+                continue;
+            }
         };
-        resolved.reservations.push(Reservation {
-            reservation_id: Uuid::now_v7(),
-            resource_id,
-            starts_at,
-            ends_at,
+        requests.push(ReservationRequest {
+            claimed,
             label: body.label,
             outside_working_hours: body.outside_working_hours,
-            hold_id: body.hold_id,
         });
     }
     if errors.is_empty() {
-        Ok(resolved)
+        Ok(requests)
     } else {
         Err(ApiError::Validation(errors))
     }
@@ -204,12 +164,55 @@ pub struct RequestBookingBody {
     reservations: Vec<ReservationBody>,
     /// Book a recurring series: one booking per occurrence of the rule,
     /// each keeping this booking's local times in the rule's zone.
-    recurrence: Option<super::series::RecurrenceBody>,
+    recurrence: Option<RecurrenceBody>,
     /// What a series does with occurrences that cannot be booked: `fail`
     /// (default: nothing is booked, 409 lists them) or `skip` (the others
     /// are booked and these listed).
     #[serde(default)]
-    on_conflict: super::series::OnConflict,
+    on_conflict: OnConflict,
+}
+
+/// A recurrence: an RFC 5545 RRULE and the zone whose wall-clock times the
+/// occurrences keep.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecurrenceBody {
+    /// The rule's parts, without DTSTART (the booking's start is it); at
+    /// most 500 occurrences within 2 years.
+    #[schema(example = "FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10")]
+    rule: String,
+    /// IANA zone.
+    #[schema(example = "Europe/Berlin")]
+    timezone: String,
+}
+
+impl From<RecurrenceBody> for Recurrence {
+    fn from(b: RecurrenceBody) -> Self {
+        Recurrence {
+            rule: b.rule,
+            timezone: b.timezone,
+        }
+    }
+}
+
+/// What a series does with occurrences that cannot be booked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// Nothing is booked; 409 lists them.
+    #[default]
+    Fail,
+    /// The others are booked; the answer lists them as `skipped`.
+    Skip,
+}
+
+impl From<OnConflict> for muster_app::series::OnConflict {
+    fn from(o: OnConflict) -> Self {
+        match o {
+            OnConflict::Fail => Self::Fail,
+            OnConflict::Skip => Self::Skip,
+        }
+    }
 }
 
 /// Changes to a booking's details; fields left out keep their value.
@@ -226,14 +229,32 @@ pub struct UpdateBookingBody {
     notes: Option<String>,
 }
 
-/// New times for a booking; its reservations move by the same offset as
-/// the start.
+/// New times for a booking. Its reservations go with it edge by edge: an
+/// edge at or before the old start keeps its distance from the start, one
+/// at or after the old end keeps its distance from the end, one inside
+/// keeps its offset from the start; or each takes the range given here.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RescheduleBody {
     /// The new start (RFC 3339 with offset).
     starts_at: DateTime<Utc>,
     /// The new end, after the start.
+    ends_at: DateTime<Utc>,
+    /// New ranges for some of the booking's reservations (the others
+    /// follow the booking edge by edge).
+    #[serde(default)]
+    reservations: Vec<ReservationRangeBody>,
+}
+
+/// A reservation's new range in a reschedule.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationRangeBody {
+    /// One of the booking's reservations.
+    reservation_id: Uuid,
+    /// Its new start.
+    starts_at: DateTime<Utc>,
+    /// Its new end, after the start.
     ends_at: DateTime<Utc>,
 }
 
@@ -309,6 +330,27 @@ impl From<&Reservation> for ReservationAnswer {
     }
 }
 
+/// One booking of a series.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OccurrenceAnswer {
+    /// The booking.
+    id: Uuid,
+    /// Its start.
+    starts_at: DateTime<Utc>,
+    /// Its end.
+    ends_at: DateTime<Utc>,
+}
+
+impl From<&Occurrence> for OccurrenceAnswer {
+    fn from(o: &Occurrence) -> Self {
+        Self {
+            id: o.booking_id,
+            starts_at: o.starts_at,
+            ends_at: o.ends_at,
+        }
+    }
+}
+
 /// The answer to a booking command.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BookingAnswer {
@@ -328,7 +370,7 @@ pub struct BookingAnswer {
     series_id: Option<Uuid>,
     /// For a series: the bookings created, in order.
     #[serde(skip_serializing_if = "Option::is_none")]
-    bookings: Option<Vec<super::series::OccurrenceAnswer>>,
+    bookings: Option<Vec<OccurrenceAnswer>>,
     /// For a series: the occurrences left out, with why.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
@@ -336,74 +378,58 @@ pub struct BookingAnswer {
 }
 
 impl BookingAnswer {
-    /// The answer to a series request.
-    pub(crate) fn series(
-        command: CommandAnswer,
-        bookings: Vec<super::series::OccurrenceAnswer>,
-        skipped: Vec<muster_domain::series::SkippedOccurrence>,
-    ) -> Self {
+    /// The answer to a booking command, from the events it appended (the
+    /// same the first time and on replay).
+    fn of(executed: &Executed<BookingEvent>, status: Option<BookingStatus>) -> Self {
+        let events = &executed.events;
+        Self {
+            command: CommandAnswer::from(&executed.outcome),
+            status,
+            reservations: events
+                .iter()
+                .filter_map(|e| match e {
+                    BookingEvent::ReservationAdded(r) | BookingEvent::ReservationMoved(r) => {
+                        Some(ReservationAnswer::from(r))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            task_id: events.iter().find_map(|e| match e {
+                BookingEvent::TaskAdded(t) => Some(t.task_id),
+                _ => None,
+            }),
+            series_id: None,
+            bookings: None,
+            skipped: None,
+        }
+    }
+
+    /// The answer to a series request, from its `series.created`.
+    fn series(executed: &Executed<SeriesEvent>) -> Self {
+        let created = executed.events.iter().find_map(|e| match e {
+            SeriesEvent::Created(c) => Some(c),
+            SeriesEvent::Cancelled { .. } => None,
+        });
+        let command = CommandAnswer::from(&executed.outcome);
         Self {
             series_id: Some(command.id),
             command,
             status: None,
             reservations: Vec::new(),
             task_id: None,
-            bookings: Some(bookings),
-            skipped: Some(skipped),
+            bookings: Some(created.map_or_else(Vec::new, |c| {
+                c.bookings.iter().map(OccurrenceAnswer::from).collect()
+            })),
+            skipped: Some(created.map_or_else(Vec::new, |c| c.skipped.clone())),
         }
     }
 }
 
-/// Where a command's body names resources, for "no such resource" errors.
-enum ResourceField {
-    /// `reservations[i].resource_id`, by the order of these resource ids.
-    Reservations(Vec<Uuid>),
-    /// One named field.
-    Named(&'static str),
-}
-
-fn answer(
-    status: StatusCode,
-    booking_status: Option<BookingStatus>,
-    resource_field: ResourceField,
-) -> Answering<
-    impl Fn(&CommandOutcome, &[BookingEvent]) -> serde_json::Value,
-    impl Fn(Uuid) -> String,
-> {
-    Answering {
-        status,
-        // From the events the command appended, so that a replay (which
-        // reads them back) answers exactly as the first time.
-        render: move |o: &CommandOutcome, events: &[BookingEvent]| {
-            to_json(&BookingAnswer {
-                command: CommandAnswer::from(o),
-                status: booking_status,
-                reservations: events
-                    .iter()
-                    .filter_map(|e| match e {
-                        BookingEvent::ReservationAdded(r) | BookingEvent::ReservationMoved(r) => {
-                            Some(ReservationAnswer::from(r))
-                        }
-                        _ => None,
-                    })
-                    .collect(),
-                task_id: events.iter().find_map(|e| match e {
-                    BookingEvent::TaskAdded(t) => Some(t.task_id),
-                    _ => None,
-                }),
-                series_id: None,
-                bookings: None,
-                skipped: None,
-            })
-        },
-        resource_field: move |id| match &resource_field {
-            ResourceField::Reservations(ids) => {
-                let i = ids.iter().position(|r| *r == id).unwrap_or(0);
-                format!("reservations[{i}].resource_id")
-            }
-            ResourceField::Named(name) => (*name).to_owned(),
-        },
-    }
+/// Renders a booking command's answer with `status` after it.
+fn booking_answer(
+    status: Option<BookingStatus>,
+) -> impl Fn(&Executed<BookingEvent>) -> serde_json::Value {
+    move |executed| to_json(&BookingAnswer::of(executed, status))
 }
 
 /// Request a booking, with its reservations (all or nothing).
@@ -415,17 +441,7 @@ async fn request_booking(
     command: Command<RequestBookingBody>,
 ) -> Result<Response, ApiError> {
     let body = command.body;
-    let resolved = resolve(
-        &state,
-        &command.context.tenant,
-        body.reservations,
-        "reservations",
-    )
-    .await?;
-    let booking_id = Uuid::now_v7();
-    let conversions = resolved.conversions(booking_id);
-    let reservations = resolved.reservations;
-    let field = ResourceField::Reservations(reservations.iter().map(|r| r.resource_id).collect());
+    let reservations = reservation_requests(body.reservations, "reservations")?;
     let details = BookingDetails {
         title: body.title,
         client: body.client.into(),
@@ -435,58 +451,28 @@ async fn request_booking(
         notes: body.notes,
         series_id: None,
     };
+    let ctx = &command.context;
     if let Some(recurrence) = body.recurrence {
-        if !conversions.is_empty() {
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "recurrence",
-                "a series cannot convert holds",
-            )]));
-        }
-        return super::series::request_series(
-            &state,
-            command.context,
-            details,
-            reservations,
-            recurrence.into(),
-            body.on_conflict,
-        )
-        .await;
+        let answer = state
+            .app
+            .request_series(
+                ctx,
+                details,
+                reservations,
+                recurrence.into(),
+                body.on_conflict.into(),
+            )
+            .await;
+        return respond(answer, StatusCode::CREATED, |executed| {
+            to_json(&BookingAnswer::series(executed))
+        });
     }
-    run_linked::<Booking, Hold, _, _>(
-        &state,
-        command.context,
-        booking_id,
-        BookingCommand::Request {
-            details,
-            reservations,
-        },
-        conversions,
-        answer(StatusCode::CREATED, Some(BookingStatus::Requested), field),
+    let answer = state.app.request_booking(ctx, details, reservations).await;
+    respond(
+        answer,
+        StatusCode::CREATED,
+        booking_answer(Some(BookingStatus::Requested)),
     )
-    .await
-}
-
-/// Runs a status-machine command on the booking in the path.
-async fn transition(
-    state: &AppState,
-    ids: &PathIds,
-    context: muster_store::CommandContext,
-    command: BookingCommand,
-    after: BookingStatus,
-) -> Result<Response, ApiError> {
-    let id = ids.id(0, "booking")?;
-    run_command::<Booking, _, _>(
-        state,
-        context,
-        id,
-        command,
-        answer(
-            StatusCode::OK,
-            Some(after),
-            ResourceField::Named("resource_id"),
-        ),
-    )
-    .await
 }
 
 /// Confirm a requested booking.
@@ -498,14 +484,13 @@ async fn confirm_booking(
     ids: PathIds,
     command: Command<NoBody>,
 ) -> Result<Response, ApiError> {
-    transition(
-        &state,
-        &ids,
-        command.context,
-        BookingCommand::Confirm,
-        BookingStatus::Confirmed,
+    let id = ids.id(0, "booking")?;
+    let answer = state.app.confirm_booking(&command.context, id).await;
+    respond(
+        answer,
+        StatusCode::OK,
+        booking_answer(Some(BookingStatus::Confirmed)),
     )
-    .await
 }
 
 /// Start a confirmed booking.
@@ -517,14 +502,13 @@ async fn start_booking(
     ids: PathIds,
     command: Command<NoBody>,
 ) -> Result<Response, ApiError> {
-    transition(
-        &state,
-        &ids,
-        command.context,
-        BookingCommand::Start,
-        BookingStatus::InProgress,
+    let id = ids.id(0, "booking")?;
+    let answer = state.app.start_booking(&command.context, id).await;
+    respond(
+        answer,
+        StatusCode::OK,
+        booking_answer(Some(BookingStatus::InProgress)),
     )
-    .await
 }
 
 /// Complete a booking in progress; releases what remains of its reservations.
@@ -536,15 +520,13 @@ async fn complete_booking(
     ids: PathIds,
     command: Command<NoBody>,
 ) -> Result<Response, ApiError> {
-    let now = Utc::now();
-    transition(
-        &state,
-        &ids,
-        command.context,
-        BookingCommand::Complete { now },
-        BookingStatus::Completed,
+    let id = ids.id(0, "booking")?;
+    let answer = state.app.complete_booking(&command.context, id).await;
+    respond(
+        answer,
+        StatusCode::OK,
+        booking_answer(Some(BookingStatus::Completed)),
     )
-    .await
 }
 
 /// Cancel a requested or confirmed booking; releases its future reservations.
@@ -557,18 +539,16 @@ async fn cancel_booking(
     ids: PathIds,
     command: Command<CancelBody>,
 ) -> Result<Response, ApiError> {
-    let cancel = BookingCommand::Cancel {
-        reason: command.body.reason,
-        now: Utc::now(),
-    };
-    transition(
-        &state,
-        &ids,
-        command.context,
-        cancel,
-        BookingStatus::Cancelled,
+    let id = ids.id(0, "booking")?;
+    let answer = state
+        .app
+        .cancel_booking(&command.context, id, command.body.reason)
+        .await;
+    respond(
+        answer,
+        StatusCode::OK,
+        booking_answer(Some(BookingStatus::Cancelled)),
     )
-    .await
 }
 
 /// Add a reservation to a booking; 409 with the conflicts if the resource is full.
@@ -582,22 +562,15 @@ async fn add_reservation(
     command: Command<ReservationBody>,
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
-    let mut resolved = resolve(&state, &command.context.tenant, vec![command.body], "").await?;
-    let conversions = resolved.conversions(id);
-    let reservation = resolved.reservations.remove(0);
-    run_linked::<Booking, Hold, _, _>(
-        &state,
-        command.context,
-        id,
-        BookingCommand::AddReservation(reservation),
-        conversions,
-        answer(
-            StatusCode::CREATED,
-            None,
-            ResourceField::Named("resource_id"),
-        ),
-    )
-    .await
+    let mut requests = reservation_requests(vec![command.body], "")?;
+    let Some(reservation) = requests.pop() else {
+        return Err(ApiError::BadRequest("a reservation is required".into()));
+    };
+    let answer = state
+        .app
+        .add_reservation(&command.context, id, reservation)
+        .await;
+    respond(answer, StatusCode::CREATED, booking_answer(None))
 }
 
 /// Release a reservation: all of it if it has not begun, the rest if under way.
@@ -612,17 +585,11 @@ async fn release_reservation(
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
     let reservation_id = ids.id(1, "reservation")?;
-    run_command::<Booking, _, _>(
-        &state,
-        command.context,
-        id,
-        BookingCommand::ReleaseReservation {
-            reservation_id,
-            now: Utc::now(),
-        },
-        answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
-    )
-    .await
+    let answer = state
+        .app
+        .release_reservation(&command.context, id, reservation_id)
+        .await;
+    respond(answer, StatusCode::OK, booking_answer(None))
 }
 
 /// Add a task to a booking.
@@ -637,24 +604,17 @@ async fn add_task(
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
     let body = command.body;
-    let task = Task {
-        task_id: Uuid::now_v7(),
-        title: body.title,
-        due_at: body.due_at,
-        assignee_id: body.assignee_id,
-    };
-    run_command::<Booking, _, _>(
-        &state,
-        command.context,
-        id,
-        BookingCommand::AddTask(task),
-        answer(
-            StatusCode::CREATED,
-            None,
-            ResourceField::Named("assignee_id"),
-        ),
-    )
-    .await
+    let answer = state
+        .app
+        .add_task(
+            &command.context,
+            id,
+            body.title,
+            body.due_at,
+            body.assignee_id,
+        )
+        .await;
+    respond(answer, StatusCode::CREATED, booking_answer(None))
 }
 
 /// Mark a task done.
@@ -669,14 +629,8 @@ async fn complete_task(
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
     let task_id = ids.id(1, "task")?;
-    run_command::<Booking, _, _>(
-        &state,
-        command.context,
-        id,
-        BookingCommand::CompleteTask { task_id },
-        answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
-    )
-    .await
+    let answer = state.app.complete_task(&command.context, id, task_id).await;
+    respond(answer, StatusCode::OK, booking_answer(None))
 }
 
 /// Change a booking's title, client, headcount or notes.
@@ -697,20 +651,17 @@ async fn update_booking(
         headcount: body.headcount,
         notes: body.notes,
     };
-    run_command::<Booking, _, _>(
-        &state,
-        command.context,
-        id,
-        BookingCommand::Update(changes),
-        answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
-    )
-    .await
+    let answer = state
+        .app
+        .update_booking(&command.context, id, changes)
+        .await;
+    respond(answer, StatusCode::OK, booking_answer(None))
 }
 
-/// Move a requested or confirmed booking to new times: every reservation
-/// still ahead moves by the same offset, in one transaction, checked with
-/// the booking's own reservations left out; 409 with the conflicts changes
-/// nothing.
+/// Move a requested or confirmed booking to new times, in one transaction:
+/// its reservations follow edge by edge (or take the ranges given), checked
+/// with the booking's own reservations left out, and their old ranges stop
+/// counting at once; 409 with the conflicts changes nothing.
 #[utoipa::path(post, path = "/v1/bookings/{id}/reschedule", tag = "bookings",
     params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
     request_body = RescheduleBody,
@@ -722,18 +673,25 @@ async fn reschedule_booking(
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
     let body = command.body;
-    run_command::<Booking, _, _>(
-        &state,
-        command.context,
-        id,
-        BookingCommand::Reschedule {
-            starts_at: body.starts_at,
-            ends_at: body.ends_at,
-            now: Utc::now(),
-        },
-        answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
-    )
-    .await
+    let mut errors = Vec::new();
+    let mut given = Vec::with_capacity(body.reservations.len());
+    for (i, r) in body.reservations.into_iter().enumerate() {
+        match TimeRange::new(r.starts_at, r.ends_at, &format!("reservations[{i}].")) {
+            Ok(range) => given.push(ReservationRange {
+                reservation_id: r.reservation_id,
+                range,
+            }),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let answer = state
+        .app
+        .reschedule_booking(&command.context, id, body.starts_at, body.ends_at, given)
+        .await;
+    respond(answer, StatusCode::OK, booking_answer(None))
 }
 
 /// Move one reservation to another time and/or resource, checked with its
@@ -751,21 +709,15 @@ async fn move_reservation(
     let id = ids.id(0, "booking")?;
     let reservation_id = ids.id(1, "reservation")?;
     let body = command.body;
-    run_command::<Booking, _, _>(
-        &state,
-        command.context,
-        id,
-        BookingCommand::MoveReservation {
-            reservation_id,
-            to: ReservationTarget {
-                resource_id: body.resource_id,
-                starts_at: body.starts_at,
-                ends_at: body.ends_at,
-                outside_working_hours: body.outside_working_hours,
-            },
-            now: Utc::now(),
-        },
-        answer(StatusCode::OK, None, ResourceField::Named("resource_id")),
-    )
-    .await
+    let to = ReservationTarget {
+        resource_id: body.resource_id,
+        starts_at: body.starts_at,
+        ends_at: body.ends_at,
+        outside_working_hours: body.outside_working_hours,
+    };
+    let answer = state
+        .app
+        .move_reservation(&command.context, id, reservation_id, to)
+        .await;
+    respond(answer, StatusCode::OK, booking_answer(None))
 }

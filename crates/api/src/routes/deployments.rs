@@ -5,8 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use muster_domain::booking::Booking;
-use muster_domain::deployment::{DEFAULT_PRIORITY, Deployment, DeploymentCommand, DeploymentEvent};
+use muster_domain::deployment::DeploymentEvent;
 use muster_projections::query::deployments::{DeploymentFilter, DeploymentSummary};
 use muster_projections::{DeploymentDocument, ReadModel};
 use serde::{Deserialize, Serialize};
@@ -19,8 +18,8 @@ use super::bookings::NoBody;
 use super::resource_queries::ConsistencyQuery;
 use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::auth::{Auth, READERS};
+use crate::command::respond;
 use crate::extract::{Command, PathIds, QueryParams};
-use crate::idempotency::{Answering, run_command};
 use crate::read::{consistent_with, limit, next_cursor, statuses, stored_document, time_id_cursor};
 use crate::{ApiError, AppState};
 
@@ -53,22 +52,15 @@ pub struct DeploymentAnswer {
     status: &'static str,
 }
 
-fn answer(
-    status: StatusCode,
+/// Renders a deployment command's answer with the status `after` it.
+fn answer_as(
     after: &'static str,
-) -> Answering<
-    impl Fn(&muster_store::CommandOutcome, &[DeploymentEvent]) -> serde_json::Value,
-    impl Fn(Uuid) -> String,
-> {
-    Answering {
-        status,
-        render: move |o: &muster_store::CommandOutcome, _: &[DeploymentEvent]| {
-            to_json(&DeploymentAnswer {
-                command: CommandAnswer::from(o),
-                status: after,
-            })
-        },
-        resource_field: |_| "booking_id".to_owned(),
+) -> impl Fn(&muster_store::Executed<DeploymentEvent>) -> serde_json::Value {
+    move |executed| {
+        to_json(&DeploymentAnswer {
+            command: CommandAnswer::from(&executed.outcome),
+            status: after,
+        })
     }
 }
 
@@ -82,25 +74,11 @@ async fn request_deployment(
     command: Command<RequestDeploymentBody>,
 ) -> Result<Response, ApiError> {
     let body = command.body;
-    // The booking's state decides; a booking cancelled after this read
-    // still deploys, as if the cancel had come a moment later.
-    let (booking, _) = state
-        .store
-        .load::<Booking>(&command.context.tenant, body.booking_id)
-        .await?;
-    run_command::<Deployment, _, _>(
-        &state,
-        command.context,
-        Uuid::now_v7(),
-        DeploymentCommand::Request {
-            booking_id: body.booking_id,
-            booking_status: booking.status,
-            reservations: booking.reservations,
-            priority: body.priority.unwrap_or(DEFAULT_PRIORITY),
-        },
-        answer(StatusCode::ACCEPTED, "queued"),
-    )
-    .await
+    let answer = state
+        .app
+        .request_deployment(&command.context, body.booking_id, body.priority)
+        .await;
+    respond(answer, StatusCode::ACCEPTED, answer_as("queued"))
 }
 
 /// Read a deployment: status, progress, and every step with its attempts.
@@ -134,14 +112,8 @@ async fn cancel_deployment(
     command: Command<NoBody>,
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "deployment")?;
-    run_command::<Deployment, _, _>(
-        &state,
-        command.context,
-        id,
-        DeploymentCommand::Cancel,
-        answer(StatusCode::OK, "cancelled"),
-    )
-    .await
+    let answer = state.app.cancel_deployment(&command.context, id).await;
+    respond(answer, StatusCode::OK, answer_as("cancelled"))
 }
 
 /// Resume a failed deployment at its first unfinished step: it is queued
@@ -156,14 +128,8 @@ async fn retry_deployment(
     command: Command<NoBody>,
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "deployment")?;
-    run_command::<Deployment, _, _>(
-        &state,
-        command.context,
-        id,
-        DeploymentCommand::Retry,
-        answer(StatusCode::ACCEPTED, "queued"),
-    )
-    .await
+    let answer = state.app.retry_deployment(&command.context, id).await;
+    respond(answer, StatusCode::ACCEPTED, answer_as("queued"))
 }
 
 /// Filters and paging of the deployment list.

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use muster_domain::duration::IsoDuration;
-use muster_domain::hold::{DEFAULT_TTL, Hold, HoldCommand, HoldEnd, HoldEvent, HoldStatus};
+use muster_domain::hold::{DEFAULT_TTL, Hold, HoldEnd, HoldEvent, HoldStatus};
 use muster_domain::time::TimeRange;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::auth::{Auth, READERS};
+use crate::command::respond;
 use crate::extract::{Command, PathIds};
-use crate::idempotency::{Answering, run_command};
 use crate::{ApiError, AppState};
 
 /// The hold routes.
@@ -77,25 +77,15 @@ pub struct HoldAnswer {
     expires_at: Option<DateTime<Utc>>,
 }
 
-fn answering(
-    status: StatusCode,
-) -> Answering<
-    impl Fn(&muster_store::CommandOutcome, &[HoldEvent]) -> serde_json::Value,
-    impl Fn(Uuid) -> String,
-> {
-    Answering {
-        status,
-        render: |o: &muster_store::CommandOutcome, events: &[HoldEvent]| {
-            to_json(&HoldAnswer {
-                command: CommandAnswer::from(o),
-                expires_at: events.iter().find_map(|e| match e {
-                    HoldEvent::Placed(spec) => Some(spec.expires_at),
-                    _ => None,
-                }),
-            })
-        },
-        resource_field: |_| "resource_id".to_owned(),
-    }
+/// Renders a hold command's answer from its events.
+fn hold_answer(executed: &muster_store::Executed<HoldEvent>) -> serde_json::Value {
+    to_json(&HoldAnswer {
+        command: CommandAnswer::from(&executed.outcome),
+        expires_at: executed.events.iter().find_map(|e| match e {
+            HoldEvent::Placed(spec) => Some(spec.expires_at),
+            _ => None,
+        }),
+    })
 }
 
 /// Place a hold: the range counts against the resource's capacity like a
@@ -113,23 +103,11 @@ async fn place_hold(
     let range = TimeRange::new(body.starts_at, body.ends_at, "")
         .map_err(|e| ApiError::Validation(vec![e]))?;
     let ttl = body.ttl.map_or(DEFAULT_TTL, IsoDuration::to_duration);
-    let response = run_command::<Hold, _, _>(
-        &state,
-        command.context,
-        Uuid::now_v7(),
-        HoldCommand::Place {
-            resource_id: body.resource_id,
-            range,
-            ttl,
-            now: Utc::now(),
-        },
-        answering(StatusCode::CREATED),
-    )
-    .await?;
-    if response.status() == StatusCode::CREATED {
-        metrics::counter!("muster_holds_total", "outcome" => "placed").increment(1);
-    }
-    Ok(response)
+    let answer = state
+        .app
+        .place_hold(&command.context, body.resource_id, range, ttl)
+        .await;
+    respond(answer, StatusCode::CREATED, hold_answer)
 }
 
 /// Read a hold. Always current: answered from its own stream.
@@ -177,14 +155,6 @@ async fn release_hold(
     command: Command<super::bookings::NoBody>,
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "hold")?;
-    let response = run_command::<Hold, _, _>(
-        &state,
-        command.context,
-        id,
-        HoldCommand::Release,
-        answering(StatusCode::OK),
-    )
-    .await?;
-    metrics::counter!("muster_holds_total", "outcome" => "released").increment(1);
-    Ok(response)
+    let answer = state.app.release_hold(&command.context, id).await;
+    respond(answer, StatusCode::OK, hold_answer)
 }

@@ -5,19 +5,16 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use muster_domain::FieldError;
 use muster_domain::policy::BookingPolicy;
-use muster_domain::resource::{
-    Resource, ResourceChanges, ResourceCommand, ResourceEvent, ResourceProfile,
-};
+use muster_domain::resource::{ResourceChanges, ResourceEvent, ResourceProfile};
 use muster_domain::working_hours::{TimeOfDay, Weekday, WorkingWindow};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::{CommandAnswer, CommandHeaders, to_json};
+use crate::command::respond;
 use crate::extract::{Command, PathIds};
-use crate::idempotency::{Answering, run_command};
 use crate::{ApiError, AppState};
 
 /// The resource routes.
@@ -131,19 +128,9 @@ fn working_hours(windows: Vec<WorkingWindowBody>) -> Result<Vec<WorkingWindow>, 
     }
 }
 
-fn answering(
-    status: StatusCode,
-) -> Answering<
-    impl Fn(&muster_store::CommandOutcome, &[ResourceEvent]) -> serde_json::Value,
-    impl Fn(Uuid) -> String,
-> {
-    Answering {
-        status,
-        render: |o: &muster_store::CommandOutcome, _: &[ResourceEvent]| {
-            to_json(&CommandAnswer::from(o))
-        },
-        resource_field: |_| "id".to_owned(),
-    }
+/// Renders a resource command's answer.
+fn resource_answer(executed: &muster_store::Executed<ResourceEvent>) -> serde_json::Value {
+    to_json(&CommandAnswer::from(&executed.outcome))
 }
 
 /// Register a resource.
@@ -165,14 +152,8 @@ async fn register_resource(
         seats: body.seats,
         policy: body.policy,
     };
-    run_command::<Resource, _, _>(
-        &state,
-        command.context,
-        Uuid::now_v7(),
-        ResourceCommand::Register(profile),
-        answering(StatusCode::CREATED),
-    )
-    .await
+    let answer = state.app.register_resource(&command.context, profile).await;
+    respond(answer, StatusCode::CREATED, resource_answer)
 }
 
 /// Change a resource's name, tags, capacity, working hours, seats or
@@ -196,14 +177,11 @@ async fn update_resource(
         seats: body.seats,
         policy: body.policy,
     };
-    run_command::<Resource, _, _>(
-        &state,
-        command.context,
-        id,
-        ResourceCommand::Update(changes),
-        answering(StatusCode::OK),
-    )
-    .await
+    let answer = state
+        .app
+        .update_resource(&command.context, id, changes)
+        .await;
+    respond(answer, StatusCode::OK, resource_answer)
 }
 
 /// Retire a resource: it can no longer be reserved.
@@ -216,12 +194,6 @@ async fn retire_resource(
     command: Command<super::bookings::NoBody>,
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "resource")?;
-    run_command::<Resource, _, _>(
-        &state,
-        command.context,
-        id,
-        ResourceCommand::Retire,
-        answering(StatusCode::OK),
-    )
-    .await
+    let answer = state.app.retire_resource(&command.context, id).await;
+    respond(answer, StatusCode::OK, resource_answer)
 }

@@ -528,50 +528,155 @@ fn update_validates_and_is_refused_once_the_booking_is_over() {
     ));
 }
 
+fn reschedule(starts_at: i64, ends_at: i64) -> BookingCommand {
+    BookingCommand::Reschedule {
+        starts_at: t(starts_at),
+        ends_at: t(ends_at),
+        reservations: Vec::new(),
+        now: t(0),
+    }
+}
+
 #[test]
-fn reschedule_moves_every_current_reservation_by_the_start_offset() {
+fn reschedule_moves_every_current_reservation_edge_by_edge() {
+    // The booking is 14:00-23:00; reservation 1 covers it with two hours
+    // of set-up and one of clean-up, reservation 2 is 14:00-16:00.
     let history = with(
         requested(),
         &[BookingEvent::ReservationAdded(reservation(2, 14, 16))],
     );
     let state = given::<Booking>(history)
-        .when(BookingCommand::Reschedule {
-            starts_at: t(14 + 24),
-            ends_at: t(22 + 24),
-            now: t(0),
-        })
+        .when(reschedule(14 + 24, 22 + 24))
         .then([
             BookingEvent::Rescheduled {
                 starts_at: t(38),
                 ends_at: t(46),
             },
-            BookingEvent::ReservationMoved(reservation(1, 36, 48)),
+            // Margins kept: two hours before the start, one after the end.
+            BookingEvent::ReservationMoved(reservation(1, 36, 47)),
+            // Inside: its offsets from the start.
             BookingEvent::ReservationMoved(reservation(2, 38, 40)),
         ]);
     let details = state.details.as_ref().unwrap();
     assert_eq!((details.starts_at, details.ends_at), (t(38), t(46)));
     assert_eq!(
         state.reservations[0].range(),
-        reservation(1, 36, 48).range()
+        reservation(1, 36, 47).range()
     );
     // The same times again: nothing happens.
     given::<Booking>(requested())
+        .when(reschedule(14, 23))
+        .then([]);
+}
+
+#[test]
+fn a_shorter_booking_takes_its_covering_reservations_with_it() {
+    // SPEC §2: 14:00-18:00 moved to 09:00-11:00 holds the hall 09:00-11:00,
+    // not 09:00-13:00.
+    let history = vec![
+        BookingEvent::Requested(BookingDetails {
+            starts_at: t(14),
+            ends_at: t(18),
+            ..details()
+        }),
+        BookingEvent::ReservationAdded(reservation(1, 14, 18)),
+    ];
+    given::<Booking>(history.clone())
+        .when(reschedule(9, 11))
+        .then([
+            BookingEvent::Rescheduled {
+                starts_at: t(9),
+                ends_at: t(11),
+            },
+            BookingEvent::ReservationMoved(reservation(1, 9, 11)),
+        ]);
+    // Longer: it still covers the booking.
+    given::<Booking>(history).when(reschedule(9, 15)).then([
+        BookingEvent::Rescheduled {
+            starts_at: t(9),
+            ends_at: t(15),
+        },
+        BookingEvent::ReservationMoved(reservation(1, 9, 15)),
+    ]);
+}
+
+#[test]
+fn a_reschedule_that_would_empty_a_reservation_names_it_unless_its_range_is_given() {
+    // Reservation 2 is the booking's last two hours (21:00-23:00 of
+    // 14:00-23:00); shortened to 14:00-15:00 it would start after its end.
+    let history = with(
+        requested(),
+        &[BookingEvent::ReservationAdded(reservation(2, 21, 23))],
+    );
+    given::<Booking>(history.clone())
+        .when(reschedule(14, 15))
+        .then_invalid(&["reservations"]);
+    given::<Booking>(history.clone())
         .when(BookingCommand::Reschedule {
             starts_at: t(14),
-            ends_at: t(23),
+            ends_at: t(15),
+            reservations: vec![ReservationRange {
+                reservation_id: id(2),
+                range: reservation(2, 14, 15).range(),
+            }],
             now: t(0),
         })
-        .then([]);
+        .then([
+            BookingEvent::Rescheduled {
+                starts_at: t(14),
+                ends_at: t(15),
+            },
+            BookingEvent::ReservationMoved(reservation(1, 12, 16)),
+            BookingEvent::ReservationMoved(reservation(2, 14, 15)),
+        ]);
+    // A given range must name one of the booking's reservations, once.
+    given::<Booking>(history)
+        .when(BookingCommand::Reschedule {
+            starts_at: t(14),
+            ends_at: t(22),
+            reservations: vec![
+                ReservationRange {
+                    reservation_id: id(9),
+                    range: reservation(9, 14, 15).range(),
+                },
+                ReservationRange {
+                    reservation_id: id(1),
+                    range: reservation(1, 14, 15).range(),
+                },
+                ReservationRange {
+                    reservation_id: id(1),
+                    range: reservation(1, 14, 16).range(),
+                },
+            ],
+            now: t(0),
+        })
+        .then_invalid(&[
+            "reservations[0].reservation_id",
+            "reservations[2].reservation_id",
+        ]);
+}
+
+#[test]
+fn edges_follow_the_start_or_the_end() {
+    let from = TimeRange {
+        starts_at: t(14),
+        ends_at: t(18),
+    };
+    let to = TimeRange {
+        starts_at: t(9),
+        ends_at: t(12),
+    };
+    assert_eq!(follow_edge(t(13), from, to), t(8));
+    assert_eq!(follow_edge(t(14), from, to), t(9));
+    assert_eq!(follow_edge(t(15), from, to), t(10));
+    assert_eq!(follow_edge(t(18), from, to), t(12));
+    assert_eq!(follow_edge(t(19), from, to), t(13));
 }
 
 #[test]
 fn reschedule_is_for_requested_or_confirmed_bookings_with_a_valid_range() {
     given::<Booking>(requested())
-        .when(BookingCommand::Reschedule {
-            starts_at: t(5),
-            ends_at: t(5),
-            now: t(0),
-        })
+        .when(reschedule(5, 5))
         .then_invalid(&["ends_at"]);
     let started = with(
         requested(),
@@ -579,11 +684,7 @@ fn reschedule_is_for_requested_or_confirmed_bookings_with_a_valid_range() {
     );
     assert!(matches!(
         given::<Booking>(started)
-            .when(BookingCommand::Reschedule {
-                starts_at: t(30),
-                ends_at: t(40),
-                now: t(0),
-            })
+            .when(reschedule(30, 40))
             .then_refused(),
         DomainError::InvalidTransition(_)
     ));

@@ -1,0 +1,63 @@
+//! muster's application layer: one function per thing a user does, taking
+//! domain inputs and answering typed outcomes ([`Outcome`]: executed,
+//! refused with the domain's reason, or replayed). No HTTP and no SQL:
+//! the API's handlers parse and render around these functions, and the
+//! workers and the CLI call the same ones.
+//!
+//! Decisions that read or write several streams share one mechanism
+//! ([`decision`]) that commits through the store's one commit path.
+
+pub mod bookings;
+pub mod decision;
+pub mod deployments;
+pub mod holds;
+mod idempotency;
+mod outcome;
+pub mod resources;
+pub mod series;
+
+use muster_domain::Aggregate;
+use muster_store::{CommandContext, Executed, Store};
+
+pub use decision::{Decision, Plan, Query, Read};
+pub use outcome::{AppError, Outcome, Refusal, Replay};
+
+use crate::decision::EventsOf;
+
+/// What a use case on an aggregate's stream answers.
+pub type Answer<A> = Result<Outcome<Executed<<A as Aggregate>::Event>>, AppError>;
+
+/// The application: every use case, on one store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct App {
+    store: Store,
+}
+
+impl App {
+    /// The use cases on `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// The store the use cases commit to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs `decision`, or answers `refusal` when the request could not
+    /// even be made into one (both under the context's idempotency key).
+    async fn run_or_refuse<D: Decision>(
+        &self,
+        ctx: &CommandContext,
+        decision: Result<D, Refusal>,
+    ) -> Result<Outcome<Executed<EventsOf<D>>>, AppError>
+    where
+        <D::On as Aggregate>::Command: Send,
+        EventsOf<D>: Send,
+    {
+        match decision {
+            Ok(decision) => self.run(ctx, decision).await,
+            Err(refusal) => self.refused::<D::On>(ctx, refusal).await,
+        }
+    }
+}
