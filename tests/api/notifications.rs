@@ -283,28 +283,24 @@ async fn a_webhook_receiver_gets_the_upcast_payload_the_feed_serves() {
     // stored straight in the table the way an older muster left it.
     let stream_id = uuid::Uuid::now_v7();
     let mut tx = app.db.pool.begin().await.unwrap();
-    muster_store::event_store::append_to_streams(
+    muster_store::event_store::append_as_stored(
         &mut tx,
-        &[muster_store::event_store::StreamAppend {
+        &"acme".parse().unwrap(),
+        "booking",
+        stream_id,
+        0,
+        "booking.requested",
+        1,
+        json!({"title": "Gala", "client_name": "Ann", "client_email": "ann@example.com",
+               "starts_at": "2027-01-01T10:00:00Z", "ends_at": "2027-01-01T12:00:00Z",
+               "headcount": 3}),
+        &muster_store::EventMetadata {
+            command_id: uuid::Uuid::now_v7(),
+            correlation_id: "old".into(),
+            causation_id: uuid::Uuid::now_v7(),
+            actor: "old-muster".into(),
             tenant: "acme".parse().unwrap(),
-            stream_type: "booking",
-            stream_id,
-            expected_version: 0,
-            events: vec![muster_store::event_store::EventData {
-                event_type: "booking.requested",
-                schema_version: 1,
-                payload: json!({"title": "Gala", "client_name": "Ann", "client_email": "ann@example.com",
-                                "starts_at": "2027-01-01T10:00:00Z", "ends_at": "2027-01-01T12:00:00Z",
-                                "headcount": 3}),
-            }],
-            metadata: muster_store::EventMetadata {
-                command_id: uuid::Uuid::now_v7(),
-                correlation_id: "old".into(),
-                causation_id: uuid::Uuid::now_v7(),
-                actor: "old-muster".into(),
-                tenant: "acme".parse().unwrap(),
-            },
-        }],
+        },
     )
     .await
     .unwrap();
@@ -463,6 +459,48 @@ async fn standard_webhooks_are_signed_and_a_gone_endpoint_is_disabled_until_enab
         )
         .await;
     assert_eq!(enabled.status, StatusCode::NO_CONTENT);
+    // Enabling is an event of the stream too; enabling again changes
+    // nothing, and a planner may not.
+    let again = app
+        .send(
+            Method::POST,
+            &format!("/v1/webhooks/{hook_id}/enable"),
+            Some(&app.admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT);
+    let planner = app
+        .send(
+            Method::POST,
+            &format!("/v1/webhooks/{hook_id}/enable"),
+            Some(&app.planner),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(planner.status, StatusCode::FORBIDDEN);
+    let nobody = app
+        .send(
+            Method::POST,
+            &format!("/v1/webhooks/{}/enable", uuid::Uuid::now_v7()),
+            Some(&app.admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND);
+    let feed = app
+        .get(&format!("/v1/events?stream_id={hook_id}"), &app.analyst)
+        .await;
+    let types: Vec<&str> = feed.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["webhook.disabled", "webhook.enabled"]);
     app.book(&resource, "2027-03-04T10:00:00Z", "2027-03-04T12:00:00Z")
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -80,6 +80,7 @@ impl From<muster_app::AppError> for JobFailure {
     fn from(e: muster_app::AppError) -> Self {
         match e {
             muster_app::AppError::Store(e) => e.into(),
+            muster_app::AppError::Jobs(e) => e.into(),
         }
     }
 }

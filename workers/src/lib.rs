@@ -194,7 +194,8 @@ impl Workers {
                     store.pool().clone(),
                 ),
                 queue,
-                app: muster_app::App::new(store.clone()),
+                app: muster_app::App::new(store.clone())
+                    .with_webhook_disable_after(config.webhook_disable_after),
                 store,
                 config,
                 http,

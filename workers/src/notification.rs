@@ -118,7 +118,7 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
     } else {
         DeliveryStatus::Pending
     };
-    let disabled = rt
+    let failing = rt
         .webhooks
         .record_attempt(
             &job.tenant,
@@ -132,6 +132,15 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
             },
         )
         .await?;
+    let disabled = match failing {
+        Some(failing) => {
+            let gone = outcome.status == Some(410);
+            rt.app
+                .note_webhook_failure(&job.tenant, failing, job.delivery_id, gone)
+                .await?
+        }
+        None => None,
+    };
     metrics::counter!("muster_webhook_deliveries_total", "outcome" => status.name()).increment(1);
     match outcome.error {
         None => Ok(()),

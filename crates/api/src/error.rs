@@ -379,6 +379,7 @@ impl From<muster_app::AppError> for ApiError {
     fn from(error: muster_app::AppError) -> Self {
         match error {
             muster_app::AppError::Store(e) => e.into(),
+            muster_app::AppError::Jobs(e) => e.into(),
         }
     }
 }

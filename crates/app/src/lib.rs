@@ -15,8 +15,10 @@ mod idempotency;
 mod outcome;
 pub mod resources;
 pub mod series;
+pub mod webhooks;
 
 use muster_domain::Aggregate;
+use muster_jobs::webhooks::Webhooks;
 use muster_store::{CommandContext, Executed, Store};
 
 pub use decision::{Decision, Plan, Query, Read};
@@ -31,12 +33,24 @@ pub type Answer<A> = Result<Outcome<Executed<<A as Aggregate>::Event>>, AppError
 #[derive(Debug, Clone)]
 pub struct App {
     store: Store,
+    webhooks: Webhooks,
 }
 
 impl App {
-    /// The use cases on `store`.
+    /// The use cases on `store`, with webhook endpoints disabled after
+    /// failing every attempt for the default time.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            webhooks: Webhooks::new(store.pool().clone()),
+            store,
+        }
+    }
+
+    /// The same use cases, disabling a webhook endpoint once it has failed
+    /// every attempt for `disable_after`.
+    pub fn with_webhook_disable_after(mut self, disable_after: std::time::Duration) -> Self {
+        self.webhooks = self.webhooks.with_disable_after(disable_after);
+        self
     }
 
     /// The store the use cases commit to.

@@ -213,6 +213,9 @@ pub enum AppError {
     /// The store failed (the database unavailable, or worse).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The async side's tables failed.
+    #[error(transparent)]
+    Jobs(#[from] muster_jobs::JobsError),
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod series;
 pub mod tenant;
 pub mod time;
 pub mod upcast;
+pub mod webhook;
 pub mod working_hours;
 
 pub use aggregate::Aggregate;

@@ -194,6 +194,17 @@ pub struct AttemptRecord<'a> {
     pub status: DeliveryStatus,
 }
 
+/// An endpoint whose delivery attempt just failed.
+#[derive(Debug, Clone, Copy)]
+pub struct Failing {
+    /// The subscription.
+    pub webhook_id: Uuid,
+    /// Since when every attempt to it has failed.
+    pub since: DateTime<Utc>,
+    /// Whether it is disabled already.
+    pub disabled: bool,
+}
+
 impl Webhooks {
     /// The webhook tables on `pool`.
     pub fn new(pool: PgPool) -> Self {
@@ -316,76 +327,6 @@ impl Webhooks {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
-    }
-
-    /// Enables a disabled subscription again (its failure clock starts
-    /// over). `false`: no such subscription.
-    pub async fn enable(&self, tenant: &TenantId, id: Uuid) -> Result<bool, JobsError> {
-        let done = sqlx::query!(
-            r#"update webhooks set disabled_at = null, disabled_reason = null, failing_since = null
-                where tenant_id = $1 and webhook_id = $2 and deleted_at is null"#,
-            tenant.as_str(),
-            id,
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Notes a failed attempt of delivery `id` in its endpoint's health: a
-    /// 410 Gone disables the endpoint at once, and so does failing every
-    /// attempt since `disable_after`. Answers the reason when this attempt
-    /// disabled it.
-    async fn note_failure(
-        &self,
-        conn: &mut PgConnection,
-        tenant: &TenantId,
-        id: Uuid,
-        attempt: &AttemptRecord<'_>,
-    ) -> Result<Option<String>, JobsError> {
-        let gone = attempt.status_code == Some(410);
-        // Whether it was disabled before this attempt (locked: one attempt
-        // at a time decides a disable).
-        let already = sqlx::query_scalar!(
-            r#"select w.disabled_at is not null as "disabled!"
-                 from webhooks w
-                 join webhook_deliveries d on w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
-                where d.tenant_id = $1 and d.delivery_id = $2
-                  for update of w"#,
-            tenant.as_str(),
-            id,
-        )
-        .fetch_optional(&mut *conn)
-        .await?
-        .unwrap_or(false);
-        let disabled = sqlx::query_scalar!(
-            r#"update webhooks w
-                  set failing_since = coalesce(w.failing_since, now()),
-                      disabled_at = case
-                          when w.disabled_at is null
-                               and ($3 or coalesce(w.failing_since, now())
-                                          <= now() - make_interval(secs => $4))
-                          then now() else w.disabled_at end,
-                      disabled_reason = case
-                          when w.disabled_at is null and $3
-                          then 'the endpoint answered 410 Gone'
-                          when w.disabled_at is null
-                               and coalesce(w.failing_since, now()) <= now() - make_interval(secs => $4)
-                          then 'every delivery attempt failed since ' || coalesce(w.failing_since, now())::text
-                          else w.disabled_reason end
-                 from webhook_deliveries d
-                where d.tenant_id = $1 and d.delivery_id = $2
-                  and w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
-            returning w.disabled_reason"#,
-            tenant.as_str(),
-            id,
-            gone,
-            self.disable_after.as_secs_f64(),
-        )
-        .fetch_optional(&mut *conn)
-        .await?
-        .flatten();
-        Ok(disabled.filter(|_| !already))
     }
 
     /// The active subscriptions of `tenants`, on the reactor's connection
@@ -511,15 +452,17 @@ impl Webhooks {
         .transpose()
     }
 
-    /// Logs an attempt of delivery `id` and moves its status, atomically,
-    /// with its endpoint's health; answers why the endpoint was disabled
-    /// when this attempt disabled it.
+    /// Logs an attempt of delivery `id` and moves its status, with its
+    /// endpoint's failure clock: a success stops it, a failure starts it
+    /// (if it is not running). Answers, for a failed attempt, what the
+    /// endpoint's health rule needs (`muster_app`'s
+    /// `note_webhook_failure` decides whether to disable it).
     pub async fn record_attempt(
         &self,
         tenant: &TenantId,
         id: Uuid,
         attempt: &AttemptRecord<'_>,
-    ) -> Result<Option<String>, JobsError> {
+    ) -> Result<Option<Failing>, JobsError> {
         if attempt.status == DeliveryStatus::Delivered {
             // The common case in one round trip, with no transaction
             // around it: this is most of a delivery's database time.
@@ -528,33 +471,44 @@ impl Webhooks {
         }
         let mut tx = self.pool.begin().await?;
         log_attempt(&mut *tx, tenant, id, attempt).await?;
-        let disabled = self.note_failure(&mut tx, tenant, id, attempt).await?;
-        if let Some(reason) = &disabled {
-            // The disable is a fact the feed and the other subscriptions
-            // see: durable like any event, whatever the delivery record.
-            sqlx::query!("set local synchronous_commit = on")
-                .execute(&mut *tx)
-                .await?;
-            record_disabled(&mut tx, tenant, id, reason).await?;
-        }
-        if disabled.is_some() {
-            // Its endpoint is disabled now: no attempt follows, so the
-            // delivery is a dead letter, not pending.
-            sqlx::query!(
-                r#"update webhook_deliveries set status = 'dead'
-                    where tenant_id = $1 and delivery_id = $2 and status = 'pending'"#,
-                tenant.as_str(),
-                id,
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
+        let failing = sqlx::query!(
+            r#"update webhooks w
+                  set failing_since = coalesce(w.failing_since, now())
+                 from webhook_deliveries d
+                where d.tenant_id = $1 and d.delivery_id = $2
+                  and w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
+            returning w.webhook_id, w.failing_since as "failing_since!",
+                      w.disabled_at is not null as "disabled!""#,
+            tenant.as_str(),
+            id,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         tx.commit().await?;
-        if let Some(reason) = &disabled {
-            tracing::warn!(tenant = %tenant, delivery = %id, reason, "webhook endpoint disabled");
-            metrics::counter!("muster_webhooks_disabled_total").increment(1);
-        }
-        Ok(disabled)
+        Ok(failing.map(|f| Failing {
+            webhook_id: f.webhook_id,
+            since: f.failing_since,
+            disabled: f.disabled,
+        }))
+    }
+
+    /// Makes delivery `id` a dead letter if it is still pending: its
+    /// endpoint was disabled, so no attempt follows.
+    pub async fn bury(&self, tenant: &TenantId, id: Uuid) -> Result<(), JobsError> {
+        sqlx::query!(
+            r#"update webhook_deliveries set status = 'dead'
+                where tenant_id = $1 and delivery_id = $2 and status = 'pending'"#,
+            tenant.as_str(),
+            id,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How long an endpoint may fail every attempt before it is disabled.
+    pub fn disable_after(&self) -> std::time::Duration {
+        self.disable_after
     }
 
     /// Creates a subscription of `tenant`.
@@ -738,61 +692,5 @@ where
     )
     .fetch_one(conn)
     .await?;
-    Ok(())
-}
-
-/// Appends `webhook.disabled` (the subscription and why) to the
-/// subscription's stream in the event store, in the disabling transaction.
-async fn record_disabled(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    delivery_id: Uuid,
-    reason: &str,
-) -> Result<(), JobsError> {
-    let webhook = sqlx::query!(
-        r#"select w.webhook_id,
-                  (select coalesce(max(e.stream_version), 0) from events e
-                    where e.tenant_id = w.tenant_id and e.stream_id = w.webhook_id)::int8
-                  as "version!"
-             from webhooks w
-             join webhook_deliveries d on w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
-            where d.tenant_id = $1 and d.delivery_id = $2"#,
-        tenant.as_str(),
-        delivery_id,
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let append = muster_store::event_store::StreamAppend {
-        tenant: tenant.clone(),
-        stream_type: "webhook",
-        stream_id: webhook.webhook_id,
-        expected_version: webhook.version,
-        events: vec![muster_store::event_store::EventData {
-            event_type: "webhook.disabled",
-            schema_version: 1,
-            // Not the URL: a hook's path or query is often its secret, and
-            // the feed is open to every reader of the tenant.
-            payload: serde_json::json!({
-                "webhook_id": webhook.webhook_id,
-                "reason": reason,
-                "last_delivery_id": delivery_id,
-            }),
-        }],
-        metadata: muster_store::EventMetadata {
-            command_id: Uuid::now_v7(),
-            correlation_id: delivery_id.to_string(),
-            causation_id: delivery_id,
-            actor: "system:webhook-health".to_owned(),
-            tenant: tenant.clone(),
-        },
-    };
-    muster_store::event_store::append_to_streams(conn, std::slice::from_ref(&append))
-        .await
-        .map_err(|e| match e {
-            muster_store::event_store::AppendError::Database(e) => JobsError::from(e),
-            // The webhook's row is locked by the disabling attempt, so no
-            // one else appends to its stream meanwhile.
-            other => JobsError::Corrupt(format!("recording webhook.disabled: {other}")),
-        })?;
     Ok(())
 }

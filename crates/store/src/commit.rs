@@ -354,6 +354,13 @@ async fn admit(
                     ledger.forget(reservation.reservation_id);
                 }
             }
+            WriteEffect::WebhookHealth {
+                webhook_id,
+                disabled,
+            } => {
+                crate::webhook_health::set(conn, tenant.as_str(), *webhook_id, disabled.as_deref())
+                    .await?
+            }
             WriteEffect::DropHold { hold_id } => {
                 working_set::remove(conn, tenant.as_str(), *hold_id).await?;
                 if let Some(ledger) = ledger {

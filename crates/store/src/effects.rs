@@ -9,6 +9,7 @@ use muster_domain::hold::{Hold, HoldCommand, HoldEvent};
 use muster_domain::policy::ResourceRules;
 use muster_domain::resource::{Resource, ResourceCommand, ResourceEvent};
 use muster_domain::series::{Series, SeriesCommand, SeriesEvent};
+use muster_domain::webhook::{HealthCommand, HealthEvent, WebhookHealth};
 use uuid::Uuid;
 
 use crate::implied_jobs::ImpliedJob;
@@ -88,6 +89,14 @@ pub enum WriteEffect {
     /// A job to push in the command's transaction (not a reservation
     /// change; the command executor pushes it).
     Enqueue(crate::implied_jobs::ImpliedJob),
+    /// A webhook endpoint is disabled (for `disabled`'s reason) or
+    /// enabled again (`None`).
+    WebhookHealth {
+        /// The webhook.
+        webhook_id: Uuid,
+        /// Why it is disabled, or `None`: enabled.
+        disabled: Option<String>,
+    },
     /// A reservation stops holding time from `released_from` on.
     Release {
         /// The reservation.
@@ -261,6 +270,28 @@ impl WriteSide for Deployment {
                         .unwrap_or(u32::MAX),
                 })),
                 _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A webhook's health writes its columns of the webhook's row.
+impl WriteSide for WebhookHealth {
+    /// A webhook's stream begins with its first health event; the webhook
+    /// itself exists before it (configuration), so no command makes it.
+    fn creates(_: &HealthCommand) -> bool {
+        false
+    }
+
+    fn effects(_: &WebhookHealth, stream_id: Uuid, events: &[HealthEvent]) -> Vec<WriteEffect> {
+        events
+            .iter()
+            .map(|event| WriteEffect::WebhookHealth {
+                webhook_id: stream_id,
+                disabled: match event {
+                    HealthEvent::Disabled(d) => Some(d.reason.clone()),
+                    HealthEvent::Enabled => None,
+                },
             })
             .collect()
     }

@@ -132,7 +132,7 @@ pub enum AppendError {
 
 /// One event, type-erased for storage.
 #[derive(Debug, Clone)]
-pub struct EventData {
+pub(crate) struct EventData {
     /// Dotted type name.
     pub event_type: &'static str,
     /// Schema version of the payload.
@@ -143,7 +143,7 @@ pub struct EventData {
 
 impl EventData {
     /// The storable form of a domain event.
-    pub fn of<E: DomainEvent>(event: &E) -> Self {
+    pub(crate) fn of<E: DomainEvent>(event: &E) -> Self {
         Self {
             event_type: event.event_type(),
             schema_version: event.schema_version(),
@@ -154,7 +154,7 @@ impl EventData {
 
 /// Events to append to one stream after `expected_version`.
 #[derive(Debug, Clone)]
-pub struct StreamAppend {
+pub(crate) struct StreamAppend {
     /// The tenant.
     pub tenant: TenantId,
     /// The stream's kind.
@@ -171,9 +171,13 @@ pub struct StreamAppend {
 
 /// Appends `events` to a stream at `expected_version + 1..`, atomically
 /// within the caller's transaction, and returns the last event's position.
+/// For the event store's own tests only: everything else appends through
+/// the one commit path ([`crate::Store::execute_with`]), which checks what
+/// the events imply.
 ///
 /// The transaction must commit promptly after this: the epoch lock taken
 /// here holds back every reader until it ends.
+#[cfg(feature = "testing")]
 pub async fn append_to_stream<E: DomainEvent>(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -195,9 +199,45 @@ pub async fn append_to_stream<E: DomainEvent>(
     Ok(positions[0])
 }
 
+/// Appends one event to a fresh or existing stream exactly as given (type,
+/// schema version, payload): how an earlier version of muster stored it.
+/// For tests of upcasting only.
+#[cfg(feature = "testing")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one stored row, column by column"
+)]
+pub async fn append_as_stored(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    stream_type: &'static str,
+    stream_id: Uuid,
+    expected_version: i64,
+    event_type: &'static str,
+    schema_version: i32,
+    payload: serde_json::Value,
+    metadata: &EventMetadata,
+) -> Result<i64, AppendError> {
+    let append = StreamAppend {
+        tenant: tenant.clone(),
+        stream_type,
+        stream_id,
+        expected_version,
+        events: vec![EventData {
+            event_type,
+            schema_version,
+            payload,
+        }],
+        metadata: metadata.clone(),
+    };
+    let positions = append_to_streams(conn, std::slice::from_ref(&append)).await?;
+    Ok(positions[0])
+}
+
 /// Appends to several streams in one statement, all or nothing, and returns
-/// the last position of each, in the order given.
-pub async fn append_to_streams(
+/// the last position of each, in the order given. Private to the store:
+/// the one commit path calls it.
+pub(crate) async fn append_to_streams(
     conn: &mut PgConnection,
     appends: &[StreamAppend],
 ) -> Result<Vec<i64>, AppendError> {

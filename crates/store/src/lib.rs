@@ -26,6 +26,7 @@ mod shared_pages;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wakeup;
+mod webhook_health;
 mod working_set;
 
 pub use commit::Decided;

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use muster_domain::FieldError;
 use muster_domain::notification::{WebhookTarget, validate_filters};
 use muster_jobs::webhooks::{Delivery, Webhook};
@@ -14,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Auth;
-use crate::extract::{PathIds, QueryBody, QueryParams};
+use crate::extract::{Command, PathIds, QueryBody, QueryParams};
 use crate::read::{id_cursor, limit, next_cursor};
 use crate::{ApiError, AppState};
 
@@ -222,22 +223,27 @@ async fn list_deliveries(
 
 /// Enable a disabled subscription again (disabled after a 410 Gone, or
 /// after every delivery failed for `MUSTER_WEBHOOK_DISABLE_AFTER`): new
-/// events are delivered to it from now on.
+/// events are delivered to it from now on (`webhook.enabled`).
 #[utoipa::path(post, path = "/v1/webhooks/{id}/enable", tag = "webhooks",
-    params(("id" = Uuid, Path, description = "The subscription")),
-    responses((status = 204, description = "Enabled")))]
+    params(("id" = Uuid, Path, description = "The subscription"), super::CommandHeaders),
+    responses((status = 204, description = "Enabled (or already so)")))]
 async fn enable_webhook(
     State(state): State<AppState>,
-    auth: Auth,
     path: PathIds,
-) -> Result<StatusCode, ApiError> {
-    let principal = auth.require(&[Role::Admin])?;
-    let id = path.id(0, "webhook")?;
-    if state.webhooks.enable(&principal.tenant, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("webhook".into()))
+    command: Command<super::bookings::NoBody>,
+) -> Result<Response, ApiError> {
+    if command.principal.role != Role::Admin {
+        return Err(ApiError::Forbidden(command.principal.role.as_str()));
     }
+    let id = path.id(0, "webhook")?;
+    let answer = state.app.enable_webhook(&command.context, id).await;
+    crate::command::respond(answer, StatusCode::NO_CONTENT, |_| serde_json::Value::Null).map(
+        |mut response| {
+            // No content: the status says it all.
+            *response.body_mut() = axum::body::Body::empty();
+            response
+        },
+    )
 }
 
 /// From when to replay.
