@@ -151,4 +151,22 @@ async fn keys_are_admin_only_validated_and_managed_from_the_cli() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let me = app.get("/v1/whoami", &key).await;
     assert_problem(&me, 401, "unauthorized");
+
+    // The CLI names keys by the API's rule: one use case serves both.
+    let long = "x".repeat(201);
+    let refused = Command::new(env!("CARGO_BIN_EXE_muster"))
+        .args([
+            "keys", "create", "--tenant", "acme", "--role", "planner", "--name", &long,
+        ])
+        .env("DATABASE_URL", app.db.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("name: must be at most 200 characters"),
+        "{said}"
+    );
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
 }

@@ -10,23 +10,18 @@
 
 use std::collections::HashMap;
 
-use muster_domain::TenantId;
-use muster_domain::booking::Booking;
-use muster_domain::client_message::{ClientSettings, messages_for};
+use muster_domain::booking::{Booking, BookingEvent};
+use muster_domain::client_message::{
+    ClientSettings, may_message, messages_for, supersedes_reminders,
+};
+use muster_domain::{Aggregate, DomainEvent, TenantId};
 use muster_jobs::client_messages::ClientMessages;
 use muster_jobs::{JobQueue, NotificationJob};
-use muster_projections::{ApplyFuture, Projection};
+use muster_projections::{ApplyFuture, Projection, ProjectionError};
 use muster_store::RecordedEvent;
 use sqlx::PgConnection;
 
 use crate::reactor::reactor_error;
-
-/// The events a client may hear of.
-const CAUSES: [&str; 3] = [
-    "booking.confirmed",
-    "booking.rescheduled",
-    "booking.cancelled",
-];
 
 /// The client-notification reactor.
 pub struct ClientReactor {
@@ -57,7 +52,14 @@ impl Projection for ClientReactor {
             let mut settings: HashMap<TenantId, ClientSettings> = HashMap::new();
             let mut jobs = Vec::new();
             for event in events {
-                if event.stream_type != "booking" || !CAUSES.contains(&event.event_type.as_str()) {
+                if event.stream_type != Booking::STREAM_TYPE {
+                    continue;
+                }
+                // The domain says which events concern the client, by
+                // their meaning rather than their names.
+                let booking_event = BookingEvent::from_payload(&event.event_type, &event.payload)
+                    .map_err(|e| ProjectionError::poison(event, e))?;
+                if !may_message(&booking_event) {
                     continue;
                 }
                 let rule = match settings.get(&event.tenant) {
@@ -81,13 +83,7 @@ impl Projection for ClientReactor {
                 )
                 .await?;
                 let planned = messages_for(&history, event.recorded_at, &rule);
-                let superseded = match event.event_type.as_str() {
-                    "booking.rescheduled" => {
-                        Some("the booking moved; reminders for its new time replace it")
-                    }
-                    "booking.cancelled" => Some("the booking was cancelled"),
-                    _ => None,
-                };
+                let superseded = supersedes_reminders(&booking_event);
                 // Before the new time's reminders are recorded: every
                 // pending one is for a time that no longer holds.
                 if let Some(why) = superseded {

@@ -12,6 +12,7 @@ pub mod decision;
 pub mod deployments;
 pub mod holds;
 mod idempotency;
+pub mod keys;
 mod outcome;
 pub mod resources;
 pub mod series;

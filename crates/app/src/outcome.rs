@@ -55,7 +55,7 @@ impl<T> Outcome<T> {
 #[serde(tag = "refused", rename_all = "snake_case")]
 pub enum Refusal {
     /// The command's fields are invalid.
-    #[error("invalid command")]
+    #[error("{}", fields(.errors))]
     Invalid {
         /// Each offending field.
         errors: Vec<FieldError>,
@@ -126,6 +126,15 @@ pub enum Refusal {
     /// retry may succeed.
     #[error("the entity kept changing concurrently")]
     ConcurrencyConflict,
+}
+
+/// Each invalid field and why, in words: `name: must be …; ttl: …`.
+fn fields(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Refusal {

@@ -160,6 +160,27 @@ pub fn messages_for(
     out
 }
 
+/// Whether a booking event may call for a message to the booking's
+/// client: a reactor reads the booking's history only for these.
+pub fn may_message(event: &BookingEvent) -> bool {
+    matches!(
+        event,
+        BookingEvent::Confirmed | BookingEvent::Rescheduled { .. } | BookingEvent::Cancelled { .. }
+    )
+}
+
+/// Why a booking event makes the booking's pending reminders moot, if it
+/// does: they are superseded before the messages it calls for are made.
+pub fn supersedes_reminders(event: &BookingEvent) -> Option<&'static str> {
+    match event {
+        BookingEvent::Rescheduled { .. } => {
+            Some("the booking moved; reminders for its new time replace it")
+        }
+        BookingEvent::Cancelled { .. } => Some("the booking was cancelled"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use muster::startup::{
     Application, Database, Databases, ensure_admin_key, rebuild_projection, run_projector,
     run_worker_role, serve_metrics, shutdown_signal,
 };
+use muster_app::{App, Outcome};
 use muster_store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -101,17 +102,19 @@ async fn run_role(
             Ok(())
         }
         Command::Keys { command } => {
-            let store = Store::connect_lazy(database.endpoints(), &pool_settings);
+            let app = App::new(Store::connect_lazy(database.endpoints(), &pool_settings));
             match command {
                 KeysCommand::Create { tenant, role, name } => {
-                    let created = store
-                        .create_named_key(tenant, *role, name.as_deref())
-                        .await?;
+                    let created = match app.create_key(tenant, *role, name.as_deref()).await? {
+                        Outcome::Executed(created) => created,
+                        Outcome::Refused(refusal) => anyhow::bail!("{refusal}"),
+                        Outcome::Replayed(_) => unreachable!("no idempotency key"),
+                    };
                     eprintln!("key {} created; it is shown once:", created.key_id);
                     println!("{}", created.key);
                 }
                 KeysCommand::List { tenant } => {
-                    for k in store.list_keys(tenant).await? {
+                    for k in app.list_keys(tenant).await? {
                         let at = |t: Option<String>| t.unwrap_or_else(|| "-".to_owned());
                         println!(
                             "{}\t{}\t{}\tcreated {}\tlast used {}\trevoked {}",
@@ -124,9 +127,9 @@ async fn run_role(
                         );
                     }
                 }
-                KeysCommand::Revoke { tenant, id } => match store.revoke_key(tenant, *id).await? {
-                    Some(_) => println!("key {id} revoked"),
-                    None => anyhow::bail!("tenant {tenant} has no key {id}"),
+                KeysCommand::Revoke { tenant, id } => match app.revoke_key(tenant, *id).await? {
+                    Outcome::Refused(_) => anyhow::bail!("tenant {tenant} has no key {id}"),
+                    _ => println!("key {id} revoked"),
                 },
             }
             Ok(())

@@ -76,6 +76,8 @@ pub struct CreatedKey {
     pub key_id: Uuid,
     /// The key in clear: shown once, stored only hashed.
     pub key: String,
+    /// What it is for, if named.
+    pub name: Option<String>,
 }
 
 /// A key as it is listed (never its secret).
@@ -152,7 +154,11 @@ impl Store {
         )
         .execute(&self.pool)
         .await?;
-        Ok(CreatedKey { key_id, key })
+        Ok(CreatedKey {
+            key_id,
+            key,
+            name: name.map(str::to_owned),
+        })
     }
 
     /// The tenant's keys (never their secrets), oldest first.

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use muster_app::Outcome;
 use muster_store::Role;
 use muster_store::keys::KeyInfo;
 use serde::{Deserialize, Serialize};
@@ -98,7 +99,7 @@ pub struct KeyList {
 async fn list_keys(State(state): State<AppState>, auth: Auth) -> Result<Json<KeyList>, ApiError> {
     let principal = auth.require(&[Role::Admin])?;
     let items = state
-        .store
+        .app
         .list_keys(&principal.tenant)
         .await?
         .into_iter()
@@ -119,31 +120,22 @@ async fn create_key(
     let principal = auth.require(&[Role::Admin])?;
     let body = request.body;
     let role: Role = body.role.parse().map_err(|e: String| invalid("role", &e))?;
-    let name = body
-        .name
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
-    if name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > 200 || n.chars().any(char::is_control))
+    let created = match state
+        .app
+        .create_key(&principal.tenant, role, body.name.as_deref())
+        .await?
     {
-        return Err(invalid(
-            "name",
-            "must be at most 200 characters, without control characters",
-        ));
-    }
-    let created = state
-        .store
-        .create_named_key(&principal.tenant, role, name.as_deref())
-        .await?;
-    metrics::counter!("muster_keys_total", "change" => "created").increment(1);
+        Outcome::Executed(created) => created,
+        Outcome::Refused(refusal) => return Err(refusal.into()),
+        Outcome::Replayed(_) => unreachable!("keys are created without idempotency keys"),
+    };
     Ok((
         StatusCode::CREATED,
         Json(CreatedKeyView {
             id: created.key_id,
             key: created.key,
             role: role.as_str(),
-            name,
+            name: created.name,
         }),
     ))
 }
@@ -160,11 +152,9 @@ async fn revoke_key(
 ) -> Result<Json<KeyView>, ApiError> {
     let principal = auth.require(&[Role::Admin])?;
     let id = path.id(0, "key")?;
-    let revoked = state
-        .store
-        .revoke_key(&principal.tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("key".into()))?;
-    metrics::counter!("muster_keys_total", "change" => "revoked").increment(1);
-    Ok(Json(KeyView::from(revoked)))
+    match state.app.revoke_key(&principal.tenant, id).await? {
+        Outcome::Executed(revoked) => Ok(Json(KeyView::from(revoked))),
+        Outcome::Refused(refusal) => Err(refusal.into()),
+        Outcome::Replayed(_) => unreachable!("keys are revoked without idempotency keys"),
+    }
 }
