@@ -45,6 +45,7 @@ pub fn api_config() -> ApiConfig {
         max_streams_per_key: 100,
         max_streams: 2_000,
         live_buffer: 65_536,
+        live_buffer_bytes: 32 << 20,
         cors_origins: vec![reqwest::header::HeaderValue::from_static(
             "https://planner.example.com",
         )],

@@ -246,3 +246,72 @@ async fn finished_reports_and_deliveries_are_forgotten_after_their_retention() {
         .unwrap();
     assert_eq!(attempts, 0);
 }
+
+/// `curl` as a client that asks for `encoding`, the way browsers, `curl
+/// --compressed` and Python's requests do: its exit status and what it
+/// decoded.
+async fn curl_download(url: &str, key: &str, encoding: &str) -> (bool, Vec<u8>, String) {
+    // tokio's: the server under test runs on this test's runtime.
+    let out = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "--max-time", "20"])
+        .args(["-H", &format!("Authorization: Bearer {key}")])
+        .args(["-H", &format!("Accept-Encoding: {encoding}")])
+        .args(if encoding == "identity" {
+            &[][..]
+        } else {
+            &["--compressed"][..]
+        })
+        .arg(url)
+        .output()
+        .await
+        .expect("curl runs (Debian: apt-get install curl)");
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn streamed_answers_arrive_whole_with_gzip_br_and_identity() {
+    let app = spawn_app_with_workers(worker_config()).await;
+    let room = app.resource(1).await;
+    // Enough rows that the file spans more than one stored chunk.
+    for day in 1..=28 {
+        let from = format!("2027-02-{day:02}T10:00:00Z");
+        let to = format!("2027-02-{day:02}T12:00:00Z");
+        let booked = app.book(&room, &from, &to).await;
+        assert_eq!(booked.status, StatusCode::CREATED, "{:?}", booked.body);
+    }
+    let (_, whole) = report(
+        &app,
+        json!({"kind": "bookings", "from": "2027-02-01T00:00:00Z",
+               "to": "2027-03-01T00:00:00Z", "format": "csv"}),
+    )
+    .await;
+    let listed = app.get("/v1/reports?limit=1", &app.analyst).await;
+    let id = listed.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let url = format!("{}/v1/reports/{id}/download", app.address);
+    for encoding in ["gzip", "br", "identity"] {
+        let (ok, body, said) = curl_download(&url, &app.analyst, encoding).await;
+        assert!(ok, "{encoding}: {said}");
+        assert_eq!(String::from_utf8(body).unwrap(), whole, "{encoding}");
+    }
+    // The other answers a client streams or downloads: the calendar feed
+    // and a page of the event feed, compressed or not, arrive whole.
+    let feed = app
+        .post(&format!("/v1/resources/{room}/feeds"), &json!({}))
+        .await;
+    assert_eq!(feed.status, StatusCode::CREATED, "{:?}", feed.body);
+    let ics = format!("{}{}", app.address, feed.body["path"].as_str().unwrap());
+    let events = format!("{}/v1/events?after=0&limit=100", app.address);
+    for url in [ics, events] {
+        let (ok, plain, said) = curl_download(&url, &app.analyst, "identity").await;
+        assert!(ok, "{url}: {said}");
+        for encoding in ["gzip", "br"] {
+            let (ok, decoded, said) = curl_download(&url, &app.analyst, encoding).await;
+            assert!(ok, "{url} {encoding}: {said}");
+            assert_eq!(decoded, plain, "{url} {encoding}");
+        }
+    }
+}

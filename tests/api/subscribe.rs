@@ -526,3 +526,94 @@ async fn a_stream_of_rare_events_outlives_the_tails_memory() {
         }
     }
 }
+
+/// A gauge or counter of a process's `/metrics` (0 when absent).
+async fn metric(client: &reqwest::Client, address: &str, name: &str) -> f64 {
+    let text = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_reads_and_keeps_nothing_while_no_stream_is_open() {
+    // A real `muster api` of its own, so that its metrics are its alone.
+    let app = spawn_app().await;
+    let (_process, address) =
+        crate::two_processes::spawn_api_process_with(&app.db.url(), &[]).await;
+    let client = reqwest::Client::new();
+    let room = app.resource(1).await;
+    let book = |day: u32| {
+        let client = client.clone();
+        let address = address.clone();
+        let key = app.planner.clone();
+        let room = room.clone();
+        async move {
+            let from = format!("2030-01-{day:02}T10:00:00Z");
+            let to = format!("2030-01-{day:02}T11:00:00Z");
+            let answer = client
+                .post(format!("{address}/v1/bookings"))
+                .bearer_auth(key)
+                .json(&json!({"title": "x", "client": {"name": "A"}, "starts_at": from, "ends_at": to,
+                              "reservations": [{"resource_id": room, "starts_at": from, "ends_at": to}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 201);
+        }
+    };
+    for day in 1..=10 {
+        book(day).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        metric(&client, &address, "muster_live_tail_reads_total").await,
+        0.0
+    );
+    assert_eq!(
+        metric(&client, &address, "muster_live_tail_retained_bytes").await,
+        0.0
+    );
+
+    // A stream opens: the tail follows, and it gets what happens next.
+    let mut stream = Subscription::open_at(
+        &client,
+        &address,
+        &app.analyst,
+        "?stream_types=booking",
+        None,
+    )
+    .await;
+    book(20).await;
+    let got = stream.take(1).await;
+    assert_eq!(got[0].1, "booking.requested");
+    assert!(metric(&client, &address, "muster_live_tail_reads_total").await > 0.0);
+    assert!(metric(&client, &address, "muster_live_tail_retained_bytes").await > 0.0);
+
+    // It closes: the tail forgets what it kept.
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while metric(&client, &address, "muster_live_tail_retained_bytes").await > 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tail still keeps events with no stream open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reads = metric(&client, &address, "muster_live_tail_reads_total").await;
+    book(21).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        metric(&client, &address, "muster_live_tail_reads_total").await,
+        reads,
+        "an idle tail does not read"
+    );
+}

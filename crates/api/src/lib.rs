@@ -61,9 +61,12 @@ pub struct ApiConfig {
     pub max_streams_per_key: usize,
     /// Live streams this process serves at once.
     pub max_streams: usize,
-    /// Events the process's live tail keeps in memory; a live stream that
-    /// falls further behind is cut off (with a resumable position).
+    /// Events the process's live tail keeps in memory while streams are
+    /// open; a live stream that falls further behind is cut off (with a
+    /// resumable position).
     pub live_buffer: usize,
+    /// Bytes those events may take.
+    pub live_buffer_bytes: usize,
     /// Origins whose browser pages may call the API (CORS); empty: none
     /// (same-origin only, as the dashboard is).
     pub cors_origins: Vec<HeaderValue>,
@@ -172,7 +175,10 @@ impl AppState {
             reads: ReadModels::new(store.clone(), signals.clone()),
             tail: live::LiveTail::spawn(
                 store.clone(),
-                config.live_buffer,
+                live::Retention {
+                    events: config.live_buffer,
+                    bytes: config.live_buffer_bytes,
+                },
                 signals.events(),
                 shutdown.clone(),
             ),

@@ -1,6 +1,8 @@
-//! The live stream's shared tail: one reader per process follows every
-//! tenant's events below the safe position, once per wake-up, and keeps the
-//! most recent ones in memory. Every `/v1/subscribe` stream of the process
+//! The live stream's shared tail: while any stream is open, one reader per
+//! process follows every tenant's events below the safe position, once per
+//! wake-up, and keeps the most recent ones in memory (their SSE frames and
+//! what filters test, not their decoded payloads), bounded in number and
+//! in bytes. With no stream open it reads nothing and keeps nothing. Every `/v1/subscribe` stream of the process
 //! is served from that memory, so the database's cost of the live stream
 //! does not grow with its subscribers. Streams that ask for the same thing
 //! (a tenant and a filter: an interest) share one filtered view of it: a
@@ -20,25 +22,38 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use muster_store::{EventFilter, RecordedEvent, Store};
-use tokio::sync::watch;
+use muster_store::{EventFilter, EventHead, RecordedEvent, Store};
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Events kept in memory by default: about a minute of 1,000 events/s.
 pub const DEFAULT_RETAINED: usize = 65_536;
+/// Bytes those events may take by default (their frames and heads).
+pub const DEFAULT_RETAINED_BYTES: usize = 32 << 20;
+
+/// How much the tail keeps: the newest events, at most this many and this
+/// many bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Most events.
+    pub events: usize,
+    /// Most bytes (frames and heads).
+    pub bytes: usize,
+}
 /// Events read per tail query.
 const TAIL_PAGE: i64 = 2_000;
 /// Re-read this often even without a wake-up (a missed notification).
 const POLL: Duration = Duration::from_secs(1);
 
-/// An event as the live stream sends it: the event, and its whole SSE
-/// frame (`id`, `event`, and the feed's JSON as `data`), built once for
-/// every subscriber that gets it.
+/// An event as the live stream sends it: what filters test of it, and its
+/// whole SSE frame (`id`, `event`, and the feed's JSON as `data`), built
+/// once for every subscriber that gets it. The decoded payload is not kept:
+/// the frame carries it, and a JSON tree took several times its size.
 #[derive(Debug)]
 pub struct LiveEvent {
-    /// The event.
-    pub event: RecordedEvent,
+    /// The event without its payload.
+    pub head: EventHead,
     /// Its SSE frame, ready to write.
     pub frame: Bytes,
 }
@@ -46,18 +61,23 @@ pub struct LiveEvent {
 impl LiveEvent {
     /// Frames `event` for the stream.
     pub fn new(event: RecordedEvent) -> Self {
+        let head = EventHead::of(&event);
         // Compact JSON has no line breaks, and event types have none
         // either, so each field is one line of the frame.
-        let data =
-            serde_json::to_string(&crate::feed::FeedEvent::from(event.clone())).unwrap_or_default();
+        let data = serde_json::to_string(&crate::feed::FeedEvent::from(event)).unwrap_or_default();
         let frame = format!(
             "id: {}\nevent: {}\ndata: {data}\n\n",
-            event.position, event.event_type
+            head.position, head.event_type
         );
         Self {
-            event,
+            head,
             frame: Bytes::from(frame),
         }
+    }
+
+    /// Roughly the bytes it keeps in memory.
+    fn size(&self) -> usize {
+        self.head.size() + self.frame.len() + std::mem::size_of::<Arc<Self>>()
     }
 }
 
@@ -65,6 +85,8 @@ impl LiveEvent {
 #[derive(Clone)]
 pub struct LiveTail {
     inner: Arc<RwLock<Retained>>,
+    /// Raised when a stream joins: an idle tail starts following.
+    joined: Arc<Notify>,
 }
 
 /// The recent events and how far they reach.
@@ -72,7 +94,10 @@ struct Retained {
     /// Events after `covered_after` up to `horizon`, in position order,
     /// every tenant's.
     events: VecDeque<Arc<LiveEvent>>,
-    /// Every event after this position (up to `horizon`) is in `events`.
+    /// Bytes `events` keep.
+    bytes: usize,
+    /// Every event after this position (up to `horizon`) is in `events`
+    /// (`i64::MAX` while the tail is idle: nothing is).
     covered_after: i64,
     /// Everything at or below it has been read (the safe position the last
     /// read stopped at).
@@ -106,7 +131,7 @@ impl Matches {
         let events = retained
             .events
             .iter()
-            .filter(|live| live.event.tenant.as_str() == tenant && filter.passes(&live.event))
+            .filter(|live| live.head.tenant.as_str() == tenant && filter.passes_head(&live.head))
             .cloned()
             .collect();
         Self {
@@ -127,6 +152,9 @@ pub enum Served {
     /// The position is older than what the tail retains: catch up from the
     /// store first (or, for a subscriber that was live, it fell behind).
     TooOld,
+    /// The tail is about to begin (a stream just joined an idle tail):
+    /// wait for its change rather than read the store.
+    Starting,
 }
 
 /// A stream's membership in an interest: wakes when the interest's events
@@ -170,25 +198,41 @@ impl Drop for Following {
 }
 
 impl LiveTail {
-    /// Starts the tail; it begins at the store's safe position when its
-    /// first read succeeds (until then every subscriber reads the store).
-    /// `wakeups` changes whenever events were appended (the LISTEN signal);
-    /// the tail stops with `shutdown`.
-    /// It keeps the newest `retained` events in memory.
+    /// Starts the tail. It follows the log only while some stream is
+    /// open: it begins at the store's safe position when the first one
+    /// joins (until then every subscriber reads the store), and forgets
+    /// everything when the last one leaves. `wakeups` changes whenever
+    /// events were appended (the LISTEN signal); the tail stops with
+    /// `shutdown`.
     pub fn spawn(
         store: Store,
-        retained: usize,
+        retention: Retention,
         wakeups: watch::Receiver<u64>,
         shutdown: CancellationToken,
     ) -> Self {
         let inner = Arc::new(RwLock::new(Retained {
             events: VecDeque::new(),
+            bytes: 0,
             covered_after: i64::MAX,
             horizon: 0,
             interests: HashMap::new(),
         }));
-        tokio::spawn(follow(store, retained, inner.clone(), wakeups, shutdown));
-        Self { inner }
+        let joined = Arc::new(Notify::new());
+        tokio::spawn(follow(
+            store,
+            retention,
+            inner.clone(),
+            joined.clone(),
+            wakeups,
+            shutdown,
+        ));
+        Self { inner, joined }
+    }
+
+    /// Events and bytes the tail keeps now.
+    pub fn retained(&self) -> (usize, usize) {
+        let retained = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        (retained.events.len(), retained.bytes)
     }
 
     /// Joins the streams that want `tenant`'s events passing `filter`.
@@ -211,6 +255,7 @@ impl LiveTail {
                 fresh.expect("built above for a new interest")
             });
         matches.streams += 1;
+        self.joined.notify_one();
         Following {
             grown: matches.grown.subscribe(),
             inner: self.inner.clone(),
@@ -229,15 +274,16 @@ impl LiveTail {
         else {
             return Served::TooOld;
         };
+        if retained.covered_after == i64::MAX {
+            return Served::Starting;
+        }
         if after < matches.covered_after {
             return Served::TooOld;
         }
-        let start = matches
-            .events
-            .partition_point(|e| e.event.position <= after);
+        let start = matches.events.partition_point(|e| e.head.position <= after);
         let matching: Vec<_> = matches.events.range(start..).take(limit).cloned().collect();
         let next = match matching.last() {
-            Some(last) if matching.len() == limit => last.event.position,
+            Some(last) if matching.len() == limit => last.head.position,
             _ => retained.horizon.max(after),
         };
         Served::Events(matching, next)
@@ -245,35 +291,37 @@ impl LiveTail {
 }
 
 impl Retained {
-    /// Adds a read's events up to `reached`, keeps the newest `keep`, and
-    /// wakes the interests that got any.
-    fn extend(&mut self, read: Vec<Arc<LiveEvent>>, reached: i64, keep: usize) {
+    /// Adds a read's events up to `reached`, keeps the newest within
+    /// `keep`, and wakes the interests that got any.
+    fn extend(&mut self, read: Vec<Arc<LiveEvent>>, reached: i64, keep: Retention) {
         for live in &read {
-            let Some(of_tenant) = self.interests.get_mut(live.event.tenant.as_str()) else {
+            self.bytes += live.size();
+            let Some(of_tenant) = self.interests.get_mut(live.head.tenant.as_str()) else {
                 continue;
             };
             for (filter, matches) in of_tenant.iter_mut() {
-                if filter.passes(&live.event) {
+                if filter.passes_head(&live.head) {
                     matches.events.push_back(live.clone());
                     matches.grew = true;
                 }
             }
         }
         self.events.extend(read);
-        while self.events.len() > keep {
+        while self.events.len() > keep.events || self.bytes > keep.bytes {
             let Some(dropped) = self.events.pop_front() else {
                 break;
             };
-            self.covered_after = dropped.event.position;
-            if let Some(of_tenant) = self.interests.get_mut(dropped.event.tenant.as_str()) {
+            self.bytes = self.bytes.saturating_sub(dropped.size());
+            self.covered_after = dropped.head.position;
+            if let Some(of_tenant) = self.interests.get_mut(dropped.head.tenant.as_str()) {
                 for matches in of_tenant.values_mut() {
                     if matches
                         .events
                         .front()
-                        .is_some_and(|e| e.event.position == dropped.event.position)
+                        .is_some_and(|e| e.head.position == dropped.head.position)
                     {
                         matches.events.pop_front();
-                        matches.covered_after = dropped.event.position;
+                        matches.covered_after = dropped.head.position;
                     }
                 }
             }
@@ -286,43 +334,77 @@ impl Retained {
         }
     }
 
-    /// The tail begins at `start`: nothing older is retained.
+    /// No stream is open: forget every event (what joins later begins
+    /// again at the safe position).
+    fn idle(&mut self) {
+        self.events = VecDeque::new();
+        self.bytes = 0;
+        self.covered_after = i64::MAX;
+    }
+
+    /// The tail begins at `start`: nothing older is retained. The streams
+    /// waiting for it to begin are woken.
     fn begin(&mut self, start: i64) {
         self.covered_after = start;
         self.horizon = start;
         for matches in self.interests.values_mut().flat_map(|m| m.values_mut()) {
             matches.covered_after = start;
+            matches.grown.send_replace(start);
         }
     }
 }
 
-/// Reads every new event below the safe position into `inner`, once per
-/// wake-up (and at least once per [`POLL`]).
+/// While some stream is open, reads every new event below the safe
+/// position into `inner`, once per wake-up (and at least once per
+/// [`POLL`]); while none is, reads nothing.
 async fn follow(
     store: Store,
-    keep: usize,
+    keep: Retention,
     inner: Arc<RwLock<Retained>>,
+    joined: Arc<Notify>,
     mut wakeups: watch::Receiver<u64>,
     shutdown: CancellationToken,
 ) {
-    // Begin at the safe position: nothing older is retained.
     loop {
-        match store.safe_position().await {
-            Ok(start) => {
-                inner
+        // Idle until a stream joins: nothing to read for nobody.
+        let idle = {
+            let mut retained = inner.write().unwrap_or_else(|e| e.into_inner());
+            let idle = retained.interests.is_empty();
+            if idle && retained.covered_after != i64::MAX {
+                retained.idle();
+                metrics::gauge!("muster_live_tail_retained").set(0.0);
+                metrics::gauge!("muster_live_tail_retained_bytes").set(0.0);
+            }
+            idle
+        };
+        if idle {
+            tokio::select! {
+                () = joined.notified() => continue,
+                () = shutdown.cancelled() => return,
+            }
+        }
+        if inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .covered_after
+            == i64::MAX
+        {
+            // Begin at the safe position: nothing older is retained.
+            match store.safe_position().await {
+                Ok(start) => inner
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
-                    .begin(start);
-                break;
+                    .begin(start),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the live tail cannot start yet; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(POLL) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "the live tail cannot start yet; retrying"),
+            continue;
         }
-        tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
-            () = shutdown.cancelled() => return,
-        }
-    }
-    loop {
         wakeups.borrow_and_update();
         let after = inner.read().unwrap_or_else(|e| e.into_inner()).horizon;
         // From the standby when there is one (READ_DATABASE_URL).
@@ -334,15 +416,16 @@ async fn follow(
                     Some(last) if full => last.position,
                     _ => page.horizon.max(after),
                 };
-                // Serialized once here, outside the lock, for every stream.
-                let serialized: Vec<Arc<LiveEvent>> = page
+                // Framed once here, outside the lock, for every stream.
+                let framed: Vec<Arc<LiveEvent>> = page
                     .events
                     .into_iter()
                     .map(|e| Arc::new(LiveEvent::new(e)))
                     .collect();
                 let mut retained = inner.write().unwrap_or_else(|e| e.into_inner());
-                retained.extend(serialized, reached, keep);
+                retained.extend(framed, reached, keep);
                 metrics::gauge!("muster_live_tail_retained").set(retained.events.len() as f64);
+                metrics::gauge!("muster_live_tail_retained_bytes").set(retained.bytes as f64);
                 full
             }
             Err(e) => {
@@ -355,6 +438,7 @@ async fn follow(
         }
         tokio::select! {
             _ = wakeups.changed() => {}
+            () = joined.notified() => {}
             () = tokio::time::sleep(POLL) => {}
             () = shutdown.cancelled() => return,
         }
@@ -425,5 +509,75 @@ impl Drop for StreamSlot {
             }
         }
         metrics::gauge!("muster_subscribers").decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(position: i64, payload_bytes: usize) -> Arc<LiveEvent> {
+        Arc::new(LiveEvent::new(RecordedEvent {
+            tenant: "acme".parse().unwrap(),
+            position,
+            stream_type: "booking".into(),
+            stream_id: Uuid::nil(),
+            stream_version: 1,
+            event_type: "booking.requested".into(),
+            schema_version: 2,
+            payload: serde_json::json!({ "notes": "x".repeat(payload_bytes) }),
+            metadata: serde_json::json!({ "actor": "k" }),
+            recorded_at: chrono::Utc::now(),
+        }))
+    }
+
+    fn retained() -> Retained {
+        let mut retained = Retained {
+            events: VecDeque::new(),
+            bytes: 0,
+            covered_after: i64::MAX,
+            horizon: 0,
+            interests: HashMap::new(),
+        };
+        retained.begin(0);
+        retained
+    }
+
+    #[test]
+    fn the_tail_keeps_the_newest_events_within_its_bytes() {
+        let mut tail = retained();
+        let one = event(1, 10_000).size();
+        let keep = Retention {
+            events: 1_000,
+            bytes: one * 3 + one / 2,
+        };
+        tail.extend((1..=10).map(|p| event(p, 10_000)).collect(), 10, keep);
+        let kept: Vec<i64> = tail.events.iter().map(|e| e.head.position).collect();
+        assert_eq!(kept, [8, 9, 10]);
+        assert!(tail.bytes <= keep.bytes, "{} > {}", tail.bytes, keep.bytes);
+        assert_eq!(tail.covered_after, 7);
+        // And within its count.
+        let mut tail = retained();
+        let keep = Retention {
+            events: 2,
+            bytes: usize::MAX,
+        };
+        tail.extend((1..=5).map(|p| event(p, 10)).collect(), 5, keep);
+        assert_eq!(tail.events.len(), 2);
+        assert_eq!(tail.covered_after, 3);
+    }
+
+    #[test]
+    fn an_idle_tail_keeps_nothing_and_covers_nothing() {
+        let mut tail = retained();
+        let keep = Retention {
+            events: 100,
+            bytes: usize::MAX,
+        };
+        tail.extend((1..=5).map(|p| event(p, 10)).collect(), 5, keep);
+        tail.idle();
+        assert!(tail.events.is_empty());
+        assert_eq!(tail.bytes, 0);
+        assert_eq!(tail.covered_after, i64::MAX);
     }
 }

@@ -287,6 +287,11 @@ pub struct HttpArgs {
     #[arg(long, env = "MUSTER_LIVE_BUFFER", default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(1_000..=10_000_000))]
     pub live_buffer: u64,
+    /// Bytes those events may take (their frames as sent, and what filters
+    /// test); the oldest go first. Nothing is kept while no stream is open.
+    #[arg(long, env = "MUSTER_LIVE_BUFFER_BYTES", default_value_t = 32 << 20,
+          value_parser = clap::value_parser!(u64).range((1 << 20)..=(16 << 30)))]
+    pub live_buffer_bytes: u64,
     /// Origins allowed to call the API from a browser (CORS),
     /// comma-separated (`https://planner.example.com`); unset: none.
     #[arg(long, env = "MUSTER_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
@@ -437,6 +442,7 @@ impl HttpArgs {
             max_streams_per_key: usize::try_from(self.max_streams_per_key).unwrap_or(usize::MAX),
             max_streams: usize::try_from(self.max_streams).unwrap_or(usize::MAX),
             live_buffer: usize::try_from(self.live_buffer).unwrap_or(usize::MAX),
+            live_buffer_bytes: usize::try_from(self.live_buffer_bytes).unwrap_or(usize::MAX),
             cors_origins: self.cors_origins.clone(),
         }
     }

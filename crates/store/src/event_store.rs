@@ -512,15 +512,88 @@ pub struct EventFilter {
 impl EventFilter {
     /// Whether `event` passes (the same test the store's reads apply).
     pub fn passes(&self, event: &RecordedEvent) -> bool {
-        (self.stream_types.is_empty() || self.stream_types.contains(&event.stream_type))
-            && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
-            && self.stream_id.is_none_or(|id| id == event.stream_id)
+        self.passes_fields(
+            &event.stream_type,
+            &event.event_type,
+            event.stream_id,
+            event.metadata["actor"].as_str(),
+            event.recorded_at,
+        )
+    }
+
+    /// Whether an event with `head` passes: the same test, on what is
+    /// kept of an event without its payload.
+    pub fn passes_head(&self, head: &EventHead) -> bool {
+        self.passes_fields(
+            &head.stream_type,
+            &head.event_type,
+            head.stream_id,
+            head.actor.as_deref(),
+            head.recorded_at,
+        )
+    }
+
+    fn passes_fields(
+        &self,
+        stream_type: &str,
+        event_type: &str,
+        stream_id: Uuid,
+        actor: Option<&str>,
+        recorded_at: DateTime<Utc>,
+    ) -> bool {
+        (self.stream_types.is_empty() || self.stream_types.iter().any(|t| t == stream_type))
+            && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
+            && self.stream_id.is_none_or(|id| id == stream_id)
             && self
                 .actor
                 .as_deref()
-                .is_none_or(|actor| event.metadata["actor"].as_str() == Some(actor))
-            && self.from.is_none_or(|from| event.recorded_at >= from)
-            && self.to.is_none_or(|to| event.recorded_at < to)
+                .is_none_or(|wanted| actor == Some(wanted))
+            && self.from.is_none_or(|from| recorded_at >= from)
+            && self.to.is_none_or(|to| recorded_at < to)
+    }
+}
+
+/// What filters test of an event: all of it but its payload, for those
+/// who keep many events and test them often (the live tail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHead {
+    /// The tenant it belongs to.
+    pub tenant: TenantId,
+    /// Global position.
+    pub position: i64,
+    /// The stream's kind.
+    pub stream_type: String,
+    /// The stream.
+    pub stream_id: Uuid,
+    /// Dotted type name.
+    pub event_type: String,
+    /// Who caused it (the metadata's `actor`).
+    pub actor: Option<String>,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl EventHead {
+    /// The head of `event`.
+    pub fn of(event: &RecordedEvent) -> Self {
+        Self {
+            tenant: event.tenant.clone(),
+            position: event.position,
+            stream_type: event.stream_type.clone(),
+            stream_id: event.stream_id,
+            event_type: event.event_type.clone(),
+            actor: event.metadata["actor"].as_str().map(str::to_owned),
+            recorded_at: event.recorded_at,
+        }
+    }
+
+    /// Roughly the bytes it takes, with what it points to.
+    pub fn size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.tenant.as_str().len()
+            + self.stream_type.len()
+            + self.event_type.len()
+            + self.actor.as_ref().map_or(0, String::len)
     }
 }
 

@@ -31,7 +31,7 @@ mod working_set;
 
 pub use commit::Decided;
 pub use error::{ReservationConflict, StoreError};
-pub use event_store::{EventFilter, EventMetadata, EventPage, EventRow, RecordedEvent};
+pub use event_store::{EventFilter, EventHead, EventMetadata, EventPage, EventRow, RecordedEvent};
 pub use executor::{CommandContext, Executed, Loaded};
 pub use keys::{Principal, Role};
 pub use outcome::CommandOutcome;

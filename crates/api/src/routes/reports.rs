@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Utc};
+use futures_util::StreamExt;
 use muster_domain::TenantId;
 use muster_jobs::reports::{Report, ReportFormat, ReportKind, ReportRequest, ReportStatus};
 use serde::{Deserialize, Serialize};
@@ -205,7 +206,10 @@ async fn download_report(
             (header::CONTENT_DISPOSITION, disposition),
             (header::CONTENT_LENGTH, report.bytes.to_string()),
         ],
-        Body::from_stream(chunks),
+        // Fused: a compressing encoder polls its body once more after the
+        // end, and `unfold` panics if polled after it ended (the connection
+        // died mid-body for every client that accepted gzip or br).
+        Body::from_stream(chunks.fuse()),
     )
         .into_response())
 }

@@ -20,6 +20,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use muster_store::EventFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -118,7 +119,8 @@ async fn subscribe(
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        Body::from_stream(stream),
+        // Fused, as every streamed answer: see the report download.
+        Body::from_stream(stream.fuse()),
     )
         .into_response())
 }
@@ -214,6 +216,13 @@ impl Cursor {
                         }
                     }
                     self.buffer.extend(events);
+                }
+                Served::Starting => {
+                    tokio::select! {
+                        _ = changes.changed() => {}
+                        () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                        () = self.state.shutdown.cancelled() => return None,
+                    }
                 }
                 Served::TooOld if self.live => {
                     metrics::counter!("muster_subscriber_cutoffs_total").increment(1);
