@@ -3,9 +3,31 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Postgres' server binaries, found as the embedded default finds them
+/// (any installed major version). A test that needs them and finds none
+/// fails, saying what to install: it never passes without running.
+static PG_BIN: LazyLock<PathBuf> = LazyLock::new(|| {
+    muster::embedded::find_bin_dir().unwrap_or_else(|| {
+        panic!(
+            "this test runs a Postgres cluster of its own and needs PostgreSQL's server \
+             binaries (initdb, pg_ctl, pg_basebackup, pg_isready): apt-get install postgresql"
+        )
+    })
+});
+
+/// The path of server binary `program`, which must exist.
+fn pg_bin(program: &str) -> String {
+    let path = PG_BIN.join(program);
+    assert!(
+        path.is_file(),
+        "{} is missing: this test needs it (apt-get install postgresql)",
+        path.display()
+    );
+    path.to_str().unwrap().to_owned()
+}
 
 /// A Postgres cluster on a port of its own, run as the `postgres` user when
 /// the tests run as root (initdb refuses root). Stopped and removed on drop.
@@ -15,7 +37,7 @@ pub struct Cluster {
 }
 
 fn as_postgres(program: &str, args: &[&str]) -> Command {
-    as_postgres_at(&format!("{PG_BIN}/{program}"), args)
+    as_postgres_at(&pg_bin(program), args)
 }
 
 /// `path` run as the `postgres` user when the tests run as root (Postgres'
@@ -66,13 +88,9 @@ fn run(mut command: Command, what: &str) {
 }
 
 impl Cluster {
-    /// A new, empty cluster, started; `None` (the test skips) where
-    /// Postgres' server binaries are not installed.
-    pub fn start() -> Option<Self> {
-        if !Path::new(PG_BIN).join("initdb").exists() {
-            eprintln!("skipping: no {PG_BIN}/initdb");
-            return None;
-        }
+    /// A new, empty cluster, started. Fails the test, saying what to
+    /// install, where Postgres' server binaries are missing.
+    pub fn start() -> Self {
         let cluster = Self::empty_dir();
         let data = cluster.data();
         run(
@@ -80,7 +98,7 @@ impl Cluster {
             "initdb",
         );
         cluster.pg_ctl_start();
-        Some(cluster)
+        cluster
     }
 
     /// A hot standby of `self`, streaming from it (`pg_basebackup -R`),
@@ -146,7 +164,7 @@ impl Cluster {
             "pg_ctl start",
         );
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !Command::new(format!("{PG_BIN}/pg_isready"))
+        while !Command::new(pg_bin("pg_isready"))
             .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
             .status()
             .is_ok_and(|s| s.success())
@@ -185,13 +203,13 @@ pub struct PgBouncer {
 
 impl PgBouncer {
     /// Starts one with `pool_size` server connections to `cluster`'s
-    /// `postgres` database; `None` (the test skips) where PgBouncer is not
-    /// installed (`.ci/run` installs it).
-    pub fn start(cluster: &Cluster, pool_size: u32) -> Option<Self> {
-        if !Path::new(PGBOUNCER).exists() {
-            eprintln!("skipping: no {PGBOUNCER}");
-            return None;
-        }
+    /// `postgres` database. Fails the test, saying what to install, where
+    /// PgBouncer is missing (`.ci/run` installs it).
+    pub fn start(cluster: &Cluster, pool_size: u32) -> Self {
+        assert!(
+            Path::new(PGBOUNCER).is_file(),
+            "this test runs PgBouncer and needs {PGBOUNCER}: apt-get install pgbouncer"
+        );
         let bouncer = Self {
             dir: scratch_dir(),
             port: free_port(),
@@ -230,7 +248,7 @@ impl PgBouncer {
             assert!(Instant::now() < deadline, "pgbouncer did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(bouncer)
+        bouncer
     }
 
     /// The URL of the pooled `postgres` database.

@@ -93,12 +93,16 @@ impl App {
     }
 }
 
-/// Records expired holds every `every`, for as long as the store's pool is
-/// open.
-pub async fn sweep_expired(app: App, every: std::time::Duration) {
+/// Records expired holds every `every` until `stop` completes (or the
+/// store's pool is closed).
+pub async fn sweep_expired(app: App, every: std::time::Duration, stop: impl Future<Output = ()>) {
     let mut tick = tokio::time::interval(every);
+    let mut stop = std::pin::pin!(stop);
     while !app.store.pool().is_closed() {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut stop => return,
+        }
         match app.expire_holds().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(expired = n, "expired holds recorded"),

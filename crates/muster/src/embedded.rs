@@ -291,8 +291,9 @@ impl EmbeddedPostgres {
 }
 
 /// Where the server binaries are: `pg_config --bindir`, then Debian's
-/// versioned directories (newest first), then `PATH`.
-fn find_bin_dir() -> Option<PathBuf> {
+/// versioned directories (newest first, any major version), then `PATH`.
+/// Tests that run clusters of their own find them the same way.
+pub fn find_bin_dir() -> Option<PathBuf> {
     let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     let from_pg_config = Command::new("pg_config")
         .arg("--bindir")

@@ -92,14 +92,16 @@ impl Application {
             store.clone(),
             api.idempotency_ttl,
         ));
-        tokio::spawn(muster_app::holds::sweep_expired(
-            muster_app::App::new(store.clone()),
-            std::time::Duration::from_secs(1),
-        ));
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let shutdown = CancellationToken::new();
+        // Stops with the process, before the pool closes under it.
+        tokio::spawn(muster_app::holds::sweep_expired(
+            muster_app::App::new(store.clone()),
+            std::time::Duration::from_secs(1),
+            shutdown.clone().cancelled_owned(),
+        ));
         let signals = ReadSignals::start(store.sessions().clone(), shutdown.clone());
         let mut state = AppState::new(store.clone(), queue, api, signals.clone(), shutdown.clone());
         if let Some(replica) = replica {
