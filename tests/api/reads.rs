@@ -79,7 +79,8 @@ async fn a_position_not_reached_in_time_is_503_with_retry_after() {
     let beyond = app
         .get("/v1/resources?consistent_with=999999999", &app.analyst)
         .await;
-    assert_problem(&beyond, 422, "validation");
+    // A position never handed out: no read model will reach it.
+    assert_problem(&beyond, 409, "position-ahead");
     // A position handed out but not yet applied: an append the projector
     // cannot pass (its transaction stays open) holds the projections back.
     let mut blocker = app.db.pool.begin().await.unwrap();

@@ -102,6 +102,10 @@ pub enum ApiError {
     /// A retired resource cannot be reserved.
     #[error("resource {0} is retired and cannot be reserved")]
     ResourceRetired(Uuid),
+    /// `consistent_with` names a position the event store never handed
+    /// out: no read model will ever reach it.
+    #[error("position {0} is beyond every position the event store has handed out")]
+    PositionAhead(i64),
     /// Only a dead letter can be re-driven.
     #[error("only a job that used up its attempts can be retried")]
     JobNotDead,
@@ -177,6 +181,7 @@ impl ApiError {
             | ApiError::CapacityInUse(_)
             | ApiError::ResourceRetired(_)
             | ApiError::JobNotDead
+            | ApiError::PositionAhead(_)
             | ApiError::ReportNotReady(_)
             | ApiError::ReservationConflict(_)
             | ApiError::SeriesConflict(_)
@@ -210,6 +215,7 @@ impl ApiError {
             ApiError::CapacityInUse(_) => "capacity-in-use",
             ApiError::ResourceRetired(_) => "resource-retired",
             ApiError::JobNotDead => "job-not-failed",
+            ApiError::PositionAhead(_) => "position-ahead",
             ApiError::ReportNotReady(_) => "report-not-ready",
             ApiError::ReservationConflict(_) | ApiError::SeriesConflict(_) => {
                 "reservation-conflict"
@@ -413,10 +419,7 @@ impl From<ReadError> for ApiError {
                 ApiError::Internal
             }
             ReadError::Store(e) => e.into(),
-            ReadError::BeyondHead { .. } => ApiError::Validation(vec![FieldError::new(
-                "consistent_with",
-                "is beyond every position the event store has handed out",
-            )]),
+            ReadError::BeyondHead { position } => ApiError::PositionAhead(position),
             ReadError::ConsistencyTimeout { position } => ApiError::Unavailable(format!(
                 "the read models have not reached position {position} yet; retry"
             )),

@@ -106,7 +106,8 @@ fn parse_json(headers: &HeaderMap, bytes: &[u8]) -> Result<serde_json::Value, Ap
 }
 
 /// Deserialises a body, naming the offending field on failure.
-fn deserialize<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+fn deserialize<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
+    whole_numbers_as_integers(&mut value);
     if let Some(path) = nul_in(&value, String::new()) {
         return Err(nul_refused(if path.is_empty() {
             "body".into()
@@ -119,6 +120,27 @@ fn deserialize<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiEr
         let message = e.inner().to_string();
         ApiError::Validation(vec![FieldError::new(field_of(&path, &message), message)])
     })
+}
+
+/// JSON does not tell `3` from `3.0`, and JSON Schema's `integer` admits
+/// both; serde refuses a float where an integer is declared. A number
+/// with no fraction becomes the integer it is, before serde sees it (one
+/// with a fraction stays a float, and an integer field refuses it).
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                // Below 2^53 every whole float is exact.
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
 }
 
 /// The path of the first string holding a NUL character, which Postgres
@@ -190,14 +212,22 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     if text == "*" {
         return Ok(None);
     }
-    let unquoted = text.trim_start_matches("W/").trim_matches('"');
-    unquoted
-        .parse::<i64>()
-        .ok()
-        .filter(|v| *v >= 0)
+    // `N`, `"N"` or `W/"N"` with N of 1 to 18 digits (IF_MATCH_PATTERN):
+    // what a version or an ETag of one looks like, nothing looser.
+    let quoted = |t: &str| t.strip_prefix('"')?.strip_suffix('"').map(str::to_owned);
+    let digits = match text.strip_prefix("W/") {
+        Some(weak) => quoted(weak),
+        None => quoted(text).or_else(|| Some(text.to_owned())),
+    };
+    digits
+        .filter(|d| (1..=18).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<i64>().ok())
         .map(Some)
         .ok_or_else(|| ApiError::BadRequest("If-Match must be a version number, e.g. \"3\"".into()))
 }
+
+/// What `If-Match` may be: `*`, or a version as a number or an ETag.
+pub const IF_MATCH_PATTERN: &str = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#;
 
 /// Parses an id from the path. An id that is not a UUID names nothing, so
 /// it is a 404 like any unknown id.
@@ -228,6 +258,16 @@ mod tests {
     }
 
     #[test]
+    fn whole_floats_read_as_integers_and_fractions_stay() {
+        let mut v = serde_json::json!({"a": 866.0, "b": [2.0, 2.5], "c": -3.0, "d": 1e300});
+        whole_numbers_as_integers(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"a": 866, "b": [2, 2.5], "c": -3, "d": 1e300})
+        );
+    }
+
+    #[test]
     fn if_match_accepts_numbers_and_etags_only() {
         let mut h = HeaderMap::new();
         assert_eq!(if_match(&h).unwrap(), None);
@@ -239,6 +279,20 @@ mod tests {
         assert!(if_match(&h).is_err());
         h.insert(header::IF_MATCH, "*".parse().unwrap());
         assert_eq!(if_match(&h).unwrap(), None);
+        h.insert(header::IF_MATCH, "W/\"12\"".parse().unwrap());
+        assert_eq!(if_match(&h).unwrap(), Some(12));
+        for looser in [
+            "",
+            "W/W/\"3\"",
+            "\"3",
+            "+3",
+            "W/3",
+            "-1",
+            "1234567890123456789",
+        ] {
+            h.insert(header::IF_MATCH, looser.parse().unwrap());
+            assert!(if_match(&h).is_err(), "{looser:?}");
+        }
     }
 }
 

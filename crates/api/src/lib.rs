@@ -217,9 +217,9 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
-    let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+/// Every `/v1` route, with the document its annotations make.
+fn v1_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::resources::router())
         .merge(routes::bookings::router())
         .merge(routes::holds::router())
@@ -239,7 +239,11 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::webhooks::router())
         .merge(routes::reports::router())
         .merge(routes::jobs::router())
-        .split_for_parts();
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (v1, doc) = v1_routes().split_for_parts();
     let doc = openapi::finish(doc);
     Router::new()
         .merge(v1)

@@ -2,8 +2,8 @@
 //! process follows every tenant's events below the safe position, once per
 //! wake-up, and keeps the most recent ones in memory (their SSE frames and
 //! what filters test, not their decoded payloads), bounded in number and
-//! in bytes. With no stream open it reads nothing and keeps nothing. Every `/v1/subscribe` stream of the process
-//! is served from that memory, so the database's cost of the live stream
+//! in bytes. With no stream open it reads nothing and keeps nothing.
+//! Every `/v1/subscribe` stream of the process is served from that memory, so the database's cost of the live stream
 //! does not grow with its subscribers. Streams that ask for the same thing
 //! (a tenant and a filter: an interest) share one filtered view of it: a
 //! new event is tested once per interest, and only the streams of the

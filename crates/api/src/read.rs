@@ -66,27 +66,76 @@ pub(crate) fn limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, A
     }
 }
 
-/// An opaque cursor for `parts` (hex, so that it needs no URL encoding).
-pub(crate) fn encode_cursor(parts: &str) -> String {
-    hex::encode(parts)
-}
-
-/// The parts of a cursor made by [`encode_cursor`].
-pub(crate) fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
-    hex::decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(bad_cursor)
-}
+/// The shape of a cursor of a list ordered by id: the last id, as 32 hex
+/// digits (opaque to clients; fixed so that the document can state it).
+pub(crate) const ID_CURSOR: &str = "^[0-9a-fA-F]{32}$";
+/// The shape of a cursor of a list ordered by time then id: the instant
+/// (microseconds since 1970, 16 hex digits) and the id (32).
+pub(crate) const TIME_ID_CURSOR: &str = "^[0-9a-fA-F]{48}$";
+/// The shape of a job cursor: the last job's id (a ULID).
+pub(crate) const JOB_CURSOR: &str = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$";
 
 pub(crate) fn bad_cursor() -> ApiError {
     invalid("cursor", "is not a cursor this API returned")
 }
 
+/// The cursor after `id` in a list ordered by id.
+pub(crate) fn id_cursor_of(id: uuid::Uuid) -> String {
+    id.simple().to_string()
+}
+
 /// The id a cursor of an id-ordered list holds, if one was sent.
 pub(crate) fn id_cursor(cursor: Option<&str>) -> Result<Option<uuid::Uuid>, ApiError> {
     cursor
-        .map(|c| decode_cursor(c)?.parse().map_err(|_| bad_cursor()))
+        .map(|c| {
+            if c.len() != 32 {
+                return Err(bad_cursor());
+            }
+            uuid::Uuid::try_parse(c).map_err(|_| bad_cursor())
+        })
+        .transpose()
+}
+
+/// The cursor after (`at`, `id`) in a list ordered by time then id.
+pub(crate) fn time_id_cursor_of(at: DateTime<Utc>, id: uuid::Uuid) -> String {
+    format!("{:016x}{}", at.timestamp_micros(), id.simple())
+}
+
+/// The (instant, id) a cursor of a list ordered by time then id holds. An
+/// instant outside the years 1 to 9999 (no list holds one) is brought to
+/// the nearest of them: the page is then the first or past the last.
+pub(crate) fn time_id_cursor(
+    cursor: Option<&str>,
+) -> Result<Option<(DateTime<Utc>, uuid::Uuid)>, ApiError> {
+    cursor
+        .map(|c| {
+            if c.len() != 48 || !c.is_ascii() {
+                return Err(bad_cursor());
+            }
+            let micros = u64::from_str_radix(&c[..16], 16).map_err(|_| bad_cursor())? as i64;
+            let id = uuid::Uuid::try_parse(&c[16..]).map_err(|_| bad_cursor())?;
+            let first = DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z").map(|t| t.to_utc());
+            let last = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z").map(|t| t.to_utc());
+            let (Ok(first), Ok(last)) = (first, last) else {
+                return Err(bad_cursor());
+            };
+            let at = DateTime::from_timestamp_micros(micros)
+                .unwrap_or(if micros < 0 { first } else { last })
+                .clamp(first, last);
+            Ok((at, id))
+        })
+        .transpose()
+}
+
+/// The job id a job cursor holds, if one was sent.
+pub(crate) fn job_cursor(cursor: Option<&str>) -> Result<Option<&str>, ApiError> {
+    cursor
+        .map(|c| {
+            let ulid = c.len() == 26
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() && !b"IiLlOoUu".contains(&b));
+            if ulid { Ok(c) } else { Err(bad_cursor()) }
+        })
         .transpose()
 }
 
@@ -98,7 +147,7 @@ pub(crate) fn next_cursor<T>(
     key: impl Fn(&T) -> String,
 ) -> Option<String> {
     if items.len() as i64 == limit {
-        items.last().map(|last| encode_cursor(&key(last)))
+        items.last().map(key)
     } else {
         None
     }
@@ -120,19 +169,6 @@ pub(crate) fn statuses(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<String
         ));
     }
     Ok(statuses)
-}
-
-/// The (instant, id) a cursor of a list ordered by time then id holds.
-pub(crate) fn time_id_cursor(
-    cursor: Option<&str>,
-) -> Result<Option<(DateTime<Utc>, uuid::Uuid)>, ApiError> {
-    cursor
-        .map(|c| {
-            let parts = decode_cursor(c)?;
-            let (at, id) = parts.split_once('|').ok_or_else(bad_cursor)?;
-            Ok((time("cursor", at)?, id.parse().map_err(|_| bad_cursor())?))
-        })
-        .transpose()
 }
 
 pub(crate) fn invalid(field: &str, message: &str) -> ApiError {

@@ -9,11 +9,14 @@
 //! the commands to commit. The runner reads, decides, has each command
 //! decided by its aggregate on the state that was read, and commits them
 //! all through the one commit path with optimistic concurrency on every
-//! stream that was read and written: the consistency boundary is what the
-//! decision read. When a stream moved meanwhile, the whole decision runs
-//! again on fresh state. Claims read through the query are advisory (they
-//! shape the answer, as a series' skipped occurrences do); the commit
-//! checks every reservation again under the resource's lock.
+//! stream it writes: when one of them moved since it was read, the whole
+//! decision runs again on fresh state. That is the consistency boundary,
+//! and it is narrower than DCB's append condition: a stream the decision
+//! only reads (a deployment's booking) is not checked again at commit; a
+//! decision that needs one unchanged links a command on it. Claims read
+//! through the query are advisory (they shape the answer, as a series'
+//! skipped occurrences do); the commit checks every reservation again
+//! under the resource's lock.
 
 use std::any::Any;
 use std::collections::HashMap;

@@ -10,9 +10,9 @@ use crate::decision::{Decision, OnStream, Plan, Query, Read};
 use crate::{Answer, App, Refusal};
 
 /// Requests a deployment of a booking, planned from the booking as read:
-/// one step per reservation, then `notify`. A booking cancelled after the
-/// read still deploys, as if the cancel had come a moment later (the
-/// worker's steps meet the cancel).
+/// one step per reservation, then `notify`. The booking is read, not
+/// written: one cancelled a moment after the read still deploys, as if the
+/// cancel had come a moment later; cancel the deployment too.
 struct RequestDeployment {
     deployment_id: Uuid,
     booking_id: Uuid,

@@ -12,10 +12,18 @@ use crate::event::{EventDecodeError, decode, payload_of};
 use crate::time::TimeRange;
 use crate::{Aggregate, DomainError, DomainEvent, FieldError};
 
-const MAX_TITLE: usize = 200;
-const MAX_NOTES: usize = 10_000;
-const MAX_LABEL: usize = 100;
-const MAX_HEADCOUNT: u32 = 1_000_000;
+/// Longest title (and client name), in characters.
+pub const MAX_TITLE: usize = 200;
+/// Longest notes (and cancel reason), in characters.
+pub const MAX_NOTES: usize = 10_000;
+/// Longest reservation label, in characters.
+pub const MAX_LABEL: usize = 100;
+/// Longest client phone number, in characters.
+pub const MAX_PHONE: usize = 50;
+/// Longest client email address, in characters.
+pub const MAX_EMAIL: usize = 254;
+/// Largest headcount.
+pub const MAX_HEADCOUNT: u32 = 1_000_000;
 /// Most reservations one booking may hold.
 pub const MAX_RESERVATIONS: usize = 100;
 const MAX_TASKS: usize = 500;
@@ -599,7 +607,8 @@ impl Booking {
     }
 
     /// The booking at `[starts_at, ends_at)`, its reservations that still
-    /// hold time moved by the start's offset.
+    /// hold time moved edge by edge ([`follow_edge`]) or to the ranges
+    /// `given`.
     fn reschedule(
         &self,
         starts_at: DateTime<Utc>,
@@ -759,7 +768,7 @@ fn validate_client(v: &mut Validator, client: &Client) {
         );
     }
     if let Some(phone) = &client.phone {
-        v.text(phone, "client.phone", 50);
+        v.text(phone, "client.phone", MAX_PHONE);
     }
 }
 
@@ -822,7 +831,7 @@ fn validate_reservation(r: &Reservation, prefix: &str) -> Result<(), FieldError>
 /// A deliberately loose check: one `@` with text on both sides, no spaces.
 /// Deliverability is the mail server's call, not ours.
 fn is_plausible_email(email: &str) -> bool {
-    email.len() <= 254
+    email.chars().count() <= MAX_EMAIL
         && !email.chars().any(char::is_whitespace)
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.contains('@')

@@ -7,7 +7,8 @@ use url::{Host, Url};
 
 use crate::FieldError;
 
-const MAX_URL: usize = 2_000;
+/// Longest webhook URL, in characters.
+pub const MAX_URL: usize = 2_000;
 
 /// Where a subscription's deliveries go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +26,7 @@ impl WebhookTarget {
     /// checked again against what they resolve to when delivering.
     pub fn parse(raw: &str, allow_private: bool) -> Result<Self, FieldError> {
         let invalid = |m: &str| FieldError::new("url", m);
-        if raw.len() > MAX_URL {
+        if raw.chars().count() > MAX_URL {
             return Err(invalid("must be at most 2000 characters"));
         }
         // A URL with control characters (CR/LF) would be echoed back and

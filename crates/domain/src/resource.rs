@@ -11,11 +11,16 @@ use crate::{Aggregate, DomainError, DomainEvent};
 
 /// Largest capacity a resource may declare.
 pub const MAX_CAPACITY: u32 = 10_000;
-const MAX_NAME: usize = 200;
-const MAX_KIND: usize = 50;
-const MAX_TAG: usize = 50;
-const MAX_TAGS: usize = 50;
-const MAX_WINDOWS: usize = 50;
+/// Longest name, in characters.
+pub const MAX_NAME: usize = 200;
+/// Longest kind, in characters.
+pub const MAX_KIND: usize = 50;
+/// Longest tag, in characters.
+pub const MAX_TAG: usize = 50;
+/// Most tags.
+pub const MAX_TAGS: usize = 50;
+/// Most working-hours windows.
+pub const MAX_WINDOWS: usize = 50;
 /// Most seats a resource may declare.
 pub const MAX_SEATS: u32 = 1_000_000;
 
@@ -221,12 +226,9 @@ fn validate_profile(p: &ResourceProfile) -> Result<(), DomainError> {
 }
 
 fn validate_changes(c: &ResourceChanges) -> Result<(), DomainError> {
+    // Naming nothing to change changes nothing (as for a booking): the
+    // answer is the current version.
     let mut v = Validator::default();
-    v.check(
-        !c.is_empty(),
-        "body",
-        "must name at least one field to change",
-    );
     if let Some(name) = &c.name {
         v.text(name, "name", MAX_NAME);
     }

@@ -43,7 +43,7 @@ impl Recurrence {
         let invalid = |message: String| {
             DomainError::Invalid(vec![FieldError::new("recurrence.rule", message)])
         };
-        if rule.is_empty() || rule.len() > 1000 {
+        if rule.is_empty() || rule.chars().count() > 1000 {
             return Err(invalid(
                 "must be an RRULE of at most 1000 characters".into(),
             ));

@@ -57,6 +57,12 @@ impl TimeRange {
     }
 }
 
+/// Every IANA zone name a resource, a series or a quota may name, as
+/// the time zone database this build carries spells them.
+pub fn zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

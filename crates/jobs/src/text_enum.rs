@@ -7,7 +7,9 @@ macro_rules! text_enum {
     (
         $(#[$meta:meta])*
         pub enum $name:ident {
-            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+            // A `tt`, not a `literal`: utoipa's derive reads `rename` only
+            // from a bare string token, and documented the Rust names.
+            $( $(#[$vmeta:meta])* $variant:ident = $text:tt, )+
         }
     ) => {
         $(#[$meta])*

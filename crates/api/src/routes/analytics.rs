@@ -75,7 +75,7 @@ async fn utilization(
         .utilization(&principal.tenant, q.kind.as_deref(), window, after, limit)
         .await?;
     // One item per resource, in resource order: the cursor is the last id.
-    let next_cursor = next_cursor(&items, limit, |u| u.resource_id.to_string());
+    let next_cursor = next_cursor(&items, limit, |u| crate::read::id_cursor_of(u.resource_id));
     Ok(Json(UtilizationPage { items, next_cursor }))
 }
 

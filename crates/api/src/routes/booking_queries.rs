@@ -100,7 +100,7 @@ async fn list_bookings(
         .bookings(&principal.tenant, &filter, after, limit)
         .await?;
     let next_cursor = next_cursor(&items, limit, |b| {
-        format!("{}|{}", b.starts_at.to_rfc3339(), b.id)
+        crate::read::time_id_cursor_of(b.starts_at, b.id)
     });
     Ok(Json(BookingPage { items, next_cursor }))
 }

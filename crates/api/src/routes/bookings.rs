@@ -537,13 +537,12 @@ async fn complete_booking(
 async fn cancel_booking(
     State(state): State<AppState>,
     ids: PathIds,
-    command: Command<CancelBody>,
+    command: Command<Option<CancelBody>>,
 ) -> Result<Response, ApiError> {
     let id = ids.id(0, "booking")?;
-    let answer = state
-        .app
-        .cancel_booking(&command.context, id, command.body.reason)
-        .await;
+    // No body, `{}` and `null` all cancel without a reason.
+    let reason = command.body.and_then(|b| b.reason);
+    let answer = state.app.cancel_booking(&command.context, id, reason).await;
     respond(
         answer,
         StatusCode::OK,

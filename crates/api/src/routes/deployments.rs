@@ -186,7 +186,7 @@ async fn list_deployments(
         .deployments(&principal.tenant, &filter, after, limit)
         .await?;
     let next_cursor = next_cursor(&items, limit, |d| {
-        format!("{}|{}", d.requested_at.to_rfc3339(), d.id)
+        crate::read::time_id_cursor_of(d.requested_at, d.id)
     });
     Ok(Json(DeploymentPage { items, next_cursor }))
 }

@@ -86,7 +86,7 @@ async fn list_events(
     if query
         .actor
         .as_ref()
-        .is_some_and(|a| a.is_empty() || a.len() > 200)
+        .is_some_and(|a| a.is_empty() || a.chars().count() > 200)
     {
         return Err(invalid("actor", "must be 1 to 200 characters"));
     }

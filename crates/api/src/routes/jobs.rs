@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Auth;
 use crate::extract::{PathIds, QueryParams};
-use crate::read::{decode_cursor, limit, next_cursor};
+use crate::read::{job_cursor, limit, next_cursor};
 use crate::{ApiError, AppState};
 
 /// The job routes.
@@ -55,10 +55,10 @@ async fn list_jobs(
 ) -> Result<Json<JobPage>, ApiError> {
     let principal = auth.require(&[Role::Admin])?;
     let limit = limit(q.limit, 50, 200)?;
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let after = job_cursor(q.cursor.as_deref())?;
     let items = state
         .jobs
-        .list(&principal.tenant, q.status, after.as_deref(), limit)
+        .list(&principal.tenant, q.status, after, limit)
         .await?;
     let next_cursor = next_cursor(&items, limit, |j| j.id.clone());
     Ok(Json(JobPage { items, next_cursor }))

@@ -72,7 +72,7 @@ async fn request_report(
     if body
         .resource_kind
         .as_ref()
-        .is_some_and(|k| k.is_empty() || k.len() > 100)
+        .is_some_and(|k| k.is_empty() || k.chars().count() > 100)
     {
         return Err(invalid("resource_kind", "must be 1 to 100 characters"));
     }
@@ -143,7 +143,7 @@ async fn list_reports(
     let limit = crate::read::limit(q.limit, 50, 200)?;
     let before = crate::read::id_cursor(q.cursor.as_deref())?;
     let items = state.reports.list(&principal.tenant, before, limit).await?;
-    let next_cursor = crate::read::next_cursor(&items, limit, |r| r.id.to_string());
+    let next_cursor = crate::read::next_cursor(&items, limit, |r| crate::read::id_cursor_of(r.id));
     Ok(Json(ReportPage { items, next_cursor }))
 }
 

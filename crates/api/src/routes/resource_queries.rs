@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::auth::{Auth, READERS};
 use crate::extract::{PathIds, QueryParams};
-use crate::read::{consistent_with, encode_cursor, id_cursor, limit, next_cursor, window};
+use crate::read::{consistent_with, id_cursor, id_cursor_of, limit, next_cursor, window};
 use crate::{ApiError, AppState};
 
 /// The resource query routes.
@@ -83,7 +83,7 @@ async fn list_resources(
         .reads
         .resources(&principal.tenant, &filter, after, limit)
         .await?;
-    let next_cursor = next_cursor(&items, limit, |r| r.id.to_string());
+    let next_cursor = next_cursor(&items, limit, |r| id_cursor_of(r.id));
     Ok(Json(ResourcePage { items, next_cursor }))
 }
 
@@ -297,11 +297,7 @@ async fn schedules(
         Vec::new()
     };
     let next_cursor = next_cursor(&items, limit, |e| {
-        format!(
-            "{}|{}",
-            e.entry.starts_at.to_rfc3339(),
-            e.entry.reservation_id
-        )
+        crate::read::time_id_cursor_of(e.entry.starts_at, e.entry.reservation_id)
     });
     Ok(Json(Schedules {
         items,
@@ -410,16 +406,14 @@ async fn free_resources(
             items.push(resource.clone());
         }
         if items.len() == wanted {
-            break items
-                .last()
-                .map(|r: &ResourceView| encode_cursor(&r.id.to_string()));
+            break items.last().map(|r: &ResourceView| id_cursor_of(r.id));
         }
         if (page.len() as i64) < page_size {
             break None;
         }
         page_size = CANDIDATE_PAGE;
         if scanned >= MAX_SCANNED {
-            break after.map(|id| encode_cursor(&id.to_string()));
+            break after.map(id_cursor_of);
         }
     };
     metrics::histogram!("muster_free_search_scanned").record(scanned as f64);

@@ -7,7 +7,8 @@
 //! does, and each event's frame is built once for all of them. A subscriber
 //! is only served as fast as it consumes, so a slow one holds back nobody
 //! but itself. One that falls so far behind that its position leaves the
-//! tail's memory (`MUSTER_LIVE_BUFFER` events) is cut off, rather than
+//! tail's memory (`MUSTER_LIVE_BUFFER` events, `MUSTER_LIVE_BUFFER_BYTES`
+//! bytes) is cut off, rather than
 //! served from the database, with a `muster.cut-off` event whose `id` is
 //! where to resume (an `EventSource` reconnects there by itself).
 

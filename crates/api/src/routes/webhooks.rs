@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Auth;
 use crate::extract::{Command, PathIds, QueryBody, QueryParams};
-use crate::read::{id_cursor, limit, next_cursor};
+use crate::read::{id_cursor, id_cursor_of, limit, next_cursor};
 use crate::{ApiError, AppState};
 
 /// The webhook routes.
@@ -173,7 +173,7 @@ async fn list_webhooks(
     let limit = limit(q.limit, 50, 200)?;
     let after = id_cursor(q.cursor.as_deref())?;
     let items = state.webhooks.list(&principal.tenant, after, limit).await?;
-    let next_cursor = next_cursor(&items, limit, |w| w.id.to_string());
+    let next_cursor = next_cursor(&items, limit, |w| id_cursor_of(w.id));
     Ok(Json(WebhookPage { items, next_cursor }))
 }
 
@@ -217,7 +217,7 @@ async fn list_deliveries(
         .webhooks
         .list_deliveries(&principal.tenant, id, before, limit)
         .await?;
-    let next_cursor = next_cursor(&items, limit, |d| d.id.to_string());
+    let next_cursor = next_cursor(&items, limit, |d| id_cursor_of(d.id));
     Ok(Json(DeliveryPage { items, next_cursor }))
 }
 
