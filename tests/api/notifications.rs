@@ -633,3 +633,54 @@ async fn a_replay_resends_past_events_as_new_marked_deliveries() {
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn deleting_a_subscription_ends_its_pending_retries() {
+    let app = spawn_app_with_workers(worker_config()).await;
+    let failing = Receiver::start(Arc::new(|_, _| 500), Duration::ZERO).await;
+    let webhook = subscribe(&app, &failing.url, &["resource.*"]).await;
+    app.resource(1).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while failing.arrivals() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never attempted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deleted = app
+        .send(
+            Method::DELETE,
+            &format!("/v1/webhooks/{webhook}"),
+            Some(&app.admin),
+            None,
+            &[],
+        )
+        .await;
+    assert!(deleted.status.is_success(), "{:?}", deleted.body);
+    // At most the attempt already under way reaches the receiver; the
+    // delivery then ends as a dead letter saying why.
+    let after_delete = failing.arrivals();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (status, error) = loop {
+        let row: (String, Option<String>) = sqlx::query_as(
+            "select status, last_error from webhook_deliveries where webhook_id = $1::text::uuid",
+        )
+        .bind(&webhook)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        if row.0 != "pending" {
+            break row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, "dead");
+    assert_eq!(error.as_deref(), Some("the subscription was deleted"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        failing.arrivals() <= after_delete + 1,
+        "retries went on after the delete"
+    );
+}

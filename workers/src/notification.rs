@@ -67,10 +67,7 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
     });
     let started_at = Utc::now();
     let sent = match WebhookTarget::parse(&d.url, rt.config.allow_private_targets) {
-        _ if d.disabled.is_some() => Sent::Refused(format!(
-            "the endpoint is disabled: {}",
-            d.disabled.as_deref().unwrap_or_default()
-        )),
+        _ if d.held_back.is_some() => Sent::Refused(d.held_back.clone().unwrap_or_default()),
         Err(e) => Sent::Refused(format!("target refused: {}", e.message)),
         Ok(WebhookTarget::Http(url)) => {
             let mut headers = vec![

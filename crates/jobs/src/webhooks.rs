@@ -158,8 +158,11 @@ pub struct PendingDelivery {
     pub url: String,
     /// The signing secret.
     pub secret: String,
-    /// Why its endpoint is disabled, if it is: nothing is sent then.
-    pub disabled: Option<String>,
+    /// Why nothing is sent to its endpoint, if so: the endpoint is
+    /// disabled, or the subscription was deleted (its pending retries end
+    /// as dead letters rather than go on calling a URL nobody wants
+    /// called).
+    pub held_back: Option<String>,
     /// The replay that made it, if any.
     pub replay_of: Option<Uuid>,
 }
@@ -412,8 +415,11 @@ impl Webhooks {
         // deleted, so the inner join loses no delivery.
         let row = sqlx::query!(
             r#"select d.status, d.event_type, w.url, w.secret,
-                      case when w.disabled_at is not null
-                           then coalesce(w.disabled_reason, 'disabled') end as disabled,
+                      case when w.deleted_at is not null
+                           then 'the subscription was deleted'
+                           when w.disabled_at is not null
+                           then 'the endpoint is disabled: ' || coalesce(w.disabled_reason, 'disabled')
+                      end as held_back,
                       d.replay_of,
                       e.tenant_id as e_tenant_id, e.position, e.stream_type, e.stream_id,
                       e.stream_version, e.event_type as e_event_type, e.schema_version,
@@ -445,7 +451,7 @@ impl Webhooks {
                 },
                 url: r.url,
                 secret: r.secret,
-                disabled: r.disabled,
+                held_back: r.held_back,
                 replay_of: r.replay_of,
             })
         })
