@@ -449,48 +449,35 @@ async fn standard_webhooks_are_signed_and_a_gone_endpoint_is_disabled_until_enab
         .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(gone.arrivals(), 1);
-    let enabled = app
-        .send(
-            Method::POST,
-            &format!("/v1/webhooks/{hook_id}/enable"),
-            Some(&app.admin),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(enabled.status, StatusCode::NO_CONTENT);
+    let enable = |id: String, key: String| {
+        let app = &app;
+        async move {
+            let path = format!("/v1/webhooks/{id}/enable");
+            app.send(Method::POST, &path, Some(&key), None, &[])
+                .await
+                .status
+        }
+    };
+    let hook = hook_id.to_string();
+    assert_eq!(
+        enable(hook.clone(), app.admin.clone()).await,
+        StatusCode::NO_CONTENT
+    );
     // Enabling is an event of the stream too; enabling again changes
-    // nothing, and a planner may not.
-    let again = app
-        .send(
-            Method::POST,
-            &format!("/v1/webhooks/{hook_id}/enable"),
-            Some(&app.admin),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(again.status, StatusCode::NO_CONTENT);
-    let planner = app
-        .send(
-            Method::POST,
-            &format!("/v1/webhooks/{hook_id}/enable"),
-            Some(&app.planner),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(planner.status, StatusCode::FORBIDDEN);
-    let nobody = app
-        .send(
-            Method::POST,
-            &format!("/v1/webhooks/{}/enable", uuid::Uuid::now_v7()),
-            Some(&app.admin),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(nobody.status, StatusCode::NOT_FOUND);
+    // nothing, a planner may not, and an unknown webhook is 404.
+    assert_eq!(
+        enable(hook.clone(), app.admin.clone()).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        enable(hook, app.planner.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+    let nobody = uuid::Uuid::now_v7().to_string();
+    assert_eq!(
+        enable(nobody, app.admin.clone()).await,
+        StatusCode::NOT_FOUND
+    );
     let feed = app
         .get(&format!("/v1/events?stream_id={hook_id}"), &app.analyst)
         .await;

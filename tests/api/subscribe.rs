@@ -238,16 +238,7 @@ async fn two_hundred_streams_cost_one_tail_and_miss_nothing() {
         Some(0),
     )
     .await;
-    let metrics = || async {
-        client
-            .get(format!("{address}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || metrics_of(&client, &address);
     // Idle for two seconds: the tail polls, the subscribers do not.
     let before = counter(&metrics().await, "muster_live_tail_reads_total");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -527,17 +518,23 @@ async fn a_stream_of_rare_events_outlives_the_tails_memory() {
     }
 }
 
-/// A gauge or counter of a process's `/metrics` (0 when absent).
-async fn metric(client: &reqwest::Client, address: &str, name: &str) -> f64 {
-    let text = client
+/// A process's `/metrics` page.
+async fn metrics_of(client: &reqwest::Client, address: &str) -> String {
+    client
         .get(format!("{address}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// A gauge or counter of a process's `/metrics` (0 when absent).
+async fn metric(client: &reqwest::Client, address: &str, name: &str) -> f64 {
+    metrics_of(client, address)
+        .await
+        .lines()
         .filter(|l| l.split([' ', '{']).next() == Some(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

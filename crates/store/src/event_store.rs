@@ -187,12 +187,26 @@ pub async fn append_to_stream<E: DomainEvent>(
     events: &[E],
     metadata: &EventMetadata,
 ) -> Result<i64, AppendError> {
+    let events = events.iter().map(EventData::of).collect();
+    let stream = (tenant, stream_type, stream_id, expected_version);
+    append_one(conn, stream, events, metadata).await
+}
+
+/// Appends `events` to one stream (tenant, type, id, expected version)
+/// alone; the last position.
+#[cfg(feature = "testing")]
+async fn append_one(
+    conn: &mut PgConnection,
+    (tenant, stream_type, stream_id, expected_version): (&TenantId, &'static str, Uuid, i64),
+    events: Vec<EventData>,
+    metadata: &EventMetadata,
+) -> Result<i64, AppendError> {
     let append = StreamAppend {
         tenant: tenant.clone(),
         stream_type,
         stream_id,
         expected_version,
-        events: events.iter().map(EventData::of).collect(),
+        events,
         metadata: metadata.clone(),
     };
     let positions = append_to_streams(conn, std::slice::from_ref(&append)).await?;
@@ -218,20 +232,13 @@ pub async fn append_as_stored(
     payload: serde_json::Value,
     metadata: &EventMetadata,
 ) -> Result<i64, AppendError> {
-    let append = StreamAppend {
-        tenant: tenant.clone(),
-        stream_type,
-        stream_id,
-        expected_version,
-        events: vec![EventData {
-            event_type,
-            schema_version,
-            payload,
-        }],
-        metadata: metadata.clone(),
-    };
-    let positions = append_to_streams(conn, std::slice::from_ref(&append)).await?;
-    Ok(positions[0])
+    let events = vec![EventData {
+        event_type,
+        schema_version,
+        payload,
+    }];
+    let stream = (tenant, stream_type, stream_id, expected_version);
+    append_one(conn, stream, events, metadata).await
 }
 
 /// Appends to several streams in one statement, all or nothing, and returns
