@@ -10,7 +10,7 @@ use muster_domain::hold::{Hold, HoldCommand};
 use muster_store::CommandContext;
 use uuid::Uuid;
 
-use crate::decision::{Decision, OnStream, Plan, Query, Read};
+use crate::decision::{Decision, Plan, Query, Read};
 use crate::{Answer, App, Refusal};
 
 /// What a reservation in a request holds: a resource for a range, or the
@@ -367,13 +367,9 @@ impl App {
             due_at,
             assignee_id,
         };
-        let decision = OnStream::<Booking> {
-            name: "booking.add_task",
-            stream_id: id,
-            command: BookingCommand::AddTask(task),
-            resource_field: "assignee_id",
-        };
-        self.run(ctx, decision).await
+        let command = BookingCommand::AddTask(task);
+        self.on_stream::<Booking>(ctx, "booking.add_task", id, command, "assignee_id")
+            .await
     }
 
     /// Marks a task of a booking done.
@@ -395,12 +391,7 @@ impl App {
         id: Uuid,
         command: BookingCommand,
     ) -> Answer<Booking> {
-        let decision = OnStream::<Booking> {
-            name,
-            stream_id: id,
-            command,
-            resource_field: "resource_id",
-        };
-        self.run(ctx, decision).await
+        self.on_stream::<Booking>(ctx, name, id, command, "resource_id")
+            .await
     }
 }

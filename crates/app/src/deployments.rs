@@ -6,7 +6,7 @@ use muster_domain::deployment::{DEFAULT_PRIORITY, Deployment, DeploymentCommand}
 use muster_store::CommandContext;
 use uuid::Uuid;
 
-use crate::decision::{Decision, OnStream, Plan, Query, Read};
+use crate::decision::{Decision, Plan, Query, Read};
 use crate::{Answer, App, Refusal};
 
 /// Requests a deployment of a booking, planned from the booking as read:
@@ -98,12 +98,7 @@ impl App {
         id: Uuid,
         command: DeploymentCommand,
     ) -> Answer<Deployment> {
-        let decision = OnStream::<Deployment> {
-            name,
-            stream_id: id,
-            command,
-            resource_field: "booking_id",
-        };
-        self.run(ctx, decision).await
+        self.on_stream::<Deployment>(ctx, name, id, command, "booking_id")
+            .await
     }
 }

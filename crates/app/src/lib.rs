@@ -59,6 +59,30 @@ impl App {
         &self.store
     }
 
+    /// Runs `command` on stream `stream_id` of aggregate `A`: the use case
+    /// `name`, whose request names a resource in `resource_field`.
+    async fn on_stream<A>(
+        &self,
+        ctx: &CommandContext,
+        name: &'static str,
+        stream_id: uuid::Uuid,
+        command: A::Command,
+        resource_field: &'static str,
+    ) -> Answer<A>
+    where
+        A: muster_store::effects::WriteSide + Send + Sync + 'static,
+        A::Command: Clone + Send + Sync,
+        A::Event: Send,
+    {
+        let decision = decision::OnStream::<A> {
+            name,
+            stream_id,
+            command,
+            resource_field,
+        };
+        self.run(ctx, decision).await
+    }
+
     /// Runs `decision`, or answers `refusal` when the request could not
     /// even be made into one (both under the context's idempotency key).
     async fn run_or_refuse<D: Decision>(

@@ -4,7 +4,6 @@ use muster_domain::resource::{Resource, ResourceChanges, ResourceCommand, Resour
 use muster_store::CommandContext;
 use uuid::Uuid;
 
-use crate::decision::OnStream;
 use crate::{Answer, App};
 
 impl App {
@@ -44,12 +43,7 @@ impl App {
         id: Uuid,
         command: ResourceCommand,
     ) -> Answer<Resource> {
-        let decision = OnStream::<Resource> {
-            name,
-            stream_id: id,
-            command,
-            resource_field: "id",
-        };
-        self.run(ctx, decision).await
+        self.on_stream::<Resource>(ctx, name, id, command, "id")
+            .await
     }
 }
