@@ -20,6 +20,7 @@ pub mod hold;
 pub mod ics;
 pub mod notification;
 pub mod policy;
+pub mod pool;
 pub mod resource;
 pub mod series;
 pub mod tenant;
