@@ -20,6 +20,7 @@ mod notifications;
 mod operations;
 mod pgbouncer;
 mod policy;
+mod pools;
 mod process;
 mod projector;
 mod reads;

@@ -223,6 +223,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .merge(routes::resources::router())
         .merge(routes::bookings::router())
         .merge(routes::holds::router())
+        .merge(routes::pools::router())
         .merge(routes::series::router())
         .merge(routes::whoami::router())
         .merge(routes::keys::router())

@@ -14,6 +14,7 @@ pub mod holds;
 mod idempotency;
 pub mod keys;
 mod outcome;
+pub mod pools;
 pub mod resources;
 pub mod series;
 pub mod webhooks;

@@ -354,6 +354,9 @@ async fn admit(
                     ledger.forget(reservation.reservation_id);
                 }
             }
+            WriteEffect::SavePool { pool_id, spec } => {
+                crate::pools::save(conn, tenant.as_str(), *pool_id, spec).await?
+            }
             WriteEffect::WebhookHealth {
                 webhook_id,
                 disabled,

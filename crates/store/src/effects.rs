@@ -7,6 +7,7 @@ use muster_domain::booking::{Booking, BookingCommand, BookingEvent, Reservation}
 use muster_domain::deployment::{Deployment, DeploymentCommand, DeploymentEvent};
 use muster_domain::hold::{Hold, HoldCommand, HoldEvent};
 use muster_domain::policy::ResourceRules;
+use muster_domain::pool::{Members, Pool, PoolCommand, PoolEvent, PoolSpec};
 use muster_domain::resource::{Resource, ResourceCommand, ResourceEvent};
 use muster_domain::series::{Series, SeriesCommand, SeriesEvent};
 use muster_domain::webhook::{HealthCommand, HealthEvent, WebhookHealth};
@@ -89,6 +90,14 @@ pub enum WriteEffect {
     /// A job to push in the command's transaction (not a reservation
     /// change; the command executor pushes it).
     Enqueue(crate::implied_jobs::ImpliedJob),
+    /// A pool was created or changed: its row is written as `spec` now
+    /// has it.
+    SavePool {
+        /// The pool.
+        pool_id: Uuid,
+        /// Its definition after the command.
+        spec: PoolSpec,
+    },
     /// A webhook endpoint is disabled (for `disabled`'s reason) or
     /// enabled again (`None`).
     WebhookHealth {
@@ -294,5 +303,37 @@ impl WriteSide for WebhookHealth {
                 },
             })
             .collect()
+    }
+}
+
+/// A pool writes its row, and requires the resources it names to exist.
+impl WriteSide for Pool {
+    fn creates(command: &PoolCommand) -> bool {
+        matches!(command, PoolCommand::Create(_))
+    }
+
+    fn effects(state: &Pool, stream_id: Uuid, events: &[PoolEvent]) -> Vec<WriteEffect> {
+        let mut after = state.clone();
+        let mut effects = Vec::new();
+        for event in events {
+            after.evolve(event);
+            let named = match event {
+                PoolEvent::Created(spec) => Some(&spec.members),
+                PoolEvent::Updated(changes) => changes.members.as_ref(),
+            };
+            if let Some(Members::Explicit(ids)) = named {
+                effects.extend(
+                    ids.iter()
+                        .map(|&resource_id| WriteEffect::RequireResource { resource_id }),
+                );
+            }
+            if let Some(spec) = &after.spec {
+                effects.push(WriteEffect::SavePool {
+                    pool_id: stream_id,
+                    spec: spec.clone(),
+                });
+            }
+        }
+        effects
     }
 }

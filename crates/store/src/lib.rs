@@ -21,6 +21,7 @@ pub mod implied_jobs;
 pub mod keys;
 pub mod ledger;
 mod outcome;
+pub mod pools;
 mod rules;
 mod shared_pages;
 #[cfg(feature = "testing")]

@@ -298,6 +298,57 @@ fn bodies(doc: &mut Value) {
                         "starts_at": {"type": "string"}, "ends_at": {"type": "string"}}},
     ]);
 
+    // Pools: members or a selector, one of the two; a selector says
+    // something.
+    for schema in ["CreatePoolBody", "UpdatePoolBody"] {
+        set(
+            doc,
+            schema,
+            "name",
+            json!({"maxLength": MAX_NAME, "pattern": text}),
+        );
+        set(
+            doc,
+            schema,
+            "members",
+            json!({"minItems": 1, "maxItems": muster_domain::pool::MAX_MEMBERS, "uniqueItems": true}),
+        );
+    }
+    let one_of = |required: bool| {
+        let mut choices = vec![
+            json!({"title": "Explicit members", "required": ["members"],
+                   "properties": {"members": {"type": "array"}, "selector": {"type": "null"}}}),
+            json!({"title": "A selector", "required": ["selector"],
+                   "properties": {"selector": {"type": "object"}, "members": {"type": "null"}}}),
+        ];
+        if !required {
+            choices.push(json!({"title": "Neither",
+                "properties": {"members": {"type": "null"}, "selector": {"type": "null"}}}));
+        }
+        json!(choices)
+    };
+    doc["components"]["schemas"]["CreatePoolBody"]["oneOf"] = one_of(true);
+    doc["components"]["schemas"]["UpdatePoolBody"]["oneOf"] = one_of(false);
+    doc["components"]["schemas"]["SelectorBody"]["anyOf"] = json!([
+        {"required": ["kind"], "properties": {"kind": {"type": "string"}}},
+        {"required": ["tags"], "properties": {"tags": {"minItems": 1}}},
+        {"required": ["min_seats"], "properties": {"min_seats": {"type": "integer"}}},
+        {"required": ["min_capacity"], "properties": {"min_capacity": {"type": "integer"}}},
+    ]);
+    set(
+        doc,
+        "SelectorBody",
+        "kind",
+        json!({"maxLength": MAX_KIND, "pattern": text}),
+    );
+    set(
+        doc,
+        "SelectorBody",
+        "tags",
+        json!({"maxItems": MAX_TAGS, "items": {"type": "string", "maxLength": MAX_TAG, "pattern": text}}),
+    );
+    set(doc, "SelectorBody", "min_capacity", json!({"minimum": 1}));
+
     // Keys.
     set(
         doc,

@@ -93,6 +93,10 @@ const LINKS: &[(Source, &[Target])] = &[
     ),
     (("/v1/keys", "post", "201"), &[("revoke_key", ID)]),
     (
+        ("/v1/pools", "post", "201"),
+        &[("get_pool", ID), ("update_pool", ID)],
+    ),
+    (
         ("/v1/webhooks", "post", "201"),
         &[
             ("delete_webhook", ID),

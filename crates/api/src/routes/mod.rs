@@ -13,6 +13,7 @@ pub mod holds;
 pub mod jobs;
 pub mod keys;
 pub mod ops;
+pub mod pools;
 pub mod projections;
 pub mod reports;
 pub mod resource_queries;

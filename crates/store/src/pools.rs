@@ -1,0 +1,140 @@
+//! Pools as the write side keeps them: the `pools` rows written in the
+//! transactions of each pool's events (the events stay the record), and
+//! what the pool routes read of them.
+
+use chrono::{DateTime, Utc};
+use muster_domain::TenantId;
+use muster_domain::pool::{Members, PoolSpec, Strategy};
+use sqlx::PgConnection;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// A pool as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPool {
+    /// Its id.
+    pub pool_id: Uuid,
+    /// Its definition.
+    pub spec: PoolSpec,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+fn strategy_name(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::LeastBooked => "least_booked",
+        Strategy::First => "first",
+        Strategy::RoundRobin => "round_robin",
+    }
+}
+
+fn strategy_of(name: &str) -> Result<Strategy, StoreError> {
+    match name {
+        "least_booked" => Ok(Strategy::LeastBooked),
+        "first" => Ok(Strategy::First),
+        "round_robin" => Ok(Strategy::RoundRobin),
+        other => Err(StoreError::CorruptRow(format!(
+            "a pool's strategy {other:?}"
+        ))),
+    }
+}
+
+/// Writes pool `pool_id` as `spec` now has it (created or changed).
+pub(crate) async fn save(
+    conn: &mut PgConnection,
+    tenant: &str,
+    pool_id: Uuid,
+    spec: &PoolSpec,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        r#"insert into pools (tenant_id, pool_id, name, members, strategy)
+           values ($1, $2, $3, $4, $5)
+           on conflict (tenant_id, pool_id) do update
+              set name = excluded.name, members = excluded.members,
+                  strategy = excluded.strategy, updated_at = now()"#,
+        tenant,
+        pool_id,
+        spec.name,
+        Json(&spec.members) as Json<&Members>,
+        strategy_name(spec.strategy),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+struct PoolRow {
+    pool_id: Uuid,
+    name: String,
+    members: Json<Members>,
+    strategy: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl PoolRow {
+    fn stored(self) -> Result<StoredPool, StoreError> {
+        Ok(StoredPool {
+            pool_id: self.pool_id,
+            spec: PoolSpec {
+                name: self.name,
+                members: self.members.0,
+                strategy: strategy_of(&self.strategy)?,
+            },
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl Store {
+    /// Pool `pool_id` of `tenant`, if there is one.
+    pub async fn find_pool(
+        &self,
+        tenant: &TenantId,
+        pool_id: Uuid,
+    ) -> Result<Option<StoredPool>, StoreError> {
+        sqlx::query_as!(
+            PoolRow,
+            r#"select pool_id, name, members as "members: Json<Members>", strategy,
+                      created_at, updated_at
+                 from pools where tenant_id = $1 and pool_id = $2"#,
+            tenant.as_str(),
+            pool_id,
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(PoolRow::stored)
+        .transpose()
+    }
+
+    /// The pools of `tenant` after `after` (by id), at most `limit`.
+    pub async fn list_pools(
+        &self,
+        tenant: &TenantId,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<StoredPool>, StoreError> {
+        sqlx::query_as!(
+            PoolRow,
+            r#"select pool_id, name, members as "members: Json<Members>", strategy,
+                      created_at, updated_at
+                 from pools
+                where tenant_id = $1 and ($2::uuid is null or pool_id > $2)
+                order by pool_id
+                limit $3"#,
+            tenant.as_str(),
+            after,
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(PoolRow::stored)
+        .collect()
+    }
+}
