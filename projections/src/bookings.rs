@@ -102,6 +102,9 @@ pub struct ReservationView {
     /// The hold it was converted from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_id: Option<Uuid>,
+    /// The pool its resource was picked from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_id: Option<Uuid>,
 }
 
 /// A task of a booking.
@@ -231,6 +234,7 @@ impl FoldedBooking {
                     label: r.label.clone(),
                     outside_working_hours: r.outside_working_hours,
                     hold_id: r.hold_id,
+                    pool_id: r.pool_id,
                 })
                 .collect(),
             tasks: state
@@ -281,6 +285,7 @@ impl FoldedBooking {
                     label: r.label,
                     outside_working_hours: r.outside_working_hours,
                     hold_id: r.hold_id,
+                    pool_id: r.pool_id,
                 })
                 .collect(),
             tasks: doc

@@ -41,6 +41,39 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub occurrences: Vec<muster_domain::series::SkippedOccurrence>,
+    /// For `pool-exhausted`: the pick that could not be filled, with why
+    /// each member that was not free was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ExhaustedPick>)]
+    pub pick: Option<muster_app::Exhausted>,
+}
+
+/// A pick a pool could not fill.
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "schema-only mirror of muster_app::Exhausted")]
+pub struct ExhaustedPick {
+    /// The request's field that asked for it (`reservations[1].pool_id`).
+    field: String,
+    /// The pool (absent for `any_of`).
+    pool_id: Option<Uuid>,
+    /// How many members it wanted.
+    count: u32,
+    /// How many were free.
+    free: u32,
+    /// Each member that was not free.
+    members: Vec<MemberReason>,
+}
+
+/// Why one member could not be picked.
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "schema-only mirror of muster_app::MemberRefusal")]
+pub struct MemberReason {
+    /// The member.
+    resource_id: Uuid,
+    /// `busy`, `outside-working-hours`, `seats-exceeded`, `too-soon`,
+    /// `too-far-ahead`, `retired`, or `picked` (the request took it for
+    /// another of its reservations).
+    reason: String,
 }
 
 /// One invalid field of a request.
@@ -115,6 +148,10 @@ pub enum ApiError {
     /// A reservation would exceed a resource's capacity.
     #[error("the resource is already reserved at that time")]
     ReservationConflict(Vec<ReservationConflict>),
+    /// A pool has fewer free members than a pick wants (nothing was
+    /// booked).
+    #[error("only {} of the {} members wanted are free; nothing was booked", .0.free, .0.count)]
+    PoolExhausted(muster_app::Exhausted),
     /// Occurrences of a series cannot be booked (all or nothing: nothing
     /// was).
     #[error("{} occurrence(s) of the series cannot be booked; nothing was booked", .0.len())]
@@ -185,6 +222,7 @@ impl ApiError {
             | ApiError::ReportNotReady(_)
             | ApiError::ReservationConflict(_)
             | ApiError::SeriesConflict(_)
+            | ApiError::PoolExhausted(_)
             | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -220,6 +258,7 @@ impl ApiError {
             ApiError::ReservationConflict(_) | ApiError::SeriesConflict(_) => {
                 "reservation-conflict"
             }
+            ApiError::PoolExhausted(_) => "pool-exhausted",
             ApiError::Refused { refusal, .. } => refusal.reason(),
             ApiError::PreconditionFailed { .. } => "stale-version",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
@@ -245,6 +284,7 @@ impl ApiError {
             conflicts: Vec::new(),
             current_version: None,
             occurrences: Vec::new(),
+            pick: None,
         };
         match self {
             ApiError::Validation(errors) => {
@@ -257,6 +297,7 @@ impl ApiError {
             }
             ApiError::ReservationConflict(conflicts) => problem.conflicts.clone_from(conflicts),
             ApiError::SeriesConflict(occurrences) => problem.occurrences.clone_from(occurrences),
+            ApiError::PoolExhausted(pick) => problem.pick = Some(pick.clone()),
             ApiError::PreconditionFailed { current, .. } => {
                 problem.current_version = Some(*current)
             }
@@ -363,6 +404,7 @@ impl From<muster_app::Refusal> for ApiError {
             R::InvalidTransition { detail } => ApiError::InvalidTransition(detail),
             R::ReservationConflict { conflicts } => ApiError::ReservationConflict(conflicts),
             R::SeriesConflict { occurrences } => ApiError::SeriesConflict(occurrences),
+            R::PoolExhausted(pick) => ApiError::PoolExhausted(pick),
             R::CapacityInUse { needed } => ApiError::CapacityInUse(needed),
             R::ResourceRetired { resource_id } => ApiError::ResourceRetired(resource_id),
             R::Policy {

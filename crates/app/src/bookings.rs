@@ -7,11 +7,17 @@ use muster_domain::booking::{
     ReservationTarget, Task,
 };
 use muster_domain::hold::{Hold, HoldCommand};
+use muster_domain::pool::{Members, Pool};
 use muster_store::CommandContext;
 use uuid::Uuid;
 
 use crate::decision::{Decision, Plan, Query, Read};
 use crate::{Answer, App, Refusal};
+
+mod pick;
+
+use pick::Picking;
+pub use pick::{Pick, PickFrom};
 
 /// What a reservation in a request holds: a resource for a range, or the
 /// resource and range of a hold it converts.
@@ -29,6 +35,9 @@ pub enum Claimed {
     /// A hold of the tenant, converted atomically into the reservation (an
     /// expired one converts only if its range is still free).
     Hold(Uuid),
+    /// Distinct free members of a pool (or of an ad hoc set), one
+    /// reservation each, picked under their locks.
+    Pick(Pick),
 }
 
 /// A reservation as a request asks for it.
@@ -42,11 +51,12 @@ pub struct ReservationRequest {
     pub outside_working_hours: bool,
 }
 
-/// A booking's reservations being made: each with its id, chosen once so
-/// that a retried decision makes the same ones.
+/// A booking's reservations being made: each with its ids (one, or one per
+/// member a pick takes), chosen once so that a retried decision makes the
+/// same ones.
 #[derive(Debug, Clone)]
 struct Reserving {
-    requests: Vec<(Uuid, ReservationRequest)>,
+    requests: Vec<(Vec<Uuid>, ReservationRequest)>,
     /// How the request names them: `reservations` (`reservations[i].…`),
     /// or empty for a request of one (`resource_id`, `hold_id`).
     field: &'static str,
@@ -55,7 +65,16 @@ struct Reserving {
 impl Reserving {
     fn new(requests: Vec<ReservationRequest>, field: &'static str) -> Self {
         Self {
-            requests: requests.into_iter().map(|r| (Uuid::now_v7(), r)).collect(),
+            requests: requests
+                .into_iter()
+                .map(|r| {
+                    let count = match &r.claimed {
+                        Claimed::Pick(pick) => pick.count as usize,
+                        Claimed::Range { .. } | Claimed::Hold(_) => 1,
+                    };
+                    ((0..count).map(|_| Uuid::now_v7()).collect(), r)
+                })
+                .collect(),
             field,
         }
     }
@@ -71,23 +90,131 @@ impl Reserving {
     fn holds(&self) -> impl Iterator<Item = Uuid> + '_ {
         self.requests.iter().filter_map(|(_, r)| match r.claimed {
             Claimed::Hold(id) => Some(id),
-            Claimed::Range { .. } => None,
+            Claimed::Range { .. } | Claimed::Pick(_) => None,
         })
     }
 
-    /// The reservations, with each hold's resource and range as read.
-    fn resolve(&self, read: &Read) -> Result<Vec<Reservation>, Refusal> {
-        let mut errors = Vec::new();
-        let mut reservations = Vec::with_capacity(self.requests.len());
-        let mut converting = Vec::new();
-        for (i, (reservation_id, request)) in self.requests.iter().enumerate() {
-            let (resource_id, starts_at, ends_at, hold_id) = match request.claimed {
+    /// The pools its picks name.
+    fn pools(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.requests.iter().filter_map(|(_, r)| match &r.claimed {
+            Claimed::Pick(pick) => pick.pool_id(),
+            Claimed::Range { .. } | Claimed::Hold(_) => None,
+        })
+    }
+
+    /// Its picks and the resources it names, once a headcount is known
+    /// (`None` without picks: nothing to lock).
+    fn picking(&self, read: &Read, headcount: u32) -> Option<Picking<'_>> {
+        let mut picks = Vec::new();
+        let mut named = Vec::new();
+        for (i, (_, request)) in self.requests.iter().enumerate() {
+            let outside = request.outside_working_hours;
+            match &request.claimed {
+                Claimed::Pick(pick) => {
+                    let field = match pick.from {
+                        PickFrom::Pool(_) => "pool_id",
+                        PickFrom::AnyOf(_) => "any_of",
+                    };
+                    picks.push((i, pick, outside, self.path(i, field)));
+                }
                 Claimed::Range {
                     resource_id,
                     starts_at,
                     ends_at,
-                } => (resource_id, starts_at, ends_at, None),
+                } => {
+                    let pick = Pick {
+                        from: PickFrom::AnyOf(Vec::new()),
+                        count: 1,
+                        starts_at: *starts_at,
+                        ends_at: *ends_at,
+                    };
+                    named.push((*resource_id, pick.claim(headcount, outside)));
+                }
                 Claimed::Hold(hold_id) => {
+                    if let Some(spec) = read.state::<Hold>(*hold_id).and_then(|h| h.spec.as_ref()) {
+                        let pick = Pick {
+                            from: PickFrom::AnyOf(Vec::new()),
+                            count: 1,
+                            starts_at: spec.starts_at,
+                            ends_at: spec.ends_at,
+                        };
+                        named.push((spec.resource_id, pick.claim(headcount, outside)));
+                    }
+                }
+            }
+        }
+        (!picks.is_empty()).then_some(Picking {
+            picks,
+            named,
+            headcount,
+        })
+    }
+
+    /// What it reads: the holds it converts, the pools it picks from
+    /// (and what their selectors take), and, with picks, the locks of
+    /// every candidate.
+    fn query(&self, query: Query, read: &Read, headcount: Option<u32>) -> Query {
+        let mut query = query
+            .streams::<Hold>(self.holds())
+            .streams::<Pool>(self.pools());
+        for pool_id in self.pools() {
+            if let Some(Members::Selector(selector)) = read
+                .state::<Pool>(pool_id)
+                .and_then(|p| p.spec.as_ref())
+                .map(|spec| &spec.members)
+            {
+                query = query.matching(pool_id, selector.clone());
+            }
+        }
+        // A pick decides under locks even before anything is read: the
+        // executor asks an empty read whether the decision locks.
+        match self.picking(read, headcount.unwrap_or_default()) {
+            Some(picking) => query.lock(picking.lock_request(read)),
+            None => query,
+        }
+    }
+
+    /// The reservations, with each hold's resource and range as read and
+    /// each pick's members as the locks allow (`headcount` is the
+    /// booking's).
+    fn resolve(&self, read: &Read, headcount: u32) -> Result<Vec<Reservation>, Refusal> {
+        let mut picked = match (self.picking(read, headcount), read.locked()) {
+            (Some(picking), Some(locked)) => picking.decide(read, locked)?,
+            (Some(_), None) => return Err(Refusal::ConcurrencyConflict),
+            (None, _) => Vec::new(),
+        }
+        .into_iter();
+        let mut errors = Vec::new();
+        let mut reservations = Vec::with_capacity(self.requests.len());
+        let mut converting = Vec::new();
+        for (i, (reservation_ids, request)) in self.requests.iter().enumerate() {
+            let reservation_id = &reservation_ids[0];
+            let (resource_id, starts_at, ends_at, hold_id) = match &request.claimed {
+                Claimed::Pick(pick) => {
+                    let members = picked
+                        .next()
+                        .map(|(_, members)| members)
+                        .unwrap_or_default();
+                    for (&reservation_id, resource_id) in reservation_ids.iter().zip(members) {
+                        reservations.push(Reservation {
+                            reservation_id,
+                            resource_id,
+                            starts_at: pick.starts_at,
+                            ends_at: pick.ends_at,
+                            label: request.label.clone(),
+                            outside_working_hours: request.outside_working_hours,
+                            hold_id: None,
+                            pool_id: pick.pool_id(),
+                        });
+                    }
+                    continue;
+                }
+                &Claimed::Range {
+                    resource_id,
+                    starts_at,
+                    ends_at,
+                } => (resource_id, starts_at, ends_at, None),
+                &Claimed::Hold(hold_id) => {
                     if converting.contains(&hold_id) {
                         errors.push(muster_domain::FieldError::new(
                             self.path(i, "hold_id"),
@@ -120,6 +247,7 @@ impl Reserving {
                 label: request.label.clone(),
                 outside_working_hours: request.outside_working_hours,
                 hold_id,
+                pool_id: None,
             });
         }
         if errors.is_empty() {
@@ -169,12 +297,13 @@ impl Decision for RequestBooking {
         self.booking_id
     }
 
-    fn query(&self, _: &Read) -> Query {
-        Query::default().streams::<Hold>(self.reserving.holds())
+    fn query(&self, read: &Read) -> Query {
+        self.reserving
+            .query(Query::default(), read, Some(self.details.headcount))
     }
 
     fn decide(&self, read: &Read) -> Result<Plan<Booking>, Refusal> {
-        let reservations = self.reserving.resolve(read)?;
+        let reservations = self.reserving.resolve(read, self.details.headcount)?;
         let plan = Plan::new(BookingCommand::Request {
             details: self.details.clone(),
             reservations,
@@ -193,6 +322,16 @@ struct AddReservation {
     reserving: Reserving,
 }
 
+impl AddReservation {
+    /// The booking's headcount, once read.
+    fn headcount(&self, read: &Read) -> Option<u32> {
+        read.state::<Booking>(self.booking_id)?
+            .details
+            .as_ref()
+            .map(|d| d.headcount)
+    }
+}
+
 impl Decision for AddReservation {
     type On = Booking;
 
@@ -204,19 +343,19 @@ impl Decision for AddReservation {
         self.booking_id
     }
 
-    fn query(&self, _: &Read) -> Query {
-        Query::default()
-            .stream::<Booking>(self.booking_id)
-            .streams::<Hold>(self.reserving.holds())
+    fn query(&self, read: &Read) -> Query {
+        let query = Query::default().stream::<Booking>(self.booking_id);
+        self.reserving.query(query, read, self.headcount(read))
     }
 
     fn decide(&self, read: &Read) -> Result<Plan<Booking>, Refusal> {
-        let reservation = self
+        let reservations = self
             .reserving
-            .resolve(read)?
-            .pop()
-            .ok_or_else(|| Refusal::invalid("resource_id", "is required"))?;
-        let plan = Plan::new(BookingCommand::AddReservation(reservation));
+            .resolve(read, self.headcount(read).unwrap_or_default())?;
+        if reservations.is_empty() {
+            return Err(Refusal::invalid("resource_id", "is required"));
+        }
+        let plan = Plan::new(BookingCommand::AddReservations(reservations));
         Ok(self.reserving.convert_holds(self.booking_id, plan))
     }
 }

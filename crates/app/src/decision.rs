@@ -24,10 +24,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 use muster_domain::policy::Claim;
+use muster_domain::pool::Selector;
 use muster_domain::{Aggregate, TenantId};
 use muster_store::effects::WriteSide;
 use muster_store::ledger::Availability;
-use muster_store::{CommandContext, Decided, Executed, Loaded, Store, StoreError};
+use muster_store::{
+    CommandContext, Decided, Executed, Loaded, LockRequest, Locked, Store, StoreError,
+};
 use uuid::Uuid;
 
 use crate::outcome::Refusal;
@@ -87,12 +90,15 @@ where
     })
 }
 
-/// What a decision reads: streams by id, and the write side's verdict on
-/// claims (each checked alone against what is held now).
+/// What a decision reads: streams by id, the write side's verdict on
+/// claims (each checked alone against what is held now), the resources a
+/// pool's selector takes, and the claims it may take under their locks.
 #[derive(Default)]
 pub struct Query {
     streams: Vec<(Uuid, LoadFn)>,
     claims: Vec<(Uuid, Claim)>,
+    selectors: Vec<(Uuid, Selector)>,
+    locks: Option<LockRequest>,
 }
 
 impl Query {
@@ -122,6 +128,23 @@ impl Query {
         self.claims = claims;
         self
     }
+
+    /// Also read which live resources `selector` takes, under `key`
+    /// (a pool's id).
+    pub fn matching(mut self, key: Uuid, selector: Selector) -> Self {
+        self.selectors.push((key, selector));
+        self
+    }
+
+    /// Decide under the locks of the resources `request` claims: the
+    /// decision then runs in the transaction that commits it, and sees the
+    /// write side's verdict on each claim there ([`Read::locked`]). A
+    /// decision under locks must read every stream it commands (the ones
+    /// it creates aside).
+    pub fn lock(mut self, request: LockRequest) -> Self {
+        self.locks = Some(request);
+        self
+    }
 }
 
 /// What a decision read.
@@ -129,6 +152,9 @@ impl Query {
 pub struct Read {
     streams: HashMap<Uuid, AnyLoaded>,
     claims: Option<Vec<(Uuid, Availability)>>,
+    matching: HashMap<Uuid, Vec<Uuid>>,
+    locks: Option<LockRequest>,
+    locked: Option<Locked>,
 }
 
 impl Read {
@@ -150,6 +176,21 @@ impl Read {
         self.claims.as_deref().unwrap_or(&[])
     }
 
+    /// The resources the selector read under `key` takes, by id.
+    pub fn matching(&self, key: Uuid) -> &[Uuid] {
+        self.matching.get(&key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the selector under `key` was read.
+    pub fn is_matched(&self, key: Uuid) -> bool {
+        self.matching.contains_key(&key)
+    }
+
+    /// What the locks show, for a decision under locks.
+    pub fn locked(&self) -> Option<&Locked> {
+        self.locked.as_ref()
+    }
+
     /// Reads what `query` names and this has not read yet; `false` when it
     /// names nothing new.
     async fn extend(
@@ -168,6 +209,15 @@ impl Read {
         if !query.claims.is_empty() && self.claims.is_none() {
             self.claims = Some(store.check_claims(tenant, &query.claims, None).await?);
             grew = true;
+        }
+        for (key, selector) in query.selectors {
+            if let std::collections::hash_map::Entry::Vacant(entry) = self.matching.entry(key) {
+                entry.insert(store.resources_matching(tenant, &selector).await?);
+                grew = true;
+            }
+        }
+        if query.locks.is_some() {
+            self.locks = query.locks;
         }
         Ok(grew)
     }
@@ -291,38 +341,99 @@ where
     EventsOf<D>: Send,
 {
     let own = decision.stream_id();
-    let (outcome, events) = store
-        .execute_with(ctx, D::On::STREAM_TYPE, own, || async move {
-            let mut read = Read::default();
-            while read
-                .extend(store, &ctx.tenant, decision.query(&read))
-                .await?
-            {}
-            let plan = decision.decide(&read)?;
-            let read_own = read
-                .streams
-                .remove(&own)
-                .and_then(|loaded| loaded.downcast::<Loaded<D::On>>().ok());
-            let loaded = match read_own {
-                Some(loaded) => *loaded,
-                None if D::On::creates(&plan.command) => Loaded::default(),
-                None => store.load_stream::<D::On>(&ctx.tenant, own).await?,
-            };
-            let (mut decided, events) = Decided::own(ctx, own, &loaded, plan.command)?;
-            for linked in plan.linked {
-                let id = linked.stream_id();
-                if !read.streams.contains_key(&id) && !linked.creates() {
-                    let loaded = (linked.load())(store, &ctx.tenant, id).await?;
-                    read.streams.insert(id, loaded);
+    let read_all = || async move {
+        let mut read = Read::default();
+        while read
+            .extend(store, &ctx.tenant, decision.query(&read))
+            .await?
+        {}
+        Ok::<_, Failure>(read)
+    };
+    // Decided on a probe of the query: a decision that locks runs in the
+    // transaction that commits it.
+    let locks = decision.query(&Read::default()).locks.is_some();
+    let (outcome, events) = if locks {
+        store
+            .execute_locked(
+                ctx,
+                D::On::STREAM_TYPE,
+                own,
+                || async move {
+                    let mut read = read_all().await?;
+                    let request = read.locks.take().unwrap_or_default();
+                    Ok((read, request))
+                },
+                |read: &mut Read, locked: Locked| {
+                    read.locked = Some(locked);
+                    decide_read(ctx, decision, read)
+                },
+            )
+            .await?
+    } else {
+        store
+            .execute_with(ctx, D::On::STREAM_TYPE, own, || async move {
+                let mut read = read_all().await?;
+                let plan = decision.decide(&read)?;
+                let read_own = read
+                    .streams
+                    .remove(&own)
+                    .and_then(|loaded| loaded.downcast::<Loaded<D::On>>().ok());
+                let loaded = match read_own {
+                    Some(loaded) => *loaded,
+                    None if D::On::creates(&plan.command) => Loaded::default(),
+                    None => store.load_stream::<D::On>(&ctx.tenant, own).await?,
+                };
+                let (mut decided, events) = Decided::own(ctx, own, &loaded, plan.command)?;
+                for linked in plan.linked {
+                    let id = linked.stream_id();
+                    if !read.streams.contains_key(&id) && !linked.creates() {
+                        let loaded = (linked.load())(store, &ctx.tenant, id).await?;
+                        read.streams.insert(id, loaded);
+                    }
+                    decided.link(linked.decide(ctx, read.streams.get(&id))?);
                 }
-                decided.link(linked.decide(ctx, read.streams.get(&id))?);
-            }
-            Ok::<_, Failure>((decided, events))
-        })
-        .await?;
+                Ok::<_, Failure>((decided, events))
+            })
+            .await?
+    };
     metrics::counter!("muster_decisions_total", "decision" => decision.name(), "outcome" => "executed")
         .increment(1);
     Ok(Executed { outcome, events })
+}
+
+/// A decision under locks, decided on what it read (every stream it
+/// commands among it): no I/O while the locks are held.
+fn decide_read<D: Decision>(
+    ctx: &CommandContext,
+    decision: &D,
+    read: &Read,
+) -> Result<(Decided, Vec<EventsOf<D>>), Failure> {
+    let plan = decision.decide(read)?;
+    let own = decision.stream_id();
+    let fresh = Loaded::<D::On>::default();
+    let loaded = match read.stream::<D::On>(own) {
+        Some(loaded) => loaded,
+        None if D::On::creates(&plan.command) => &fresh,
+        None => return Err(unread(own)),
+    };
+    let (mut decided, events) = Decided::own(ctx, own, loaded, plan.command)?;
+    for linked in plan.linked {
+        let id = linked.stream_id();
+        let loaded = read.streams.get(&id);
+        if loaded.is_none() && !linked.creates() {
+            return Err(unread(id));
+        }
+        decided.link(linked.decide(ctx, loaded)?);
+    }
+    Ok((decided, events))
+}
+
+/// A decision under locks commanded a stream it did not read: a bug of
+/// the decision, refused rather than decided on nothing.
+fn unread(stream_id: Uuid) -> Failure {
+    Failure::Store(StoreError::CorruptRow(format!(
+        "a decision under locks commands stream {stream_id} without reading it"
+    )))
 }
 
 /// A command on one stream, as a decision: it reads that stream (unless

@@ -24,7 +24,7 @@ use muster_jobs::webhooks::Webhooks;
 use muster_store::{CommandContext, Executed, Store};
 
 pub use decision::{Decision, Plan, Query, Read};
-pub use outcome::{AppError, Outcome, Refusal, Replay};
+pub use outcome::{AppError, Exhausted, MemberRefusal, Outcome, Refusal, Replay};
 
 use crate::decision::EventsOf;
 

@@ -90,6 +90,10 @@ pub enum Refusal {
         /// Each occurrence in the way, with why.
         occurrences: Vec<SkippedOccurrence>,
     },
+    /// A pool (or an `any_of` set) has fewer free members than a pick
+    /// wants; each member that is not free says why.
+    #[error("only {} of the {} members wanted are free", .0.free, .0.count)]
+    PoolExhausted(Exhausted),
     /// A capacity decrease below what existing reservations need.
     #[error("existing reservations need a capacity of at least {needed}")]
     CapacityInUse {
@@ -264,4 +268,30 @@ mod tests {
         assert!(!Refusal::IdempotencyKeyReused.is_final());
         assert!(Refusal::CapacityInUse { needed: 1 }.is_final());
     }
+}
+
+/// Why one member of a pool could not be picked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRefusal {
+    /// The member.
+    pub resource_id: Uuid,
+    /// `busy`, `outside-working-hours`, `seats-exceeded`, `too-soon`,
+    /// `too-far-ahead`, `retired`, or `picked` (this request took it for
+    /// another of its reservations).
+    pub reason: String,
+}
+
+/// A pick the pool could not fill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exhausted {
+    /// The request's field that asked for it (`reservations[1].pool_id`).
+    pub field: String,
+    /// The pool, when the pick named one (not for `any_of`).
+    pub pool_id: Option<Uuid>,
+    /// How many members it wanted.
+    pub count: u32,
+    /// How many were free.
+    pub free: u32,
+    /// Every member that was not free, with why.
+    pub members: Vec<MemberRefusal>,
 }

@@ -71,11 +71,18 @@ impl RequestSeries {
                     label: r.label,
                     outside_working_hours: r.outside_working_hours,
                     hold_id: None,
+                    pool_id: None,
                 }),
                 Claimed::Hold(_) => {
                     return Err(Refusal::invalid(
                         "recurrence",
                         "a series cannot convert holds",
+                    ));
+                }
+                Claimed::Pick(_) => {
+                    return Err(Refusal::invalid(
+                        "recurrence",
+                        "a series names its resources: pools and any_of are for single bookings",
                     ));
                 }
             }

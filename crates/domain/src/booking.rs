@@ -84,6 +84,9 @@ pub struct Reservation {
     /// The hold it was converted from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_id: Option<Uuid>,
+    /// The pool its resource was picked from, if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_id: Option<Uuid>,
 }
 
 impl Reservation {
@@ -219,8 +222,9 @@ pub enum BookingCommand {
         /// The clock.
         now: DateTime<Utc>,
     },
-    /// Adds one reservation.
-    AddReservation(Reservation),
+    /// Adds reservations (one, or the members a pool pick took), all or
+    /// nothing.
+    AddReservations(Vec<Reservation>),
     /// Releases one reservation from `now` on (all of it if not yet begun).
     ReleaseReservation {
         /// Which one.
@@ -434,20 +438,25 @@ impl Aggregate for Booking {
                 events.extend(self.release_all_from(now));
                 Ok(events)
             }
-            BookingCommand::AddReservation(reservation) => {
+            BookingCommand::AddReservations(reservations) => {
                 self.require_open(status, "add a reservation to")?;
-                validate_reservation(&reservation, "")
-                    .map_err(|e| DomainError::Invalid(vec![e]))?;
-                if self.reservation_index(reservation.reservation_id).is_some() {
-                    return Err(DomainError::AlreadyExists("reservation"));
+                for reservation in &reservations {
+                    validate_reservation(reservation, "")
+                        .map_err(|e| DomainError::Invalid(vec![e]))?;
+                    if self.reservation_index(reservation.reservation_id).is_some() {
+                        return Err(DomainError::AlreadyExists("reservation"));
+                    }
                 }
-                if self.reservations.len() >= MAX_RESERVATIONS {
+                if self.reservations.len() + reservations.len() > MAX_RESERVATIONS {
                     return Err(DomainError::invalid(
                         "reservations",
                         format!("a booking holds at most {MAX_RESERVATIONS} reservations"),
                     ));
                 }
-                Ok(vec![BookingEvent::ReservationAdded(reservation)])
+                Ok(reservations
+                    .into_iter()
+                    .map(BookingEvent::ReservationAdded)
+                    .collect())
             }
             BookingCommand::ReleaseReservation {
                 reservation_id,

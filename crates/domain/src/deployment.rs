@@ -486,6 +486,7 @@ mod tests {
             label: label.map(str::to_owned),
             outside_working_hours: false,
             hold_id: None,
+            pool_id: None,
         }
     }
 

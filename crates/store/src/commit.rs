@@ -3,7 +3,6 @@
 //! changes its events imply (checked by the ledger), the jobs it implies,
 //! its events, and its idempotency record, in one transaction.
 
-use muster_domain::policy::ResourceRules;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::effects::WriteEffect;
@@ -12,6 +11,7 @@ use crate::idempotency::{self, IdempotencyClaim, TenantClaim};
 use crate::implied_jobs::JobSink;
 use crate::ledger::{Ledger, Wanted};
 use crate::outcome::CommandOutcome;
+use crate::working_set::Registration;
 use crate::{StoreError, working_set};
 
 /// A command decided on its stream's state, with the commands on other
@@ -146,7 +146,20 @@ pub(crate) async fn commit(
     if !batch.iter().any(Decided::writes) {
         return Ok(batch.iter().map(|d| Ok(d.outcome(None))).collect());
     }
-    let mut tx = pool.begin().await?;
+    let tx = pool.begin().await?;
+    commit_in(tx, sink, batch, None).await
+}
+
+/// Commits `batch` in `tx`, like [`commit`]; `locked` is a ledger the
+/// transaction already holds (resources locked, and what they hold read,
+/// before a decision picked among them): the batch's reservations are
+/// checked on it, with whatever else they name locked now.
+pub(crate) async fn commit_in(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    sink: Option<&dyn JobSink>,
+    batch: &[Decided],
+    locked: Option<Ledger>,
+) -> Result<Verdicts, CommitError> {
     let claims: Vec<(usize, TenantClaim<'_>)> = batch
         .iter()
         .enumerate()
@@ -161,10 +174,13 @@ pub(crate) async fn commit(
 
     let wanted: Vec<Vec<Wanted<'_>>> = batch.iter().map(Decided::wanted).collect();
     let all: Vec<Wanted<'_>> = wanted.iter().flatten().copied().collect();
-    let mut ledger = if all.is_empty() {
-        None
-    } else {
-        Some(Ledger::load(&mut tx, &all).await?)
+    let mut ledger = match locked {
+        Some(mut ledger) => {
+            ledger.include(&mut tx, &all).await?;
+            Some(ledger)
+        }
+        None if all.is_empty() => None,
+        None => Some(Ledger::load(&mut tx, &all).await?),
     };
 
     let alone = batch.len() == 1;
@@ -212,7 +228,7 @@ pub(crate) async fn commit(
         ledger.save_growth(&mut tx).await?;
     }
     let accepted: Vec<usize> = (0..batch.len()).filter(|&i| admitted[i].is_ok()).collect();
-    let registrations: Vec<(&str, uuid::Uuid, &ResourceRules)> = accepted
+    let registrations: Vec<Registration<'_>> = accepted
         .iter()
         .flat_map(|&i| registrations(&batch[i]))
         .collect();
@@ -301,11 +317,18 @@ fn is_refusal(error: &StoreError) -> bool {
     )
 }
 
-fn registrations(decided: &Decided) -> impl Iterator<Item = (&str, uuid::Uuid, &ResourceRules)> {
+fn registrations(decided: &Decided) -> impl Iterator<Item = Registration<'_>> {
     decided.effects.iter().filter_map(|e| match e {
-        WriteEffect::RegisterResource { resource_id, rules } => {
-            Some((decided.append.tenant.as_str(), *resource_id, rules))
-        }
+        WriteEffect::RegisterResource {
+            resource_id,
+            rules,
+            labels,
+        } => Some(Registration {
+            tenant: decided.append.tenant.as_str(),
+            resource_id: *resource_id,
+            rules,
+            labels,
+        }),
         _ => None,
     })
 }
@@ -354,6 +377,10 @@ async fn admit(
                     ledger.forget(reservation.reservation_id);
                 }
             }
+            WriteEffect::Assign {
+                pool_id,
+                resource_id,
+            } => crate::pools::assigned(conn, tenant.as_str(), *pool_id, *resource_id).await?,
             WriteEffect::SavePool { pool_id, spec } => {
                 crate::pools::save(conn, tenant.as_str(), *pool_id, spec).await?
             }
@@ -369,6 +396,9 @@ async fn admit(
                 if let Some(ledger) = ledger {
                     ledger.forget(*hold_id);
                 }
+            }
+            WriteEffect::Retag { resource_id, tags } => {
+                working_set::retag(conn, tenant.as_str(), *resource_id, tags).await?
             }
             WriteEffect::RegisterResource { .. }
             | WriteEffect::Reserve { .. }

@@ -24,6 +24,15 @@ pub enum WriteEffect {
         resource_id: Uuid,
         /// Its booking rule.
         rules: ResourceRules,
+        /// Its kind and tags, which pools' selectors match.
+        labels: Labels,
+    },
+    /// A resource's tags changed (pools' selectors match them).
+    Retag {
+        /// The resource.
+        resource_id: Uuid,
+        /// Its tags now.
+        tags: Vec<String>,
     },
     /// A resource's booking rule changed (capacity, seats, working hours,
     /// policy). A capacity decrease is refused when existing reservations
@@ -90,6 +99,13 @@ pub enum WriteEffect {
     /// A job to push in the command's transaction (not a reservation
     /// change; the command executor pushes it).
     Enqueue(crate::implied_jobs::ImpliedJob),
+    /// A pool assigned a member (round_robin weighs when).
+    Assign {
+        /// The pool.
+        pool_id: Uuid,
+        /// The member.
+        resource_id: Uuid,
+    },
     /// A pool was created or changed: its row is written as `spec` now
     /// has it.
     SavePool {
@@ -113,6 +129,15 @@ pub enum WriteEffect {
         /// From when it no longer holds time.
         released_from: DateTime<Utc>,
     },
+}
+
+/// What pools' selectors match of a resource besides its rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels {
+    /// Its kind.
+    pub kind: String,
+    /// Its tags.
+    pub tags: Vec<String>,
 }
 
 /// An aggregate the store knows how to write: which working-set changes its
@@ -139,10 +164,14 @@ impl WriteSide for Resource {
                 after.evolve(event);
                 let rules = || after.profile.as_ref().map(|p| p.rules());
                 match event {
-                    ResourceEvent::Registered(_) => {
+                    ResourceEvent::Registered(profile) => {
                         rules().map(|rules| WriteEffect::RegisterResource {
                             resource_id: stream_id,
                             rules,
+                            labels: Labels {
+                                kind: profile.kind.clone(),
+                                tags: profile.tags.clone(),
+                            },
                         })
                     }
                     ResourceEvent::Updated(c) if c.changes_rules() => {
@@ -151,7 +180,10 @@ impl WriteSide for Resource {
                             rules,
                         })
                     }
-                    ResourceEvent::Updated(_) => None,
+                    ResourceEvent::Updated(c) => c.tags.clone().map(|tags| WriteEffect::Retag {
+                        resource_id: stream_id,
+                        tags,
+                    }),
                     ResourceEvent::Retired => Some(WriteEffect::RetireResource {
                         resource_id: stream_id,
                     }),
@@ -168,14 +200,22 @@ impl WriteSide for Booking {
 
     fn effects(state: &Booking, stream_id: Uuid, events: &[BookingEvent]) -> Vec<WriteEffect> {
         let headcount = state.headcount_after(events);
-        events
-            .iter()
-            .filter_map(|event| match event {
-                BookingEvent::ReservationAdded(r) => Some(WriteEffect::Reserve {
-                    booking_id: stream_id,
-                    reservation: r.clone(),
-                    headcount,
-                }),
+        let mut effects = Vec::with_capacity(events.len());
+        for event in events {
+            let effect = match event {
+                BookingEvent::ReservationAdded(r) => {
+                    if let Some(pool_id) = r.pool_id {
+                        effects.push(WriteEffect::Assign {
+                            pool_id,
+                            resource_id: r.resource_id,
+                        });
+                    }
+                    Some(WriteEffect::Reserve {
+                        booking_id: stream_id,
+                        reservation: r.clone(),
+                        headcount,
+                    })
+                }
                 BookingEvent::Updated(changes) => {
                     changes.headcount.map(|headcount| WriteEffect::CheckSeats {
                         resource_ids: state.reservations.iter().map(|r| r.resource_id).collect(),
@@ -198,8 +238,10 @@ impl WriteSide for Booking {
                     .assignee_id
                     .map(|resource_id| WriteEffect::RequireResource { resource_id }),
                 _ => None,
-            })
-            .collect()
+            };
+            effects.extend(effect);
+        }
+        effects
     }
 }
 
@@ -221,6 +263,7 @@ impl WriteSide for Hold {
                         label: None,
                         outside_working_hours: false,
                         hold_id: Some(stream_id),
+                        pool_id: None,
                     },
                     expires_at: spec.expires_at,
                 },

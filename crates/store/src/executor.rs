@@ -14,10 +14,11 @@ use rand::Rng;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::commit::{CommitError, Decided, commit};
+use crate::commit::{CommitError, Decided, commit, commit_in};
 use crate::effects::WriteSide;
 use crate::event_store::{EventData, EventMetadata, StreamAppend, read_stream};
 use crate::idempotency::IdempotencyClaim;
+use crate::locked::{LockRequest, Locked, lock_claims};
 use crate::outcome::CommandOutcome;
 use crate::{Store, StoreError};
 
@@ -182,6 +183,75 @@ impl Store {
         Fut: Future<Output = Result<(Decided, T), E>>,
         E: From<StoreError>,
     {
+        self.retrying(ctx, stream_type, stream_id, || {
+            let decided = decide();
+            async move {
+                let (decided, answer) = decided.await?;
+                Ok((self.commit_one(decided, ctx).await, answer))
+            }
+        })
+        .await
+    }
+
+    /// Runs a command that picks among resources under their locks, through
+    /// the one commit path: `read` reads what the command needs (outside
+    /// any transaction) and names the claims it may take; then, in the
+    /// transaction that commits, those resources are locked (in key order)
+    /// and `decide` chooses on the write side's verdict under the locks
+    /// ([`Locked`]), so that concurrent pickers never take the same room
+    /// twice and a refusal means the resources truly are taken. Retried
+    /// like [`Store::execute_with`].
+    pub async fn execute_locked<R, T, E, F, Fut, D>(
+        &self,
+        ctx: &CommandContext,
+        stream_type: &'static str,
+        stream_id: Uuid,
+        mut read: F,
+        decide: D,
+    ) -> Result<(CommandOutcome, T), E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(R, LockRequest), E>>,
+        D: Fn(&mut R, Locked) -> Result<(Decided, T), E>,
+        E: From<StoreError>,
+    {
+        let decide = &decide;
+        self.retrying(ctx, stream_type, stream_id, || {
+            let reading = read();
+            async move {
+                let (mut read, request) = reading.await?;
+                let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+                let (ledger, locked) = lock_claims(&mut tx, &ctx.tenant, &request).await?;
+                let (decided, answer) = decide(&mut read, locked)?;
+                let sink = self.job_sink.as_deref();
+                let committed = commit_in(tx, sink, std::slice::from_ref(&decided), Some(ledger))
+                    .await
+                    .and_then(|mut verdicts| {
+                        verdicts
+                            .pop()
+                            .expect("one verdict per command")
+                            .map_err(CommitError::Store)
+                    });
+                Ok((committed, answer))
+            }
+        })
+        .await
+    }
+
+    /// The retry loop of every command: `attempt` decides and commits;
+    /// a lost race (a stream moved, a deadlock) runs it again.
+    async fn retrying<T, E, F, Fut>(
+        &self,
+        ctx: &CommandContext,
+        stream_type: &'static str,
+        stream_id: Uuid,
+        mut attempt_once: F,
+    ) -> Result<(CommandOutcome, T), E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(Result<CommandOutcome, CommitError>, T), E>>,
+        E: From<StoreError>,
+    {
         let span = tracing::info_span!(
             "command",
             stream_type,
@@ -192,8 +262,8 @@ impl Store {
             let mut attempt = 1;
             loop {
                 let started = Instant::now();
-                let (decided, answer) = decide().await?;
-                let reason = match self.commit_one(decided, ctx).await {
+                let (committed, answer) = attempt_once().await?;
+                let reason = match committed {
                     Ok(outcome) => {
                         self.record_append(stream_type, &outcome, started);
                         return Ok((outcome, answer));

@@ -103,6 +103,51 @@ impl Ledger {
         conn: &mut PgConnection,
         wanted: &[Wanted<'_>],
     ) -> Result<Self, StoreError> {
+        let resources = Self::lock(conn, wanted).await?;
+        Self::around(conn, resources, wanted).await
+    }
+
+    /// Also what `wanted` needs: locks the resources this ledger has not
+    /// locked yet (a decision that picked under locks may add a resource
+    /// it did not ask about), and reads what every wanted range meets.
+    pub(crate) async fn include(
+        &mut self,
+        conn: &mut PgConnection,
+        wanted: &[Wanted<'_>],
+    ) -> Result<(), StoreError> {
+        let missing: Vec<Wanted<'_>> = wanted
+            .iter()
+            .filter(|w| {
+                !self
+                    .resources
+                    .contains_key(&(w.tenant.to_owned(), w.reservation.resource_id))
+            })
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            let more = Self::lock(conn, &missing).await?;
+            self.resources.extend(more);
+        }
+        let Ledger { held, .. } = Self::around(conn, self.resources.clone(), wanted).await?;
+        for (key, found) in held {
+            let known = self.held.entry(key).or_default();
+            for reservation in found {
+                if !known
+                    .iter()
+                    .any(|k| k.reservation_id == reservation.reservation_id)
+                {
+                    known.push(reservation);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Locks the resources `wanted` names, in key order; their rules.
+    async fn lock(
+        conn: &mut PgConnection,
+        wanted: &[Wanted<'_>],
+    ) -> Result<HashMap<ResourceKey, LockedResource>, StoreError> {
         let mut keys: Vec<(&str, Uuid)> = wanted
             .iter()
             .map(|w| (w.tenant, w.reservation.resource_id))
@@ -140,7 +185,7 @@ impl Ledger {
         .into_iter()
         .map(ResourceRow::entry)
         .collect();
-        Self::around(conn, resources, wanted).await
+        Ok(resources)
     }
 
     /// Like [`Ledger::load`] without taking locks, in one statement: what
@@ -267,6 +312,30 @@ impl Ledger {
         }
     }
 
+    /// The time zone of a locked resource's rule (its local days).
+    pub(crate) fn timezone_of(&self, tenant: &str, resource_id: Uuid) -> Option<chrono_tz::Tz> {
+        self.resources
+            .get(&(tenant.to_owned(), resource_id))
+            .map(|r| r.rules.timezone)
+    }
+
+    /// Whether `w` would be admitted on this ledger at `now`, and if not,
+    /// why: the verdict the conflict check answers and a pick reads.
+    pub(crate) fn availability(
+        &self,
+        w: &Wanted<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Availability, StoreError> {
+        Ok(match self.blocking(w, &[], now) {
+            Ok(blocking) if blocking.is_empty() => Availability::Free,
+            Ok(blocking) => Availability::Conflicts(blocking),
+            Err(StoreError::Refused { refusal, .. }) => Availability::Refused(refusal),
+            Err(StoreError::RetiredResource(_)) => Availability::Retired,
+            Err(StoreError::UnknownResource(_)) => Availability::Unknown,
+            Err(e) => return Err(e),
+        })
+    }
+
     /// Forgets what `reservation_id` holds from `released_from` on, as the
     /// working set's release does, so that a command that releases and
     /// reserves (a move) is checked against what it leaves.
@@ -379,6 +448,7 @@ impl crate::Store {
                     label: None,
                     outside_working_hours: claim.outside_working_hours,
                     hold_id: None,
+                    pool_id: None,
                 };
                 (reservation, claim.headcount)
             })
@@ -401,17 +471,7 @@ impl crate::Store {
         let now = Utc::now();
         wanted
             .iter()
-            .map(|w| {
-                let availability = match ledger.blocking(w, &[], now) {
-                    Ok(blocking) if blocking.is_empty() => Availability::Free,
-                    Ok(blocking) => Availability::Conflicts(blocking),
-                    Err(StoreError::Refused { refusal, .. }) => Availability::Refused(refusal),
-                    Err(StoreError::RetiredResource(_)) => Availability::Retired,
-                    Err(StoreError::UnknownResource(_)) => Availability::Unknown,
-                    Err(e) => return Err(e),
-                };
-                Ok((w.reservation.resource_id, availability))
-            })
+            .map(|w| Ok((w.reservation.resource_id, ledger.availability(w, now)?)))
             .collect()
     }
 }

@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod implied_jobs;
 pub mod keys;
 pub mod ledger;
+pub mod locked;
 mod outcome;
 pub mod pools;
 mod rules;
@@ -35,6 +36,7 @@ pub use error::{ReservationConflict, StoreError};
 pub use event_store::{EventFilter, EventHead, EventMetadata, EventPage, EventRow, RecordedEvent};
 pub use executor::{CommandContext, Executed, Loaded};
 pub use keys::{Principal, Role};
+pub use locked::{LockRequest, Locked};
 pub use outcome::CommandOutcome;
 pub use shared_pages::SharedPage;
 

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use muster_domain::TenantId;
-use muster_domain::pool::{Members, PoolSpec, Strategy};
+use muster_domain::pool::{Members, PoolSpec, Selector, Strategy};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -67,6 +67,26 @@ pub(crate) async fn save(
     Ok(())
 }
 
+/// Notes that pool `pool_id` assigned `resource_id` now.
+pub(crate) async fn assigned(
+    conn: &mut PgConnection,
+    tenant: &str,
+    pool_id: Uuid,
+    resource_id: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        r#"insert into pool_assignments (tenant_id, pool_id, resource_id, last_assigned_at)
+           values ($1, $2, $3, now())
+           on conflict (tenant_id, pool_id, resource_id) do update set last_assigned_at = now()"#,
+        tenant,
+        pool_id,
+        resource_id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 struct PoolRow {
     pool_id: Uuid,
     name: String,
@@ -92,6 +112,39 @@ impl PoolRow {
 }
 
 impl Store {
+    /// The live resources of `tenant` that `selector` takes, by id, at
+    /// most [`muster_domain::pool::MAX_MEMBERS`].
+    pub async fn resources_matching(
+        &self,
+        tenant: &TenantId,
+        selector: &Selector,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let seats = selector
+            .min_seats
+            .map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+        let capacity = selector
+            .min_capacity
+            .map(|c| i32::try_from(c).unwrap_or(i32::MAX));
+        Ok(sqlx::query_scalar!(
+            r#"select resource_id from reservable_resources
+                where tenant_id = $1 and not retired
+                  and ($2::text is null or kind = $2)
+                  and tags @> $3
+                  and ($4::int4 is null or seats >= $4)
+                  and ($5::int4 is null or capacity >= $5)
+                order by resource_id
+                limit $6"#,
+            tenant.as_str(),
+            selector.kind,
+            serde_json::json!(selector.tags),
+            seats,
+            capacity,
+            muster_domain::pool::MAX_MEMBERS as i64,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Pool `pool_id` of `tenant`, if there is one.
     pub async fn find_pool(
         &self,

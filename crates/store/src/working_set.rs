@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::StoreError;
+use crate::effects::Labels;
 use crate::ledger::Wanted;
 use crate::rules::RuleColumns;
 
@@ -240,16 +241,29 @@ pub(crate) async fn insert_reservations(
 }
 
 /// Registers resources as reservable, with their booking rules.
+/// A resource to make reservable: its rule, kind and tags.
+pub(crate) struct Registration<'a> {
+    pub tenant: &'a str,
+    pub resource_id: Uuid,
+    pub rules: &'a ResourceRules,
+    pub labels: &'a Labels,
+}
+
 pub(crate) async fn register_many(
     conn: &mut PgConnection,
-    resources: &[(&str, Uuid, &ResourceRules)],
+    resources: &[Registration<'_>],
 ) -> Result<(), StoreError> {
     if resources.is_empty() {
         return Ok(());
     }
-    let tenants: Vec<&str> = resources.iter().map(|r| r.0).collect();
-    let ids: Vec<Uuid> = resources.iter().map(|r| r.1).collect();
-    let columns: Vec<RuleColumns> = resources.iter().map(|r| RuleColumns::of(r.2)).collect();
+    let tenants: Vec<&str> = resources.iter().map(|r| r.tenant).collect();
+    let ids: Vec<Uuid> = resources.iter().map(|r| r.resource_id).collect();
+    let kinds: Vec<&str> = resources.iter().map(|r| r.labels.kind.as_str()).collect();
+    let tags: Vec<serde_json::Value> = resources
+        .iter()
+        .map(|r| serde_json::json!(r.labels.tags))
+        .collect();
+    let columns: Vec<RuleColumns> = resources.iter().map(|r| RuleColumns::of(r.rules)).collect();
     let capacities: Vec<i32> = columns.iter().map(|c| c.capacity).collect();
     let seats: Vec<Option<i32>> = columns.iter().map(|c| c.seats).collect();
     let zones: Vec<&str> = columns.iter().map(|c| c.timezone.as_str()).collect();
@@ -263,10 +277,10 @@ pub(crate) async fn register_many(
         r#"insert into reservable_resources
                (tenant_id, resource_id, capacity, seats, timezone, working_hours,
                 buffer_before_secs, buffer_after_secs, min_notice_secs, max_advance_secs,
-                reach_secs)
+                reach_secs, kind, tags)
            select * from unnest($1::text[], $2::uuid[], $3::int4[], $4::int4[], $5::text[],
                                 $6::jsonb[], $7::int4[], $8::int4[], $9::int4[], $10::int4[],
-                                $11::int4[])"#,
+                                $11::int4[], $12::text[], $13::jsonb[])"#,
         &tenants as &[&str],
         &ids,
         &capacities,
@@ -278,6 +292,26 @@ pub(crate) async fn register_many(
         &notice as &[Option<i32>],
         &advance as &[Option<i32>],
         &reach,
+        &kinds as &[&str],
+        &tags,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes a resource's tags (what pools' selectors match).
+pub(crate) async fn retag(
+    conn: &mut PgConnection,
+    tenant: &str,
+    resource_id: Uuid,
+    tags: &[String],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "update reservable_resources set tags = $3 where tenant_id = $1 and resource_id = $2",
+        tenant,
+        resource_id,
+        serde_json::json!(tags),
     )
     .execute(conn)
     .await?;

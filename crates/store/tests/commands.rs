@@ -70,6 +70,7 @@ fn request(reservations: Vec<(Uuid, i64, i64)>) -> BookingCommand {
                 label: None,
                 outside_working_hours: false,
                 hold_id: None,
+                pool_id: None,
             })
             .collect(),
     }

@@ -41,6 +41,7 @@ fn reservation(id: u128, resource_id: Uuid, label: Option<&str>) -> Reservation 
         label: label.map(str::to_owned),
         outside_working_hours: false,
         hold_id: None,
+        pool_id: None,
     }
 }
 
@@ -153,6 +154,7 @@ fn a_requested_booking_shows_its_details_and_first_status() {
                     label: Some("hall".into()),
                     outside_working_hours: false,
                     hold_id: None,
+                    pool_id: None,
                 },
                 ReservationView {
                     reservation_id: Uuid::from_u128(12),
@@ -162,6 +164,7 @@ fn a_requested_booking_shows_its_details_and_first_status() {
                     label: None,
                     outside_working_hours: false,
                     hold_id: None,
+                    pool_id: None,
                 },
             ],
             tasks: Vec::new(),
@@ -201,6 +204,7 @@ fn a_whole_life_gives_the_document_the_domain_state_shows() {
                 label: Some("hall".into()),
                 outside_working_hours: false,
                 hold_id: None,
+                pool_id: None,
             }],
             tasks: vec![TaskView {
                 task_id: TASK,

@@ -29,6 +29,7 @@ fn requested() -> DeploymentEvent {
             label: Some("hall".into()),
             outside_working_hours: false,
             hold_id: None,
+            pool_id: None,
         }]),
     })
 }

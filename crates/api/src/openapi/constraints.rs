@@ -292,11 +292,35 @@ fn bodies(doc: &mut Value) {
     reservation["oneOf"] = json!([
         {"title": "A hold to convert", "required": ["hold_id"],
          "properties": {"hold_id": {"type": "string"}, "resource_id": {"type": "null"},
+                        "pool_id": {"type": "null"}, "any_of": {"type": "null"},
+                        "count": {"type": "null"},
                         "starts_at": {"type": "null"}, "ends_at": {"type": "null"}}},
         {"title": "A resource for a range", "required": ["resource_id", "starts_at", "ends_at"],
          "properties": {"hold_id": {"type": "null"}, "resource_id": {"type": "string"},
+                        "pool_id": {"type": "null"}, "any_of": {"type": "null"},
+                        "count": {"type": "null"},
+                        "starts_at": {"type": "string"}, "ends_at": {"type": "string"}}},
+        {"title": "Free members of a pool for a range", "required": ["pool_id", "starts_at", "ends_at"],
+         "properties": {"hold_id": {"type": "null"}, "resource_id": {"type": "null"},
+                        "pool_id": {"type": "string"}, "any_of": {"type": "null"},
+                        "starts_at": {"type": "string"}, "ends_at": {"type": "string"}}},
+        {"title": "Free ones of these resources for a range", "required": ["any_of", "starts_at", "ends_at"],
+         "properties": {"hold_id": {"type": "null"}, "resource_id": {"type": "null"},
+                        "pool_id": {"type": "null"}, "any_of": {"type": "array"},
                         "starts_at": {"type": "string"}, "ends_at": {"type": "string"}}},
     ]);
+    set(
+        doc,
+        "ReservationBody",
+        "count",
+        json!({"minimum": 1, "maximum": muster_domain::booking::MAX_RESERVATIONS}),
+    );
+    set(
+        doc,
+        "ReservationBody",
+        "any_of",
+        json!({"minItems": 1, "maxItems": muster_domain::pool::MAX_MEMBERS, "uniqueItems": true}),
+    );
 
     // Pools: members or a selector, one of the two; a selector says
     // something.

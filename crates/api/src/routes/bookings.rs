@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use muster_app::bookings::{Claimed, ReservationRequest};
+use muster_app::bookings::{Claimed, Pick, PickFrom, ReservationRequest};
 use muster_domain::FieldError;
 use muster_domain::booking::{
     BookingChanges, BookingDetails, BookingEvent, BookingStatus, Client, Reservation,
@@ -60,14 +60,23 @@ pub struct ClientBody {
     phone: Option<String>,
 }
 
-/// A reservation to hold: a resource for `[starts_at, ends_at)`, or a
-/// hold to convert (`hold_id` alone: the reservation takes the hold's
-/// resource and range).
+/// A reservation to hold: a resource for `[starts_at, ends_at)`; `count`
+/// free members of a pool (`pool_id`) or of an ad hoc set (`any_of`) for
+/// it, picked by the write side (one reservation each); or a hold to
+/// convert (`hold_id` alone: the reservation takes the hold's resource and
+/// range).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReservationBody {
-    /// The resource (required unless `hold_id` is given).
+    /// The resource (one of `resource_id`, `pool_id`, `any_of`, `hold_id`).
     resource_id: Option<Uuid>,
+    /// A pool whose free members to pick, by its strategy.
+    pool_id: Option<Uuid>,
+    /// Resources to pick free ones from, least booked first.
+    any_of: Option<Vec<Uuid>>,
+    /// How many distinct members to pick (with `pool_id` or `any_of`;
+    /// default 1).
+    count: Option<u32>,
     /// Inclusive start (RFC 3339 with offset; required unless `hold_id`).
     starts_at: Option<DateTime<Utc>>,
     /// Exclusive end, after the start (required unless `hold_id`).
@@ -98,35 +107,8 @@ fn reservation_requests(
         } else {
             format!("{prefix}[{i}].")
         };
-        let claimed = match (body.hold_id, body.resource_id, body.starts_at, body.ends_at) {
-            (Some(hold_id), None, None, None) => Claimed::Hold(hold_id),
-            (Some(_), ..) => {
-                errors.push(FieldError::new(
-                    format!("{at}hold_id"),
-                    "a hold brings its own resource and range: leave resource_id, starts_at and ends_at out",
-                ));
-                continue;
-            }
-            (None, Some(resource_id), Some(starts_at), Some(ends_at)) => Claimed::Range {
-                resource_id,
-                starts_at,
-                ends_at,
-            },
-            (None, r, s, e) => {
-                for (missing, name) in [
-                    (r.is_none(), "resource_id"),
-                    (s.is_none(), "starts_at"),
-                    (e.is_none(), "ends_at"),
-                ] {
-                    if missing {
-                        errors.push(FieldError::new(
-                            format!("{at}{name}"),
-                            "is required unless hold_id is given",
-                        ));
-                    }
-                }
-                continue;
-            }
+        let Some(claimed) = claimed(&body, &at, &mut errors) else {
+            continue;
         };
         requests.push(ReservationRequest {
             claimed,
@@ -139,6 +121,116 @@ fn reservation_requests(
     } else {
         Err(ApiError::Validation(errors))
     }
+}
+
+/// What a reservation body claims, or `None` with `errors` saying why it
+/// claims nothing (fields named `{at}field`).
+fn claimed(body: &ReservationBody, at: &str, errors: &mut Vec<FieldError>) -> Option<Claimed> {
+    let from = match (body.resource_id, body.pool_id, &body.any_of) {
+        (None, Some(pool_id), None) => Some(PickFrom::Pool(pool_id)),
+        (None, None, Some(ids)) => Some(PickFrom::AnyOf(ids.clone())),
+        _ => None,
+    };
+    if let Some(hold_id) = body.hold_id {
+        if body.resource_id.is_some()
+            || body.pool_id.is_some()
+            || body.any_of.is_some()
+            || body.count.is_some()
+            || body.starts_at.is_some()
+            || body.ends_at.is_some()
+        {
+            errors.push(FieldError::new(
+                format!("{at}hold_id"),
+                "a hold brings its own resource and range: leave resource_id, pool_id, any_of, count, starts_at and ends_at out",
+            ));
+            return None;
+        }
+        return Some(Claimed::Hold(hold_id));
+    }
+    let named = [
+        body.resource_id.is_some(),
+        body.pool_id.is_some(),
+        body.any_of.is_some(),
+    ];
+    if named.iter().filter(|n| **n).count() > 1 {
+        errors.push(FieldError::new(
+            format!("{at}resource_id"),
+            "name one of resource_id, pool_id, any_of and hold_id",
+        ));
+        return None;
+    }
+    if body.count.is_some() && from.is_none() {
+        errors.push(FieldError::new(
+            format!("{at}count"),
+            "only a pick (pool_id or any_of) takes a count",
+        ));
+        return None;
+    }
+    let (Some(starts_at), Some(ends_at)) = (body.starts_at, body.ends_at) else {
+        for (missing, name) in [
+            (body.starts_at.is_none(), "starts_at"),
+            (body.ends_at.is_none(), "ends_at"),
+        ] {
+            if missing {
+                errors.push(FieldError::new(
+                    format!("{at}{name}"),
+                    "is required unless hold_id is given",
+                ));
+            }
+        }
+        return None;
+    };
+    let Some(from) = from else {
+        let Some(resource_id) = body.resource_id else {
+            errors.push(FieldError::new(
+                format!("{at}resource_id"),
+                "is required unless pool_id, any_of or hold_id is given",
+            ));
+            return None;
+        };
+        return Some(Claimed::Range {
+            resource_id,
+            starts_at,
+            ends_at,
+        });
+    };
+    let before = errors.len();
+    if let Err(e) = TimeRange::new(starts_at, ends_at, at) {
+        errors.push(e);
+    }
+    let count = body.count.unwrap_or(1);
+    if !(1..=muster_domain::booking::MAX_RESERVATIONS as u32).contains(&count) {
+        errors.push(FieldError::new(
+            format!("{at}count"),
+            format!(
+                "must be between 1 and {}",
+                muster_domain::booking::MAX_RESERVATIONS
+            ),
+        ));
+    }
+    if let PickFrom::AnyOf(ids) = &from {
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        if ids.is_empty() || ids.len() > muster_domain::pool::MAX_MEMBERS {
+            errors.push(FieldError::new(
+                format!("{at}any_of"),
+                format!(
+                    "must name 1 to {} resources",
+                    muster_domain::pool::MAX_MEMBERS
+                ),
+            ));
+        } else if distinct.len() != ids.len() {
+            errors.push(FieldError::new(
+                format!("{at}any_of"),
+                "names a resource twice",
+            ));
+        }
+    }
+    (errors.len() == before).then_some(Claimed::Pick(Pick {
+        from,
+        count,
+        starts_at,
+        ends_at,
+    }))
 }
 
 /// A booking to request, with the reservations it needs (all or nothing).
@@ -316,6 +408,9 @@ pub struct ReservationAnswer {
     /// Label.
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<String>,
+    /// The pool the resource was picked from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool_id: Option<Uuid>,
 }
 
 impl From<&Reservation> for ReservationAnswer {
@@ -326,6 +421,7 @@ impl From<&Reservation> for ReservationAnswer {
             starts_at: r.starts_at,
             ends_at: r.ends_at,
             label: r.label.clone(),
+            pool_id: r.pool_id,
         }
     }
 }

@@ -35,6 +35,7 @@ fn reservation(n: u128, from: i64, to: i64) -> Reservation {
         label: Some("hall".into()),
         outside_working_hours: false,
         hold_id: None,
+        pool_id: None,
     }
 }
 
@@ -220,7 +221,7 @@ fn every_transition_outside_the_machine_is_refused() {
 fn commands_on_a_missing_booking_are_not_found() {
     for command in [
         BookingCommand::Confirm,
-        BookingCommand::AddReservation(reservation(1, 1, 2)),
+        BookingCommand::AddReservations(vec![reservation(1, 1, 2)]),
         BookingCommand::CompleteTask { task_id: id(1) },
     ] {
         assert_eq!(
@@ -269,21 +270,21 @@ fn cancel_releases_only_what_is_ahead() {
 #[test]
 fn add_reservation_validates_and_refuses_duplicates_and_closed_bookings() {
     given::<Booking>(requested())
-        .when(BookingCommand::AddReservation(reservation(5, 1, 3)))
+        .when(BookingCommand::AddReservations(vec![reservation(5, 1, 3)]))
         .then([BookingEvent::ReservationAdded(reservation(5, 1, 3))]);
     given::<Booking>(requested())
-        .when(BookingCommand::AddReservation(reservation(5, 3, 1)))
+        .when(BookingCommand::AddReservations(vec![reservation(5, 3, 1)]))
         .then_invalid(&["ends_at"]);
     assert_eq!(
         given::<Booking>(requested())
-            .when(BookingCommand::AddReservation(reservation(1, 1, 3)))
+            .when(BookingCommand::AddReservations(vec![reservation(1, 1, 3)]))
             .then_refused(),
         DomainError::AlreadyExists("reservation")
     );
     let cancelled = with(requested(), &[BookingEvent::Cancelled { reason: None }]);
     assert!(matches!(
         given::<Booking>(cancelled)
-            .when(BookingCommand::AddReservation(reservation(5, 1, 3)))
+            .when(BookingCommand::AddReservations(vec![reservation(5, 1, 3)]))
             .then_refused(),
         DomainError::InvalidTransition(_)
     ));
@@ -296,7 +297,9 @@ fn a_booking_holds_a_bounded_number_of_reservations() {
         (0..MAX_RESERVATIONS as u128).map(|n| BookingEvent::ReservationAdded(reservation(n, 1, 2))),
     );
     given::<Booking>(history)
-        .when(BookingCommand::AddReservation(reservation(999, 1, 2)))
+        .when(BookingCommand::AddReservations(vec![reservation(
+            999, 1, 2,
+        )]))
         .then_invalid(&["reservations"]);
 }
 
