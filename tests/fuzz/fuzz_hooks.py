@@ -59,6 +59,7 @@ STATED_RULES = [
     (r".*", r"^no (hold|resource) [0-9a-f-]{36}$"),
     (r".*", r"^unknown resource [0-9a-f-]{36}$"),
     (r"^resource_ids\[\d+\]$", r"^no such resource$"),
+    (r"pool_id$", r"^no such pool$"),
     (r"^reservations\[\d+\]\.reservation_id$", r"^the booking has no reservation"),
     # A webhook target must be public (unless the operator allows
     # private ones) and reachable by its scheme.

@@ -165,7 +165,7 @@ async fn get_report(
 #[utoipa::path(get, path = "/v1/reports/{id}/download", tag = "reports",
     params(("id" = Uuid, Path, description = "The report")),
     responses((status = 200, description = "The file (409 until the report is done)",
-               content((String = "text/csv"), (String = "application/json")))))]
+               content((String = "text/csv"), (Vec<serde_json::Value> = "application/json")))))]
 async fn download_report(
     State(state): State<AppState>,
     auth: Auth,
