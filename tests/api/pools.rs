@@ -489,3 +489,128 @@ async fn sixty_four_clients_racing_for_a_ten_member_pool_get_ten_members() {
         .unwrap();
     assert_eq!(stored, 10);
 }
+
+#[tokio::test]
+async fn a_moved_pool_reservation_keeps_its_member_when_free_and_else_takes_another() {
+    let app = spawn_app().await;
+    let rooms = [room(&app, json!({})).await, room(&app, json!({})).await];
+    let first = pool(
+        &app,
+        json!({"name": "Pair", "members": rooms, "strategy": "first"}),
+    )
+    .await;
+    let answer = app
+        .post(
+            "/v1/bookings",
+            &booking_from(json!({"pool_id": first}), 9, 10, 1),
+        )
+        .await;
+    assert_eq!(picked(&answer), [rooms[0].clone()]);
+    let id = answer.body["id"].as_str().unwrap().to_owned();
+    let reservation = answer.body["reservations"][0]["reservation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // rooms[0] is free at 11: the member stays.
+    let moved = app
+        .post(
+            &format!("/v1/bookings/{id}/reschedule"),
+            &json!({"starts_at": "2030-03-04T11:00:00Z", "ends_at": "2030-03-04T12:00:00Z"}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    assert_eq!(
+        moved.body["reservations"][0]["resource_id"],
+        json!(rooms[0])
+    );
+
+    // rooms[0] is busy at 14: with keep_resource the reschedule is
+    // refused and changes nothing; without, rooms[1] takes it.
+    app.book(&rooms[0], "2030-03-04T14:00:00Z", "2030-03-04T15:00:00Z")
+        .await;
+    let to_14 = json!({"starts_at": "2030-03-04T14:00:00Z", "ends_at": "2030-03-04T15:00:00Z",
+                       "keep_resource": true});
+    let kept = app
+        .post(&format!("/v1/bookings/{id}/reschedule"), &to_14)
+        .await;
+    assert_problem(&kept, 409, "reservation-conflict");
+    let mut to_14 = to_14;
+    to_14["keep_resource"] = json!(false);
+    let moved = app
+        .post(&format!("/v1/bookings/{id}/reschedule"), &to_14)
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    assert_eq!(
+        moved.body["reservations"][0]["resource_id"],
+        json!(rooms[1])
+    );
+    assert_eq!(moved.body["reservations"][0]["pool_id"], json!(first));
+    let feed = app
+        .get("/v1/events?event_type=reservation.moved", &app.analyst)
+        .await;
+    let last = feed.body["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["data"]["resource_id"], json!(rooms[1]));
+    assert_eq!(last["data"]["pool_id"], json!(first));
+
+    // Moving the reservation alone to 16, where rooms[1] is busy and
+    // rooms[0] free, goes back to rooms[0]; with both busy it is
+    // pool-exhausted, naming why each member is not free.
+    app.book(&rooms[1], "2030-03-04T16:00:00Z", "2030-03-04T17:00:00Z")
+        .await;
+    let path = format!("/v1/bookings/{id}/reservations/{reservation}");
+    let to_16 = json!({"starts_at": "2030-03-04T16:00:00Z", "ends_at": "2030-03-04T17:00:00Z"});
+    let kept = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&app.planner),
+            Some(&json!({"starts_at": "2030-03-04T16:00:00Z",
+                         "ends_at": "2030-03-04T17:00:00Z", "keep_resource": true})),
+            &[],
+        )
+        .await;
+    assert_problem(&kept, 409, "reservation-conflict");
+    let moved = app
+        .send(Method::PATCH, &path, Some(&app.planner), Some(&to_16), &[])
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    assert_eq!(
+        moved.body["reservations"][0]["resource_id"],
+        json!(rooms[0])
+    );
+    app.book(&rooms[1], "2030-03-04T18:00:00Z", "2030-03-04T19:00:00Z")
+        .await;
+    app.book(&rooms[0], "2030-03-04T18:00:00Z", "2030-03-04T19:00:00Z")
+        .await;
+    let before = event_count(&app).await;
+    let exhausted = app
+        .post(
+            &format!("/v1/bookings/{id}/reschedule"),
+            &json!({"starts_at": "2030-03-04T18:00:00Z", "ends_at": "2030-03-04T19:00:00Z",
+                    "reservations": [{"reservation_id": reservation,
+                                      "starts_at": "2030-03-04T18:00:00Z",
+                                      "ends_at": "2030-03-04T19:00:00Z"}]}),
+        )
+        .await;
+    assert_problem(&exhausted, 409, "pool-exhausted");
+    let members = exhausted.body["pick"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2, "{:?}", exhausted.body);
+    assert!(members.iter().all(|m| m["reason"] == "busy"));
+    assert_eq!(event_count(&app).await, before, "nothing written");
+
+    // The pool's members never hold more than their capacity.
+    let check = app
+        .post(
+            "/v1/conflicts/check",
+            &json!({"resource_ids": rooms, "starts_at": "2030-03-04T16:00:00Z",
+                    "ends_at": "2030-03-04T17:00:00Z"}),
+        )
+        .await;
+    assert_eq!(check.body["available"], false);
+}

@@ -3,12 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use muster_domain::booking::{
-    Booking, BookingChanges, BookingCommand, BookingDetails, Reservation, ReservationRange,
-    ReservationTarget, Task,
+    Booking, BookingChanges, BookingCommand, BookingDetails, Repicked, Reservation,
+    ReservationRange, ReservationTarget, Task,
 };
 use muster_domain::hold::{Hold, HoldCommand};
 use muster_domain::pool::{Members, Pool};
-use muster_store::CommandContext;
+use muster_domain::time::TimeRange;
+use muster_store::{CommandContext, LockRequest};
 use uuid::Uuid;
 
 use crate::decision::{Decision, Plan, Query, Read};
@@ -16,8 +17,8 @@ use crate::{Answer, App, Refusal};
 
 mod pick;
 
-use pick::Picking;
 pub use pick::{Pick, PickFrom};
+use pick::{Picking, Repicking};
 
 /// What a reservation in a request holds: a resource for a range, or the
 /// resource and range of a hold it converts.
@@ -360,6 +361,145 @@ impl Decision for AddReservation {
     }
 }
 
+/// Moves a booking to new times; its pool reservations keep their members
+/// when free and otherwise take others, unless `keep_resource`.
+struct RescheduleBooking {
+    booking_id: Uuid,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    given: Vec<ReservationRange>,
+    keep_resource: bool,
+    now: DateTime<Utc>,
+}
+
+impl RescheduleBooking {
+    fn repicking(&self, read: &Read) -> Option<Repicking> {
+        let booking = read.state::<Booking>(self.booking_id)?;
+        let moved = booking
+            .rescheduled(self.starts_at, self.ends_at, &self.given, self.now)
+            .ok()?;
+        Repicking::of(booking, moved)
+    }
+}
+
+impl Decision for RescheduleBooking {
+    type On = Booking;
+
+    fn name(&self) -> &'static str {
+        "booking.reschedule"
+    }
+
+    fn stream_id(&self) -> Uuid {
+        self.booking_id
+    }
+
+    fn query(&self, read: &Read) -> Query {
+        repick_query(
+            self.booking_id,
+            self.keep_resource,
+            self.repicking(read),
+            read,
+        )
+    }
+
+    fn decide(&self, read: &Read) -> Result<Plan<Booking>, Refusal> {
+        let repicked = repicked(self.repicking(read), read, "starts_at")?;
+        Ok(Plan::new(BookingCommand::Reschedule {
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            reservations: self.given.clone(),
+            repicked,
+            now: self.now,
+        }))
+    }
+}
+
+/// Moves one reservation; a pool reservation moved in time without a
+/// resource keeps its member when free and otherwise takes another,
+/// unless `keep_resource`.
+struct MoveReservation {
+    booking_id: Uuid,
+    reservation_id: Uuid,
+    to: ReservationTarget,
+    keep_resource: bool,
+    now: DateTime<Utc>,
+}
+
+impl MoveReservation {
+    fn repicking(&self, read: &Read) -> Option<Repicking> {
+        if self.to.resource_id.is_some() {
+            return None;
+        }
+        let booking = read.state::<Booking>(self.booking_id)?;
+        let moved = booking.moved(self.reservation_id, &self.to, self.now)?;
+        Repicking::of(booking, vec![moved])
+    }
+}
+
+impl Decision for MoveReservation {
+    type On = Booking;
+
+    fn name(&self) -> &'static str {
+        "booking.move_reservation"
+    }
+
+    fn stream_id(&self) -> Uuid {
+        self.booking_id
+    }
+
+    fn query(&self, read: &Read) -> Query {
+        repick_query(
+            self.booking_id,
+            self.keep_resource,
+            self.repicking(read),
+            read,
+        )
+    }
+
+    fn decide(&self, read: &Read) -> Result<Plan<Booking>, Refusal> {
+        let repicked = repicked(self.repicking(read), read, "starts_at")?;
+        let mut to = self.to.clone();
+        if let Some(member) = repicked.first() {
+            to.resource_id = Some(member.resource_id);
+        }
+        Ok(Plan::new(BookingCommand::MoveReservation {
+            reservation_id: self.reservation_id,
+            to,
+            now: self.now,
+        }))
+    }
+}
+
+/// What a move of booking `booking_id` reads: the booking, and unless the
+/// request keeps its resources, its moving pool reservations' pools under
+/// their members' locks. Deciding under locks is asked before the booking
+/// is read (it may hold none), and costs nothing when nothing is locked.
+fn repick_query(
+    booking_id: Uuid,
+    keep_resource: bool,
+    repicking: Option<Repicking>,
+    read: &Read,
+) -> Query {
+    let query = Query::default().stream::<Booking>(booking_id);
+    match repicking {
+        _ if keep_resource => query,
+        Some(repicking) => repicking.query(query, read),
+        None => query.lock(LockRequest::default()),
+    }
+}
+
+/// The members re-picked, once decided under the locks.
+fn repicked(
+    repicking: Option<Repicking>,
+    read: &Read,
+    field: &str,
+) -> Result<Vec<Repicked>, Refusal> {
+    match (repicking, read.locked()) {
+        (Some(repicking), Some(locked)) => repicking.decide(read, locked, field),
+        _ => Ok(Vec::new()),
+    }
+}
+
 impl App {
     /// Requests a booking (`booking.requested`) with `reservations`, all or
     /// nothing; the holds they name are converted in the same commit.
@@ -439,40 +579,47 @@ impl App {
 
     /// Moves a booking to `[starts_at, ends_at)`: its reservations follow
     /// edge by edge, or take the ranges `reservations` gives them; the old
-    /// ranges stop counting in the same commit.
+    /// ranges stop counting in the same commit. A pool reservation keeps
+    /// its member when the member is free at the new time, and otherwise
+    /// takes another free member of its pool, unless `keep_resource`.
     pub async fn reschedule_booking(
         &self,
         ctx: &CommandContext,
         id: Uuid,
-        starts_at: DateTime<Utc>,
-        ends_at: DateTime<Utc>,
+        to: TimeRange,
         reservations: Vec<ReservationRange>,
+        keep_resource: bool,
     ) -> Answer<Booking> {
-        let command = BookingCommand::Reschedule {
-            starts_at,
-            ends_at,
-            reservations,
+        let decision = RescheduleBooking {
+            booking_id: id,
+            starts_at: to.starts_at,
+            ends_at: to.ends_at,
+            given: reservations,
+            keep_resource,
             now: Utc::now(),
         };
-        self.on_booking(ctx, "booking.reschedule", id, command)
-            .await
+        self.run(ctx, decision).await
     }
 
-    /// Moves one reservation to another time and/or resource.
+    /// Moves one reservation to another time and/or resource. A pool
+    /// reservation moved in time without a resource named keeps its member
+    /// when free, and otherwise takes another, unless `keep_resource`.
     pub async fn move_reservation(
         &self,
         ctx: &CommandContext,
         id: Uuid,
         reservation_id: Uuid,
         to: ReservationTarget,
+        keep_resource: bool,
     ) -> Answer<Booking> {
-        let command = BookingCommand::MoveReservation {
+        let decision = MoveReservation {
+            booking_id: id,
             reservation_id,
             to,
+            keep_resource,
             now: Utc::now(),
         };
-        self.on_booking(ctx, "booking.move_reservation", id, command)
-            .await
+        self.run(ctx, decision).await
     }
 
     /// Releases a reservation: all of it if it has not begun, the rest if

@@ -146,6 +146,16 @@ pub struct ReservationRange {
     pub range: TimeRange,
 }
 
+/// A pool reservation that a move takes to another member of its pool
+/// (the application layer picks it under the members' locks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repicked {
+    /// The reservation.
+    pub reservation_id: Uuid,
+    /// Its new member.
+    pub resource_id: Uuid,
+}
+
 /// A task attached to a booking (payload of `task.added`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
@@ -251,6 +261,8 @@ pub enum BookingCommand {
         ends_at: DateTime<Utc>,
         /// New ranges for some reservations, given by the request.
         reservations: Vec<ReservationRange>,
+        /// Pool reservations that move to another member.
+        repicked: Vec<Repicked>,
         /// The clock.
         now: DateTime<Utc>,
     },
@@ -498,6 +510,7 @@ impl Aggregate for Booking {
                 starts_at,
                 ends_at,
                 reservations,
+                repicked,
                 now,
             } => {
                 transition(
@@ -505,7 +518,7 @@ impl Aggregate for Booking {
                     "reschedule",
                     &[BookingStatus::Requested, BookingStatus::Confirmed],
                 )?;
-                self.reschedule(starts_at, ends_at, &reservations, now)
+                self.reschedule(starts_at, ends_at, &reservations, &repicked, now)
             }
             BookingCommand::MoveReservation {
                 reservation_id,
@@ -617,14 +630,57 @@ impl Booking {
 
     /// The booking at `[starts_at, ends_at)`, its reservations that still
     /// hold time moved edge by edge ([`follow_edge`]) or to the ranges
-    /// `given`.
+    /// `given`, and onto the members `repicked` names.
     fn reschedule(
         &self,
         starts_at: DateTime<Utc>,
         ends_at: DateTime<Utc>,
         given: &[ReservationRange],
+        repicked: &[Repicked],
         now: DateTime<Utc>,
     ) -> Result<Vec<BookingEvent>, DomainError> {
+        let moved = self.rescheduled(starts_at, ends_at, given, now)?;
+        let mut events = Vec::with_capacity(moved.len() + 1);
+        let from = self.details.as_ref().map(|d| TimeRange {
+            starts_at: d.starts_at,
+            ends_at: d.ends_at,
+        });
+        if from != Some(TimeRange { starts_at, ends_at }) {
+            events.push(BookingEvent::Rescheduled { starts_at, ends_at });
+        }
+        for (i, member) in repicked.iter().enumerate() {
+            if !moved
+                .iter()
+                .any(|r| r.reservation_id == member.reservation_id && r.pool_id.is_some())
+            {
+                return Err(DomainError::Invalid(vec![FieldError::new(
+                    format!("repicked[{i}]"),
+                    "only a pool reservation that moves takes another member",
+                )]));
+            }
+        }
+        events.extend(moved.into_iter().map(|r| {
+            let member = repicked
+                .iter()
+                .find(|m| m.reservation_id == r.reservation_id);
+            BookingEvent::ReservationMoved(Reservation {
+                resource_id: member.map_or(r.resource_id, |m| m.resource_id),
+                ..r
+            })
+        }));
+        Ok(events)
+    }
+
+    /// The reservations a reschedule to `[starts_at, ends_at)` moves, at
+    /// their new ranges (on their resources now): those that still hold
+    /// time go edge by edge ([`follow_edge`]) or to the ranges `given`.
+    pub fn rescheduled(
+        &self,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        given: &[ReservationRange],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Reservation>, DomainError> {
         let details = self
             .details
             .as_ref()
@@ -656,10 +712,7 @@ impl Booking {
             starts_at: details.starts_at,
             ends_at: details.ends_at,
         };
-        let mut events = Vec::new();
-        if from != to {
-            events.push(BookingEvent::Rescheduled { starts_at, ends_at });
-        }
+        let mut moved = Vec::new();
         for r in &self.reservations {
             if r.ends_at <= now {
                 continue;
@@ -682,17 +735,32 @@ impl Booking {
                 continue;
             }
             if range != r.range() {
-                events.push(BookingEvent::ReservationMoved(Reservation {
+                moved.push(Reservation {
                     starts_at: range.starts_at,
                     ends_at: range.ends_at,
                     ..r.clone()
-                }));
+                });
             }
         }
         if !errors.is_empty() {
             return Err(DomainError::Invalid(errors));
         }
-        Ok(events)
+        Ok(moved)
+    }
+
+    /// Reservation `reservation_id` as moving it to `to` would leave it,
+    /// when that is valid and changes it.
+    pub fn moved(
+        &self,
+        reservation_id: Uuid,
+        to: &ReservationTarget,
+        now: DateTime<Utc>,
+    ) -> Option<Reservation> {
+        let r = &self.reservations[self.reservation_index(reservation_id)?];
+        match move_reservation(r, to.clone(), now).ok()?.pop()? {
+            BookingEvent::ReservationMoved(moved) => Some(moved),
+            _ => None,
+        }
     }
 
     /// Releases every reservation that still holds time after `now`.

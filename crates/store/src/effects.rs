@@ -229,11 +229,26 @@ impl WriteSide for Booking {
                     reservation_id: *reservation_id,
                     released_from: *released_from,
                 }),
-                BookingEvent::ReservationMoved(r) => Some(WriteEffect::Move {
-                    booking_id: stream_id,
-                    reservation: r.clone(),
-                    headcount,
-                }),
+                BookingEvent::ReservationMoved(r) => {
+                    let was = state
+                        .reservations
+                        .iter()
+                        .find(|old| old.reservation_id == r.reservation_id);
+                    if let Some(pool_id) = r.pool_id
+                        && was.is_some_and(|old| old.resource_id != r.resource_id)
+                    {
+                        // The pool took another member for it.
+                        effects.push(WriteEffect::Assign {
+                            pool_id,
+                            resource_id: r.resource_id,
+                        });
+                    }
+                    Some(WriteEffect::Move {
+                        booking_id: stream_id,
+                        reservation: r.clone(),
+                        headcount,
+                    })
+                }
                 BookingEvent::TaskAdded(task) => task
                     .assignee_id
                     .map(|resource_id| WriteEffect::RequireResource { resource_id }),

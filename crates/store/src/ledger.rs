@@ -63,7 +63,7 @@ impl<'a> Wanted<'a> {
 
 /// The locked resources of one transaction and the reservations they hold
 /// around the wanted ranges: what admitting a command is checked against.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct Ledger {
     resources: HashMap<ResourceKey, LockedResource>,
     held: HashMap<ResourceKey, Vec<ReservationConflict>>,
@@ -115,6 +115,9 @@ impl Ledger {
         conn: &mut PgConnection,
         wanted: &[Wanted<'_>],
     ) -> Result<(), StoreError> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
         let missing: Vec<Wanted<'_>> = wanted
             .iter()
             .filter(|w| {

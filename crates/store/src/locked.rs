@@ -24,6 +24,9 @@ pub struct LockRequest {
     pub claims: Vec<(Uuid, Claim)>,
     /// The pools it picks for (their members' last assignments are read).
     pub pools: Vec<Uuid>,
+    /// Reservations that move away if the command commits: the verdicts
+    /// leave them out, as the commit will.
+    pub leaving: Vec<Uuid>,
 }
 
 /// What the locks show.
@@ -47,6 +50,10 @@ pub(crate) async fn lock_claims(
     tenant: &TenantId,
     request: &LockRequest,
 ) -> Result<(Ledger, Locked), StoreError> {
+    if request.claims.is_empty() {
+        // Nothing to pick: the commit locks what it reserves, as any does.
+        return Ok((Ledger::default(), Locked::default()));
+    }
     let reservations: Vec<(Reservation, Option<u32>)> = request
         .claims
         .iter()
@@ -74,7 +81,10 @@ pub(crate) async fn lock_claims(
             expires_at: None,
         })
         .collect();
-    let ledger = Ledger::load(conn, &wanted).await?;
+    let mut ledger = Ledger::load(conn, &wanted).await?;
+    for &reservation_id in &request.leaving {
+        ledger.forget(reservation_id);
+    }
     let now = Utc::now();
     let verdicts = wanted
         .iter()

@@ -336,6 +336,10 @@ pub struct RescheduleBody {
     /// follow the booking edge by edge).
     #[serde(default)]
     reservations: Vec<ReservationRangeBody>,
+    /// Keep every pool reservation on its member (409 if it is busy then)
+    /// rather than take another free member of its pool.
+    #[serde(default)]
+    keep_resource: bool,
 }
 
 /// A reservation's new range in a reschedule.
@@ -362,6 +366,10 @@ pub struct MoveReservationBody {
     ends_at: Option<DateTime<Utc>>,
     /// Sets or clears the planner's working-hours override.
     outside_working_hours: Option<bool>,
+    /// A pool reservation moved in time keeps its member (409 if it is
+    /// busy then) rather than take another free member of its pool.
+    #[serde(default)]
+    keep_resource: bool,
 }
 
 impl From<ClientBody> for Client {
@@ -756,7 +764,10 @@ async fn update_booking(
 /// Move a requested or confirmed booking to new times, in one transaction:
 /// its reservations follow edge by edge (or take the ranges given), checked
 /// with the booking's own reservations left out, and their old ranges stop
-/// counting at once; 409 with the conflicts changes nothing.
+/// counting at once; 409 with the conflicts changes nothing. A pool
+/// reservation keeps its member when it is free at the new time, and
+/// otherwise takes another free member of its pool (409 `pool-exhausted`
+/// when none is), unless `keep_resource`.
 #[utoipa::path(post, path = "/v1/bookings/{id}/reschedule", tag = "bookings",
     params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
     request_body = RescheduleBody,
@@ -779,18 +790,27 @@ async fn reschedule_booking(
             Err(e) => errors.push(e),
         }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let to = TimeRange::new(body.starts_at, body.ends_at, "");
+    let to = match to {
+        Ok(to) if errors.is_empty() => to,
+        Ok(_) => return Err(ApiError::Validation(errors)),
+        Err(e) => {
+            errors.insert(0, e);
+            return Err(ApiError::Validation(errors));
+        }
+    };
     let answer = state
         .app
-        .reschedule_booking(&command.context, id, body.starts_at, body.ends_at, given)
+        .reschedule_booking(&command.context, id, to, given, body.keep_resource)
         .await;
     respond(answer, StatusCode::OK, booking_answer(None))
 }
 
 /// Move one reservation to another time and/or resource, checked with its
-/// old place left out; 409 with the conflicts changes nothing.
+/// old place left out; 409 with the conflicts changes nothing. A pool
+/// reservation moved in time without a `resource_id` keeps its member when
+/// free, and otherwise takes another free member of its pool, unless
+/// `keep_resource`.
 #[utoipa::path(patch, path = "/v1/bookings/{id}/reservations/{rid}", tag = "bookings",
     params(("id" = Uuid, Path, description = "Booking id"),
            ("rid" = Uuid, Path, description = "Reservation id"), CommandHeaders),
@@ -812,7 +832,7 @@ async fn move_reservation(
     };
     let answer = state
         .app
-        .move_reservation(&command.context, id, reservation_id, to)
+        .move_reservation(&command.context, id, reservation_id, to, body.keep_resource)
         .await;
     respond(answer, StatusCode::OK, booking_answer(None))
 }

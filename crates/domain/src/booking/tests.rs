@@ -536,6 +536,7 @@ fn reschedule(starts_at: i64, ends_at: i64) -> BookingCommand {
         starts_at: t(starts_at),
         ends_at: t(ends_at),
         reservations: Vec::new(),
+        repicked: Vec::new(),
         now: t(0),
     }
 }
@@ -622,6 +623,7 @@ fn a_reschedule_that_would_empty_a_reservation_names_it_unless_its_range_is_give
                 reservation_id: id(2),
                 range: reservation(2, 14, 15).range(),
             }],
+            repicked: Vec::new(),
             now: t(0),
         })
         .then([
@@ -651,6 +653,7 @@ fn a_reschedule_that_would_empty_a_reservation_names_it_unless_its_range_is_give
                     range: reservation(1, 14, 16).range(),
                 },
             ],
+            repicked: Vec::new(),
             now: t(0),
         })
         .then_invalid(&[
@@ -773,4 +776,43 @@ fn change_and_move_events_survive_their_payloads() {
         let back = BookingEvent::from_payload(event.event_type(), &event.to_payload()).unwrap();
         assert_eq!(back, event);
     }
+}
+
+#[test]
+fn a_reschedule_takes_pool_reservations_to_the_members_repicked_and_no_others() {
+    let mut pooled = reservation(2, 14, 16);
+    pooled.pool_id = Some(id(7));
+    let history = vec![
+        BookingEvent::Requested(details()),
+        BookingEvent::ReservationAdded(pooled.clone()),
+        BookingEvent::ReservationAdded(reservation(3, 14, 16)),
+    ];
+    let other = id(8);
+    let repick = |reservation_id| BookingCommand::Reschedule {
+        starts_at: t(15),
+        ends_at: t(24),
+        reservations: Vec::new(),
+        repicked: vec![Repicked {
+            reservation_id,
+            resource_id: other,
+        }],
+        now: t(0),
+    };
+    given::<Booking>(history.clone()).when(repick(id(2))).then([
+        BookingEvent::Rescheduled {
+            starts_at: t(15),
+            ends_at: t(24),
+        },
+        BookingEvent::ReservationMoved(Reservation {
+            resource_id: other,
+            starts_at: t(15),
+            ends_at: t(17),
+            ..pooled
+        }),
+        BookingEvent::ReservationMoved(reservation(3, 15, 17)),
+    ]);
+    // Only a pool's reservation changes member.
+    given::<Booking>(history)
+        .when(repick(id(3)))
+        .then_invalid(&["repicked[0]"]);
 }
