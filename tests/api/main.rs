@@ -10,6 +10,7 @@ mod deployments;
 mod events;
 mod faults;
 mod feeds;
+mod find_time;
 mod free;
 mod helpers;
 mod holds;

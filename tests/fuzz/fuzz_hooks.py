@@ -52,14 +52,20 @@ STATED_RULES = [
     (r"^ttl$", r"^must be between PT1S and PT1H$"),
     (r"^policy\.buffer_(before|after)$", r"^must be at most P1D$"),
     (r"^reminders$", r"^each must be more than zero and at most P30D$"),
-    (r"^duration$", r"^must be minutes \(90\) or ISO 8601.*"),
+    (r"^(duration|granularity)$", r"^must be minutes \(90\) or ISO 8601.*"),
     (r".*", r".*is longer than 3660 days$"),
     (r"^recurrence\.rule$", r".*"),
     # What the request names must exist in the tenant.
     (r".*", r"^no (hold|resource) [0-9a-f-]{36}$"),
     (r".*", r"^unknown resource [0-9a-f-]{36}$"),
-    (r"^resource_ids\[\d+\]$", r"^no such resource$"),
+    (r".*", r"^no such resource$"),
     (r"pool_id$", r"^no such pool$"),
+    # A pool's count is at most its members now; finding a time weighs at
+    # most 500 resources in all and wants as many optional ones as named.
+    (r"^(requirements\[\d+\]\.)?count$", r"^must be 1 to \d+"),
+    (r"^requirements$", r"^name at most 500 resources in all"),
+    (r"^min_optional$", r"^must not exceed how many optional"),
+    (r"^granularity$", r"^must be at most P1D$"),
     (r"^reservations\[\d+\]\.reservation_id$", r"^the booking has no reservation"),
     # A webhook target must be public (unless the operator allows
     # private ones) and reachable by its scheme.

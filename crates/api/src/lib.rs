@@ -233,6 +233,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .merge(routes::resource_queries::router())
         .merge(routes::booking_queries::router())
         .merge(routes::availability::router())
+        .merge(routes::find_time::router())
         .merge(routes::analytics::router())
         .merge(routes::projections::router())
         .merge(routes::subscribe::router())

@@ -1,8 +1,9 @@
 //! What every query endpoint shares: read-your-writes waits, time windows,
 //! limits and cursors.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use muster_domain::FieldError;
+use muster_domain::duration::IsoDuration;
 use muster_domain::time::TimeRange;
 use muster_projections::ReadModel;
 
@@ -219,4 +220,32 @@ pub(crate) fn revalidated(
         HeaderValue::from_static("private, no-cache"),
     );
     response
+}
+
+/// Longest window availability, a pool's availability and finding a time
+/// are computed over.
+pub(crate) const MAX_DAYS: i64 = 62;
+
+/// Minutes (`90`) or an ISO 8601 time duration (`PT1H30M`), 1 minute to
+/// 62 days.
+pub(crate) fn duration(field: &str, raw: &str) -> Result<Duration, ApiError> {
+    let bad = || {
+        invalid(
+            field,
+            "must be minutes (90) or ISO 8601 (PT1H30M), 1 minute to 62 days",
+        )
+    };
+    let minutes: i64 = if raw.bytes().all(|b| b.is_ascii_digit()) && !raw.is_empty() {
+        raw.parse().map_err(|_| bad())?
+    } else {
+        let d: IsoDuration = raw.parse().map_err(|_| bad())?;
+        if d.seconds() % 60 != 0 {
+            return Err(bad());
+        }
+        d.seconds() / 60
+    };
+    if !(1..=MAX_DAYS * 24 * 60).contains(&minutes) {
+        return Err(bad());
+    }
+    Ok(Duration::minutes(minutes))
 }

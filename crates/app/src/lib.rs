@@ -10,6 +10,7 @@
 pub mod bookings;
 pub mod decision;
 pub mod deployments;
+pub mod find_time;
 pub mod holds;
 mod idempotency;
 pub mod keys;

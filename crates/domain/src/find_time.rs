@@ -334,6 +334,51 @@ fn reason(search: &Search, requirement: Option<usize>, candidates: &[Candidate])
     }
 }
 
+/// The ranges of the window in which at least `count` of `candidates` are
+/// free at once for `search.duration` (a pool's availability): maximal
+/// ranges, any start in `[starts_at, ends_at - duration]` of which at
+/// least `count` of them admit, each by the write side's rule. Counted
+/// over starts, not instants: two members free over overlapping ranges
+/// are not both free for every claim inside their union (so two answered
+/// ranges may overlap, their starts never do).
+pub fn free_together(search: &Search, candidates: &[Candidate], count: usize) -> Vec<TimeRange> {
+    if count == 0 {
+        return vec![search.window];
+    }
+    // Each member's admitted starts are [slot start, slot end - duration];
+    // sweep their bounds, opening before closing at the same instant.
+    let mut bounds: Vec<(DateTime<Utc>, i32)> = Vec::new();
+    for candidate in candidates {
+        for slot in free_slots(search, candidate) {
+            bounds.push((slot.starts_at, 1));
+            bounds.push((slot.ends_at - search.duration, -1));
+        }
+    }
+    bounds.sort_by_key(|&(at, delta)| (at, -delta));
+    let mut free = Vec::new();
+    let mut open = 0usize;
+    let mut since = None;
+    for (at, delta) in bounds {
+        if delta > 0 {
+            open += 1;
+            if open == count {
+                since = Some(at);
+            }
+        } else {
+            if open == count
+                && let Some(first) = since.take()
+            {
+                free.push(TimeRange {
+                    starts_at: first,
+                    ends_at: at + search.duration,
+                });
+            }
+            open -= 1;
+        }
+    }
+    free
+}
+
 /// Why one candidate never takes a claim of the search's duration in the
 /// window: the first part of its rule that leaves no start.
 fn why_never(search: &Search, candidate: &Candidate) -> Never {

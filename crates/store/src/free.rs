@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
 use muster_domain::TenantId;
+use muster_domain::find_time::Candidate;
 use muster_domain::policy::Claim;
 use muster_domain::time::TimeRange;
 use muster_domain::working_hours::WorkingWindow;
@@ -44,6 +45,35 @@ impl Store {
         window: TimeRange,
         duration: Duration,
     ) -> Result<Vec<FreeSlots>, StoreError> {
+        let now = Utc::now();
+        Ok(self
+            .candidates(tenant, resource_ids, window)
+            .await?
+            .into_iter()
+            .map(|c| FreeSlots {
+                resource_id: c.resource_id,
+                timezone: c.rules.timezone.name().to_owned(),
+                retired: c.retired,
+                slots: if c.retired {
+                    Vec::new()
+                } else {
+                    c.rules.free_slots(&c.held, &window, duration, now)
+                },
+            })
+            .collect())
+    }
+
+    /// Each of `resource_ids` with its booking rule and the ranges it holds
+    /// around `window` (reservations and unexpired holds): what the write
+    /// side would check a claim in the window against, as finding a time
+    /// weighs it. In the order asked; `Err(UnknownResource)` names the
+    /// first id the tenant does not have.
+    pub async fn candidates(
+        &self,
+        tenant: &TenantId,
+        resource_ids: &[Uuid],
+        window: TimeRange,
+    ) -> Result<Vec<Candidate>, StoreError> {
         let asked: Vec<Asked<'_>> = resource_ids
             .iter()
             .map(|&resource_id| Asked {
@@ -56,40 +86,30 @@ impl Store {
         let Around { resources, held } = around::read_around(&mut conn, &asked).await?;
         drop(conn);
         let key = |id: &Uuid| (tenant.as_str().to_owned(), *id);
-        if let Some(unknown) = resource_ids
-            .iter()
-            .find(|id| !resources.contains_key(&key(id)))
-        {
-            return Err(StoreError::UnknownResource(*unknown));
-        }
-        let now = Utc::now();
-        Ok(resource_ids
+        resource_ids
             .iter()
             .map(|id| {
                 let key = key(id);
-                let row = &resources[&key];
-                let slots = if row.retired {
-                    Vec::new()
-                } else {
-                    let existing: Vec<TimeRange> = held
-                        .get(&key)
-                        .into_iter()
-                        .flatten()
-                        .map(|h| TimeRange {
-                            starts_at: h.starts_at,
-                            ends_at: h.ends_at,
-                        })
-                        .collect();
-                    row.rules().free_slots(&existing, &window, duration, now)
-                };
-                FreeSlots {
+                let row = resources
+                    .get(&key)
+                    .ok_or(StoreError::UnknownResource(*id))?;
+                let held = held
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .map(|h| TimeRange {
+                        starts_at: h.starts_at,
+                        ends_at: h.ends_at,
+                    })
+                    .collect();
+                Ok(Candidate {
                     resource_id: *id,
-                    timezone: row.timezone.clone(),
+                    rules: row.rules(),
+                    held,
                     retired: row.retired,
-                    slots,
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Which of `resource_ids` could take a reservation of exactly `range`

@@ -91,7 +91,7 @@ pub(crate) async fn lock_claims(
         .map(|w| Ok((w.reservation.resource_id, ledger.availability(w, now)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
     let booked_minutes = booked_minutes(conn, tenant, &ledger, &request.claims).await?;
-    let last_assigned = last_assigned(conn, tenant, request).await?;
+    let last_assigned = last_assigned(conn, tenant, &request.pools).await?;
     Ok((
         ledger,
         Locked {
@@ -164,19 +164,20 @@ async fn booked_minutes(
     Ok(rows.into_iter().map(|r| r.minutes).collect())
 }
 
-async fn last_assigned(
+/// When each of `pools` last assigned each of its members (pool, member).
+pub(crate) async fn last_assigned(
     conn: &mut PgConnection,
     tenant: &TenantId,
-    request: &LockRequest,
+    pools: &[Uuid],
 ) -> Result<HashMap<(Uuid, Uuid), DateTime<Utc>>, StoreError> {
-    if request.pools.is_empty() {
+    if pools.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = sqlx::query!(
         r#"select pool_id, resource_id, last_assigned_at from pool_assignments
             where tenant_id = $1 and pool_id = any($2)"#,
         tenant.as_str(),
-        &request.pools,
+        pools,
     )
     .fetch_all(&mut *conn)
     .await?;

@@ -2,6 +2,8 @@
 //! transactions of each pool's events (the events stay the record), and
 //! what the pool routes read of them.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use muster_domain::TenantId;
 use muster_domain::pool::{Members, PoolSpec, Selector, Strategy};
@@ -10,6 +12,19 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::{Store, StoreError};
+
+/// What a pool weighs now: its members in member order (what its
+/// selector takes, for a selector pool), its strategy, and when it last
+/// assigned each member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolMembers {
+    /// The members, in member order.
+    pub members: Vec<Uuid>,
+    /// How it orders free members.
+    pub strategy: Strategy,
+    /// When it last assigned each member it ever assigned.
+    pub last_assigned: HashMap<Uuid, DateTime<Utc>>,
+}
 
 /// A pool as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +178,32 @@ impl Store {
         .await?
         .map(PoolRow::stored)
         .transpose()
+    }
+
+    /// What pool `pool_id` of `tenant` weighs now, if there is such a pool.
+    pub async fn pool_members(
+        &self,
+        tenant: &TenantId,
+        pool_id: Uuid,
+    ) -> Result<Option<PoolMembers>, StoreError> {
+        let Some(pool) = self.find_pool(tenant, pool_id).await? else {
+            return Ok(None);
+        };
+        let members = match pool.spec.members {
+            Members::Explicit(ids) => ids,
+            Members::Selector(selector) => self.resources_matching(tenant, &selector).await?,
+        };
+        let mut conn = self.pool.acquire().await?;
+        let last_assigned = crate::locked::last_assigned(&mut conn, tenant, &[pool_id])
+            .await?
+            .into_iter()
+            .map(|((_, member), at)| (member, at))
+            .collect();
+        Ok(Some(PoolMembers {
+            members,
+            strategy: pool.spec.strategy,
+            last_assigned,
+        }))
     }
 
     /// The pools of `tenant` after `after` (by id), at most `limit`.

@@ -155,7 +155,7 @@ fn queries(doc: &mut Value) {
                 p.insert("style".into(), json!("form"));
                 p.insert("explode".into(), json!(false));
             }
-            ("/v1/availability", "duration") => {
+            ("/v1/availability" | "/v1/pools/{id}/availability", "duration") => {
                 p.insert(
                     "schema".into(),
                     json!({"type": "string",
@@ -372,6 +372,61 @@ fn bodies(doc: &mut Value) {
         json!({"maxItems": MAX_TAGS, "items": {"type": "string", "maxLength": MAX_TAG, "pattern": text}}),
     );
     set(doc, "SelectorBody", "min_capacity", json!({"minimum": 1}));
+
+    // Finding a time: a requirement names one target; durations as the
+    // availability query takes them.
+    let minutes_or_iso = format!("^([0-9]{{1,18}}|{})$", &iso[1..iso.len() - 1]);
+    for name in ["duration", "granularity"] {
+        set(
+            doc,
+            "FindTimeBody",
+            name,
+            json!({"pattern": minutes_or_iso}),
+        );
+    }
+    let most = crate::routes::find_time::MAX_REQUIREMENTS;
+    set(
+        doc,
+        "FindTimeBody",
+        "requirements",
+        json!({"minItems": 1, "maxItems": most}),
+    );
+    set(doc, "FindTimeBody", "optional", json!({"maxItems": most}));
+    set(
+        doc,
+        "FindTimeBody",
+        "min_optional",
+        json!({"maximum": most}),
+    );
+    set(
+        doc,
+        "FindTimeBody",
+        "headcount",
+        json!({"maximum": u32::MAX}),
+    );
+    set(
+        doc,
+        "RequirementBody",
+        "count",
+        json!({"minimum": 1, "maximum": muster_domain::pool::MAX_MEMBERS}),
+    );
+    set(
+        doc,
+        "RequirementBody",
+        "any_of",
+        json!({"minItems": 1, "maxItems": muster_domain::pool::MAX_MEMBERS, "uniqueItems": true}),
+    );
+    doc["components"]["schemas"]["RequirementBody"]["oneOf"] = json!([
+        {"title": "A resource", "required": ["resource_id"],
+         "properties": {"resource_id": {"type": "string"}, "pool_id": {"type": "null"},
+                        "any_of": {"type": "null"}, "count": {"type": "null"}}},
+        {"title": "Members of a pool", "required": ["pool_id"],
+         "properties": {"resource_id": {"type": "null"}, "pool_id": {"type": "string"},
+                        "any_of": {"type": "null"}}},
+        {"title": "Some of these resources", "required": ["any_of"],
+         "properties": {"resource_id": {"type": "null"}, "pool_id": {"type": "null"},
+                        "any_of": {"type": "array"}}},
+    ]);
 
     // Keys.
     set(

@@ -2,8 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, Duration, Utc};
-use muster_domain::duration::IsoDuration;
+use chrono::{DateTime, Utc};
 use muster_domain::policy::Claim;
 use muster_domain::time::TimeRange;
 use muster_store::ledger::Availability;
@@ -17,7 +16,7 @@ use super::resource_queries::ConsistencyQuery;
 use crate::auth::{Auth, READERS};
 use crate::error::ConflictingReservation;
 use crate::extract::{QueryBody, QueryParams};
-use crate::read::{invalid, window};
+use crate::read::{MAX_DAYS, duration, invalid, window};
 use crate::{ApiError, AppState};
 
 /// The availability routes.
@@ -29,8 +28,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Most resources one availability or conflict question may name.
 const MAX_RESOURCES: usize = 50;
-/// Longest window availability is computed over.
-const MAX_DAYS: i64 = 62;
 
 /// What to find free slots for.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -92,7 +89,7 @@ async fn availability(
     let principal = auth.require(READERS)?;
     let ids = resource_ids(&q.resource_ids)?;
     let window = window(&q.from, &q.to, MAX_DAYS)?;
-    let duration = parse_duration(&q.duration)?;
+    let duration = duration("duration", &q.duration)?;
     if duration > window.ends_at - window.starts_at {
         return Err(invalid("duration", "must not be longer than the window"));
     }
@@ -147,30 +144,6 @@ fn check_count(ids: &[Uuid]) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-/// Minutes (`90`) or an ISO 8601 time duration (`PT1H30M`), 1 minute to
-/// 62 days.
-fn parse_duration(raw: &str) -> Result<Duration, ApiError> {
-    let bad = || {
-        invalid(
-            "duration",
-            "must be minutes (90) or ISO 8601 (PT1H30M), 1 minute to 62 days",
-        )
-    };
-    let minutes: i64 = if raw.bytes().all(|b| b.is_ascii_digit()) && !raw.is_empty() {
-        raw.parse().map_err(|_| bad())?
-    } else {
-        let d: IsoDuration = raw.parse().map_err(|_| bad())?;
-        if d.seconds() % 60 != 0 {
-            return Err(bad());
-        }
-        d.seconds() / 60
-    };
-    if !(1..=MAX_DAYS * 24 * 60).contains(&minutes) {
-        return Err(bad());
-    }
-    Ok(Duration::minutes(minutes))
 }
 
 /// A conflict check.

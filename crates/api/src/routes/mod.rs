@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod deployments;
 pub mod events;
 pub mod feeds;
+pub mod find_time;
 pub mod holds;
 pub mod jobs;
 pub mod keys;

@@ -20,7 +20,9 @@ use super::{CommandAnswer, CommandHeaders, to_json};
 use crate::auth::{Auth, READERS};
 use crate::command::respond;
 use crate::extract::{Command, PathIds, QueryParams};
-use crate::read::{id_cursor, id_cursor_of, limit, next_cursor};
+use crate::read::{
+    MAX_DAYS, duration, id_cursor, id_cursor_of, invalid, limit, next_cursor, window,
+};
 use crate::{ApiError, AppState};
 
 /// The pool routes.
@@ -28,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_pool, list_pools))
         .routes(routes!(get_pool, update_pool))
+        .routes(routes!(pool_availability))
 }
 
 /// How a pool picks among its free members.
@@ -299,4 +302,79 @@ async fn list_pools(
         .collect();
     let next_cursor = next_cursor(&items, limit, |p| id_cursor_of(p.id));
     Ok(Json(PoolPage { items, next_cursor }))
+}
+
+/// When a pool has members free.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PoolAvailabilityQuery {
+    /// Start of the window (RFC 3339).
+    from: String,
+    /// End of the window (RFC 3339), at most 62 days after `from`.
+    to: String,
+    /// How long a booking: minutes (`90`) or ISO 8601 (`PT1H30M`).
+    duration: String,
+    /// How many members must be free at once (default 1).
+    #[param(minimum = 1, maximum = 500)]
+    count: Option<u32>,
+}
+
+/// A pool's free time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolAvailability {
+    /// The pool.
+    pool_id: Uuid,
+    /// How many members each slot has free at once, at least.
+    count: u32,
+    /// Maximal ranges in which a booking of `duration` may start anywhere
+    /// (up to `ends_at - duration`) with at least `count` members free;
+    /// two slots may overlap, their starts never do.
+    slots: Vec<PoolSlot>,
+}
+
+/// A range of a pool's free time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolSlot {
+    /// Start.
+    starts_at: DateTime<Utc>,
+    /// End (exclusive).
+    ends_at: DateTime<Utc>,
+}
+
+/// Slots where at least `count` members of the pool are free at once, by
+/// the write side's rule for each member (a selector pool: the resources
+/// it takes now). Always current: answered from the write side.
+#[utoipa::path(get, path = "/v1/pools/{id}/availability", tag = "pools",
+    params(("id" = Uuid, Path, description = "Pool id"), PoolAvailabilityQuery),
+    responses((status = 200, description = "The pool's free slots", body = PoolAvailability)))]
+async fn pool_availability(
+    State(state): State<AppState>,
+    auth: Auth,
+    path: PathIds,
+    QueryParams(q): QueryParams<PoolAvailabilityQuery>,
+) -> Result<Json<PoolAvailability>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let pool_id = path.id(0, "pool")?;
+    let window = window(&q.from, &q.to, MAX_DAYS)?;
+    let length = duration("duration", &q.duration)?;
+    if length > window.ends_at - window.starts_at {
+        return Err(invalid("duration", "must not be longer than the window"));
+    }
+    let count = q.count.unwrap_or(1);
+    let slots = state
+        .app
+        .pool_availability(&principal.tenant, pool_id, window, length, count)
+        .await??;
+    Ok(Json(PoolAvailability {
+        pool_id,
+        count,
+        slots: slots
+            .into_iter()
+            .map(|s| PoolSlot {
+                starts_at: s.starts_at,
+                ends_at: s.ends_at,
+            })
+            .collect(),
+    }))
 }

@@ -351,3 +351,51 @@ fn working_hours_follow_the_resources_zone_across_a_dst_change() {
     .unwrap_err();
     assert_eq!(weekend[0].never, Never::OutsideWorkingHours);
 }
+
+#[test]
+fn a_pool_is_free_where_enough_members_admit_the_same_start() {
+    // Monday: A free 09-10:30, B 09:30-11, C 10-11:30 (each office hours,
+    // otherwise busy). For an hour, A admits starts 09-09:30, B 09:30-10,
+    // C 10-10:30.
+    let day = |from: &str, to: &str| {
+        range(
+            &format!("2027-03-01T{from}:00Z"),
+            &format!("2027-03-01T{to}:00Z"),
+        )
+    };
+    let members = [
+        candidate(1, office(), &[day("10:30", "17:00")]),
+        candidate(2, office(), &[day("09:00", "09:30"), day("11:00", "17:00")]),
+        candidate(3, office(), &[day("09:00", "10:00"), day("11:30", "17:00")]),
+    ];
+    let s = search("2027-03-01T00:00:00Z", "2027-03-02T00:00:00Z", 1);
+    // Any one: starts 09:00-10:30, so 09:00-11:30.
+    assert_eq!(free_together(&s, &members, 1), [day("09:00", "11:30")]);
+    // Two at once: only the starts 09:30 (A, B) and 10:00 (B, C); 09:45
+    // has B alone, although two members are free at every instant of it.
+    assert_eq!(
+        free_together(&s, &members, 2),
+        [day("09:30", "10:30"), day("10:00", "11:00")]
+    );
+    assert!(free_together(&s, &members, 3).is_empty());
+    // Every claim in an answered range's starts books on `count` members.
+    for free in free_together(&s, &members, 2) {
+        let mut start = free.starts_at;
+        while start + s.duration <= free.ends_at {
+            let claim = Claim {
+                range: TimeRange {
+                    starts_at: start,
+                    ends_at: start + s.duration,
+                },
+                headcount: None,
+                outside_working_hours: false,
+            };
+            let admitted = members
+                .iter()
+                .filter(|m| m.rules.admits(&claim, &m.held, s.now).is_ok())
+                .count();
+            assert!(admitted >= 2, "{start} admits {admitted}");
+            start += Duration::minutes(5);
+        }
+    }
+}
