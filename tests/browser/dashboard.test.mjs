@@ -192,6 +192,8 @@ before(async () => {
   // Set-up and clean-up buffers around every booking; no working hours.
   const studio = await admin.resource("Studio", "studio", { tags: ["av"], policy: { buffer_before: "PT1H", buffer_after: "PT2H" } });
   Object.assign(ids, { hallA: hallA.id, hallB: hallB.id, chef: chef.id, van: van.id, studio: studio.id });
+  // "Any hall": the first free of the two.
+  ids.halls = (await admin.post("/v1/pools", { name: "Halls", members: [hallA.id, hallB.id], strategy: "first" })).id;
   await admin.booking("Recording session", studio.id, at(target, 2, 12), at(target, 2, 14));
   const wedding = await admin.booking("Smith wedding", hallA.id, at(target, 1, 10), at(target, 1, 14), { name: "Ann Smith", email: "ann@example.com" });
   ids.wedding = wedding.id;
@@ -650,6 +652,61 @@ test("the free-slot finder lists slots and free resources, and books from them",
   for (let i = 0; i < 50 && (await admin.get(`/v1/holds/${holdId}`)).status !== "released"; i += 1) await planner.waitForTimeout(100);
   assert.equal((await admin.get(`/v1/holds/${holdId}`)).status, "released");
   await planner.waitForFunction(() => !document.querySelector(".tl-hold"));
+  await planner.getByRole("link", { name: "Timeline" }).click();
+});
+
+test("book any hall of a pool; find a time for several resources, book a candidate, see why nothing fits", async () => {
+  await closeDialogs(planner);
+  // The week after the target week: nothing else is booked there.
+  const next = at(target, 7, 0);
+  await planner.getByRole("button", { name: "New booking" }).click();
+  const dialog = planner.getByRole("dialog", { name: "New booking" });
+  await dialog.waitFor();
+  await dialog.getByLabel("Title").fill("Any hall talk");
+  await dialog.getByLabel("Client name").fill("Pia Pool");
+  await dialog.getByLabel("Resource", { exact: true }).selectOption(`pool:${ids.halls}`);
+  await dialog.getByLabel("Starts").fill(localInput(at(next, 2, 10)));
+  await dialog.getByLabel("Ends").fill(localInput(at(next, 2, 11)));
+  await dialog.getByRole("button", { name: "Create booking" }).click();
+  await dialog.waitFor({ state: "hidden" });
+  await planner.getByRole("status").filter({ hasText: "Booked “Any hall talk” on Hall A" }).waitFor();
+  const [talk] = (await admin.get(`/v1/bookings?client=${encodeURIComponent("Pia Pool")}`)).items;
+  const detail = await admin.get(`/v1/bookings/${talk.id}`);
+  assert.equal(detail.reservations[0].resource_id, ids.hallA);
+  assert.equal(detail.reservations[0].pool_id, ids.halls);
+
+  // Hall A (08:00-18:00 Berlin) and the van, busy 07:00-09:00 that Monday:
+  // two hours together first fit at 09:00.
+  await admin.booking("Early run", ids.van, at(next, 0, 7), at(next, 0, 9));
+  await planner.getByRole("link", { name: "Find a time" }).click();
+  const form = planner.locator("#meet-form");
+  await form.getByLabel("Resources (each required)").selectOption([ids.hallA, ids.van]);
+  await form.getByLabel("Length (minutes)").fill("120");
+  await form.getByLabel("Earliest").fill(localInput(at(next, 0, 6)));
+  await form.getByLabel("Latest").fill(localInput(at(next, 0, 14)));
+  await form.getByLabel("Name of the booking").fill("Van check");
+  await form.getByRole("button", { name: "Find times" }).click();
+  await planner.getByRole("heading", { name: "Earliest times" }).waitFor();
+  await checkAxe(planner, "find a time");
+  const first = planner.locator("#meet-results button", { hasText: "Book" }).first();
+  assert.match(await first.getAttribute("aria-label"), new RegExp(hhmm(at(next, 0, 9))));
+  await first.click();
+  await planner.getByRole("status").filter({ hasText: "Booked “Van check”" }).waitFor();
+  const [check] = (await admin.get(`/v1/bookings?client=${encodeURIComponent("Van check")}`)).items;
+  assert.equal(Date.parse(check.starts_at), at(next, 0, 9).getTime());
+  // The search runs again: 09:00 is taken now.
+  await planner.waitForFunction(
+    (label) => !document.querySelector(`#meet-results button[aria-label*="${label}"]`) && document.querySelector("#meet-results button"),
+    hhmm(at(next, 0, 9)),
+  );
+
+  // Sunday: the hall is closed, and the answer says so.
+  await form.getByLabel("Resources (each required)").selectOption([ids.hallA]);
+  await form.getByLabel("Earliest").fill(localInput(at(next, 6, 8)));
+  await form.getByLabel("Latest").fill(localInput(at(next, 6, 18)));
+  await form.getByRole("button", { name: "Find times" }).click();
+  await planner.getByRole("heading", { name: "Nothing fits" }).waitFor();
+  assert.match(await planner.locator("#meet-results").textContent(), /Hall A: outside its working hours/);
   await planner.getByRole("link", { name: "Timeline" }).click();
 });
 

@@ -5,12 +5,13 @@ import { Api, ApiProblem, canWrite, forgetKey, rememberKey, storedKey, whoAmI } 
 import { Bookings } from "./booking.js";
 import { fillSelect } from "./dom.js";
 import { Finder } from "./finder.js";
+import { Meet } from "./meet.js";
 import { LiveStream } from "./live.js";
 import { Operations } from "./ops.js";
 import { Timeline } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["timeline", "finder", "ops"];
+const VIEWS = ["timeline", "finder", "meet", "ops"];
 /** Above this many changed bookings at once, re-read the window instead. */
 const BULK_REFRESH = 40;
 const ROLE_LABELS = { admin: "Admin", planner: "Planner", analyst: "Analyst (read-only)" };
@@ -21,6 +22,7 @@ const app = {
   timeline: null,
   bookings: null,
   finder: null,
+  meet: null,
   ops: null,
   live: null,
   keyId: null,
@@ -59,6 +61,8 @@ async function signIn(key, startedAt) {
   // Both questions at once: who the key is must not delay the timeline.
   const mePromise = whoAmI(api);
   mePromise.catch(() => {});
+  // Pools for "any room" and finding a time; a page without them still works.
+  const poolsPromise = api.all("/v1/pools").catch(() => []);
   let resources;
   try {
     resources = await api.all("/v1/resources");
@@ -84,7 +88,7 @@ async function signIn(key, startedAt) {
   app.api = api;
   app.role = role;
   api.onUnauthorized = (problem) => signOut(`Signed out: ${problem.detail}`);
-  setUpSession(resources);
+  setUpSession(resources, await poolsPromise);
   submit.disabled = false;
   form.reset();
   // The form is gone: put the keyboard at the top of what replaced it.
@@ -114,7 +118,7 @@ function signOut(message) {
   location.replace(location.pathname);
 }
 
-function setUpSession(resources) {
+function setUpSession(resources, pools) {
   const writable = canWrite(app.role);
   document.body.dataset.role = app.role;
   $("role-badge").textContent = ROLE_LABELS[app.role];
@@ -134,9 +138,10 @@ function setUpSession(resources) {
   });
   app.timeline.resources = resources;
   app.timeline.resourceById = new Map(resources.map((r) => [r.id, r]));
-  const ctx = { api: app.api, writable, timeline: app.timeline, announce, resourceName, keyId: app.keyId };
+  const ctx = { api: app.api, writable, timeline: app.timeline, announce, resourceName, keyId: app.keyId, pools };
   app.bookings = new Bookings(ctx);
   app.finder = new Finder({ ...ctx, bookings: app.bookings });
+  app.meet = new Meet({ ...ctx, bookings: app.bookings });
   if (app.role === "admin") app.ops = new Operations(ctx);
   fillFilters();
   wireToolbar();
@@ -198,6 +203,7 @@ function route(event) {
     else link.removeAttribute("aria-current");
   }
   if (view === "finder") app.finder.prepare();
+  if (view === "meet") app.meet.prepare();
   if (view === "ops") app.ops.load();
   if (view === "timeline") $("timeline-heading").textContent = app.timeline.title();
   // A view chosen from the navigation takes the keyboard to its heading.

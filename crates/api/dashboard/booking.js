@@ -93,6 +93,17 @@ export class Bookings {
       option.value = resource.id;
       select.append(option);
     }
+    // "Any room": the write side picks a free member of the pool.
+    if (this.ctx.pools?.length) {
+      const group = document.createElement("optgroup");
+      group.label = "Any free member of a pool";
+      for (const pool of this.ctx.pools) {
+        const option = el("option", "", `Any of ${pool.name}`);
+        option.value = `pool:${pool.id}`;
+        group.append(option);
+      }
+      select.append(group);
+    }
     if (resourceId) select.value = resourceId;
     const start = from || new Date(Math.ceil(Date.now() / 3_600_000) * 3_600_000);
     const end = to || new Date(start.getTime() + 3_600_000);
@@ -112,6 +123,7 @@ export class Bookings {
     const startsAt = fromLocalInput(f.starts_at.value);
     const endsAt = fromLocalInput(f.ends_at.value);
     if (!f.resource_id.value || !startsAt || !endsAt || endsAt <= startsAt) return null;
+    if (f.resource_id.value.startsWith("pool:")) return null; // the member is picked when it books
     if ((Number.parseInt(f.repeat.value, 10) || 1) > 1) return null; // a series books each week itself
     return { resource_id: f.resource_id.value, starts_at: startsAt.toISOString(), ends_at: endsAt.toISOString() };
   }
@@ -197,6 +209,11 @@ export class Bookings {
     const client = { name: f.client_name.value.trim() };
     if (f.client_email.value.trim()) client.email = f.client_email.value.trim();
     const resourceId = f.resource_id.value;
+    const poolId = resourceId.startsWith("pool:") ? resourceId.slice("pool:".length) : null;
+    if (poolId && weeks > 1) {
+      this.showError(this.createError, "A pool's member is picked for one booking; choose a resource to repeat weekly.");
+      return;
+    }
     const outside = f.outside_working_hours.checked;
     await act(this.createSubmit, async (key) => {
       this.createError.replaceChildren();
@@ -204,7 +221,7 @@ export class Bookings {
       await this.syncHold({ place: false });
       const slot = { resource_id: resourceId, starts_at: startsAt.toISOString(), ends_at: endsAt.toISOString() };
       const hold = weeks === 1 && this.hold && this.hold.resource_id === slot.resource_id && this.hold.starts_at === slot.starts_at && this.hold.ends_at === slot.ends_at ? this.hold : null;
-      const reservation = hold ? { hold_id: hold.id } : { ...slot };
+      const reservation = hold ? { hold_id: hold.id } : poolId ? { pool_id: poolId, starts_at: slot.starts_at, ends_at: slot.ends_at } : { ...slot };
       if (outside) reservation.outside_working_hours = true;
       const body = {
         title: f.title.value.trim(),
@@ -221,7 +238,8 @@ export class Bookings {
         this.holdWanted = false;
         this.createDialog.close();
         this.createForm.reset();
-        const where = `${this.ctx.resourceName(resourceId)}, ${formatRange(startsAt, endsAt)}`;
+        const held = poolId && answer.reservations?.[0] ? answer.reservations[0].resource_id : resourceId;
+        const where = `${this.ctx.resourceName(held)}, ${formatRange(startsAt, endsAt)}`;
         if (Array.isArray(answer.bookings)) {
           const skipped = (answer.skipped || []).length;
           this.ctx.announce(`Booked “${body.title}” on ${answer.bookings.length} weeks from ${where}${skipped ? `; ${skipped} week${skipped > 1 ? "s" : ""} left out` : ""}.`);

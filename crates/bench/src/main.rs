@@ -10,6 +10,7 @@
 mod jobs;
 mod mixed;
 mod pace;
+mod pools;
 mod progress;
 mod reads;
 mod statements;
@@ -51,6 +52,14 @@ enum Scenario {
     /// The SQL of create-booking commands run by pgbench without muster,
     /// beside the single-row insert: the ceiling the database sets.
     Statements(statements::StatementsArgs),
+    /// Clients racing for one slot of a pool (every slot must go to
+    /// exactly as many clients as the pool has members, each a different
+    /// one), beside the same race for one named resource.
+    PoolRace(pools::RaceArgs),
+    /// POST /v1/find-time at a fixed rate (default 50/s): three
+    /// requirements, one a 50-member pool, 14 days over the 1M seeded
+    /// reservations on 10k resources.
+    FindTime(reads::ReadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +122,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Jobs(scenario) => jobs::run(scenario).await,
         Scenario::Mixed(args) => mixed::run(args).await,
         Scenario::Statements(args) => statements::run(args).await,
+        Scenario::PoolRace(args) => pools::race(args).await,
+        Scenario::FindTime(args) => pools::find_time(args).await,
     }
 }
 

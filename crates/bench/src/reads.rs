@@ -103,21 +103,21 @@ pub async fn run(scenario: ReadScenario) -> anyhow::Result<()> {
     }
 }
 
-const LOOKUP_SETUP: &str = "do $$ begin
+pub(crate) const LOOKUP_SETUP: &str = "do $$ begin
   if to_regclass('muster_bench_lookup') is null then
     create table muster_bench_lookup (id integer primary key, doc jsonb not null);
     insert into muster_bench_lookup
       select g, jsonb_build_object('n', g, 'pad', repeat('x', 600)) from generate_series(1, 10000) g;
   end if;
 end $$";
-const LOOKUP: &str =
+pub(crate) const LOOKUP: &str =
     "\\set id random(1, 10000)\nselect doc from muster_bench_lookup where id = :id;\n";
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
-fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+pub(crate) fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
@@ -251,7 +251,7 @@ async fn get_booking(args: ReadArgs) -> anyhow::Result<()> {
 
 /// The key, its tenant and a pool on a database holding the 10k resources
 /// with 1M reservations (seeded once).
-async fn seeded(args: &ReadArgs) -> anyhow::Result<(String, String, PgPool)> {
+pub(crate) async fn seeded(args: &ReadArgs) -> anyhow::Result<(String, String, PgPool)> {
     let key = args.key()?;
     let tenant = key
         .split('.')
@@ -414,7 +414,7 @@ async fn seed_resource_list(pool: &PgPool, tenant: &str) -> anyhow::Result<()> {
 }
 
 /// The bench's resource number `n` (1..=10k) as its id.
-fn resource_id(n: u32) -> String {
+pub(crate) fn resource_id(n: u32) -> String {
     let digest = format!("{:032x}", md5_like(&format!("muster-bench-resource-{n}")));
     format!(
         "{}-{}-{}-{}-{}",
@@ -666,7 +666,11 @@ async fn book(
 }
 
 /// Fixed-rate arrivals of `request`; latency counts from the scheduled start.
-async fn open_loop<F, Fut>(rate: u64, duration: Duration, mut request: F) -> Histogram<u64>
+pub(crate) async fn open_loop<F, Fut>(
+    rate: u64,
+    duration: Duration,
+    mut request: F,
+) -> Histogram<u64>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool> + Send + 'static,

@@ -50,6 +50,7 @@ const ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("finder.js", JS),
     asset!("live.js", JS),
+    asset!("meet.js", JS),
     asset!("ops.js", JS),
     asset!("time.js", JS),
     asset!("timeline.js", JS),
@@ -146,10 +147,11 @@ mod tests {
     fn views_share_helpers_through_dom_js_not_each_other() {
         // app.js wires the views together; a view that imported another
         // would grow its own copy of the helpers again.
-        const VIEWS: [&str; 5] = [
+        const VIEWS: [&str; 6] = [
             "booking.js",
             "finder.js",
             "live.js",
+            "meet.js",
             "ops.js",
             "timeline.js",
         ];
