@@ -64,7 +64,7 @@ impl Decided {
             .filter(|a| !a.events.is_empty())
     }
 
-    fn wanted(&self) -> Vec<Wanted<'_>> {
+    pub(crate) fn wanted(&self) -> Vec<Wanted<'_>> {
         self.effects
             .iter()
             .filter_map(|e| match e {

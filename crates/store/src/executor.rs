@@ -220,6 +220,27 @@ impl Store {
             let reading = read();
             async move {
                 let (mut read, request) = reading.await?;
+                if let Some(batcher) = self.pick_batcher.as_ref().filter(|_| {
+                    ctx.if_match.is_none()
+                        && request.leaving.is_empty()
+                        && !request.claims.is_empty()
+                }) && let Some(ticket) = batcher.submit(&ctx.tenant, request.clone()).await
+                    && let Ok(locked) = ticket.locked.await
+                {
+                    match decide(&mut read, locked) {
+                        Ok((decided, answer)) => {
+                            let _ = ticket.decided.send(Some(decided));
+                            if let Ok(Ok(verdict)) = ticket.reply.await {
+                                return Ok((verdict.map_err(CommitError::Store), answer));
+                            }
+                            // The batch failed as a whole: decide alone.
+                        }
+                        Err(e) => {
+                            let _ = ticket.decided.send(None);
+                            return Err(e);
+                        }
+                    }
+                }
                 let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
                 let (ledger, locked) = lock_claims(&mut tx, &ctx.tenant, &request).await?;
                 let (decided, answer) = decide(&mut read, locked)?;

@@ -440,22 +440,7 @@ impl crate::Store {
         claims: &[(Uuid, Claim)],
         exclude_booking: Option<Uuid>,
     ) -> Result<Vec<(Uuid, Availability)>, StoreError> {
-        let reservations: Vec<(Reservation, Option<u32>)> = claims
-            .iter()
-            .map(|&(resource_id, claim)| {
-                let reservation = Reservation {
-                    reservation_id: Uuid::nil(),
-                    resource_id,
-                    starts_at: claim.range.starts_at,
-                    ends_at: claim.range.ends_at,
-                    label: None,
-                    outside_working_hours: claim.outside_working_hours,
-                    hold_id: None,
-                    pool_id: None,
-                };
-                (reservation, claim.headcount)
-            })
-            .collect();
+        let reservations = claimed(claims.iter().copied());
         let wanted: Vec<Wanted<'_>> = reservations
             .iter()
             .map(|(reservation, headcount)| Wanted {
@@ -477,4 +462,27 @@ impl crate::Store {
             .map(|w| Ok((w.reservation.resource_id, ledger.availability(w, now)?)))
             .collect()
     }
+}
+
+/// Each claim (resource, claim) as the reservation it would be, with its
+/// headcount: what the ledger checks a claim as.
+pub(crate) fn claimed(
+    claims: impl IntoIterator<Item = (Uuid, Claim)>,
+) -> Vec<(Reservation, Option<u32>)> {
+    claims
+        .into_iter()
+        .map(|(resource_id, claim)| {
+            let reservation = Reservation {
+                reservation_id: Uuid::nil(),
+                resource_id,
+                starts_at: claim.range.starts_at,
+                ends_at: claim.range.ends_at,
+                label: None,
+                outside_working_hours: claim.outside_working_hours,
+                hold_id: None,
+                pool_id: None,
+            };
+            (reservation, claim.headcount)
+        })
+        .collect()
 }

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod ledger;
 pub mod locked;
 mod outcome;
+mod pick_batch;
 pub mod pools;
 mod rules;
 mod shared_pages;
@@ -51,6 +52,8 @@ pub struct Store {
     replica: Option<sqlx::PgPool>,
     appended: wakeup::CommitSignal,
     batcher: Option<batch::Batcher>,
+    /// Picks decided together, when batching is on.
+    pick_batcher: Option<pick_batch::PickBatcher>,
     batch_writers: usize,
     job_sink: Option<std::sync::Arc<dyn implied_jobs::JobSink>>,
     /// Pages of the log read for one follower, kept for the others.
@@ -67,6 +70,7 @@ impl Store {
             replica: None,
             appended: wakeup::CommitSignal::default(),
             batcher: None,
+            pick_batcher: None,
             batch_writers: 0,
             job_sink: None,
             recent_pages: Default::default(),
@@ -99,6 +103,10 @@ impl Store {
                 self.pool.clone(),
                 self.job_sink.clone(),
                 self.batch_writers,
+            ));
+            self.pick_batcher = Some(pick_batch::PickBatcher::start(
+                self.pool.clone(),
+                self.job_sink.clone(),
             ));
         }
     }
