@@ -150,7 +150,7 @@ impl Weights {
                 .collect();
             weights
                 .last
-                .extend(last_assigned(conn, tenant, &tenant_pools).await?);
+                .extend(crate::pools::last_assigned(conn, tenant, &tenant_pools).await?);
         }
         Ok(weights)
     }
@@ -295,27 +295,4 @@ async fn booked_minutes(
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.minutes).collect())
-}
-
-/// When each of `pools` last assigned each of its members (pool, member).
-pub(crate) async fn last_assigned(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    pools: &[Uuid],
-) -> Result<HashMap<(Uuid, Uuid), DateTime<Utc>>, StoreError> {
-    if pools.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = sqlx::query!(
-        r#"select pool_id, resource_id, last_assigned_at from pool_assignments
-            where tenant_id = $1 and pool_id = any($2)"#,
-        tenant.as_str(),
-        pools,
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.pool_id, r.resource_id), r.last_assigned_at))
-        .collect())
 }

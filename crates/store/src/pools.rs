@@ -102,6 +102,29 @@ pub(crate) async fn assigned(
     Ok(())
 }
 
+/// When each of `pools` last assigned each of its members (pool, member).
+pub(crate) async fn last_assigned(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    pools: &[Uuid],
+) -> Result<HashMap<(Uuid, Uuid), DateTime<Utc>>, StoreError> {
+    if pools.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query!(
+        r#"select pool_id, resource_id, last_assigned_at from pool_assignments
+            where tenant_id = $1 and pool_id = any($2)"#,
+        tenant.as_str(),
+        pools,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.pool_id, r.resource_id), r.last_assigned_at))
+        .collect())
+}
+
 struct PoolRow {
     pool_id: Uuid,
     name: String,
@@ -194,7 +217,7 @@ impl Store {
             Members::Selector(selector) => self.resources_matching(tenant, &selector).await?,
         };
         let mut conn = self.pool.acquire().await?;
-        let last_assigned = crate::locked::last_assigned(&mut conn, tenant, &[pool_id])
+        let last_assigned = last_assigned(&mut conn, tenant, &[pool_id])
             .await?
             .into_iter()
             .map(|((_, member), at)| (member, at))
