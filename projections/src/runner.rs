@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use muster_store::lease::Lease;
 use muster_store::wakeup::{CommitSignal, PROJECTIONS_CHANNEL, run_notifier};
 use muster_store::{RecordedEvent, Store};
-use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -116,7 +116,7 @@ impl Projector {
             metrics::gauge!("muster_projection_lease_held", "projection" => name).set(1.0);
             let result = self.follow(model.as_ref(), &mut lease, &shutdown).await;
             metrics::gauge!("muster_projection_lease_held", "projection" => name).set(0.0);
-            let _ = lease.close().await;
+            lease.release().await;
             match result {
                 Ok(()) => return,
                 Err(e) => {
@@ -135,9 +135,9 @@ impl Projector {
         &self,
         name: &'static str,
         shutdown: &CancellationToken,
-    ) -> Option<PgConnection> {
+    ) -> Option<Lease> {
         loop {
-            match try_lease(&self.store, name).await {
+            match self.store.try_lease(LEASE_CLASS, name).await {
                 Ok(Some(lease)) => return Some(lease),
                 Ok(None) => {}
                 Err(e) => {
@@ -155,7 +155,7 @@ impl Projector {
     async fn follow(
         &self,
         model: &dyn Projection,
-        lease: &mut PgConnection,
+        lease: &mut Lease,
         shutdown: &CancellationToken,
     ) -> Result<(), ProjectionError> {
         let name = model.name();
@@ -165,9 +165,7 @@ impl Projector {
         let mut stopped = failed_position(&self.store, name).await?.is_some();
         while !shutdown.is_cancelled() {
             if lease_checked.elapsed() >= LEASE_CHECK {
-                sqlx::query!("select 1 as alive")
-                    .fetch_one(&mut *lease)
-                    .await?;
+                lease.check().await?;
                 lease_checked = Instant::now();
             }
             if stopped {
@@ -352,25 +350,6 @@ enum Step {
     Applied(i64),
     /// A poison event stopped the projection at this checkpoint.
     Stopped(i64),
-}
-
-/// Takes `model`'s lease on a new connection if no one holds it.
-async fn try_lease(store: &Store, name: &str) -> Result<Option<PgConnection>, sqlx::Error> {
-    let options = store.sessions().connect_options();
-    let mut conn = PgConnection::connect_with(&options).await?;
-    let taken = sqlx::query_scalar!(
-        r#"select pg_try_advisory_lock($1, hashtext($2)) as "taken!""#,
-        LEASE_CLASS,
-        name,
-    )
-    .fetch_one(&mut conn)
-    .await?;
-    if taken {
-        Ok(Some(conn))
-    } else {
-        let _ = conn.close().await;
-        Ok(None)
-    }
 }
 
 /// The projection's checkpoint, creating its row on first use.

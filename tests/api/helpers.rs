@@ -157,6 +157,20 @@ async fn spawn(
 }
 
 impl TestApp {
+    /// A client of a server running elsewhere (a child process) on `db`,
+    /// with one key for every role.
+    pub fn remote(address: String, key: String, db: TestDatabase) -> Self {
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            admin: key.clone(),
+            planner: key.clone(),
+            analyst: key.clone(),
+            other_tenant: key,
+            db,
+        }
+    }
+
     /// Sends `body` (as JSON, if any) with `key` and extra headers.
     pub async fn send(
         &self,

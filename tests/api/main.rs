@@ -34,5 +34,6 @@ mod series;
 mod subscribe;
 mod topology;
 mod two_processes;
+mod waitlist;
 mod wakeup;
 mod worker_processes;

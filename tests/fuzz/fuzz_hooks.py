@@ -50,6 +50,9 @@ STATED_RULES = [
     (r"^working_hours(\[\d+\](\.end)?)?$", r".*"),
     # Bounds of durations (their grammar is in the document).
     (r"^ttl$", r"^must be between PT1S and PT1H$"),
+    (r"^offer_ttl$", r"^must be between PT1S and PT1H"),
+    # A waitlist entry waits for a range not yet over.
+    (r"^ends_at$", r"^the range is already over$"),
     (r"^policy\.buffer_(before|after)$", r"^must be at most P1D$"),
     (r"^reminders$", r"^each must be more than zero and at most P30D$"),
     (r"^(duration|granularity)$", r"^must be minutes \(90\) or ISO 8601.*"),

@@ -9,6 +9,7 @@ use muster_domain::booking::{
 use muster_domain::hold::{Hold, HoldCommand};
 use muster_domain::pool::{Members, Pool};
 use muster_domain::time::TimeRange;
+use muster_domain::waitlist::{WaitlistCommand, WaitlistEntry};
 use muster_store::{CommandContext, LockRequest};
 use uuid::Uuid;
 
@@ -17,8 +18,9 @@ use crate::{Answer, App, Refusal};
 
 mod pick;
 
+pub(crate) use pick::Picking;
+use pick::Repicking;
 pub use pick::{Pick, PickFrom};
-use pick::{Picking, Repicking};
 
 /// What a reservation in a request holds: a resource for a range, or the
 /// resource and range of a hold it converts.
@@ -157,6 +159,7 @@ impl Reserving {
     fn query(&self, query: Query, read: &Read, headcount: Option<u32>) -> Query {
         let mut query = query
             .streams::<Hold>(self.holds())
+            .streams::<WaitlistEntry>(self.offers(read).map(|(_, entry)| entry))
             .streams::<Pool>(self.pools());
         for pool_id in self.pools() {
             if let Some(Members::Selector(selector)) = read
@@ -267,14 +270,35 @@ impl Reserving {
         self.path(at.unwrap_or(0), "resource_id")
     }
 
-    /// Each converted hold's `hold.converted`, linked to `plan`.
+    /// The converted holds that are waitlist offers, as read: (hold,
+    /// entry).
+    fn offers<'r>(&'r self, read: &'r Read) -> impl Iterator<Item = (Uuid, Uuid)> + 'r {
+        self.holds().filter_map(|hold| {
+            let entry = read.state::<Hold>(hold)?.spec.as_ref()?.offer_for?;
+            Some((hold, entry))
+        })
+    }
+
+    /// Each converted hold's `hold.converted`, and each converted offer's
+    /// `waitlist.fulfilled` (refused once the offer lapsed), linked to
+    /// `plan`.
     fn convert_holds<A: muster_domain::Aggregate>(
         &self,
         booking_id: Uuid,
+        read: &Read,
         plan: Plan<A>,
     ) -> Plan<A> {
-        self.holds().fold(plan, |plan, hold| {
+        let plan = self.holds().fold(plan, |plan, hold| {
             plan.link::<Hold>(hold, HoldCommand::Convert { booking_id })
+        });
+        self.offers(read).fold(plan, |plan, (hold_id, entry)| {
+            plan.link::<WaitlistEntry>(
+                entry,
+                WaitlistCommand::Fulfil {
+                    hold_id,
+                    booking_id,
+                },
+            )
         })
     }
 }
@@ -309,7 +333,7 @@ impl Decision for RequestBooking {
             details: self.details.clone(),
             reservations,
         });
-        Ok(self.reserving.convert_holds(self.booking_id, plan))
+        Ok(self.reserving.convert_holds(self.booking_id, read, plan))
     }
 
     fn resource_field(&self, resource_id: Uuid) -> String {
@@ -357,7 +381,7 @@ impl Decision for AddReservation {
             return Err(Refusal::invalid("resource_id", "is required"));
         }
         let plan = Plan::new(BookingCommand::AddReservations(reservations));
-        Ok(self.reserving.convert_holds(self.booking_id, plan))
+        Ok(self.reserving.convert_holds(self.booking_id, read, plan))
     }
 }
 

@@ -29,6 +29,7 @@ impl App {
                 range,
                 ttl,
                 now: Utc::now(),
+                offer_for: None,
             },
             resource_field: "resource_id",
         };
@@ -63,14 +64,7 @@ impl App {
     pub async fn expire_holds(&self) -> Result<usize, AppError> {
         let mut expired = 0;
         for (tenant, hold_id) in self.store.holds_past_expiry().await? {
-            let ctx = CommandContext {
-                tenant,
-                actor: "system:hold-sweeper".into(),
-                correlation_id: Uuid::now_v7().to_string(),
-                command_id: Uuid::now_v7(),
-                if_match: None,
-                idempotency: None,
-            };
+            let ctx = crate::system_context(tenant, "system:hold-sweeper");
             let decision = OnStream::<Hold> {
                 name: "hold.expire",
                 stream_id: hold_id,

@@ -18,6 +18,7 @@ mod outcome;
 pub mod pools;
 pub mod resources;
 pub mod series;
+pub mod waitlist;
 pub mod webhooks;
 
 use muster_domain::Aggregate;
@@ -28,6 +29,19 @@ pub use decision::{Decision, Plan, Query, Read};
 pub use outcome::{AppError, Exhausted, MemberRefusal, Outcome, Refusal, Replay};
 
 use crate::decision::EventsOf;
+
+/// The context of a command the system issues itself (`actor` names the
+/// loop), with no idempotency key or version guard: each is its own.
+pub(crate) fn system_context(tenant: muster_domain::TenantId, actor: &str) -> CommandContext {
+    CommandContext {
+        tenant,
+        actor: actor.to_owned(),
+        correlation_id: uuid::Uuid::now_v7().to_string(),
+        command_id: uuid::Uuid::now_v7(),
+        if_match: None,
+        idempotency: None,
+    }
+}
 
 /// What a use case on an aggregate's stream answers.
 pub type Answer<A> = Result<Outcome<Executed<<A as Aggregate>::Event>>, AppError>;

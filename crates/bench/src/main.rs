@@ -14,6 +14,7 @@ mod pools;
 mod progress;
 mod reads;
 mod statements;
+mod waitlist;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -60,6 +61,10 @@ enum Scenario {
     /// requirements, one a 50-member pool, 14 days over the 1M seeded
     /// reservations on 10k resources.
     FindTime(reads::ReadArgs),
+    /// From a cancel until the first waiting entry's offer hold exists,
+    /// cancel after cancel (run `mixed` beside it for load), beside the
+    /// cancel's own answer time.
+    WaitlistOffer(waitlist::OfferArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Statements(args) => statements::run(args).await,
         Scenario::PoolRace(args) => pools::race(args).await,
         Scenario::FindTime(args) => pools::find_time(args).await,
+        Scenario::WaitlistOffer(args) => waitlist::offer(args).await,
     }
 }
 

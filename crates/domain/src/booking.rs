@@ -835,7 +835,7 @@ fn move_reservation(
     })
 }
 
-fn validate_client(v: &mut Validator, client: &Client) {
+pub(crate) fn validate_client(v: &mut Validator, client: &Client) {
     v.text(&client.name, "client.name", MAX_TITLE);
     if let Some(email) = &client.email {
         v.check(

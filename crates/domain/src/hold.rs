@@ -28,6 +28,9 @@ pub struct HoldSpec {
     pub ends_at: DateTime<Utc>,
     /// When it stops counting.
     pub expires_at: DateTime<Utc>,
+    /// The waitlist entry it was placed for as an offer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_for: Option<Uuid>,
 }
 
 impl HoldSpec {
@@ -69,6 +72,8 @@ pub enum HoldCommand {
         ttl: Duration,
         /// The clock.
         now: DateTime<Utc>,
+        /// The waitlist entry it offers the range to, if any.
+        offer_for: Option<Uuid>,
     },
     /// Gives it up.
     Release,
@@ -162,6 +167,7 @@ impl Aggregate for Hold {
                 range,
                 ttl,
                 now,
+                offer_for,
             } => {
                 if self.spec.is_some() {
                     return Err(DomainError::AlreadyExists("hold"));
@@ -177,6 +183,7 @@ impl Aggregate for Hold {
                     starts_at: range.starts_at,
                     ends_at: range.ends_at,
                     expires_at: now + ttl,
+                    offer_for,
                 })])
             }
             HoldCommand::Release => {
@@ -279,6 +286,7 @@ mod tests {
             },
             ttl,
             now: now(),
+            offer_for: None,
         }
     }
 
@@ -288,6 +296,7 @@ mod tests {
             starts_at: now() + Duration::days(1),
             ends_at: now() + Duration::days(1) + Duration::hours(2),
             expires_at: now() + DEFAULT_TTL,
+            offer_for: None,
         })
     }
 

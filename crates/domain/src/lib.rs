@@ -26,6 +26,7 @@ pub mod series;
 pub mod tenant;
 pub mod time;
 pub mod upcast;
+pub mod waitlist;
 pub mod webhook;
 pub mod working_hours;
 

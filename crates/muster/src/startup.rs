@@ -103,6 +103,13 @@ impl Application {
             shutdown.clone().cancelled_owned(),
         ));
         let signals = ReadSignals::start(store.sessions().clone(), shutdown.clone());
+        // Offers freed capacity to waitlists; one process at a time holds
+        // the lease, the others stand by.
+        tokio::spawn(muster_app::waitlist::offer_freed(
+            muster_app::App::new(store.clone()),
+            signals.events(),
+            shutdown.clone().cancelled_owned(),
+        ));
         let mut state = AppState::new(store.clone(), queue, api, signals.clone(), shutdown.clone());
         if let Some(replica) = replica {
             let replica_signals = ReadSignals::start_on_replica(

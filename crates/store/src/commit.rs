@@ -381,6 +381,9 @@ async fn admit(
                 pool_id,
                 resource_id,
             } => crate::pools::assigned(conn, tenant.as_str(), *pool_id, *resource_id).await?,
+            WriteEffect::SaveEntry { entry_id, entry } => {
+                crate::waitlist::save(conn, tenant.as_str(), *entry_id, entry).await?
+            }
             WriteEffect::SavePool { pool_id, spec } => {
                 crate::pools::save(conn, tenant.as_str(), *pool_id, spec).await?
             }

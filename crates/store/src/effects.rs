@@ -10,6 +10,7 @@ use muster_domain::policy::ResourceRules;
 use muster_domain::pool::{Members, Pool, PoolCommand, PoolEvent, PoolSpec};
 use muster_domain::resource::{Resource, ResourceCommand, ResourceEvent};
 use muster_domain::series::{Series, SeriesCommand, SeriesEvent};
+use muster_domain::waitlist::{Target, WaitlistCommand, WaitlistEntry, WaitlistEvent};
 use muster_domain::webhook::{HealthCommand, HealthEvent, WebhookHealth};
 use uuid::Uuid;
 
@@ -128,6 +129,14 @@ pub enum WriteEffect {
         reservation_id: Uuid,
         /// From when it no longer holds time.
         released_from: DateTime<Utc>,
+    },
+    /// A waitlist entry joined or changed: its row is written as it now
+    /// is.
+    SaveEntry {
+        /// The entry.
+        entry_id: Uuid,
+        /// Its state after the command.
+        entry: Box<WaitlistEntry>,
     },
 }
 
@@ -391,6 +400,38 @@ impl WriteSide for Pool {
                     spec: spec.clone(),
                 });
             }
+        }
+        effects
+    }
+}
+
+/// A waitlist entry writes its row; a resource entry requires its
+/// resource (an offer's hold is its own stream's effect).
+impl WriteSide for WaitlistEntry {
+    fn creates(command: &WaitlistCommand) -> bool {
+        matches!(command, WaitlistCommand::Join { .. })
+    }
+
+    fn effects(
+        state: &WaitlistEntry,
+        stream_id: Uuid,
+        events: &[WaitlistEvent],
+    ) -> Vec<WriteEffect> {
+        let mut after = state.clone();
+        let mut effects = Vec::new();
+        for event in events {
+            after.evolve(event);
+            if let WaitlistEvent::Joined(spec) = event
+                && let Target::Resource { resource_id } = spec.target
+            {
+                effects.push(WriteEffect::RequireResource { resource_id });
+            }
+        }
+        if !events.is_empty() {
+            effects.push(WriteEffect::SaveEntry {
+                entry_id: stream_id,
+                entry: Box::new(after),
+            });
         }
         effects
     }

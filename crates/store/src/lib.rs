@@ -19,6 +19,7 @@ pub mod holds;
 pub mod idempotency;
 pub mod implied_jobs;
 pub mod keys;
+pub mod lease;
 pub mod ledger;
 pub mod locked;
 mod outcome;
@@ -28,6 +29,7 @@ mod rules;
 mod shared_pages;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod waitlist;
 pub mod wakeup;
 mod webhook_health;
 mod working_set;

@@ -286,6 +286,18 @@ fn bodies(doc: &mut Value) {
 
     // Holds: the ttl is an ISO 8601 duration (at most PT1H, said in words).
     set(doc, "PlaceHoldBody", "ttl", json!({"pattern": iso}));
+    set(
+        doc,
+        "JoinWaitlistBody",
+        "offer_ttl",
+        json!({"pattern": iso}),
+    );
+    doc["components"]["schemas"]["JoinWaitlistBody"]["oneOf"] = json!([
+        {"title": "A resource", "required": ["resource_id"],
+         "properties": {"resource_id": {"type": "string"}, "pool_id": {"type": "null"}}},
+        {"title": "Any member of a pool", "required": ["pool_id"],
+         "properties": {"resource_id": {"type": "null"}, "pool_id": {"type": "string"}}},
+    ]);
 
     // A reservation is a hold to convert, or a resource for a range.
     let reservation = &mut doc["components"]["schemas"]["ReservationBody"];

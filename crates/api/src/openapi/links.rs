@@ -97,6 +97,10 @@ const LINKS: &[(Source, &[Target])] = &[
         &[("get_pool", ID), ("update_pool", ID)],
     ),
     (
+        ("/v1/waitlist", "post", "201"),
+        &[("get_entry", ID), ("leave_waitlist", ID)],
+    ),
+    (
         ("/v1/webhooks", "post", "201"),
         &[
             ("delete_webhook", ID),

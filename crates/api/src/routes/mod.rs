@@ -21,6 +21,7 @@ pub mod resource_queries;
 pub mod resources;
 pub mod series;
 pub mod subscribe;
+pub mod waitlist;
 pub mod webhooks;
 pub mod whoami;
 
