@@ -297,3 +297,57 @@ async fn clients_hear_of_their_bookings_with_invitations_and_timely_reminders() 
         .await;
     assert_problem(&unknown, 404, "not-found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_client_hears_of_its_offer_once() {
+    let smtp = SmtpServer::start().await;
+    let mut config = worker_config();
+    config.smtp_url = Some(smtp.url.clone().into());
+    config.smtp_from = "muster@example.com".into();
+    let app = spawn_app_with_workers(config).await;
+    let on = put_settings(&app, json!({"enabled": true})).await;
+    assert_eq!(on.status, StatusCode::OK, "{:?}", on.body);
+
+    let room = app.resource(1).await;
+    let (from, to) = ("2030-05-07T08:00:00Z", "2030-05-07T09:00:00Z");
+    let taken = app.book(&room, from, to).await;
+    assert_eq!(taken.status, StatusCode::CREATED, "{:?}", taken.body);
+    let joined = app
+        .post(
+            "/v1/waitlist",
+            &json!({"resource_id": room, "starts_at": from, "ends_at": to, "offer_ttl": "PT20M",
+                    "client": {"name": "Wes Wait", "email": "wes@example.com"}}),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::CREATED, "{:?}", joined.body);
+    // A requested booking's cancel tells its client nothing: the one
+    // message is the offer.
+    let cancelled = app
+        .post(
+            &format!("/v1/bookings/{}/cancel", taken.body["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
+    let got = wait_for_mails(&smtp, 1).await;
+    let offer = &got[0];
+    assert_eq!(offer["to"], "wes@example.com");
+    let subject = offer["subject"].as_str().unwrap();
+    assert!(subject.starts_with("A place is free for you"), "{subject}");
+    let text = offer["text"].as_str().unwrap();
+    // 08:00 UTC is 10:00 in the room's Berlin summer time.
+    assert!(
+        text.contains("Hello Wes Wait") && text.contains("10:00 – 11:00 (Europe/Berlin)"),
+        "{text}"
+    );
+    assert!(text.contains("The offer holds until"), "{text}");
+    assert!(
+        offer["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t != "text/calendar")
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(smtp.messages.lock().unwrap().len(), 1, "{:?}", mails(&smtp));
+}

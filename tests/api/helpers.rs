@@ -297,3 +297,15 @@ pub async fn event_count(app: &TestApp) -> i64 {
 pub fn acme() -> muster_domain::TenantId {
     "acme".parse().unwrap()
 }
+
+/// The types of stream `stream_id`'s events in the feed, in order.
+pub async fn feed_types(app: &TestApp, stream_id: &str) -> Vec<String> {
+    let page = app.get("/v1/events?after=0&limit=1000", &app.admin).await;
+    page.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["stream_id"] == stream_id)
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}

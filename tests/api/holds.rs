@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, booking, fields, spawn_app};
+use crate::helpers::{TestApp, assert_problem, booking, feed_types, fields, spawn_app};
 
 const FROM: &str = "2030-04-02T10:00:00Z";
 const TO: &str = "2030-04-02T12:00:00Z";
@@ -26,17 +26,6 @@ fn converting(hold_id: &str) -> Value {
         "starts_at": FROM, "ends_at": TO,
         "reservations": [{"hold_id": hold_id, "label": "room"}]
     })
-}
-
-async fn feed_types(app: &TestApp, stream_id: &str) -> Vec<String> {
-    let page = app.get("/v1/events?after=0&limit=1000", &app.admin).await;
-    page.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["stream_id"] == stream_id)
-        .map(|e| e["type"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{TestApp, acme, assert_problem, fields, spawn_app};
+use crate::helpers::{TestApp, acme, assert_problem, feed_types, fields, spawn_app};
 use crate::two_processes::spawn_api_process_with;
 
 const FROM: &str = "2030-05-06T10:00:00Z";
@@ -73,17 +73,6 @@ fn converting(hold_id: &str) -> Value {
         "starts_at": FROM, "ends_at": TO,
         "reservations": [{"hold_id": hold_id}]
     })
-}
-
-async fn feed_types(app: &TestApp, stream_id: &str) -> Vec<String> {
-    let page = app.get("/v1/events?after=0&limit=1000", &app.admin).await;
-    page.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["stream_id"] == stream_id)
-        .map(|e| e["type"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -484,4 +473,34 @@ async fn a_lease_holder_killed_between_a_cancel_and_its_offer_loses_no_offer() {
     signal(pid, "-9");
     let offered = until_status(&app, &waiting, "offered").await;
     assert_eq!(offered["offered_resource_id"], room.as_str());
+}
+
+#[tokio::test]
+async fn an_entry_behind_more_than_a_page_of_others_still_gets_its_offer() {
+    let app = spawn_app().await;
+    let (busy, room) = (app.resource(1).await, app.resource(1).await);
+    booked(&app, &busy).await;
+    // More entries than the offering loop reads at once wait for a slot
+    // that stays taken, all ahead of the last one in order.
+    let ahead = muster_store::waitlist::PAGE as usize + 1;
+    for i in 0..ahead {
+        join(
+            &app,
+            &entry(
+                ("resource_id", &busy),
+                &format!("w{i}@example.com"),
+                0,
+                "PT10M",
+            ),
+        )
+        .await;
+    }
+    let taken = booked(&app, &room).await;
+    let last = join(
+        &app,
+        &entry(("resource_id", &room), "last@example.com", 0, "PT10M"),
+    )
+    .await;
+    cancel(&app, &taken).await;
+    until_status(&app, &last, "offered").await;
 }

@@ -710,6 +710,36 @@ test("book any hall of a pool; find a time for several resources, book a candida
   await planner.getByRole("link", { name: "Timeline" }).click();
 });
 
+test("a waitlist entry is offered a cancelled slot by itself, live, and booked in one click", async () => {
+  await closeDialogs(planner);
+  // Two weeks after the target week: nothing else is booked there.
+  const from = at(target, 15, 10);
+  const to = at(target, 15, 11);
+  const taken = await admin.booking("Van hire", ids.van, from, to);
+  await planner.getByRole("link", { name: "Waitlist" }).click();
+  const form = planner.locator("#waitlist-form");
+  await form.getByLabel("Waits for").selectOption(ids.van);
+  await form.getByLabel("Wanted from").fill(localInput(from));
+  await form.getByLabel("Wanted until").fill(localInput(to));
+  await form.getByLabel("Client's name").fill("Wanda Wait");
+  await form.getByLabel("Client's email").fill("wanda@example.com");
+  await form.getByRole("button", { name: "Add to the waitlist" }).click();
+  const row = planner.locator("#waitlist-list tr", { hasText: "Wanda Wait" });
+  await row.filter({ hasText: "Waiting" }).waitFor();
+  await checkAxe(planner, "waitlist");
+  await admin.post(`/v1/bookings/${taken.id}/cancel`, { reason: "plans changed" });
+  // The offer arrives on the live stream: no reload.
+  await row.filter({ hasText: "Offered" }).waitFor();
+  await row.getByRole("button", { name: "Book the offer to Wanda Wait" }).click();
+  await planner.getByRole("status").filter({ hasText: "Booked the offer to Wanda Wait" }).waitFor();
+  await row.filter({ hasText: "Booked" }).waitFor();
+  const [entry] = (await admin.get(`/v1/waitlist?resource_id=${ids.van}&status=fulfilled`)).items;
+  assert.equal(entry.client.name, "Wanda Wait");
+  const booking = await admin.get(`/v1/bookings/${entry.booking_id}`);
+  assert.equal(Date.parse(booking.reservations[0].starts_at), from.getTime());
+  await planner.getByRole("link", { name: "Timeline" }).click();
+});
+
 test("the operations view is admin-only and lists projections, jobs and deliveries", async () => {
   assert.equal(await planner.getByRole("link", { name: "Operations" }).count(), 0);
   const page = await newPage();

@@ -10,12 +10,13 @@ use muster_domain::booking::{Booking, BookingStatus};
 use muster_domain::client_message::MessageKind;
 use muster_domain::ics::{Invitation, InvitationMethod, invitation};
 use muster_domain::time::TimeRange;
+use muster_domain::waitlist::WaitlistEntry;
 use muster_jobs::NotificationJob;
 use muster_jobs::client_messages::PendingMessage;
 use tracing::Instrument;
 
 use crate::Runtime;
-use crate::email::Letter;
+use crate::email::{Letter, Mailer};
 use crate::failure::{Cause, JobFailure};
 use crate::queue::Attempt;
 
@@ -37,10 +38,13 @@ async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(),
     if message.status == "sent" || message.status == "skipped" {
         return Ok(());
     }
-    let (booking, _) = rt
-        .store
-        .load::<Booking>(&job.tenant, message.booking_id)
-        .await?;
+    if message.kind == MessageKind::Offer {
+        return send_offer(rt, job, book, &message).await;
+    }
+    let Some(booking_id) = message.booking_id else {
+        return Err(JobFailure::Fatal(Cause::Missing("booking")));
+    };
+    let (booking, _) = rt.store.load::<Booking>(&job.tenant, booking_id).await?;
     if let Some(reason) = not_to_send(&message, &booking) {
         messages
             .record(&job.tenant, job.delivery_id, "skipped", Some(reason))
@@ -54,7 +58,7 @@ async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(),
     let history = muster_store::event_store::history_until::<Booking>(
         &mut conn,
         &job.tenant,
-        message.booking_id,
+        booking_id,
         message.event_position,
     )
     .await?;
@@ -68,19 +72,7 @@ async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(),
         None => None,
     }
     .unwrap_or_else(|| "UTC".to_owned());
-    let Some(mailer) = &rt.mailer else {
-        messages
-            .record(
-                &job.tenant,
-                job.delivery_id,
-                "dead",
-                Some("email needs SMTP_URL, which is not configured"),
-            )
-            .await?;
-        return Err(JobFailure::Fatal(Cause::TargetRefused(
-            "email needs SMTP_URL, which is not configured".into(),
-        )));
-    };
+    let mailer = mailer(rt, job).await?;
     let range = TimeRange {
         starts_at: details.starts_at,
         ends_at: details.ends_at,
@@ -90,7 +82,7 @@ async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(),
         MessageKind::Reminder => None,
         kind => Some(invitation(
             &Invitation {
-                booking_id: message.booking_id,
+                booking_id,
                 sequence: message.sequence,
                 title: &details.title,
                 range,
@@ -115,6 +107,8 @@ async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(),
             "your booking has been cancelled; it was to take place",
         ),
         MessageKind::Reminder => ("Reminder", "a reminder of your booking"),
+        // Offers are about a waitlist entry and go out by `send_offer`.
+        MessageKind::Offer => return Err(JobFailure::Fatal(Cause::Missing("booking"))),
     };
     let text = format!(
         "Hello {name},\n\n{lead}:\n\n  {title}\n  {when}\n\n— {from}\n",
@@ -129,23 +123,49 @@ async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(),
         when = escape(&when),
         from = escape(&from),
     );
-    let outcome = mailer
-        .send_letter(Letter {
-            from: &from,
-            to: &message.recipient,
-            subject: &format!("{subject}: {}", details.title),
-            text,
-            html,
-            calendar: calendar.map(|ics| {
-                let method = if message.kind == MessageKind::Cancellation {
-                    "CANCEL"
-                } else {
-                    "REQUEST"
-                };
-                (method, ics)
-            }),
-        })
-        .await;
+    let letter = Letter {
+        from: &from,
+        to: &message.recipient,
+        subject: &format!("{subject}: {}", details.title),
+        text,
+        html,
+        calendar: calendar.map(|ics| {
+            let method = if message.kind == MessageKind::Cancellation {
+                "CANCEL"
+            } else {
+                "REQUEST"
+            };
+            (method, ics)
+        }),
+    };
+    deliver(rt, job, book, mailer, letter).await
+}
+
+/// The mailer, or the message dead for want of one.
+async fn mailer<'r>(rt: &'r Runtime, job: &NotificationJob) -> Result<&'r Mailer, JobFailure> {
+    match &rt.mailer {
+        Some(mailer) => Ok(mailer),
+        None => {
+            let why = "email needs SMTP_URL, which is not configured";
+            rt.client_messages
+                .record(&job.tenant, job.delivery_id, "dead", Some(why))
+                .await?;
+            Err(JobFailure::Fatal(Cause::TargetRefused(why.into())))
+        }
+    }
+}
+
+/// Sends `letter` and records how it went (retried unless this was the
+/// last attempt).
+async fn deliver(
+    rt: &Runtime,
+    job: &NotificationJob,
+    book: &Attempt,
+    mailer: &Mailer,
+    letter: Letter<'_>,
+) -> Result<(), JobFailure> {
+    let messages = &rt.client_messages;
+    let outcome = mailer.send_letter(letter).await;
     let status = if outcome.succeeded() {
         "sent"
     } else if book.is_last() {
@@ -166,6 +186,76 @@ async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(),
         None => Ok(()),
         Some(e) => Err(JobFailure::Retry(Cause::Undelivered(e))),
     }
+}
+
+/// Tells a waitlist entry's client of the offer it holds: the range, and
+/// until when it is held. An offer no longer open (booked, lapsed, left)
+/// is skipped.
+async fn send_offer(
+    rt: &Runtime,
+    job: &NotificationJob,
+    book: &Attempt,
+    message: &PendingMessage,
+) -> Result<(), JobFailure> {
+    let messages = &rt.client_messages;
+    let Some(entry_id) = message.entry_id else {
+        return Err(JobFailure::Fatal(Cause::Missing("waitlist entry")));
+    };
+    let (entry, _) = rt
+        .store
+        .load::<WaitlistEntry>(&job.tenant, entry_id)
+        .await?;
+    let open = entry.spec.as_ref().zip(entry.open_offer());
+    let (Some((spec, offer)), true) = (open, message.enabled) else {
+        let why = if message.enabled {
+            "the offer is no longer open"
+        } else {
+            "client notifications were turned off"
+        };
+        messages
+            .record(&job.tenant, job.delivery_id, "skipped", Some(why))
+            .await?;
+        metrics::counter!("muster_client_messages_total", "outcome" => "skipped").increment(1);
+        return Ok(());
+    };
+    let mailer = mailer(rt, job).await?;
+    let timezone = messages
+        .timezone_of(&job.tenant, offer.resource_id)
+        .await?
+        .unwrap_or_else(|| "UTC".to_owned());
+    let from = message.sender.clone().unwrap_or_else(|| mailer.sender());
+    let when = local_span(&spec.range(), &timezone);
+    let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
+    let until = offer
+        .expires_at
+        .with_timezone(&tz)
+        .format("%A %-d %B %Y, %H:%M")
+        .to_string();
+    let lead = "a time you are waiting for is free, and it is held for you";
+    let text = format!(
+        "Hello {name},\n\n{lead}:\n\n  {when}\n\nThe offer holds until {until} ({timezone}); \
+         after that it goes to the next in line.\n\n— {from}\n",
+        name = spec.client.name,
+    );
+    let html = format!(
+        "<!doctype html><html><body><p>Hello {name},</p><p>{lead}:</p><p><strong>{when}</strong></p>\
+         <p>The offer holds until {until} ({timezone}); after that it goes to the next in \
+         line.</p><p>— {from}</p></body></html>",
+        name = escape(&spec.client.name),
+        when = escape(&when),
+        until = escape(&until),
+        timezone = escape(&timezone),
+        from = escape(&from),
+    );
+    let letter = Letter {
+        from: &from,
+        to: &message.recipient,
+        subject: &format!("A place is free for you: {when}"),
+        text,
+        html,
+        calendar: None,
+    };
+    deliver(rt, job, book, mailer, letter).await
 }
 
 /// Why the message should not go out now, if it should not.

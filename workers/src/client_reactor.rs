@@ -6,14 +6,17 @@
 //! reactor's checkpoint, so each is made exactly once whatever crashes
 //! (and the table's unique key on the causing event makes a repeat
 //! impossible even if the checkpoint logic were wrong). Reminders are
-//! queued to run at their time.
+//! queued to run at their time. A waitlist entry's `waitlist.offered`
+//! makes one offer message to its client the same way
+//! ([`muster_domain::client_message::offer_message`]).
 
 use std::collections::HashMap;
 
 use muster_domain::booking::{Booking, BookingEvent};
 use muster_domain::client_message::{
-    ClientSettings, may_message, messages_for, supersedes_reminders,
+    ClientSettings, may_message, messages_for, offer_message, supersedes_reminders,
 };
+use muster_domain::waitlist::WaitlistEntry;
 use muster_domain::{Aggregate, DomainEvent, TenantId};
 use muster_jobs::client_messages::ClientMessages;
 use muster_jobs::{JobQueue, NotificationJob};
@@ -52,6 +55,35 @@ impl Projection for ClientReactor {
             let mut settings: HashMap<TenantId, ClientSettings> = HashMap::new();
             let mut jobs = Vec::new();
             for event in events {
+                if event.stream_type == WaitlistEntry::STREAM_TYPE
+                    && event.event_type == "waitlist.offered"
+                {
+                    let rule = rule_of(&mut *conn, &mut settings, &event.tenant).await?;
+                    let history = muster_store::event_store::history_until::<WaitlistEntry>(
+                        &mut *conn,
+                        &event.tenant,
+                        event.stream_id,
+                        event.position,
+                    )
+                    .await?;
+                    let Some(offer) = offer_message(&history, event.recorded_at, &rule) else {
+                        continue;
+                    };
+                    let made = ClientMessages::insert_offer(
+                        &mut *conn,
+                        &event.tenant,
+                        event.stream_id,
+                        event.position,
+                        &offer.recipient,
+                        offer.due_at,
+                    )
+                    .await
+                    .map_err(reactor_error)?;
+                    jobs.extend(made.into_iter().map(|m| {
+                        NotificationJob::client_message(event.tenant.clone(), m.message_id, None)
+                    }));
+                    continue;
+                }
                 if event.stream_type != Booking::STREAM_TYPE {
                     continue;
                 }
@@ -62,16 +94,7 @@ impl Projection for ClientReactor {
                 if !may_message(&booking_event) {
                     continue;
                 }
-                let rule = match settings.get(&event.tenant) {
-                    Some(rule) => rule.clone(),
-                    None => {
-                        let rule = ClientMessages::rule_on(&mut *conn, &event.tenant)
-                            .await
-                            .map_err(reactor_error)?;
-                        settings.insert(event.tenant.clone(), rule.clone());
-                        rule
-                    }
-                };
+                let rule = rule_of(&mut *conn, &mut settings, &event.tenant).await?;
                 if !rule.enabled {
                     continue;
                 }
@@ -122,4 +145,20 @@ impl Projection for ClientReactor {
             Ok(())
         })
     }
+}
+
+/// `tenant`'s settings, read once per batch.
+async fn rule_of(
+    conn: &mut PgConnection,
+    settings: &mut HashMap<TenantId, ClientSettings>,
+    tenant: &TenantId,
+) -> Result<ClientSettings, ProjectionError> {
+    if let Some(rule) = settings.get(tenant) {
+        return Ok(rule.clone());
+    }
+    let rule = ClientMessages::rule_on(conn, tenant)
+        .await
+        .map_err(reactor_error)?;
+    settings.insert(tenant.clone(), rule.clone());
+    Ok(rule)
 }

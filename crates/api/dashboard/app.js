@@ -9,9 +9,10 @@ import { Meet } from "./meet.js";
 import { LiveStream } from "./live.js";
 import { Operations } from "./ops.js";
 import { Timeline } from "./timeline.js";
+import { Waitlist } from "./waitlist.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["timeline", "finder", "meet", "ops"];
+const VIEWS = ["timeline", "finder", "meet", "waitlist", "ops"];
 /** Above this many changed bookings at once, re-read the window instead. */
 const BULK_REFRESH = 40;
 const ROLE_LABELS = { admin: "Admin", planner: "Planner", analyst: "Analyst (read-only)" };
@@ -23,6 +24,7 @@ const app = {
   bookings: null,
   finder: null,
   meet: null,
+  waitlist: null,
   ops: null,
   live: null,
   keyId: null,
@@ -142,6 +144,7 @@ function setUpSession(resources, pools) {
   app.bookings = new Bookings(ctx);
   app.finder = new Finder({ ...ctx, bookings: app.bookings });
   app.meet = new Meet({ ...ctx, bookings: app.bookings });
+  app.waitlist = new Waitlist({ ...ctx, bookings: app.bookings });
   if (app.role === "admin") app.ops = new Operations(ctx);
   fillFilters();
   wireToolbar();
@@ -204,6 +207,8 @@ function route(event) {
   }
   if (view === "finder") app.finder.prepare();
   if (view === "meet") app.meet.prepare();
+  if (view === "waitlist") app.waitlist.prepare();
+  else app.waitlist.hide();
   if (view === "ops") app.ops.load();
   if (view === "timeline") $("timeline-heading").textContent = app.timeline.title();
   // A view chosen from the navigation takes the keyboard to its heading.
@@ -242,6 +247,8 @@ function onLiveEvent(event) {
     app.bookings.onHoldEvent(event);
   } else if (event.stream_type === "deployment") {
     app.bookings.onDeploymentEvent(event);
+  } else if (event.stream_type === "waitlist") {
+    app.waitlist.onEvent(event);
   }
 }
 

@@ -38,7 +38,7 @@ pub async fn offer(args: OfferArgs) -> anyhow::Result<()> {
         &http,
         &args,
         "/v1/resources",
-        &json!({"name": "bench waitlist room"}),
+        &json!({"name": "bench waitlist room", "kind": "room"}),
     )
     .await?["id"]
         .as_str()

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::aggregate::Aggregate;
 use crate::booking::{Booking, BookingEvent, BookingStatus};
+use crate::waitlist::{WaitlistEntry, WaitlistEvent};
 
 /// Longest reminder offset: 30 days.
 pub const MAX_REMINDER_OFFSET_SECS: i64 = 30 * 86_400;
@@ -25,6 +26,9 @@ pub enum MessageKind {
     Cancellation,
     /// A confirmed booking starts soon.
     Reminder,
+    /// A waitlist entry is offered freed capacity (a hold until it runs
+    /// out).
+    Offer,
 }
 
 impl MessageKind {
@@ -35,6 +39,7 @@ impl MessageKind {
             MessageKind::Change => "change",
             MessageKind::Cancellation => "cancellation",
             MessageKind::Reminder => "reminder",
+            MessageKind::Offer => "offer",
         }
     }
 
@@ -45,6 +50,7 @@ impl MessageKind {
             MessageKind::Change,
             MessageKind::Cancellation,
             MessageKind::Reminder,
+            MessageKind::Offer,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)
@@ -93,6 +99,35 @@ pub fn sequence(history: &[BookingEvent]) -> i32 {
         .count() as i32
 }
 
+/// Whether an event recorded at `at` may be told to clients under
+/// `settings`: they are on, and were on when it happened.
+fn tells(settings: &ClientSettings, at: DateTime<Utc>) -> bool {
+    settings.enabled && settings.enabled_since.is_none_or(|since| at >= since)
+}
+
+/// The message that the last event of a waitlist entry's `history`
+/// (recorded at `at`) calls for under `settings`: an offer to the entry's
+/// client when the event is `waitlist.offered` and the client gave an
+/// email address.
+pub fn offer_message(
+    history: &[WaitlistEvent],
+    at: DateTime<Utc>,
+    settings: &ClientSettings,
+) -> Option<PlannedMessage> {
+    if !tells(settings, at) || !matches!(history.last(), Some(WaitlistEvent::Offered(_))) {
+        return None;
+    }
+    let entry = WaitlistEntry::from_events(history.iter());
+    let recipient = entry.spec?.client.email.filter(|e| !e.trim().is_empty())?;
+    Some(PlannedMessage {
+        kind: MessageKind::Offer,
+        recipient,
+        due_at: at,
+        reminds_of: None,
+        sequence: 0,
+    })
+}
+
 /// The messages that the last event of `history` (recorded at `at`) calls
 /// for under `settings`: none unless they are enabled and the client gave
 /// an email address.
@@ -104,7 +139,7 @@ pub fn messages_for(
     let Some((event, before)) = history.split_last() else {
         return Vec::new();
     };
-    if !settings.enabled || settings.enabled_since.is_some_and(|since| at < since) {
+    if !tells(settings, at) {
         return Vec::new();
     }
     let was = Booking::from_events(before.iter());
@@ -291,5 +326,63 @@ mod tests {
             BookingEvent::Confirmed,
         ];
         assert!(messages_for(&history, at(0), &ClientSettings::default()).is_empty());
+    }
+
+    #[test]
+    fn an_offer_is_told_to_a_waiting_client_with_an_address_and_nothing_else_is() {
+        use crate::duration::IsoDuration;
+        use crate::waitlist::{EntrySpec, Offer, Target};
+        let joined = |email: Option<&str>| {
+            WaitlistEvent::Joined(EntrySpec {
+                target: Target::Resource {
+                    resource_id: uuid::Uuid::from_u128(1),
+                },
+                starts_at: at(24),
+                ends_at: at(25),
+                client: Client {
+                    name: "Wes".into(),
+                    email: email.map(str::to_owned),
+                    phone: None,
+                },
+                offer_ttl: IsoDuration::from_seconds(600),
+                priority: 0,
+            })
+        };
+        let offered = WaitlistEvent::Offered(Offer {
+            hold_id: uuid::Uuid::from_u128(2),
+            resource_id: uuid::Uuid::from_u128(1),
+            expires_at: at(1),
+        });
+        let told = offer_message(
+            &[joined(Some("wes@example.com")), offered.clone()],
+            at(0),
+            &on(&[]),
+        )
+        .expect("an offer message");
+        assert_eq!(
+            (told.kind, told.recipient.as_str()),
+            (MessageKind::Offer, "wes@example.com")
+        );
+        assert_eq!(told.due_at, at(0));
+        assert!(offer_message(&[joined(None), offered.clone()], at(0), &on(&[])).is_none());
+        assert!(offer_message(&[joined(Some("wes@example.com"))], at(0), &on(&[])).is_none());
+        let off = ClientSettings::default();
+        assert!(
+            offer_message(
+                &[joined(Some("wes@example.com")), offered.clone()],
+                at(0),
+                &off
+            )
+            .is_none()
+        );
+        // Offered before notifications were turned on: not told.
+        assert!(
+            offer_message(
+                &[joined(Some("wes@example.com")), offered],
+                at(-2),
+                &on(&[])
+            )
+            .is_none()
+        );
     }
 }

@@ -73,8 +73,10 @@ pub struct MessageView {
 pub struct PendingMessage {
     /// What it says.
     pub kind: MessageKind,
-    /// The booking.
-    pub booking_id: Uuid,
+    /// The booking it is about (every kind but an offer).
+    pub booking_id: Option<Uuid>,
+    /// The waitlist entry it is about (an offer).
+    pub entry_id: Option<Uuid>,
     /// The event that caused it.
     pub event_position: i64,
     /// To whom.
@@ -235,6 +237,41 @@ impl ClientMessages {
             .collect())
     }
 
+    /// Records the offer to waitlist entry `entry_id`'s client at
+    /// `recipient`, caused by its `waitlist.offered` at `position`, in the
+    /// reactor's transaction; `None` when a repeat of the event made it
+    /// already.
+    pub async fn insert_offer(
+        conn: &mut PgConnection,
+        tenant: &TenantId,
+        entry_id: Uuid,
+        position: i64,
+        recipient: &str,
+        due_at: DateTime<Utc>,
+    ) -> Result<Option<NewMessage>, JobsError> {
+        let row = sqlx::query!(
+            r#"insert into client_messages
+                   (tenant_id, message_id, entry_id, kind, event_position, recipient, due_at,
+                    sequence)
+               values ($1, $2, $3, 'offer', $4, $5, $6, 0)
+               on conflict (tenant_id, entry_id, event_position) where entry_id is not null
+                  do nothing
+               returning message_id, due_at"#,
+            tenant.as_str(),
+            Uuid::now_v7(),
+            entry_id,
+            position,
+            recipient,
+            due_at,
+        )
+        .fetch_optional(conn)
+        .await?;
+        Ok(row.map(|r| NewMessage {
+            message_id: r.message_id,
+            due_at: r.due_at,
+        }))
+    }
+
     /// Marks `booking_id`'s pending reminders made before the event at
     /// `position` skipped with `why` (it moved or was cancelled), in the
     /// reactor's transaction: the list shows at once that they will not go
@@ -269,7 +306,7 @@ impl ClientMessages {
         message_id: Uuid,
     ) -> Result<Option<PendingMessage>, JobsError> {
         let row = sqlx::query!(
-            r#"select m.kind, m.booking_id, m.event_position, m.recipient, m.reminds_of,
+            r#"select m.kind, m.booking_id, m.entry_id, m.event_position, m.recipient, m.reminds_of,
                       m.sequence, m.status, s.sender as "sender?",
                       coalesce(s.enabled, false) as "enabled!"
                  from client_messages m
@@ -285,6 +322,7 @@ impl ClientMessages {
                 kind: MessageKind::parse(&r.kind)
                     .ok_or_else(|| JobsError::Corrupt(format!("message kind {:?}", r.kind)))?,
                 booking_id: r.booking_id,
+                entry_id: r.entry_id,
                 event_position: r.event_position,
                 recipient: r.recipient,
                 reminds_of: r.reminds_of,

@@ -15,9 +15,8 @@ use uuid::Uuid;
 
 use crate::{Store, StoreError};
 
-/// Most entries one offering round looks at per tenant (the rest wait
-/// for the next round, in the same order).
-const ROUND_LIMIT: i64 = 500;
+/// Entries per page of the offering loop's reads.
+pub const PAGE: i64 = 500;
 
 /// An entry as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,17 +56,9 @@ pub struct WaitlistFilter {
     pub status: Option<EntryStatus>,
 }
 
-/// What the offering loop finds for a tenant, each list in the order it
-/// is handled.
-#[derive(Debug, Clone, Default)]
-pub struct OpenEntries {
-    /// Offered entries whose hold has ended unconverted (ran out or was
-    /// released): (entry, hold).
-    pub ended_offers: Vec<(Uuid, Uuid)>,
-    /// Entries waiting for a range not yet over: priority (higher first),
-    /// then who joined first.
-    pub waiting: Vec<StoredEntry>,
-}
+/// Where a page of waiting entries ends: the last one's priority and id
+/// (they are read by priority, higher first, then by id).
+pub type WaitingCursor = (i32, Uuid);
 
 /// Writes entry `entry_id` as `entry` now is.
 pub(crate) async fn save(
@@ -257,10 +248,11 @@ impl Store {
             .collect()
     }
 
-    /// What the offering loop handles for `tenant` now: offers whose hold
-    /// ended unconverted, and entries waiting for a range not yet over.
-    pub async fn open_entries(&self, tenant: &TenantId) -> Result<OpenEntries, StoreError> {
-        let ended = sqlx::query!(
+    /// Offers of `tenant` whose hold has ended unconverted (ran out or was
+    /// released), as (entry, hold), soonest expired first, at most a
+    /// round's worth.
+    pub async fn ended_offers(&self, tenant: &TenantId) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        let rows = sqlx::query!(
             r#"select w.entry_id, w.hold_id as "hold_id!"
                  from waitlist_entries w
                 where w.tenant_id = $1 and w.status = 'offered' and w.hold_id is not null
@@ -271,11 +263,23 @@ impl Store {
                 order by w.offer_expires_at
                 limit $2"#,
             tenant.as_str(),
-            ROUND_LIMIT,
+            PAGE,
         )
         .fetch_all(&self.pool)
         .await?;
-        let waiting = sqlx::query_as!(
+        Ok(rows.into_iter().map(|r| (r.entry_id, r.hold_id)).collect())
+    }
+
+    /// A page of `tenant`'s entries waiting for a range not yet over, in
+    /// the order they are offered (priority, higher first, then who joined
+    /// first), after `after`; a page shorter than [`PAGE`] is the last.
+    pub async fn waiting_entries(
+        &self,
+        tenant: &TenantId,
+        after: Option<WaitingCursor>,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let (priority, entry_id) = after.unzip();
+        sqlx::query_as!(
             EntryRow,
             r#"select entry_id, resource_id, pool_id, starts_at, ends_at,
                       client as "client: Json<Client>", offer_ttl_seconds, priority, status,
@@ -283,19 +287,18 @@ impl Store {
                       joined_at, updated_at
                  from waitlist_entries
                 where tenant_id = $1 and status = 'waiting' and ends_at > now()
+                  and ($2::int is null or priority < $2 or (priority = $2 and entry_id > $3))
                 order by priority desc, entry_id
-                limit $2"#,
+                limit $4"#,
             tenant.as_str(),
-            ROUND_LIMIT,
+            priority,
+            entry_id,
+            PAGE,
         )
         .fetch_all(&self.pool)
         .await?
         .into_iter()
         .map(EntryRow::stored)
-        .collect::<Result<_, _>>()?;
-        Ok(OpenEntries {
-            ended_offers: ended.into_iter().map(|r| (r.entry_id, r.hold_id)).collect(),
-            waiting,
-        })
+        .collect()
     }
 }

@@ -54,6 +54,7 @@ const ASSETS: &[Asset] = &[
     asset!("ops.js", JS),
     asset!("time.js", JS),
     asset!("timeline.js", JS),
+    asset!("waitlist.js", JS),
 ];
 
 /// An ETag per asset (a digest of its bytes), made on first use.

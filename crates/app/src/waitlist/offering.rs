@@ -20,6 +20,7 @@ use muster_domain::policy::Claim;
 use muster_domain::waitlist::Target;
 use muster_store::lease::Lease;
 use muster_store::ledger::Availability;
+use muster_store::waitlist::{PAGE, StoredEntry};
 use muster_store::{CommandContext, Store};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -142,21 +143,39 @@ async fn round(app: &App, seen: &mut HashMap<TenantId, i64>, full: bool) -> Resu
 }
 
 /// Lapses `tenant`'s ended offers, then offers each waiting entry what
-/// fits: a lock-free first look at every entry's candidates in one
-/// statement, and the offer itself (under locks) only where it showed
-/// something free.
+/// fits, page by page in the order they are offered: a lock-free first
+/// look at every entry's candidates of a page in one statement, and the
+/// offer itself (under locks) only where it showed something free.
 async fn offer_in(app: &App, tenant: &TenantId) -> Result<(), AppError> {
-    let open = app.store.open_entries(tenant).await?;
-    for (entry_id, hold_id) in open.ended_offers {
+    for (entry_id, hold_id) in app.store.ended_offers(tenant).await? {
         app.lapse_offer(&context(tenant), entry_id, hold_id).await?;
     }
-    if open.waiting.is_empty() {
-        return Ok(());
-    }
-    let mut claims = Vec::new();
-    let mut spans = Vec::with_capacity(open.waiting.len());
     let mut members: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
-    for entry in &open.waiting {
+    let mut after = None;
+    loop {
+        let page = app.store.waiting_entries(tenant, after).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some((last.priority, last.entry_id));
+        offer_page(app, tenant, &page, &mut members).await?;
+        if (page.len() as i64) < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// Offers the entries of `page` what fits, in order; `members` keeps each
+/// pool's members for the round.
+async fn offer_page(
+    app: &App,
+    tenant: &TenantId,
+    page: &[StoredEntry],
+    members: &mut HashMap<Uuid, Vec<Uuid>>,
+) -> Result<(), AppError> {
+    let mut claims = Vec::new();
+    let mut spans = Vec::with_capacity(page.len());
+    for entry in page {
         let claim = Claim {
             range: entry.range,
             headcount: None,
@@ -166,11 +185,11 @@ async fn offer_in(app: &App, tenant: &TenantId) -> Result<(), AppError> {
         match entry.target {
             Target::Resource { resource_id } => claims.push((resource_id, claim)),
             Target::Pool { pool_id } => {
-                let ids = match members.get(&pool_id) {
-                    Some(ids) => ids,
-                    None => members
-                        .entry(pool_id)
-                        .or_insert(pool_members(&app.store, tenant, pool_id).await?),
+                let ids = match members.entry(pool_id) {
+                    std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(pool_members(&app.store, tenant, pool_id).await?)
+                    }
                 };
                 claims.extend(ids.iter().map(|&id| (id, claim)));
             }
@@ -178,7 +197,7 @@ async fn offer_in(app: &App, tenant: &TenantId) -> Result<(), AppError> {
         spans.push(start..claims.len());
     }
     let verdicts = app.store.check_claims(tenant, &claims, None).await?;
-    for (entry, span) in open.waiting.iter().zip(spans) {
+    for (entry, span) in page.iter().zip(spans) {
         let looks_free = verdicts
             .get(span)
             .is_some_and(|v| v.iter().any(|(_, a)| matches!(a, Availability::Free)));
