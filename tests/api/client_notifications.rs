@@ -307,6 +307,9 @@ async fn a_waiting_client_hears_of_its_offer_once() {
     let app = spawn_app_with_workers(config).await;
     let on = put_settings(&app, json!({"enabled": true})).await;
     assert_eq!(on.status, StatusCode::OK, "{:?}", on.body);
+    // Webhooks see the waitlist's events like any others.
+    let receiver = crate::receiver::Receiver::ok().await;
+    crate::deployments::subscribe(&app, &receiver.url, &["waitlist.*"]).await;
 
     let room = app.resource(1).await;
     let (from, to) = ("2030-05-07T08:00:00Z", "2030-05-07T09:00:00Z");
@@ -350,4 +353,15 @@ async fn a_waiting_client_hears_of_its_offer_once() {
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(smtp.messages.lock().unwrap().len(), 1, "{:?}", mails(&smtp));
+    let started = Instant::now();
+    while receiver.requests().len() < 2 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut hooked: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|call| call.header("x-muster-event"))
+        .collect();
+    hooked.sort();
+    assert_eq!(hooked, ["waitlist.joined", "waitlist.offered"]);
 }

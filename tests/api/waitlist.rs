@@ -261,6 +261,11 @@ async fn bad_entries_are_refused_and_write_nothing() {
             "priority",
         ),
         (
+            entry(("resource_id", &room), "a@example.com", i32::MIN, "PT5M"),
+            422,
+            "priority",
+        ),
+        (
             entry(("resource_id", &room), "not-an-email", 0, "PT5M"),
             422,
             "client.email",
@@ -503,4 +508,44 @@ async fn an_entry_behind_more_than_a_page_of_others_still_gets_its_offer() {
     .await;
     cancel(&app, &taken).await;
     until_status(&app, &last, "offered").await;
+}
+
+#[tokio::test]
+async fn a_reschedule_away_and_a_capacity_raise_each_free_a_unit_for_the_next_entry() {
+    let app = spawn_app().await;
+    let room = app.resource(1).await;
+    let taken = booked(&app, &room).await;
+    let first = join(
+        &app,
+        &entry(("resource_id", &room), "a@example.com", 0, "PT10M"),
+    )
+    .await;
+    let second = join(
+        &app,
+        &entry(("resource_id", &room), "b@example.com", 0, "PT10M"),
+    )
+    .await;
+    // The booking moves to the next day: its old range is free.
+    let moved = app
+        .post(
+            &format!("/v1/bookings/{taken}/reschedule"),
+            &json!({"starts_at": "2030-05-07T10:00:00Z", "ends_at": "2030-05-07T11:00:00Z"}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    until_status(&app, &first, "offered").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(entry_now(&app, &second).await["status"], "waiting");
+    // A second unit of capacity: the next entry has it.
+    let raised = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/resources/{room}"),
+            Some(&app.planner),
+            Some(&json!({"capacity": 2})),
+            &[],
+        )
+        .await;
+    assert_eq!(raised.status, StatusCode::OK, "{:?}", raised.body);
+    until_status(&app, &second, "offered").await;
 }

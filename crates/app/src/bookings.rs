@@ -193,7 +193,7 @@ impl Reserving {
         let mut converting = Vec::new();
         for (i, (reservation_ids, request)) in self.requests.iter().enumerate() {
             let reservation_id = &reservation_ids[0];
-            let (resource_id, starts_at, ends_at, hold_id) = match &request.claimed {
+            let (resource_id, starts_at, ends_at, hold_id, pool_id) = match &request.claimed {
                 Claimed::Pick(pick) => {
                     let members = picked
                         .next()
@@ -217,7 +217,7 @@ impl Reserving {
                     resource_id,
                     starts_at,
                     ends_at,
-                } => (resource_id, starts_at, ends_at, None),
+                } => (resource_id, starts_at, ends_at, None, None),
                 &Claimed::Hold(hold_id) => {
                     if converting.contains(&hold_id) {
                         errors.push(muster_domain::FieldError::new(
@@ -235,11 +235,14 @@ impl Reserving {
                         ));
                         continue;
                     };
+                    // An offer to a pool's entry converts into that
+                    // pool's reservation (moves may re-pick it).
                     (
                         spec.resource_id,
                         spec.starts_at,
                         spec.ends_at,
                         Some(hold_id),
+                        spec.pool_id,
                     )
                 }
             };
@@ -251,7 +254,7 @@ impl Reserving {
                 label: request.label.clone(),
                 outside_working_hours: request.outside_working_hours,
                 hold_id,
-                pool_id: None,
+                pool_id,
             });
         }
         if errors.is_empty() {

@@ -30,6 +30,7 @@ impl App {
                 ttl,
                 now: Utc::now(),
                 offer_for: None,
+                pool_id: None,
             },
             resource_field: "resource_id",
         };

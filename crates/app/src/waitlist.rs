@@ -238,6 +238,10 @@ impl Decision for OfferSlot<'_> {
                 ttl,
                 now: self.now,
                 offer_for: Some(self.entry.entry_id),
+                pool_id: match self.entry.target {
+                    Target::Pool { pool_id } => Some(pool_id),
+                    Target::Resource { .. } => None,
+                },
             },
         ))
     }
@@ -291,6 +295,18 @@ impl Decision for LapseOffer {
     }
 }
 
+/// What an offer attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offered {
+    /// The entry holds an offer now.
+    Yes,
+    /// Nothing fits it now (or it no longer waits).
+    DoesNotFit,
+    /// Concurrent writers kept the decision from settling: whether it
+    /// fits is unknown, so the entries after it must wait their turn.
+    Contended,
+}
+
 /// Counts an entry's step for the metrics.
 fn counted(outcome: &'static str) {
     metrics::counter!("muster_waitlist_total", "outcome" => outcome).increment(1);
@@ -326,13 +342,12 @@ impl App {
         Ok(answer)
     }
 
-    /// Offers `entry` its range if it fits now; `Ok(false)` when it does
-    /// not (or no longer waits).
+    /// Offers `entry` its range if it fits now.
     pub(crate) async fn offer_slot(
         &self,
         ctx: &CommandContext,
         entry: &StoredEntry,
-    ) -> Result<bool, crate::AppError> {
+    ) -> Result<Offered, crate::AppError> {
         let decision = OfferSlot {
             entry,
             hold_id: Uuid::now_v7(),
@@ -341,9 +356,10 @@ impl App {
         Ok(match self.run(ctx, decision).await? {
             crate::Outcome::Executed(_) => {
                 counted("offered");
-                true
+                Offered::Yes
             }
-            _ => false,
+            crate::Outcome::Refused(Refusal::ConcurrencyConflict) => Offered::Contended,
+            _ => Offered::DoesNotFit,
         })
     }
 

@@ -7,6 +7,7 @@
 //! stall is not hidden). The baseline is pgbench's single-row INSERT rate
 //! with the same client count and duration on the same database.
 
+mod api;
 mod jobs;
 mod mixed;
 mod pace;

@@ -198,16 +198,7 @@ async fn post(
     path: &str,
     body: &Value,
 ) -> anyhow::Result<Value> {
-    let r = http
-        .post(format!("{}{path}", args.url))
-        .bearer_auth(&args.key)
-        .json(body)
-        .send()
-        .await?;
-    if r.status() != 201 {
-        bail!("POST {path}: {} {}", r.status(), r.text().await?);
-    }
-    Ok(r.json().await?)
+    crate::api::post(http, &args.url, &args.key, path, body).await
 }
 
 /// Find-time at a fixed rate (default 50/s): a resource, 2 of a 50-member

@@ -127,30 +127,9 @@ async fn call(
     path: &str,
     body: &Value,
 ) -> anyhow::Result<Value> {
-    let answer = http
-        .post(format!("{}{path}", args.url))
-        .bearer_auth(&args.key)
-        .json(body)
-        .send()
-        .await?;
-    let status = answer.status();
-    let body: Value = answer.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("POST {path}: {status}: {body}");
-    }
-    Ok(body)
+    crate::api::post(http, &args.url, &args.key, path, body).await
 }
 
 async fn get(http: &reqwest::Client, args: &OfferArgs, path: &str) -> anyhow::Result<Value> {
-    let answer = http
-        .get(format!("{}{path}", args.url))
-        .bearer_auth(&args.key)
-        .send()
-        .await?;
-    let status = answer.status();
-    let body: Value = answer.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("GET {path}: {status}: {body}");
-    }
-    Ok(body)
+    crate::api::get(http, &args.url, &args.key, path).await
 }

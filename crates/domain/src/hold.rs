@@ -31,6 +31,10 @@ pub struct HoldSpec {
     /// The waitlist entry it was placed for as an offer, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offer_for: Option<Uuid>,
+    /// The pool whose member it holds (an offer to a pool's entry): the
+    /// reservation it converts into is that pool's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_id: Option<Uuid>,
 }
 
 impl HoldSpec {
@@ -74,6 +78,8 @@ pub enum HoldCommand {
         now: DateTime<Utc>,
         /// The waitlist entry it offers the range to, if any.
         offer_for: Option<Uuid>,
+        /// The pool whose member it holds, if any.
+        pool_id: Option<Uuid>,
     },
     /// Gives it up.
     Release,
@@ -168,6 +174,7 @@ impl Aggregate for Hold {
                 ttl,
                 now,
                 offer_for,
+                pool_id,
             } => {
                 if self.spec.is_some() {
                     return Err(DomainError::AlreadyExists("hold"));
@@ -184,6 +191,7 @@ impl Aggregate for Hold {
                     ends_at: range.ends_at,
                     expires_at: now + ttl,
                     offer_for,
+                    pool_id,
                 })])
             }
             HoldCommand::Release => {
@@ -287,6 +295,7 @@ mod tests {
             ttl,
             now: now(),
             offer_for: None,
+            pool_id: None,
         }
     }
 
@@ -297,6 +306,7 @@ mod tests {
             ends_at: now() + Duration::days(1) + Duration::hours(2),
             expires_at: now() + DEFAULT_TTL,
             offer_for: None,
+            pool_id: None,
         })
     }
 

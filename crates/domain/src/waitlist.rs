@@ -280,7 +280,7 @@ fn validate(spec: &EntrySpec, now: DateTime<Utc>) -> Result<(), DomainError> {
         "must be between PT1S and PT1H (an offer is a hold)",
     );
     v.check(
-        spec.priority.abs() <= MAX_PRIORITY,
+        (-MAX_PRIORITY..=MAX_PRIORITY).contains(&spec.priority),
         "priority",
         format!("must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"),
     );

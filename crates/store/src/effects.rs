@@ -287,7 +287,7 @@ impl WriteSide for Hold {
                         label: None,
                         outside_working_hours: false,
                         hold_id: Some(stream_id),
-                        pool_id: None,
+                        pool_id: spec.pool_id,
                     },
                     expires_at: spec.expires_at,
                 },

@@ -235,7 +235,8 @@ impl Store {
                       coalesce((select max(e.position) from events e
                                  where e.tenant_id = t.tenant_id), 0) as "position!"
                  from (select distinct tenant_id from waitlist_entries
-                        where status in ('waiting', 'offered')) t"#,
+                        where status = 'offered'
+                           or (status = 'waiting' and ends_at > now())) t"#,
         )
         .fetch_all(&self.pool)
         .await?;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use muster_domain::TenantId;
 use muster_domain::policy::Claim;
+use muster_domain::time::TimeRange;
 use muster_domain::waitlist::Target;
 use muster_store::lease::Lease;
 use muster_store::ledger::Availability;
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::waitlist::Offered;
 use crate::{App, AppError};
 
 /// The lease's advisory lock class ("MSWL").
@@ -38,6 +40,12 @@ const LEASE_CHECK: Duration = Duration::from_secs(2);
 const FULL_ROUND: Duration = Duration::from_secs(1);
 /// After a wake-up, wait this long for the burst of events to settle.
 const SETTLE: Duration = Duration::from_millis(5);
+/// Rounds woken by events at most this often: a busy database wakes the
+/// loop on every commit.
+const MIN_SPACING: Duration = Duration::from_millis(25);
+/// Longest a lease may take to be taken or checked: a half-open
+/// connection must not stop the offers for the TCP timeout's minutes.
+const LEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Offers freed capacity to waiting entries until `stop` completes,
 /// waking on `wakeups` (the store's event signal, any process's appends).
@@ -49,10 +57,13 @@ pub async fn offer_freed(
     let mut stop = std::pin::pin!(stop);
     loop {
         let lease = loop {
-            match app.store.try_lease(LEASE_CLASS, "waitlist").await {
-                Ok(Some(lease)) => break lease,
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "cannot take the waitlist lease"),
+            let taken =
+                tokio::time::timeout(LEASE_TIMEOUT, app.store.try_lease(LEASE_CLASS, "waitlist"));
+            match taken.await {
+                Ok(Ok(Some(lease))) => break lease,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "cannot take the waitlist lease"),
+                Err(_) => tracing::debug!("taking the waitlist lease timed out"),
             }
             tokio::select! {
                 () = tokio::time::sleep(LEASE_RETRY) => {}
@@ -65,27 +76,31 @@ pub async fn offer_freed(
         metrics::gauge!("muster_waitlist_lease_held").set(0.0);
         match result {
             Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "waitlist lease lost; taking it again"),
+            Err(why) => tracing::warn!(%why, "waitlist lease lost; taking it again"),
         }
     }
 }
 
-/// Rounds while `lease` holds; `Ok` when stopped, `Err` when the lease's
-/// connection failed.
+/// Rounds while `lease` holds; `Ok` when stopped, `Err` (why) when the
+/// lease's connection failed or did not answer in time.
 async fn offer_while_leased(
     app: &App,
     mut lease: Lease,
     wakeups: &mut watch::Receiver<u64>,
     stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Result<(), muster_store::StoreError> {
+) -> Result<(), String> {
     let mut seen = HashMap::new();
     let mut last_full: Option<Instant> = None;
     let mut checked = Instant::now();
     loop {
         if checked.elapsed() >= LEASE_CHECK {
-            lease.check().await?;
-            checked = Instant::now();
+            match tokio::time::timeout(LEASE_TIMEOUT, lease.check()).await {
+                Ok(Ok(())) => checked = Instant::now(),
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("the lease's connection did not answer".into()),
+            }
         }
+        let round_started = Instant::now();
         let full = last_full.is_none_or(|at| at.elapsed() >= FULL_ROUND);
         if full {
             last_full = Some(Instant::now());
@@ -94,7 +109,7 @@ async fn offer_while_leased(
         let any_open = match round(app, &mut seen, full).await {
             Ok(any_open) => any_open,
             Err(e) => {
-                tracing::warn!(error = %e, "a waitlist round failed");
+                tracing::warn!(error = %e, "a waitlist round could not read the open entries");
                 true
             }
         };
@@ -107,7 +122,10 @@ async fn offer_while_leased(
             }
         };
         tokio::select! {
-            () = woken => tokio::time::sleep(SETTLE).await,
+            () = woken => {
+                let spaced = MIN_SPACING.saturating_sub(round_started.elapsed());
+                tokio::time::sleep(spaced.max(SETTLE)).await;
+            }
             () = tokio::time::sleep(next_full) => {}
             () = stop.as_mut() => {
                 lease.release().await;
@@ -128,9 +146,17 @@ async fn round(app: &App, seen: &mut HashMap<TenantId, i64>, full: bool) -> Resu
         let moved = seen.insert(tenant.clone(), *position) != Some(*position);
         if full || moved {
             handled += 1;
-            offer_in(app, tenant)
+            // One tenant's failure (its database rows, a poison event)
+            // must not keep the others from their offers.
+            let offered = offer_in(app, tenant)
                 .instrument(tracing::info_span!("waitlist.round", tenant = %tenant))
-                .await?;
+                .await;
+            if let Err(e) = offered {
+                metrics::counter!("muster_waitlist_round_failures_total").increment(1);
+                tracing::warn!(%tenant, error = %e, "a waitlist round failed for a tenant");
+                // Tried again at the next round whatever moves.
+                seen.remove(tenant);
+            }
         }
     }
     let tenants: HashSet<&TenantId> = open.iter().map(|(tenant, _)| tenant).collect();
@@ -148,7 +174,9 @@ async fn round(app: &App, seen: &mut HashMap<TenantId, i64>, full: bool) -> Resu
 /// offer itself (under locks) only where it showed something free.
 async fn offer_in(app: &App, tenant: &TenantId) -> Result<(), AppError> {
     for (entry_id, hold_id) in app.store.ended_offers(tenant).await? {
-        app.lapse_offer(&context(tenant), entry_id, hold_id).await?;
+        if let Err(e) = app.lapse_offer(&context(tenant), entry_id, hold_id).await {
+            tracing::warn!(%entry_id, error = %e, "an ended offer could not lapse");
+        }
     }
     let mut members: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
     let mut after = None;
@@ -158,7 +186,11 @@ async fn offer_in(app: &App, tenant: &TenantId) -> Result<(), AppError> {
             return Ok(());
         };
         after = Some((last.priority, last.entry_id));
-        offer_page(app, tenant, &page, &mut members).await?;
+        if offer_page(app, tenant, &page, &mut members).await? {
+            // Whether the contended entry fits is unknown: the ones after
+            // it wait for the next round rather than take its unit.
+            return Ok(());
+        }
         if (page.len() as i64) < PAGE {
             return Ok(());
         }
@@ -166,13 +198,14 @@ async fn offer_in(app: &App, tenant: &TenantId) -> Result<(), AppError> {
 }
 
 /// Offers the entries of `page` what fits, in order; `members` keeps each
-/// pool's members for the round.
+/// pool's members for the round. Answers whether an entry was contended
+/// (its offer could not be decided; the page stops there).
 async fn offer_page(
     app: &App,
     tenant: &TenantId,
     page: &[StoredEntry],
     members: &mut HashMap<Uuid, Vec<Uuid>>,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     let mut claims = Vec::new();
     let mut spans = Vec::with_capacity(page.len());
     for entry in page {
@@ -197,15 +230,37 @@ async fn offer_page(
         spans.push(start..claims.len());
     }
     let verdicts = app.store.check_claims(tenant, &claims, None).await?;
+    // Ranges of resources offered in this page: the snapshot no longer
+    // shows them, so the entries behind on them wait for the next round
+    // (the offer's own events bring it) instead of failing under locks.
+    let mut offered: Vec<(Uuid, TimeRange)> = Vec::new();
     for (entry, span) in page.iter().zip(spans) {
         let looks_free = verdicts
             .get(span)
             .is_some_and(|v| v.iter().any(|(_, a)| matches!(a, Availability::Free)));
-        if looks_free {
-            app.offer_slot(&context(tenant), entry).await?;
+        let behind_an_offer = match entry.target {
+            Target::Resource { resource_id } => offered
+                .iter()
+                .any(|(id, range)| *id == resource_id && range.overlaps(&entry.range)),
+            Target::Pool { .. } => false,
+        };
+        if !looks_free || behind_an_offer {
+            continue;
+        }
+        match app.offer_slot(&context(tenant), entry).await {
+            Ok(Offered::Yes) => {
+                if let Target::Resource { resource_id } = entry.target {
+                    offered.push((resource_id, entry.range));
+                }
+            }
+            Ok(Offered::DoesNotFit) => {}
+            Ok(Offered::Contended) => return Ok(true),
+            Err(e) => {
+                tracing::warn!(entry_id = %entry.entry_id, error = %e, "an entry could not be offered");
+            }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The members pool `pool_id` has now (none, if it is gone).
