@@ -78,7 +78,8 @@ export class Meet {
     }
   }
 
-  async search() {
+  /** Asks for candidates; `announceFound` says how many in the status line (not after a booking, whose message stays). */
+  async search(announceFound = true) {
     const minutes = Number.parseInt(this.duration.value, 10);
     const from = fromLocalInput(this.from.value);
     const to = fromLocalInput(this.to.value);
@@ -106,7 +107,7 @@ export class Meet {
       });
       this.candidates = answer.candidates;
       this.render(answer);
-      this.ctx.announce(answer.candidates.length ? `${answer.candidates.length} times found.` : "Nothing fits in the window.");
+      if (announceFound) this.ctx.announce(answer.candidates.length ? `${answer.candidates.length} times found.` : "Nothing fits in the window.");
     } catch (error) {
       this.results.replaceChildren();
       this.error.textContent = error instanceof ApiProblem ? error.message : String(error);
@@ -176,9 +177,13 @@ export class Meet {
         headcount: 1,
         reservations: candidate.reservations.map((r) => ({ resource_id: r.resource_id, starts_at: candidate.starts_at, ends_at: candidate.ends_at })),
       });
-      this.ctx.announce(`Booked “${title}”, ${formatRange(new Date(candidate.starts_at), new Date(candidate.ends_at))}.`);
+      const booked = `Booked “${title}”, ${formatRange(new Date(candidate.starts_at), new Date(candidate.ends_at))}.`;
+      this.ctx.announce(booked);
       await this.ctx.bookings.refresh(answer.id, answer.position).catch(() => {});
-      await this.search();
+      // The candidates again (this one is taken now), without replacing
+      // the booking's message.
+      await this.search(false);
+      this.ctx.announce(booked);
     } catch (error) {
       this.error.textContent = error instanceof ApiProblem ? error.message : String(error);
       button.disabled = false;
