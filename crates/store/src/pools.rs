@@ -203,18 +203,32 @@ impl Store {
         .transpose()
     }
 
-    /// What pool `pool_id` of `tenant` weighs now, if there is such a pool.
-    pub async fn pool_members(
+    /// The members pool `pool_id` of `tenant` has now (what its selector
+    /// takes, for a selector pool) and its strategy, if there is such a
+    /// pool.
+    pub async fn current_members(
         &self,
         tenant: &TenantId,
         pool_id: Uuid,
-    ) -> Result<Option<PoolMembers>, StoreError> {
+    ) -> Result<Option<(Vec<Uuid>, Strategy)>, StoreError> {
         let Some(pool) = self.find_pool(tenant, pool_id).await? else {
             return Ok(None);
         };
         let members = match pool.spec.members {
             Members::Explicit(ids) => ids,
             Members::Selector(selector) => self.resources_matching(tenant, &selector).await?,
+        };
+        Ok(Some((members, pool.spec.strategy)))
+    }
+
+    /// What pool `pool_id` of `tenant` weighs now, if there is such a pool.
+    pub async fn pool_members(
+        &self,
+        tenant: &TenantId,
+        pool_id: Uuid,
+    ) -> Result<Option<PoolMembers>, StoreError> {
+        let Some((members, strategy)) = self.current_members(tenant, pool_id).await? else {
+            return Ok(None);
         };
         let mut conn = self.pool.acquire().await?;
         let last_assigned = last_assigned(&mut conn, tenant, &[pool_id])
@@ -224,7 +238,7 @@ impl Store {
             .collect();
         Ok(Some(PoolMembers {
             members,
-            strategy: pool.spec.strategy,
+            strategy,
             last_assigned,
         }))
     }

@@ -263,16 +263,17 @@ async fn offer_page(
     Ok(false)
 }
 
-/// The members pool `pool_id` has now (none, if it is gone).
+/// The members pool `pool_id` has now (none, if it is gone); their loads
+/// are the locked decision's to weigh, not the first look's.
 async fn pool_members(
     store: &Store,
     tenant: &TenantId,
     pool_id: Uuid,
 ) -> Result<Vec<Uuid>, AppError> {
     Ok(store
-        .pool_members(tenant, pool_id)
+        .current_members(tenant, pool_id)
         .await?
-        .map(|pool| pool.members)
+        .map(|(members, _)| members)
         .unwrap_or_default())
 }
 
