@@ -24,6 +24,7 @@ mod policy;
 mod pools;
 mod process;
 mod projector;
+mod quotas;
 mod reads;
 mod receiver;
 mod replica;

@@ -46,6 +46,40 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<ExhaustedPick>)]
     pub pick: Option<muster_app::Exhausted>,
+    /// For `quota-exceeded`: the quota, the subject, the period and what
+    /// it holds already.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ExceededQuota>)]
+    pub quota: Option<muster_store::QuotaExceeded>,
+}
+
+/// A quota a command would pass.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "schema-only mirror of muster_store::QuotaExceeded"
+)]
+pub struct ExceededQuota {
+    /// The quota's name.
+    quota: String,
+    /// `client`, `resource`, `pool` or `key`.
+    scope: String,
+    /// The subject (an email in lower case, or an id).
+    subject: String,
+    /// The period's first instant.
+    period_starts_at: chrono::DateTime<chrono::Utc>,
+    /// The instant after the period.
+    period_ends_at: chrono::DateTime<chrono::Utc>,
+    /// The most bookings a period may have (count quotas).
+    max_bookings: Option<u32>,
+    /// The most hours a period may have (hours quotas).
+    max_hours: Option<f64>,
+    /// Bookings and unexpired holds the period has.
+    used_bookings: i64,
+    /// Hours they book.
+    used_hours: f64,
+    /// The booking or hold (with a series, the occurrence) that would pass it.
+    charge_id: Uuid,
 }
 
 /// A pick a pool could not fill.
@@ -152,6 +186,9 @@ pub enum ApiError {
     /// booked).
     #[error("only {} of the {} members wanted are free; nothing was booked", .0.free, .0.count)]
     PoolExhausted(muster_app::Exhausted),
+    /// A quota would be passed (nothing was booked).
+    #[error("quota {} allows no more for {} in the period from {}; nothing was booked", .0.quota, .0.subject, .0.period_starts_at.to_rfc3339())]
+    QuotaExceeded(Box<muster_store::QuotaExceeded>),
     /// Occurrences of a series cannot be booked (all or nothing: nothing
     /// was).
     #[error("{} occurrence(s) of the series cannot be booked; nothing was booked", .0.len())]
@@ -223,6 +260,7 @@ impl ApiError {
             | ApiError::ReservationConflict(_)
             | ApiError::SeriesConflict(_)
             | ApiError::PoolExhausted(_)
+            | ApiError::QuotaExceeded(_)
             | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -259,6 +297,7 @@ impl ApiError {
                 "reservation-conflict"
             }
             ApiError::PoolExhausted(_) => "pool-exhausted",
+            ApiError::QuotaExceeded(_) => "quota-exceeded",
             ApiError::Refused { refusal, .. } => refusal.reason(),
             ApiError::PreconditionFailed { .. } => "stale-version",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
@@ -285,6 +324,7 @@ impl ApiError {
             current_version: None,
             occurrences: Vec::new(),
             pick: None,
+            quota: None,
         };
         match self {
             ApiError::Validation(errors) => {
@@ -298,6 +338,7 @@ impl ApiError {
             ApiError::ReservationConflict(conflicts) => problem.conflicts.clone_from(conflicts),
             ApiError::SeriesConflict(occurrences) => problem.occurrences.clone_from(occurrences),
             ApiError::PoolExhausted(pick) => problem.pick = Some(pick.clone()),
+            ApiError::QuotaExceeded(exceeded) => problem.quota = Some((**exceeded).clone()),
             ApiError::PreconditionFailed { current, .. } => {
                 problem.current_version = Some(*current)
             }
@@ -366,6 +407,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::ReservationConflict(conflicts) => ApiError::ReservationConflict(conflicts),
             StoreError::CapacityInUse { needed } => ApiError::CapacityInUse(needed),
+            StoreError::QuotaExceeded(exceeded) => ApiError::QuotaExceeded(exceeded),
             StoreError::UnknownResource(id) => ApiError::Validation(vec![FieldError::new(
                 "resource_id",
                 format!("no resource {id}"),
@@ -405,6 +447,7 @@ impl From<muster_app::Refusal> for ApiError {
             R::ReservationConflict { conflicts } => ApiError::ReservationConflict(conflicts),
             R::SeriesConflict { occurrences } => ApiError::SeriesConflict(occurrences),
             R::PoolExhausted(pick) => ApiError::PoolExhausted(pick),
+            R::QuotaExceeded(exceeded) => ApiError::QuotaExceeded(exceeded),
             R::CapacityInUse { needed } => ApiError::CapacityInUse(needed),
             R::ResourceRetired { resource_id } => ApiError::ResourceRetired(resource_id),
             R::Policy {

@@ -225,6 +225,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .merge(routes::holds::router())
         .merge(routes::pools::router())
         .merge(routes::waitlist::router())
+        .merge(routes::quotas::router())
         .merge(routes::series::router())
         .merge(routes::whoami::router())
         .merge(routes::keys::router())

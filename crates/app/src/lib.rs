@@ -16,6 +16,7 @@ mod idempotency;
 pub mod keys;
 mod outcome;
 pub mod pools;
+pub mod quotas;
 pub mod resources;
 pub mod series;
 pub mod waitlist;

@@ -5,7 +5,7 @@
 
 use muster_domain::series::SkippedOccurrence;
 use muster_domain::{DomainError, FieldError, policy};
-use muster_store::{ReservationConflict, StoreError};
+use muster_store::{QuotaExceeded, ReservationConflict, StoreError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -94,6 +94,10 @@ pub enum Refusal {
     /// wants; each member that is not free says why.
     #[error("only {} of the {} members wanted are free", .0.free, .0.count)]
     PoolExhausted(Exhausted),
+    /// A quota would be passed: which, for whom, in which period, with
+    /// what that period holds.
+    #[error("quota {} allows no more for {} in that period", .0.quota, .0.subject)]
+    QuotaExceeded(Box<QuotaExceeded>),
     /// A capacity decrease below what existing reservations need.
     #[error("existing reservations need a capacity of at least {needed}")]
     CapacityInUse {
@@ -181,6 +185,7 @@ impl Refusal {
                 Refusal::ReservationConflict { conflicts }
             }
             StoreError::CapacityInUse { needed } => Refusal::CapacityInUse { needed },
+            StoreError::QuotaExceeded(exceeded) => Refusal::QuotaExceeded(exceeded),
             StoreError::UnknownResource(id) => {
                 Refusal::invalid(resource_field(id), format!("no resource {id}"))
             }

@@ -3,8 +3,11 @@
 //! booked), and cancel a series from an instant on.
 
 use chrono::{DateTime, Utc};
-use muster_domain::booking::{Booking, BookingCommand, BookingDetails, BookingStatus, Reservation};
+use muster_domain::booking::{
+    Booking, BookingCommand, BookingDetails, BookingStatus, Reservation, charge_of,
+};
 use muster_domain::policy::Claim;
+use muster_domain::quota::Charge;
 use muster_domain::series::{
     MAX_RESERVATIONS, Occurrence, Recurrence, Series, SeriesCommand, SeriesCreated,
     SkippedOccurrence, shift_local,
@@ -12,6 +15,7 @@ use muster_domain::series::{
 use muster_domain::time::TimeRange;
 use muster_store::CommandContext;
 use muster_store::ledger::Availability;
+use muster_store::quotas::QuotaBook;
 use uuid::Uuid;
 
 use crate::bookings::{Claimed, ReservationRequest};
@@ -47,6 +51,11 @@ struct RequestSeries {
     title: String,
     planned: Vec<Planned>,
     on_conflict: OnConflict,
+    /// The tenant's quotas and what they count now in the periods the
+    /// occurrences fall in (empty: no quotas); the commit checks again.
+    quotas: QuotaBook,
+    /// The API key the occurrences are booked in the name of.
+    key: String,
 }
 
 impl RequestSeries {
@@ -130,6 +139,8 @@ impl RequestSeries {
             recurrence,
             planned,
             on_conflict,
+            quotas: QuotaBook::default(),
+            key: String::new(),
         })
     }
 
@@ -189,7 +200,44 @@ impl RequestSeries {
                 )),
             }
         }
+        self.over_quota(&mut blocked);
         Ok(blocked)
+    }
+
+    /// What each occurrence counts for under quotas.
+    fn charges(&self) -> impl Iterator<Item = (Uuid, Charge)> + '_ {
+        self.planned
+            .iter()
+            .map(|p| (p.booking_id, charge_of(&p.details, &p.reservations)))
+    }
+
+    /// Adds to `blocked` (in occurrence order) the occurrences that a
+    /// quota refuses, counting the ones booked before each.
+    fn over_quota(&self, blocked: &mut Vec<(usize, SkippedOccurrence)>) {
+        if self.quotas.is_empty() {
+            return;
+        }
+        let mut book = self.quotas.clone();
+        for (i, (booking_id, charge)) in self.charges().enumerate() {
+            if blocked.iter().any(|(b, _)| *b == i) {
+                continue;
+            }
+            if let Err(exceeded) = book.admit(booking_id, &charge, &self.key) {
+                let at = blocked.partition_point(|(b, _)| *b < i);
+                blocked.insert(
+                    at,
+                    (
+                        i,
+                        SkippedOccurrence {
+                            starts_at: self.planned[i].details.starts_at,
+                            ends_at: self.planned[i].details.ends_at,
+                            reason: "quota-exceeded".to_owned(),
+                            conflicts: vec![serde_json::to_value(&exceeded).unwrap_or_default()],
+                        },
+                    ),
+                );
+            }
+        }
     }
 }
 
@@ -217,6 +265,15 @@ impl Decision for RequestSeries {
         if (self.on_conflict == OnConflict::Fail && !blocked.is_empty())
             || blocked.len() == self.planned.len()
         {
+            // Only quotas in the way: the refusal is the first quota's.
+            if blocked.iter().all(|(_, s)| s.reason == "quota-exceeded")
+                && let Some(exceeded) = blocked
+                    .first()
+                    .and_then(|(_, s)| s.conflicts.first())
+                    .and_then(|c| serde_json::from_value(c.clone()).ok())
+            {
+                return Err(Refusal::QuotaExceeded(Box::new(exceeded)));
+            }
             return Err(Refusal::SeriesConflict {
                 occurrences: blocked.into_iter().map(|(_, s)| s).collect(),
             });
@@ -346,7 +403,19 @@ impl App {
         recurrence: Recurrence,
         on_conflict: OnConflict,
     ) -> Answer<Series> {
-        let decision = RequestSeries::plan(template, reservations, recurrence, on_conflict);
+        let decision = match RequestSeries::plan(template, reservations, recurrence, on_conflict) {
+            Ok(mut series) => {
+                let charges: Vec<(Uuid, Charge)> = series.charges().collect();
+                let charges: Vec<&Charge> = charges.iter().map(|(_, c)| c).collect();
+                series.quotas = self
+                    .store
+                    .quota_book(&ctx.tenant, &ctx.actor, &charges)
+                    .await?;
+                series.key.clone_from(&ctx.actor);
+                Ok(series)
+            }
+            Err(refusal) => Err(refusal),
+        };
         let answer = self.run_or_refuse(ctx, decision).await?;
         let outcome = if answer.executed().is_some() {
             "created"

@@ -553,6 +553,31 @@ impl Aggregate for Booking {
     }
 }
 
+/// What a booking with `details` and `reservations` counts for under
+/// quotas while it counts.
+pub fn charge_of(details: &BookingDetails, reservations: &[Reservation]) -> crate::quota::Charge {
+    use crate::quota::{ChargedReservation, QuotaScope, normal_subject};
+    crate::quota::Charge {
+        client: details
+            .client
+            .email
+            .as_deref()
+            .and_then(|e| normal_subject(QuotaScope::Client, e)),
+        starts_at: details.starts_at,
+        ends_at: details.ends_at,
+        reservations: reservations
+            .iter()
+            .map(|r| ChargedReservation {
+                resource_id: r.resource_id,
+                pool_id: r.pool_id,
+                starts_at: r.starts_at,
+                ends_at: r.ends_at,
+            })
+            .collect(),
+        expires_at: None,
+    }
+}
+
 impl Booking {
     /// The headcount after `events` (decided on this state) apply: what
     /// the reservations they add or move are checked against the seats by.
@@ -566,6 +591,17 @@ impl Booking {
                 _ => None,
             })
             .or(self.details.as_ref().map(|d| d.headcount))
+    }
+
+    /// What the booking counts for under quotas, or `None` while it does
+    /// not count (not requested yet, completed or cancelled).
+    pub fn charge(&self) -> Option<crate::quota::Charge> {
+        let details = self.details.as_ref()?;
+        let counts = matches!(
+            self.status?,
+            BookingStatus::Requested | BookingStatus::Confirmed | BookingStatus::InProgress
+        );
+        counts.then(|| charge_of(details, &self.reservations))
     }
 
     fn reservation_index(&self, id: Uuid) -> Option<usize> {

@@ -38,6 +38,23 @@ pub struct HoldSpec {
 }
 
 impl HoldSpec {
+    /// What the hold counts for under quotas until it expires: its range
+    /// on its resource (a hold has no client).
+    pub fn charge(&self) -> crate::quota::Charge {
+        crate::quota::Charge {
+            client: None,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            reservations: vec![crate::quota::ChargedReservation {
+                resource_id: self.resource_id,
+                pool_id: self.pool_id,
+                starts_at: self.starts_at,
+                ends_at: self.ends_at,
+            }],
+            expires_at: Some(self.expires_at),
+        }
+    }
+
     /// The held range.
     pub fn range(&self) -> TimeRange {
         TimeRange {

@@ -21,6 +21,7 @@ pub mod ics;
 pub mod notification;
 pub mod policy;
 pub mod pool;
+pub mod quota;
 pub mod resource;
 pub mod series;
 pub mod tenant;

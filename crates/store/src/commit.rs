@@ -4,6 +4,7 @@
 //! its events, and its idempotency record, in one transaction.
 
 use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
 
 use crate::effects::WriteEffect;
 use crate::event_store::{AppendError, StreamAppend, append_to_streams};
@@ -11,6 +12,7 @@ use crate::idempotency::{self, IdempotencyClaim, TenantClaim};
 use crate::implied_jobs::JobSink;
 use crate::ledger::{Ledger, Wanted};
 use crate::outcome::CommandOutcome;
+use crate::quotas::{self, Recharge};
 use crate::working_set::Registration;
 use crate::{StoreError, working_set};
 
@@ -190,7 +192,7 @@ pub(crate) async fn commit_in(
             admitted.push(Err(StoreError::IdempotencyKeyTaken));
             continue;
         }
-        let verdict = if alone || !touches_rows(decided) {
+        let verdict = if alone || !touches_rows(decided, ledger.as_ref()) {
             admit(&mut tx, sink, decided, &wanted[i], &mut ledger).await
         } else {
             // A refusal must leave no trace in the batch's transaction, nor
@@ -292,15 +294,16 @@ pub(crate) async fn commit_in(
 
 /// Whether the command writes rows while it is admitted (so that a refusal
 /// in a batch needs a savepoint), rather than only through the ledger and
-/// the batch's bulk inserts.
-fn touches_rows(decided: &Decided) -> bool {
-    decided.effects.iter().any(|e| {
-        !matches!(
-            e,
-            WriteEffect::Reserve { .. }
-                | WriteEffect::Hold { .. }
-                | WriteEffect::RegisterResource { .. }
-        )
+/// the batch's bulk inserts. A quota charge writes rows only where the
+/// tenant has quotas.
+fn touches_rows(decided: &Decided, ledger: Option<&Ledger>) -> bool {
+    let tenant = decided.append.tenant.as_str();
+    decided.effects.iter().any(|e| match e {
+        WriteEffect::Reserve { .. }
+        | WriteEffect::Hold { .. }
+        | WriteEffect::RegisterResource { .. } => false,
+        WriteEffect::Charge { .. } => ledger.and_then(|l| l.quotas(tenant)) != Some(false),
+        _ => true,
     })
 }
 
@@ -313,8 +316,52 @@ fn is_refusal(error: &StoreError) -> bool {
             | StoreError::UnknownResource(_)
             | StoreError::RetiredResource(_)
             | StoreError::Refused { .. }
+            | StoreError::QuotaExceeded(_)
             | StoreError::NoJobQueue
     )
+}
+
+/// Writes what the command's bookings and holds now count for under the
+/// tenant's quotas, refusing a quota passed. The flag read with the
+/// ledger's locks says whether the tenant has quotas at all: without
+/// them, nothing is read or written.
+async fn charge_quotas(
+    conn: &mut PgConnection,
+    decided: &Decided,
+    ledger: Option<&Ledger>,
+) -> Result<(), StoreError> {
+    let recharges: Vec<Recharge<'_>> = decided
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            WriteEffect::Charge {
+                charge_id, charge, ..
+            } => Some(Recharge {
+                charge_id: *charge_id,
+                charge: charge.as_deref(),
+            }),
+            _ => None,
+        })
+        .collect();
+    if recharges.is_empty() {
+        return Ok(());
+    }
+    let tenant = decided.append.tenant.as_str();
+    let has_quotas = match ledger.and_then(|l| l.quotas(tenant)) {
+        Some(flag) => flag,
+        // Nothing locked tells: a booking that stops counting only needs
+        // what it counted removed; anything else asks the tenant.
+        None if recharges.iter().all(|r| r.charge.is_none()) => {
+            let ids: Vec<Uuid> = recharges.iter().map(|r| r.charge_id).collect();
+            return quotas::forget(conn, tenant, &ids).await;
+        }
+        None => quotas::tenant_has_quotas(conn, tenant).await?,
+    };
+    if !has_quotas {
+        return Ok(());
+    }
+    let key = decided.append.metadata.actor.as_str();
+    quotas::recharge(conn, tenant, key, &recharges).await
 }
 
 fn registrations(decided: &Decided) -> impl Iterator<Item = Registration<'_>> {
@@ -406,6 +453,7 @@ async fn admit(
             WriteEffect::RegisterResource { .. }
             | WriteEffect::Reserve { .. }
             | WriteEffect::Hold { .. }
+            | WriteEffect::Charge { .. }
             | WriteEffect::Enqueue(_) => {}
         }
     }
@@ -415,6 +463,7 @@ async fn admit(
             .expect("the ledger is loaded when a command reserves")
             .admit(wanted)?;
     }
+    charge_quotas(conn, decided, ledger.as_ref()).await?;
     for effect in &decided.effects {
         if let WriteEffect::Enqueue(job) = effect {
             sink.ok_or(StoreError::NoJobQueue)?

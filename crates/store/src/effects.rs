@@ -8,6 +8,7 @@ use muster_domain::deployment::{Deployment, DeploymentCommand, DeploymentEvent};
 use muster_domain::hold::{Hold, HoldCommand, HoldEvent};
 use muster_domain::policy::ResourceRules;
 use muster_domain::pool::{Members, Pool, PoolCommand, PoolEvent, PoolSpec};
+use muster_domain::quota::Charge;
 use muster_domain::resource::{Resource, ResourceCommand, ResourceEvent};
 use muster_domain::series::{Series, SeriesCommand, SeriesEvent};
 use muster_domain::waitlist::{Target, WaitlistCommand, WaitlistEntry, WaitlistEvent};
@@ -129,6 +130,19 @@ pub enum WriteEffect {
         reservation_id: Uuid,
         /// From when it no longer holds time.
         released_from: DateTime<Utc>,
+    },
+    /// What a booking or hold counts for under quotas changed (it was
+    /// made, moved, released or ended): its quota charges are written as
+    /// they now are, each period it newly adds to checked against its
+    /// quota's limit. Costs nothing in a tenant without quotas.
+    Charge {
+        /// The booking or hold.
+        charge_id: Uuid,
+        /// What it counts for now; `None`: it no longer counts.
+        charge: Option<Box<Charge>>,
+        /// Whether the command creates it (nothing was counted for it
+        /// before).
+        fresh: bool,
     },
     /// A waitlist entry joined or changed: its row is written as it now
     /// is.
@@ -265,8 +279,34 @@ impl WriteSide for Booking {
             };
             effects.extend(effect);
         }
+        if events.iter().any(changes_charge) {
+            let before = state.charge();
+            let mut after = state.clone();
+            for event in events {
+                after.evolve(event);
+            }
+            let charge = after.charge();
+            if charge != before {
+                effects.push(WriteEffect::Charge {
+                    charge_id: stream_id,
+                    charge: charge.map(Box::new),
+                    fresh: state.details.is_none(),
+                });
+            }
+        }
         effects
     }
+}
+
+/// Whether `event` can change what a booking counts for under quotas.
+fn changes_charge(event: &BookingEvent) -> bool {
+    !matches!(
+        event,
+        BookingEvent::TaskAdded(_)
+            | BookingEvent::TaskCompleted { .. }
+            | BookingEvent::Confirmed
+            | BookingEvent::Started
+    )
 }
 
 impl WriteSide for Hold {
@@ -277,23 +317,35 @@ impl WriteSide for Hold {
     fn effects(_: &Hold, stream_id: Uuid, events: &[HoldEvent]) -> Vec<WriteEffect> {
         events
             .iter()
-            .map(|event| match event {
-                HoldEvent::Placed(spec) => WriteEffect::Hold {
-                    reservation: Reservation {
-                        reservation_id: stream_id,
-                        resource_id: spec.resource_id,
-                        starts_at: spec.starts_at,
-                        ends_at: spec.ends_at,
-                        label: None,
-                        outside_working_hours: false,
-                        hold_id: Some(stream_id),
-                        pool_id: spec.pool_id,
+            .flat_map(|event| match event {
+                HoldEvent::Placed(spec) => [
+                    WriteEffect::Hold {
+                        reservation: Reservation {
+                            reservation_id: stream_id,
+                            resource_id: spec.resource_id,
+                            starts_at: spec.starts_at,
+                            ends_at: spec.ends_at,
+                            label: None,
+                            outside_working_hours: false,
+                            hold_id: Some(stream_id),
+                            pool_id: spec.pool_id,
+                        },
+                        expires_at: spec.expires_at,
                     },
-                    expires_at: spec.expires_at,
-                },
-                HoldEvent::Released | HoldEvent::Converted { .. } | HoldEvent::Expired => {
-                    WriteEffect::DropHold { hold_id: stream_id }
-                }
+                    WriteEffect::Charge {
+                        charge_id: stream_id,
+                        charge: Some(Box::new(spec.charge())),
+                        fresh: true,
+                    },
+                ],
+                HoldEvent::Released | HoldEvent::Converted { .. } | HoldEvent::Expired => [
+                    WriteEffect::DropHold { hold_id: stream_id },
+                    WriteEffect::Charge {
+                        charge_id: stream_id,
+                        charge: None,
+                        fresh: false,
+                    },
+                ],
             })
             .collect()
     }

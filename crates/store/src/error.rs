@@ -25,6 +25,35 @@ pub struct ReservationConflict {
     pub hold_expires_at: Option<DateTime<Utc>>,
 }
 
+/// A quota a command would pass: which, for whom, in which period, and
+/// what that period holds already.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaExceeded {
+    /// The quota's name.
+    pub quota: String,
+    /// Whose bookings it counts together.
+    pub scope: muster_domain::quota::QuotaScope,
+    /// The subject that would pass it.
+    pub subject: String,
+    /// The period's first instant.
+    pub period_starts_at: DateTime<Utc>,
+    /// The instant after the period.
+    pub period_ends_at: DateTime<Utc>,
+    /// The most bookings a period may have, for a count quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bookings: Option<u32>,
+    /// The most hours a period may have, for an hours quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hours: Option<f64>,
+    /// Bookings (and unexpired holds) the period has.
+    pub used_bookings: i64,
+    /// Hours they book.
+    pub used_hours: f64,
+    /// The booking (or hold) that would pass it: with a series, the
+    /// occurrence.
+    pub charge_id: Uuid,
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -61,6 +90,9 @@ pub enum StoreError {
         /// Why (never [`Refusal::Full`]: that is a reservation conflict).
         refusal: Refusal,
     },
+    /// The command would take a subject past a quota's limit in a period.
+    #[error("quota {} would be exceeded", .0.quota)]
+    QuotaExceeded(Box<QuotaExceeded>),
     /// A referenced resource does not exist in the tenant.
     #[error("resource {0} does not exist")]
     UnknownResource(Uuid),

@@ -119,6 +119,42 @@ pub(crate) async fn read_stream<E: DomainEvent>(
     })
 }
 
+/// The events of streams `stream_ids` of type `stream_type`, upcast,
+/// each with the actor of its first event (who made it), in one read.
+pub(crate) async fn read_streams<E: DomainEvent>(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    stream_type: &str,
+    stream_ids: &[Uuid],
+) -> Result<Vec<(Uuid, String, Vec<E>)>, StoreError> {
+    let rows = sqlx::query!(
+        r#"select stream_id, stream_version, position, event_type, schema_version, payload,
+                  coalesce(metadata->>'actor', '') as "actor!"
+             from events
+            where tenant_id = $1 and stream_type = $2 and stream_id = any($3)
+            order by stream_id, stream_version"#,
+        tenant.as_str(),
+        stream_type,
+        stream_ids,
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut streams: Vec<(Uuid, String, Vec<E>)> = Vec::new();
+    for row in rows {
+        let corrupt = |source| StoreError::CorruptEvent {
+            position: row.position,
+            source,
+        };
+        let payload = upcast(&row.event_type, row.schema_version, row.payload).map_err(corrupt)?;
+        let event = E::from_payload(&row.event_type, &payload).map_err(corrupt)?;
+        match streams.last_mut() {
+            Some((id, _, events)) if *id == row.stream_id => events.push(event),
+            _ => streams.push((row.stream_id, row.actor, vec![event])),
+        }
+    }
+    Ok(streams)
+}
+
 /// Why an append failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {

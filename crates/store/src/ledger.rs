@@ -28,7 +28,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::around::{self, Around, Asked, ResourceKey};
-use crate::rules::ResourceRow;
+use crate::rules::{ResourceRow, resource_row};
 use crate::{ReservationConflict, StoreError};
 
 /// A reservation a command wants to add.
@@ -76,6 +76,7 @@ impl ResourceRow {
             retired: self.retired,
             longest_secs: self.longest_reservation_secs,
             grew: false,
+            quotas: false,
         };
         ((self.tenant_id, self.resource_id), resource)
     }
@@ -91,6 +92,9 @@ struct LockedResource {
     longest_secs: f64,
     /// Whether an admitted reservation made `longest_secs` grow.
     grew: bool,
+    /// Whether its tenant has quotas (read with its lock; unknown, and
+    /// `false`, when it was only peeked at).
+    quotas: bool,
 }
 
 impl Ledger {
@@ -158,8 +162,7 @@ impl Ledger {
         keys.sort_unstable();
         keys.dedup();
         let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.into_iter().unzip();
-        let resources: HashMap<ResourceKey, LockedResource> = sqlx::query_as!(
-            ResourceRow,
+        let rows = sqlx::query!(
             // One index probe per key, locking in the (sorted) order of the
             // keys; `offset 0` keeps the planner from flattening the probes
             // into a join that scans the table.
@@ -170,7 +173,7 @@ impl Ledger {
                       r.working_hours as "working_hours!: Json<Vec<WorkingWindow>>",
                       r.seats, r.buffer_before_secs as "buffer_before_secs!",
                       r.buffer_after_secs as "buffer_after_secs!",
-                      r.min_notice_secs, r.max_advance_secs
+                      r.min_notice_secs, r.max_advance_secs, r.quotas as "quotas!"
                  from unnest((select $1::text[]), (select $2::uuid[]))
                       with ordinality as k(tenant_id, resource_id, n)
                 cross join lateral (
@@ -184,10 +187,14 @@ impl Ledger {
             &ids,
         )
         .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(ResourceRow::entry)
-        .collect();
+        .await?;
+        let mut resources = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let quotas = row.quotas;
+            let (key, mut resource) = resource_row!(row).entry();
+            resource.quotas = quotas;
+            resources.insert(key, resource);
+        }
         Ok(resources)
     }
 
@@ -316,6 +323,16 @@ impl Ledger {
     }
 
     /// The time zone of a locked resource's rule (its local days).
+    /// Whether `tenant` has quotas, as the flag of the first of its
+    /// resources this ledger locked shows (the flag is written under those
+    /// locks); `None`: it locked none of the tenant's resources.
+    pub(crate) fn quotas(&self, tenant: &str) -> Option<bool> {
+        self.resources
+            .iter()
+            .find(|((t, _), _)| t == tenant)
+            .map(|(_, r)| r.quotas)
+    }
+
     pub(crate) fn timezone_of(&self, tenant: &str, resource_id: Uuid) -> Option<chrono_tz::Tz> {
         self.resources
             .get(&(tenant.to_owned(), resource_id))

@@ -25,6 +25,7 @@ pub mod locked;
 mod outcome;
 mod pick_batch;
 pub mod pools;
+pub mod quotas;
 mod rules;
 mod shared_pages;
 #[cfg(feature = "testing")]
@@ -35,7 +36,7 @@ mod webhook_health;
 mod working_set;
 
 pub use commit::Decided;
-pub use error::{ReservationConflict, StoreError};
+pub use error::{QuotaExceeded, ReservationConflict, StoreError};
 pub use event_store::{EventFilter, EventHead, EventMetadata, EventPage, EventRow, RecordedEvent};
 pub use executor::{CommandContext, Executed, Loaded};
 pub use keys::{Principal, Role};

@@ -273,14 +273,21 @@ pub(crate) async fn register_many(
     let notice: Vec<Option<i32>> = columns.iter().map(|c| c.min_notice_secs).collect();
     let advance: Vec<Option<i32>> = columns.iter().map(|c| c.max_advance_secs).collect();
     let reach: Vec<i32> = columns.iter().map(|c| c.reach_secs).collect();
+    // A quota defined meanwhile is waited for, so the flag each new row
+    // takes is the tenant's as it is after it.
+    crate::quotas::share_definitions(conn, &tenants).await?;
     sqlx::query!(
         r#"insert into reservable_resources
                (tenant_id, resource_id, capacity, seats, timezone, working_hours,
                 buffer_before_secs, buffer_after_secs, min_notice_secs, max_advance_secs,
-                reach_secs, kind, tags)
-           select * from unnest($1::text[], $2::uuid[], $3::int4[], $4::int4[], $5::text[],
-                                $6::jsonb[], $7::int4[], $8::int4[], $9::int4[], $10::int4[],
-                                $11::int4[], $12::text[], $13::jsonb[])"#,
+                reach_secs, kind, tags, quotas)
+           select u.*, exists(select 1 from quotas q where q.tenant_id = u.tenant_id)
+             from unnest($1::text[], $2::uuid[], $3::int4[], $4::int4[], $5::text[],
+                         $6::jsonb[], $7::int4[], $8::int4[], $9::int4[], $10::int4[],
+                         $11::int4[], $12::text[], $13::jsonb[])
+                  as u(tenant_id, resource_id, capacity, seats, timezone, working_hours,
+                       buffer_before_secs, buffer_after_secs, min_notice_secs,
+                       max_advance_secs, reach_secs, kind, tags)"#,
         &tenants as &[&str],
         &ids,
         &capacities,

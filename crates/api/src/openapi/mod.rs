@@ -22,6 +22,7 @@ use crate::error::Problem;
         (name = "holds", description = "Tentative claims that count until they expire"),
         (name = "pools", description = "Sets of interchangeable resources: any one of these"),
         (name = "waitlist", description = "Clients waiting for a range, offered freed capacity by themselves"),
+        (name = "quotas", description = "How much a client, resource, pool or API key may book per day, week or month"),
         (name = "events", description = "The event feed"),
         (name = "keys", description = "API keys: create, list, revoke (admin)"),
         (name = "notifications", description = "What bookings' clients hear: settings, and the messages per booking"),

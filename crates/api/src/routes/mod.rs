@@ -16,6 +16,7 @@ pub mod keys;
 pub mod ops;
 pub mod pools;
 pub mod projections;
+pub mod quotas;
 pub mod reports;
 pub mod resource_queries;
 pub mod resources;
