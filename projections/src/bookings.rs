@@ -61,6 +61,13 @@ pub struct BookingDocument {
     pub reservations: Vec<ReservationView>,
     /// Tasks.
     pub tasks: Vec<TaskView>,
+    /// When it was checked in, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_in_at: Option<DateTime<Utc>>,
+    /// Whether it ended as a no-show (not checked in by a resource's
+    /// deadline); it is then `cancelled`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_show: bool,
     /// Every status the booking has had, oldest first.
     pub status_history: Vec<StatusChange>,
     /// When it was requested.
@@ -248,6 +255,8 @@ impl FoldedBooking {
                     completed: *completed,
                 })
                 .collect(),
+            checked_in_at: state.checked_in_at,
+            no_show: state.no_show,
             status_history: envelope.status_history.clone(),
             requested_at: envelope.requested_at,
             updated_at: envelope.updated_at,
@@ -301,6 +310,8 @@ impl FoldedBooking {
                     (task, t.completed)
                 })
                 .collect(),
+            checked_in_at: doc.checked_in_at,
+            no_show: doc.no_show,
         };
         Ok(Folded {
             state,

@@ -215,6 +215,15 @@ impl ReadModels {
         Ok(query::bookings::list(self.pool(), tenant, filter, after, limit).await?)
     }
 
+    /// The history of the client with `email` (case-insensitive).
+    pub async fn client_history(
+        &self,
+        tenant: &TenantId,
+        email: &str,
+    ) -> Result<query::ClientHistory, ReadError> {
+        Ok(query::bookings::client_history(self.pool(), tenant, email).await?)
+    }
+
     /// A booking's stored document (JSON text), if it exists.
     pub async fn booking_document(
         &self,

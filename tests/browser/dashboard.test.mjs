@@ -740,6 +740,54 @@ test("a waitlist entry is offered a cancelled slot by itself, live, and booked i
   await planner.getByRole("link", { name: "Timeline" }).click();
 });
 
+test("check in a booking that starts soon; the client's history; a quota refusal said plainly", async () => {
+  await closeDialogs(planner);
+  // A desk that must be checked in within 15 minutes of a booking's start,
+  // and a booking on it starting in ten minutes (check-in is open).
+  const desk = await admin.resource("Hot desk", "desk", { policy: { check_in_within: "PT15M" } });
+  const soon = new Date(Math.ceil((Date.now() + 10 * 60_000) / 60_000) * 60_000);
+  const later = new Date(soon.getTime() + 60 * 60_000);
+  const dee = { name: "Dee Desk", email: "dee@example.com" };
+  await admin.booking("Desk day", desk.id, soon, later, dee);
+  await planner.reload();
+  await planner.waitForSelector("#timeline[data-drawn-ms]");
+  await showWeek(planner, mondayOf(new Date()));
+  await bar(planner, "Desk day").click();
+  const dialog = planner.getByRole("dialog", { name: "Desk day" });
+  await dialog.getByRole("button", { name: "Check in" }).click();
+  await planner.getByRole("status").filter({ hasText: "Checked in: “Desk day”" }).waitFor();
+  await dialog.getByText("Checked in", { exact: true }).waitFor();
+  assert.equal(await dialog.getByRole("button", { name: "Check in" }).count(), 0, "checked in once");
+  await dialog.locator("#client-heading + p", { hasText: "dee@example.com: 1 booking · 0 cancellations · 0 no-shows" }).waitFor();
+  await checkAxe(planner, "booking detail after check-in");
+  await dialog.getByRole("button", { name: "Close" }).click();
+
+  // One booking a day for Dee: a second one today is refused, and the
+  // form says which quota, for whom, and what was used.
+  await admin.request("PUT", "/v1/quotas/one-a-day", { scope: "client", period: "day", max_bookings: 1, subjects: ["dee@example.com"] });
+  try {
+    // Well clear of the Desk day's bar (a drag on or beside it would move
+    // or resize it), within this week.
+    const monday = mondayOf(new Date());
+    const hours = (n) => n * 60 * 60_000;
+    let from = new Date(soon.getTime() + hours(4));
+    if (from.getTime() + hours(1) > at(monday, 7, 0).getTime()) from = new Date(soon.getTime() - hours(5));
+    await drag(planner, desk.id, monday, from, new Date(from.getTime() + hours(1)));
+    await planner.getByRole("dialog", { name: "New booking" }).waitFor();
+    await planner.getByLabel("Title").fill("Second desk day");
+    await planner.getByLabel("Client name").fill("Dee Desk");
+    await planner.getByLabel("Client email").fill("dee@example.com");
+    await planner.getByRole("button", { name: "Create booking" }).click();
+    const alert = planner.locator("#create-error");
+    await alert.filter({ hasText: "Quota" }).waitFor();
+    assert.match(await alert.textContent(), /^Quota “one-a-day” reached: dee@example\.com may have 1 bookings from .* and has 1 booked\. Nothing was booked\.$/);
+    await checkAxe(planner, "create dialog refused by a quota");
+    await closeDialogs(planner);
+  } finally {
+    await admin.request("DELETE", "/v1/quotas/one-a-day");
+  }
+});
+
 test("the operations view is admin-only and lists projections, jobs and deliveries", async () => {
   assert.equal(await planner.getByRole("link", { name: "Operations" }).count(), 0);
   const page = await newPage();

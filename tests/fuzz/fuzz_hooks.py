@@ -54,6 +54,7 @@ STATED_RULES = [
     # A waitlist entry waits for a range not yet over.
     (r"^ends_at$", r"^the range is already over$"),
     (r"^policy\.buffer_(before|after)$", r"^must be at most P1D$"),
+    (r"^policy\.(check_in_within|approval_timeout)$", r"^must be longer than zero$"),
     (r"^reminders$", r"^each must be more than zero and at most P30D$"),
     (r"^(duration|granularity)$", r"^must be minutes \(90\) or ISO 8601.*"),
     (r".*", r".*is longer than 3660 days$"),
@@ -73,6 +74,11 @@ STATED_RULES = [
     # A webhook target must be public (unless the operator allows
     # private ones) and reachable by its scheme.
     (r"^url$", r".*"),
+    # A quota's hours in whole minutes; its subjects exist, in the form
+    # of its scope; a usage's subject likewise.
+    (r"^max_hours$", r"in whole minutes$"),
+    (r"^subjects\[\d+\]$", r".*"),
+    (r"^subject$", r"^is not a subject of a \w+ quota$"),
     # A series of at most 5,000 reservations in all.
     (r"^recurrence(\.rule)?$", r".*reservations in all.*"),
 ]

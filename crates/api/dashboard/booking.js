@@ -9,10 +9,13 @@ import { formatDateTime, formatRange, formatTime, fromLocalInput, toLocalInput, 
 
 const TRANSITIONS = [
   { action: "confirm", label: "Confirm", from: ["requested"] },
+  { action: "check-in", label: "Check in", from: ["requested", "confirmed"] },
   { action: "start", label: "Start", from: ["confirmed"] },
   { action: "complete", label: "Complete", from: ["in_progress"] },
   { action: "cancel", label: "Cancel booking", from: ["requested", "confirmed"] },
 ];
+/** Check-in opens this long before a booking starts (SPEC §12). */
+const CHECK_IN_OPENS_MS = 60 * 60 * 1000;
 /** How long the create form holds its slot. */
 const HOLD_TTL = "PT5M";
 /** Problem types of the booking rule that name one limit of a resource. */
@@ -23,6 +26,12 @@ const REFUSALS = {
   "urn:muster:problem:too-far-ahead": "Too far ahead",
 };
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+
+/** Whether `doc` can be checked in now: from an hour before its start until it ends. */
+function checkInOpen(doc) {
+  const now = Date.now();
+  return !doc.checked_in_at && now >= Date.parse(doc.starts_at) - CHECK_IN_OPENS_MS && now < Date.parse(doc.ends_at);
+}
 
 export class Bookings {
   /**
@@ -296,6 +305,20 @@ export class Bookings {
     if (create && type === "urn:muster:problem:outside-working-hours") {
       target.append(el("p", "", "Tick “Book outside working hours” to book it anyway."));
     }
+    const quota = error.problem.quota;
+    if (type === "urn:muster:problem:quota-exceeded" && quota) {
+      target.replaceChildren();
+      const limit = quota.max_bookings != null ? `${quota.max_bookings} bookings` : `${quota.max_hours} hours`;
+      const used = quota.max_bookings != null ? `${quota.used_bookings} booked` : `${quota.used_hours} hours booked`;
+      target.append(
+        el(
+          "p",
+          "",
+          `${prefix}Quota “${quota.quota}” reached: ${this.humanize(quota.subject)} may have ${limit} from ${formatRange(new Date(quota.period_starts_at), new Date(quota.period_ends_at))} and has ${used}. Nothing was booked.`,
+        ),
+      );
+      return;
+    }
     if (error.conflicts.length) await this.listConflicts(target, error.conflicts);
     const occurrences = Array.isArray(error.problem.occurrences) ? error.problem.occurrences : [];
     if (occurrences.length) {
@@ -416,6 +439,8 @@ export class Bookings {
     fact("Client", [doc.client.name, doc.client.email, doc.client.phone].filter(Boolean).join(" · "));
     fact("Headcount", String(doc.headcount));
     if (doc.notes) fact("Notes", doc.notes);
+    if (doc.checked_in_at) fact("Checked in", formatDateTime(new Date(doc.checked_in_at)));
+    if (doc.no_show) fact("No-show", "not checked in by the deadline; its time was released");
     body.append(facts);
 
     const error = el("div", "error");
@@ -425,14 +450,18 @@ export class Bookings {
       const actions = el("div", "detail-actions");
       actions.setAttribute("role", "group");
       actions.setAttribute("aria-label", "Booking actions");
-      for (const t of TRANSITIONS.filter((t) => t.from.includes(doc.status))) {
+      for (const t of TRANSITIONS.filter((t) => t.from.includes(doc.status) && (t.action !== "check-in" || checkInOpen(doc)))) {
         const b = button(t.label, t.action === "cancel" ? "danger" : "primary");
         b.addEventListener("click", () =>
           act(b, async (key) => {
             error.replaceChildren();
             try {
               const answer = await this.api.command(`/v1/bookings/${doc.id}/${t.action}`, {}, key);
-              this.ctx.announce(`${t.label}: “${doc.title}” is now ${statusLabel(answer.status || "")}.`);
+              this.ctx.announce(
+                t.action === "check-in"
+                  ? `Checked in: “${doc.title}”.`
+                  : `${t.label}: “${doc.title}” is now ${statusLabel(answer.status || "")}.`,
+              );
               await this.refresh(doc.id, answer.position);
             } catch (e) {
               await this.showError(error, e);
@@ -449,6 +478,7 @@ export class Bookings {
     body.append(this.reservationsSection(doc, error));
     body.append(this.tasksSection(doc, error));
     body.append(this.historySection(doc));
+    if (doc.client.email) body.append(this.clientSection(doc));
     body.append(this.deploymentsSection(doc, error));
     this.detailBody.replaceChildren(body);
     if (active) {
@@ -640,6 +670,25 @@ export class Bookings {
       list.append(el("li", "", `${statusLabel(change.status)} — ${formatDateTime(new Date(change.at))}${who}`));
     }
     section.append(list);
+    return section;
+  }
+
+  /** The client's record (GET /v1/clients/{email}), loaded with the detail. */
+  clientSection(doc) {
+    const section = this.section("Client's history", "client-heading");
+    const line = el("p", "", "Loading the client's history…");
+    line.setAttribute("aria-live", "polite");
+    section.append(line);
+    const email = doc.client.email;
+    this.api
+      .get(`/v1/clients/${encodeURIComponent(email)}?consistent_with=${doc.position}`)
+      .then((h) => {
+        const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+        line.textContent = `${email}: ${count(h.bookings, "booking", "bookings")} · ${count(h.cancellations, "cancellation", "cancellations")} · ${count(h.no_shows, "no-show", "no-shows")}`;
+      })
+      .catch(() => {
+        line.textContent = "The client's history could not be read.";
+      });
     return section;
   }
 

@@ -697,7 +697,7 @@ impl App {
             .await
     }
 
-    async fn on_booking(
+    pub(crate) async fn on_booking(
         &self,
         ctx: &CommandContext,
         name: &'static str,

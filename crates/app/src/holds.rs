@@ -88,8 +88,9 @@ impl App {
     }
 }
 
-/// Records expired holds every `every` until `stop` completes (or the
-/// store's pool is closed).
+/// Records expired holds, and bookings past a check-in or approval
+/// deadline, every `every` until `stop` completes (or the store's pool is
+/// closed).
 pub async fn sweep_expired(app: App, every: std::time::Duration, stop: impl Future<Output = ()>) {
     let mut tick = tokio::time::interval(every);
     let mut stop = std::pin::pin!(stop);
@@ -102,6 +103,11 @@ pub async fn sweep_expired(app: App, every: std::time::Duration, stop: impl Futu
             Ok(0) => {}
             Ok(n) => tracing::debug!(expired = n, "expired holds recorded"),
             Err(e) => tracing::warn!(error = %e, "could not record expired holds"),
+        }
+        match app.close_overdue_bookings().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(closed = n, "no-shows and expired requests recorded"),
+            Err(e) => tracing::warn!(error = %e, "could not record overdue bookings"),
         }
     }
 }

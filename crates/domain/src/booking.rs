@@ -205,6 +205,9 @@ impl BookingStatus {
     }
 }
 
+/// How long before its start a booking can be checked in.
+pub const CHECK_IN_OPENS: chrono::Duration = chrono::Duration::hours(1);
+
 /// Commands on a booking. Times that depend on the clock (`now`) are passed
 /// in so that decisions stay pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +278,29 @@ pub enum BookingCommand {
         /// The clock.
         now: DateTime<Utc>,
     },
+    /// Checks the booking in: allowed from an hour before its start
+    /// ([`CHECK_IN_OPENS`]) until it ends, while it is requested or
+    /// confirmed. A resource's `check_in_within` closes it earlier; the
+    /// write side refuses a check-in past that deadline.
+    CheckIn {
+        /// The clock.
+        now: DateTime<Utc>,
+    },
+    /// Records that the booking was not checked in by its deadline
+    /// (`deadline`, passed at `now`): it ends, and what it still holds is
+    /// released.
+    RecordNoShow {
+        /// The deadline that passed.
+        deadline: DateTime<Utc>,
+        /// The clock.
+        now: DateTime<Utc>,
+    },
+    /// Records that the booking was left `requested` past its approval
+    /// deadline: it is cancelled, and what it still holds is released.
+    Expire {
+        /// The clock.
+        now: DateTime<Utc>,
+    },
 }
 
 /// Events of a booking's stream.
@@ -323,6 +349,20 @@ pub enum BookingEvent {
     /// `reservation.moved`: the reservation (same id) holds this resource
     /// and range now, instead of its earlier ones.
     ReservationMoved(Reservation),
+    /// `booking.checked_in`: the client turned up.
+    CheckedIn {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// `booking.no_show`: not checked in by `deadline`; the booking ends
+    /// (cancelled) and its reservations are released with it.
+    NoShow {
+        /// The check-in deadline that passed.
+        deadline: DateTime<Utc>,
+    },
+    /// `booking.expired`: left `requested` past its approval deadline; the
+    /// booking is cancelled and its reservations released with it.
+    Expired,
 }
 
 /// A booking's state, folded from its events.
@@ -336,6 +376,10 @@ pub struct Booking {
     pub reservations: Vec<Reservation>,
     /// Tasks with whether each is done.
     pub tasks: Vec<(Task, bool)>,
+    /// When it was checked in, if it was.
+    pub checked_in_at: Option<DateTime<Utc>>,
+    /// Whether it ended as a no-show.
+    pub no_show: bool,
 }
 
 impl Aggregate for Booking {
@@ -394,6 +438,12 @@ impl Aggregate for Booking {
                     self.reservations[i] = moved.clone();
                 }
             }
+            BookingEvent::CheckedIn { at } => self.checked_in_at = Some(*at),
+            BookingEvent::NoShow { .. } => {
+                self.no_show = true;
+                self.status = Some(BookingStatus::Cancelled);
+            }
+            BookingEvent::Expired => self.status = Some(BookingStatus::Cancelled),
             BookingEvent::TaskAdded(task) => self.tasks.push((task.clone(), false)),
             BookingEvent::TaskCompleted { task_id } => {
                 if let Some(entry) = self.tasks.iter_mut().find(|(t, _)| t.task_id == *task_id) {
@@ -447,6 +497,57 @@ impl Aggregate for Booking {
                     v.finish()?;
                 }
                 let mut events = vec![BookingEvent::Cancelled { reason }];
+                events.extend(self.release_all_from(now));
+                Ok(events)
+            }
+            BookingCommand::CheckIn { now } => {
+                transition(
+                    status,
+                    "check in",
+                    &[BookingStatus::Requested, BookingStatus::Confirmed],
+                )?;
+                if let Some(at) = self.checked_in_at {
+                    return Err(DomainError::InvalidTransition(format!(
+                        "the booking was checked in at {}",
+                        at.to_rfc3339()
+                    )));
+                }
+                let details = self
+                    .details
+                    .as_ref()
+                    .ok_or(DomainError::NotFound("booking"))?;
+                let opens_at = details.starts_at - CHECK_IN_OPENS;
+                if now < opens_at {
+                    return Err(DomainError::InvalidTransition(format!(
+                        "check-in opens at {}, an hour before the booking starts",
+                        opens_at.to_rfc3339()
+                    )));
+                }
+                if now >= details.ends_at {
+                    return Err(DomainError::InvalidTransition(
+                        "the booking is over: too late to check in".into(),
+                    ));
+                }
+                Ok(vec![BookingEvent::CheckedIn { at: now }])
+            }
+            BookingCommand::RecordNoShow { deadline, now } => {
+                transition(
+                    status,
+                    "record a no-show of",
+                    &[BookingStatus::Requested, BookingStatus::Confirmed],
+                )?;
+                if self.checked_in_at.is_some() || now < deadline {
+                    return Err(DomainError::InvalidTransition(
+                        "the booking was checked in or its deadline has not passed".into(),
+                    ));
+                }
+                let mut events = vec![BookingEvent::NoShow { deadline }];
+                events.extend(self.release_all_from(deadline.min(now)));
+                Ok(events)
+            }
+            BookingCommand::Expire { now } => {
+                transition(status, "expire", &[BookingStatus::Requested])?;
+                let mut events = vec![BookingEvent::Expired];
                 events.extend(self.release_all_from(now));
                 Ok(events)
             }
@@ -966,6 +1067,9 @@ impl DomainEvent for BookingEvent {
             BookingEvent::Updated(_) => "booking.updated",
             BookingEvent::Rescheduled { .. } => "booking.rescheduled",
             BookingEvent::ReservationMoved(_) => "reservation.moved",
+            BookingEvent::CheckedIn { .. } => "booking.checked_in",
+            BookingEvent::NoShow { .. } => "booking.no_show",
+            BookingEvent::Expired => "booking.expired",
         }
     }
 
@@ -991,6 +1095,9 @@ impl DomainEvent for BookingEvent {
                 json!({ "starts_at": starts_at, "ends_at": ends_at })
             }
             BookingEvent::ReservationMoved(r) => payload_of(r),
+            BookingEvent::CheckedIn { at } => json!({ "at": at }),
+            BookingEvent::NoShow { deadline } => json!({ "deadline": deadline }),
+            BookingEvent::Expired => json!({}),
         }
     }
 
@@ -1047,6 +1154,25 @@ impl DomainEvent for BookingEvent {
                 }
             }
             "reservation.moved" => BookingEvent::ReservationMoved(decode(event_type, payload)?),
+            "booking.checked_in" => {
+                #[derive(Deserialize)]
+                struct At {
+                    at: DateTime<Utc>,
+                }
+                let a: At = decode(event_type, payload)?;
+                BookingEvent::CheckedIn { at: a.at }
+            }
+            "booking.no_show" => {
+                #[derive(Deserialize)]
+                struct Deadline {
+                    deadline: DateTime<Utc>,
+                }
+                let d: Deadline = decode(event_type, payload)?;
+                BookingEvent::NoShow {
+                    deadline: d.deadline,
+                }
+            }
+            "booking.expired" => BookingEvent::Expired,
             other => return Err(EventDecodeError::UnknownType(other.to_owned())),
         })
     }

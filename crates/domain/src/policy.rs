@@ -40,6 +40,16 @@ pub struct BookingPolicy {
     /// A reservation may not start later than this from now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_advance: Option<IsoDuration>,
+    /// A booking holding the resource must be checked in (from an hour
+    /// before its start) by its start plus this; from then on its
+    /// reservations here stop counting and it is recorded as a no-show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_in_within: Option<IsoDuration>,
+    /// A booking holding the resource that is still `requested` this long
+    /// after its reservation was made stops counting here and is
+    /// cancelled (`booking.expired`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<IsoDuration>,
 }
 
 impl BookingPolicy {
@@ -66,6 +76,16 @@ impl BookingPolicy {
                 value.is_none_or(|d| d <= MAX_BUFFER),
                 format!("policy.{name}"),
                 "must be at most P1D",
+            );
+        }
+        for (value, name) in [
+            (self.check_in_within, "check_in_within"),
+            (self.approval_timeout, "approval_timeout"),
+        ] {
+            v.check(
+                value.is_none_or(|d| !d.is_zero()),
+                format!("policy.{name}"),
+                "must be longer than zero",
             );
         }
         if let (Some(notice), Some(advance)) = (self.min_notice, self.max_advance) {
@@ -164,6 +184,21 @@ impl ResourceRules {
             starts_at: range.starts_at - self.policy.before(),
             ends_at: range.ends_at + self.policy.after(),
         }
+    }
+
+    /// When a booking starting at `booking_start` must be checked in by,
+    /// for its reservations here to keep counting; `None`: never.
+    pub fn check_in_by(&self, booking_start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.policy
+            .check_in_within
+            .map(|d| booking_start + d.to_duration())
+    }
+
+    /// When a reservation made at `now` of a booking still awaiting
+    /// approval stops counting here unless the booking is confirmed;
+    /// `None`: never.
+    pub fn approve_by(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.policy.approval_timeout.map(|d| now + d.to_duration())
     }
 
     /// How far outside a claim's range another reservation can start or

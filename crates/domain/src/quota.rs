@@ -303,8 +303,10 @@ pub fn normal_subject(scope: QuotaScope, subject: &str) -> Option<String> {
     match scope {
         QuotaScope::Client => {
             let s = subject.trim();
-            (s.contains('@') && s.len() <= 254 && !s.chars().any(char::is_whitespace))
-                .then(|| s.to_lowercase())
+            (s.contains('@')
+                && s.len() <= 254
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control()))
+            .then(|| s.to_lowercase())
         }
         QuotaScope::Resource | QuotaScope::Pool | QuotaScope::Key => {
             Uuid::parse_str(subject).ok().map(|id| id.to_string())

@@ -101,6 +101,7 @@ pub(crate) async fn read_around(
                   rr.seats, rr.buffer_before_secs as "buffer_before_secs!",
                   rr.buffer_after_secs as "buffer_after_secs!",
                   rr.min_notice_secs, rr.max_advance_secs, rr.reach_secs as "reach_secs!",
+                  rr.check_in_secs, rr.approval_secs,
                   h.booking_ids as "booking_ids!", h.reservation_ids as "reservation_ids!",
                   h.starts as "starts!", h.ends as "ends!",
                   h.expiries as "expiries!: Vec<Option<DateTime<Utc>>>"
@@ -116,7 +117,8 @@ pub(crate) async fn read_around(
                          coalesce(array_agg(x.reservation_id), '{}') as reservation_ids,
                          coalesce(array_agg(x.starts_at), '{}') as starts,
                          coalesce(array_agg(x.ends_at), '{}') as ends,
-                         coalesce(array_agg(x.expires_at), '{}') as expiries
+                         coalesce(array_agg(case when x.reservation_id = x.booking_id
+                                                 then x.expires_at end), '{}') as expiries
                     from reservations x
                    where x.tenant_id = c.tenant_id and x.resource_id = c.resource_id
                      and x.starts_at > c.starts_at
@@ -222,7 +224,8 @@ async fn held_within(
         // so a hold never stops counting early).
         r#"select distinct r.tenant_id as "tenant_id!", r.resource_id as "resource_id!",
                   r.booking_id as "booking_id!", r.reservation_id as "reservation_id!",
-                  r.starts_at as "starts_at!", r.ends_at as "ends_at!", r.expires_at
+                  r.starts_at as "starts_at!", r.ends_at as "ends_at!",
+                  case when r.reservation_id = r.booking_id then r.expires_at end as hold_expires_at
              from unnest((select $1::text[]), (select $2::uuid[]), (select $3::timestamptz[]),
                          (select $4::timestamptz[]), (select $5::float8[]))
                       as c(tenant_id, resource_id, starts_at, ends_at, lookback_secs)
@@ -255,7 +258,7 @@ async fn held_within(
                 reservation_id: r.reservation_id,
                 starts_at: r.starts_at,
                 ends_at: r.ends_at,
-                hold_expires_at: r.expires_at,
+                hold_expires_at: r.hold_expires_at,
             });
     }
     Ok(held)

@@ -3,6 +3,9 @@
 //! changes its events imply (checked by the ledger), the jobs it implies,
 //! its events, and its idempotency record, in one transaction.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -10,7 +13,7 @@ use crate::effects::WriteEffect;
 use crate::event_store::{AppendError, StreamAppend, append_to_streams};
 use crate::idempotency::{self, IdempotencyClaim, TenantClaim};
 use crate::implied_jobs::JobSink;
-use crate::ledger::{Ledger, Wanted};
+use crate::ledger::{Deadlines, Ledger, Wanted};
 use crate::outcome::CommandOutcome;
 use crate::quotas::{self, Recharge};
 use crate::working_set::Registration;
@@ -74,17 +77,20 @@ impl Decided {
                     booking_id,
                     reservation,
                     headcount,
+                    basis,
                 }
                 | WriteEffect::Move {
                     booking_id,
                     reservation,
                     headcount,
+                    basis,
                 } => Some(Wanted {
                     tenant: self.append.tenant.as_str(),
                     booking_id: *booking_id,
                     reservation,
                     headcount: *headcount,
                     expires_at: None,
+                    basis: Some(*basis),
                 }),
                 WriteEffect::Hold {
                     reservation,
@@ -95,6 +101,7 @@ impl Decided {
                     reservation,
                     headcount: None,
                     expires_at: Some(*expires_at),
+                    basis: None,
                 }),
                 _ => None,
             })
@@ -186,6 +193,8 @@ pub(crate) async fn commit_in(
     };
 
     let alone = batch.len() == 1;
+    // The approval deadlines of reservations that move: a move keeps it.
+    let mut kept = HashMap::new();
     let mut admitted: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
     for (i, decided) in batch.iter().enumerate() {
         if !claimed[i] {
@@ -193,13 +202,22 @@ pub(crate) async fn commit_in(
             continue;
         }
         let verdict = if alone || !touches_rows(decided, ledger.as_ref()) {
-            admit(&mut tx, sink, decided, &wanted[i], &mut ledger).await
+            admit(&mut tx, sink, decided, &wanted[i], &mut ledger, &mut kept).await
         } else {
             // A refusal must leave no trace in the batch's transaction, nor
             // in the ledger the later commands are checked against.
             let before = ledger.clone();
             let mut savepoint = Connection::begin(&mut *tx).await?;
-            match admit(&mut savepoint, sink, decided, &wanted[i], &mut ledger).await {
+            match admit(
+                &mut savepoint,
+                sink,
+                decided,
+                &wanted[i],
+                &mut ledger,
+                &mut kept,
+            )
+            .await
+            {
                 Ok(()) => {
                     savepoint.commit().await?;
                     Ok(())
@@ -239,7 +257,22 @@ pub(crate) async fn commit_in(
         .iter()
         .flat_map(|&i| wanted[i].iter().copied())
         .collect();
-    working_set::insert_reservations(&mut tx, &reservations).await?;
+    let now = chrono::Utc::now();
+    let deadlines: Vec<Deadlines> = reservations
+        .iter()
+        .map(|w| {
+            let mut d = ledger
+                .as_ref()
+                .map_or_else(Deadlines::default, |l| l.deadlines(w, now));
+            if d.approve_by.is_some()
+                && let Some(kept) = kept.get(&w.reservation.reservation_id)
+            {
+                d.approve_by = Some(*kept);
+            }
+            d
+        })
+        .collect();
+    working_set::insert_reservations(&mut tx, &reservations, &deadlines).await?;
 
     // Each append with the command it belongs to.
     let (appending, appends): (Vec<usize>, Vec<StreamAppend>) = accepted
@@ -317,6 +350,7 @@ fn is_refusal(error: &StoreError) -> bool {
             | StoreError::RetiredResource(_)
             | StoreError::Refused { .. }
             | StoreError::QuotaExceeded(_)
+            | StoreError::Rejected(_)
             | StoreError::NoJobQueue
     )
 }
@@ -389,6 +423,7 @@ async fn admit(
     decided: &Decided,
     wanted: &[Wanted<'_>],
     ledger: &mut Option<Ledger>,
+    kept: &mut HashMap<Uuid, DateTime<Utc>>,
 ) -> Result<(), StoreError> {
     let tenant = &decided.append.tenant;
     for effect in &decided.effects {
@@ -419,9 +454,12 @@ async fn admit(
             WriteEffect::Move { reservation, .. } => {
                 // Its old place is left out before anything is admitted, so
                 // that a booking never conflicts with itself.
-                working_set::remove(conn, tenant.as_str(), reservation.reservation_id).await?;
+                let id = reservation.reservation_id;
+                if let Some(approve_by) = working_set::remove(conn, tenant.as_str(), id).await? {
+                    kept.insert(id, approve_by);
+                }
                 if let Some(ledger) = ledger {
-                    ledger.forget(reservation.reservation_id);
+                    ledger.forget(id);
                 }
             }
             WriteEffect::Assign {
@@ -439,6 +477,13 @@ async fn admit(
                 disabled,
             } => {
                 crate::webhook_health::set(conn, tenant.as_str(), *webhook_id, disabled.as_deref())
+                    .await?
+            }
+            WriteEffect::ClearDeadline {
+                reservation_ids,
+                deadline,
+            } => {
+                working_set::clear_deadline(conn, tenant.as_str(), reservation_ids, *deadline)
                     .await?
             }
             WriteEffect::DropHold { hold_id } => {

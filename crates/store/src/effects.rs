@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use muster_domain::Aggregate;
-use muster_domain::booking::{Booking, BookingCommand, BookingEvent, Reservation};
+use muster_domain::booking::{Booking, BookingCommand, BookingEvent, BookingStatus, Reservation};
 use muster_domain::deployment::{Deployment, DeploymentCommand, DeploymentEvent};
 use muster_domain::hold::{Hold, HoldCommand, HoldEvent};
 use muster_domain::policy::ResourceRules;
@@ -64,6 +64,8 @@ pub enum WriteEffect {
         reservation: Reservation,
         /// The booking's headcount, checked against the seats.
         headcount: Option<u32>,
+        /// What the resource's check-in and approval deadlines count from.
+        basis: DeadlineBasis,
     },
     /// A booking's reservation moves: it stops holding its old place and
     /// holds `reservation` (same id) instead, checked like a new one with
@@ -75,6 +77,16 @@ pub enum WriteEffect {
         reservation: Reservation,
         /// The booking's headcount, checked against the seats.
         headcount: Option<u32>,
+        /// What the resource's check-in and approval deadlines count from.
+        basis: DeadlineBasis,
+    },
+    /// The booking was confirmed or checked in: its reservations'
+    /// approval or check-in deadline no longer applies.
+    ClearDeadline {
+        /// The booking's reservations.
+        reservation_ids: Vec<Uuid>,
+        /// Which deadline.
+        deadline: Deadline,
     },
     /// A booking's headcount changed: it must still fit the seats of every
     /// resource it holds.
@@ -154,6 +166,26 @@ pub enum WriteEffect {
     },
 }
 
+/// What a booking's reservation deadlines count from: the booking's start
+/// (check-in) and whether it still awaits approval (the approval clock
+/// runs from when the reservation is made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadlineBasis {
+    /// The booking's start.
+    pub booking_start: DateTime<Utc>,
+    /// Whether the booking is still `requested`.
+    pub awaiting_approval: bool,
+}
+
+/// A deadline a booking's reservations may have on a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// Confirm by (`approval_timeout`).
+    Approval,
+    /// Check in by (`check_in_within`).
+    CheckIn,
+}
+
 /// What pools' selectors match of a resource besides its rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Labels {
@@ -223,6 +255,24 @@ impl WriteSide for Booking {
 
     fn effects(state: &Booking, stream_id: Uuid, events: &[BookingEvent]) -> Vec<WriteEffect> {
         let headcount = state.headcount_after(events);
+        let mut after = state.clone();
+        for event in events {
+            after.evolve(event);
+        }
+        let basis = DeadlineBasis {
+            booking_start: after
+                .details
+                .as_ref()
+                .map_or(DateTime::<Utc>::MIN_UTC, |d| d.starts_at),
+            awaiting_approval: after.status == Some(BookingStatus::Requested),
+        };
+        let reservation_ids = || {
+            after
+                .reservations
+                .iter()
+                .map(|r| r.reservation_id)
+                .collect()
+        };
         let mut effects = Vec::with_capacity(events.len());
         for event in events {
             let effect = match event {
@@ -237,6 +287,7 @@ impl WriteSide for Booking {
                         booking_id: stream_id,
                         reservation: r.clone(),
                         headcount,
+                        basis,
                     })
                 }
                 BookingEvent::Updated(changes) => {
@@ -270,6 +321,18 @@ impl WriteSide for Booking {
                         booking_id: stream_id,
                         reservation: r.clone(),
                         headcount,
+                        basis,
+                    })
+                }
+                BookingEvent::Confirmed => Some(WriteEffect::ClearDeadline {
+                    reservation_ids: reservation_ids(),
+                    deadline: Deadline::Approval,
+                }),
+                // Started means turned up: a start counts as the check-in.
+                BookingEvent::CheckedIn { .. } | BookingEvent::Started => {
+                    Some(WriteEffect::ClearDeadline {
+                        reservation_ids: reservation_ids(),
+                        deadline: Deadline::CheckIn,
                     })
                 }
                 BookingEvent::TaskAdded(task) => task
@@ -280,13 +343,8 @@ impl WriteSide for Booking {
             effects.extend(effect);
         }
         if events.iter().any(changes_charge) {
-            let before = state.charge();
-            let mut after = state.clone();
-            for event in events {
-                after.evolve(event);
-            }
             let charge = after.charge();
-            if charge != before {
+            if charge != state.charge() {
                 effects.push(WriteEffect::Charge {
                     charge_id: stream_id,
                     charge: charge.map(Box::new),
@@ -306,6 +364,7 @@ fn changes_charge(event: &BookingEvent) -> bool {
             | BookingEvent::TaskCompleted { .. }
             | BookingEvent::Confirmed
             | BookingEvent::Started
+            | BookingEvent::CheckedIn { .. }
     )
 }
 

@@ -137,6 +137,7 @@ impl Store {
                       w.working_hours as "working_hours: Json<Vec<WorkingWindow>>",
                       w.buffer_before_secs, w.buffer_after_secs,
                       w.min_notice_secs, w.max_advance_secs, w.reach_secs,
+                      w.check_in_secs, w.approval_secs,
                       (select count(*) from reservations h
                         where h.tenant_id = w.tenant_id and h.resource_id = w.resource_id
                           and h.starts_at > $3::timestamptz

@@ -49,6 +49,7 @@ impl Store {
             r#"select reservation_id as hold_id, starts_at, ends_at, expires_at as "expires_at!"
                  from reservations
                 where tenant_id = $1 and resource_id = $2 and expires_at > now()
+                  and reservation_id = booking_id
                   and starts_at < $4 and ends_at > $3
                 order by starts_at, reservation_id"#,
             tenant.as_str(),
@@ -71,7 +72,7 @@ impl Store {
         let rows = sqlx::query!(
             r#"select resource_id, reservation_id, starts_at, ends_at, expires_at as "expires_at!"
                  from reservations
-                where tenant_id = $1 and expires_at > now()
+                where tenant_id = $1 and expires_at > now() and reservation_id = booking_id
                   and ($2::uuid[] is null or resource_id = any($2))
                   and starts_at < $4 and ends_at > $3
                 order by starts_at, reservation_id"#,
@@ -102,7 +103,7 @@ impl Store {
     pub async fn holds_past_expiry(&self) -> Result<Vec<(TenantId, Uuid)>, StoreError> {
         let due = sqlx::query!(
             r#"select tenant_id, reservation_id from reservations
-                where expires_at <= now() - interval '1 second'
+                where expires_at <= now() - interval '1 second' and reservation_id = booking_id
                 order by expires_at
                 limit $1"#,
             SWEEP_LIMIT,
@@ -117,4 +118,49 @@ impl Store {
             })
             .collect()
     }
+
+    /// Bookings with a reservation whose check-in or approval deadline
+    /// passed (a second ago, as for holds), at most a sweep's worth: what
+    /// the sweeper records as `booking.no_show` or `booking.expired`.
+    pub async fn bookings_past_deadline(&self) -> Result<Vec<Overdue>, StoreError> {
+        let due = sqlx::query!(
+            r#"select tenant_id, booking_id,
+                      coalesce(bool_or(approve_by <= now() - interval '1 second'), false)
+                          as "approval!",
+                      min(check_in_by) filter (where check_in_by <= now() - interval '1 second')
+                          as check_in_deadline
+                 from reservations
+                where expires_at <= now() - interval '1 second' and reservation_id <> booking_id
+                group by tenant_id, booking_id
+                limit $1"#,
+            SWEEP_LIMIT,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        due.into_iter()
+            .map(|b| {
+                let tenant = TenantId::try_from(b.tenant_id)
+                    .map_err(|e| StoreError::CorruptRow(format!("a booking's tenant: {e}")))?;
+                Ok(Overdue {
+                    tenant,
+                    booking_id: b.booking_id,
+                    approval_passed: b.approval,
+                    check_in_deadline: b.check_in_deadline,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A booking with a deadline that passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overdue {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// The booking.
+    pub booking_id: Uuid,
+    /// Whether its approval deadline passed (it is still requested).
+    pub approval_passed: bool,
+    /// The check-in deadline that passed, if one did.
+    pub check_in_deadline: Option<chrono::DateTime<chrono::Utc>>,
 }

@@ -28,6 +28,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::around::{self, Around, Asked, ResourceKey};
+use crate::effects::DeadlineBasis;
 use crate::rules::{ResourceRow, resource_row};
 use crate::{ReservationConflict, StoreError};
 
@@ -41,6 +42,9 @@ pub(crate) struct Wanted<'a> {
     pub headcount: Option<u32>,
     /// When it stops counting: a hold's expiry; `None` for a reservation.
     pub expires_at: Option<DateTime<Utc>>,
+    /// For a booking's reservation: what its resource's check-in and
+    /// approval deadlines count from.
+    pub basis: Option<DeadlineBasis>,
 }
 
 impl<'a> Wanted<'a> {
@@ -59,6 +63,16 @@ impl<'a> Wanted<'a> {
             outside_working_hours: self.reservation.outside_working_hours,
         }
     }
+}
+
+/// When a booking's reservation stops counting unless the booking is
+/// checked in, or confirmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Deadlines {
+    /// Check in by.
+    pub check_in_by: Option<DateTime<Utc>>,
+    /// Confirm by.
+    pub approve_by: Option<DateTime<Utc>>,
 }
 
 /// The locked resources of one transaction and the reservations they hold
@@ -173,7 +187,8 @@ impl Ledger {
                       r.working_hours as "working_hours!: Json<Vec<WorkingWindow>>",
                       r.seats, r.buffer_before_secs as "buffer_before_secs!",
                       r.buffer_after_secs as "buffer_after_secs!",
-                      r.min_notice_secs, r.max_advance_secs, r.quotas as "quotas!"
+                      r.min_notice_secs, r.max_advance_secs, r.check_in_secs, r.approval_secs,
+                      r.quotas as "quotas!"
                  from unnest((select $1::text[]), (select $2::uuid[]))
                       with ordinality as k(tenant_id, resource_id, n)
                 cross join lateral (
@@ -333,6 +348,25 @@ impl Ledger {
             .map(|(_, r)| r.quotas)
     }
 
+    /// The check-in and approval deadlines `w` has on its (locked)
+    /// resource if it is inserted at `now`: after them it stops counting.
+    pub(crate) fn deadlines(&self, w: &Wanted<'_>, now: DateTime<Utc>) -> Deadlines {
+        let (Some(basis), Some(resource)) = (
+            w.basis,
+            self.resources
+                .get(&(w.tenant.to_owned(), w.reservation.resource_id)),
+        ) else {
+            return Deadlines::default();
+        };
+        Deadlines {
+            check_in_by: resource.rules.check_in_by(basis.booking_start),
+            approve_by: basis
+                .awaiting_approval
+                .then(|| resource.rules.approve_by(now))
+                .flatten(),
+        }
+    }
+
     pub(crate) fn timezone_of(&self, tenant: &str, resource_id: Uuid) -> Option<chrono_tz::Tz> {
         self.resources
             .get(&(tenant.to_owned(), resource_id))
@@ -466,6 +500,7 @@ impl crate::Store {
                 reservation,
                 headcount: *headcount,
                 expires_at: None,
+                basis: None,
             })
             .collect();
         let mut conn = self.pool().acquire().await?;

@@ -67,6 +67,7 @@ pub(crate) async fn lock_claims(
             reservation,
             headcount: *headcount,
             expires_at: None,
+            basis: None,
         })
         .collect();
     let mut ledger = Ledger::load(conn, &wanted).await?;
@@ -173,6 +174,7 @@ impl Weights {
                 reservation,
                 headcount: *headcount,
                 expires_at: None,
+                basis: None,
             };
             verdicts.push((reservation.resource_id, ledger.availability(&wanted, now)?));
             let tz = ledger
@@ -282,7 +284,8 @@ async fn booked_minutes(
                   with ordinality as k(resource_id, day_start, day_end, n)
              left join reservations r
                on r.tenant_id = $1 and r.resource_id = k.resource_id
-              and r.expires_at is null
+              and r.reservation_id <> r.booking_id
+              and (r.expires_at is null or r.expires_at > now())
               and r.starts_at >= k.day_start - interval '1 day'
               and r.starts_at < k.day_end and r.ends_at > k.day_start
             group by k.n

@@ -155,6 +155,7 @@ async fn decide_batch(pool: &PgPool, sink: Option<&dyn JobSink>, batch: Vec<Pend
                 reservation,
                 headcount: *headcount,
                 expires_at: None,
+                basis: None,
             })
             .collect();
         let ledger = Ledger::load(&mut tx, &wanted).await?;

@@ -424,7 +424,7 @@ async fn count_existing(
     // that comes later waits for this definition and then finds the
     // charges to remove.
     let mut rows = sqlx::query!(
-        r#"select booking_id, (expires_at is not null) as "hold!"
+        r#"select booking_id, (reservation_id = booking_id) as "hold!"
              from reservations
             where tenant_id = $1 and ends_at > $2
               and (expires_at is null or expires_at > now())

@@ -22,6 +22,8 @@ pub(crate) struct ResourceRow {
     pub buffer_after_secs: i32,
     pub min_notice_secs: Option<i32>,
     pub max_advance_secs: Option<i32>,
+    pub check_in_secs: Option<i32>,
+    pub approval_secs: Option<i32>,
 }
 
 /// Takes a [`ResourceRow`] out of `$record`, the record of a query that
@@ -43,6 +45,8 @@ macro_rules! resource_row {
             buffer_after_secs: $record.buffer_after_secs,
             min_notice_secs: $record.min_notice_secs,
             max_advance_secs: $record.max_advance_secs,
+            check_in_secs: $record.check_in_secs,
+            approval_secs: $record.approval_secs,
         }
     };
 }
@@ -69,6 +73,8 @@ pub(crate) fn from_columns(row: &ResourceRow) -> ResourceRules {
             buffer_after: (row.buffer_after_secs > 0).then(|| secs(row.buffer_after_secs)),
             min_notice: row.min_notice_secs.map(secs),
             max_advance: row.max_advance_secs.map(secs),
+            check_in_within: row.check_in_secs.map(secs),
+            approval_timeout: row.approval_secs.map(secs),
         },
     }
 }
@@ -83,6 +89,8 @@ pub(crate) struct RuleColumns {
     pub buffer_after_secs: i32,
     pub min_notice_secs: Option<i32>,
     pub max_advance_secs: Option<i32>,
+    pub check_in_secs: Option<i32>,
+    pub approval_secs: Option<i32>,
     /// [`ResourceRules::reach`]: how far around a range readers look.
     pub reach_secs: i32,
 }
@@ -102,6 +110,8 @@ impl RuleColumns {
             buffer_after_secs: rules.policy.buffer_after.map_or(0, secs),
             min_notice_secs: rules.policy.min_notice.map(secs),
             max_advance_secs: rules.policy.max_advance.map(secs),
+            check_in_secs: rules.policy.check_in_within.map(secs),
+            approval_secs: rules.policy.approval_timeout.map(secs),
             reach_secs: i32::try_from(rules.reach().num_seconds()).unwrap_or(i32::MAX),
         }
     }

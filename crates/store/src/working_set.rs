@@ -2,6 +2,7 @@
 //! `reservations` that a command's effects write, in its transaction.
 
 use chrono::{DateTime, Utc};
+use muster_domain::DomainError;
 use muster_domain::capacity::peak_concurrency;
 use muster_domain::policy::{Refusal, ResourceRules};
 use muster_domain::time::TimeRange;
@@ -9,8 +10,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::effects::Labels;
-use crate::ledger::Wanted;
+use crate::effects::{Deadline, Labels};
+use crate::ledger::{Deadlines, Wanted};
 use crate::rules::RuleColumns;
 
 /// Locks the resource, refuses a capacity decrease or a buffer increase
@@ -67,7 +68,8 @@ pub(crate) async fn change_rules(
         r#"update reservable_resources
               set capacity = $3, seats = $4, timezone = $5, working_hours = $6,
                   buffer_before_secs = $7, buffer_after_secs = $8,
-                  min_notice_secs = $9, max_advance_secs = $10, reach_secs = $11
+                  min_notice_secs = $9, max_advance_secs = $10, reach_secs = $11,
+                  check_in_secs = $12, approval_secs = $13
             where tenant_id = $1 and resource_id = $2"#,
         tenant,
         resource_id,
@@ -80,6 +82,8 @@ pub(crate) async fn change_rules(
         c.min_notice_secs,
         c.max_advance_secs,
         c.reach_secs,
+        c.check_in_secs,
+        c.approval_secs,
     )
     .execute(conn)
     .await?;
@@ -159,13 +163,16 @@ pub(crate) async fn release(
     released_from: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     // Released at or before its start: gone. Released while under way:
-    // shortened to end where the release begins.
+    // shortened to end where the release begins, and done with its
+    // deadlines (what is left is over, or ends at one that passed).
     sqlx::query!(
         r#"with removed as (
                delete from reservations
                 where tenant_id = $1 and reservation_id = $2 and starts_at >= $3
            )
-           update reservations set ends_at = least(ends_at, $3)
+           update reservations
+              set ends_at = least(ends_at, $3), check_in_by = null, approve_by = null,
+                  expires_at = null
             where tenant_id = $1 and reservation_id = $2 and starts_at < $3"#,
         tenant,
         reservation_id,
@@ -177,26 +184,106 @@ pub(crate) async fn release(
 }
 
 /// Removes a reservation's row (it moves: its new place is inserted with
-/// the command's admitted reservations).
+/// the command's admitted reservations); answers the approval deadline it
+/// had, which its new place keeps.
 pub(crate) async fn remove(
     conn: &mut PgConnection,
     tenant: &str,
     reservation_id: Uuid,
-) -> Result<(), StoreError> {
-    sqlx::query!(
-        "delete from reservations where tenant_id = $1 and reservation_id = $2",
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let removed = sqlx::query_scalar!(
+        "delete from reservations where tenant_id = $1 and reservation_id = $2 returning approve_by",
         tenant,
         reservation_id,
     )
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
+    Ok(removed.flatten())
+}
+
+/// The booking was confirmed (or checked in): its reservations' approval
+/// (or check-in) deadline is lifted. Refused when one has passed already:
+/// those reservations stopped counting, and another booking may hold the
+/// time now (the sweeper records the expiry or no-show). A booking
+/// without such deadlines reads its rows once and writes nothing.
+pub(crate) async fn clear_deadline(
+    conn: &mut PgConnection,
+    tenant: &str,
+    reservation_ids: &[Uuid],
+    deadline: Deadline,
+) -> Result<(), StoreError> {
+    if reservation_ids.is_empty() {
+        return Ok(());
+    }
+    let set = sqlx::query!(
+        r#"select reservation_id, approve_by, check_in_by, now() as "now!" from reservations
+            where tenant_id = $1 and reservation_id = any($2)
+              and (approve_by is not null or check_in_by is not null)
+              for no key update"#,
+        tenant,
+        reservation_ids,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let due: Vec<(Uuid, DateTime<Utc>)> = set
+        .iter()
+        .filter_map(|r| {
+            let at = match deadline {
+                Deadline::Approval => r.approve_by,
+                Deadline::CheckIn => r.check_in_by,
+            }?;
+            Some((r.reservation_id, at))
+        })
+        .collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    if let Some((_, passed)) = due.iter().find(|(_, at)| *at <= set[0].now) {
+        let what = match deadline {
+            Deadline::Approval => "confirm",
+            Deadline::CheckIn => "check in",
+        };
+        return Err(StoreError::Rejected(DomainError::InvalidTransition(
+            format!(
+                "too late to {what}: the deadline passed at {}, and the booking's reservations \
+             no longer hold their resources",
+                passed.to_rfc3339()
+            ),
+        )));
+    }
+    let ids: Vec<Uuid> = due.into_iter().map(|(id, _)| id).collect();
+    match deadline {
+        Deadline::Approval => {
+            sqlx::query!(
+                r#"update reservations set approve_by = null, expires_at = check_in_by
+                where tenant_id = $1 and reservation_id = any($2)"#,
+                tenant,
+                &ids,
+            )
+            .execute(conn)
+            .await?
+        }
+        Deadline::CheckIn => {
+            sqlx::query!(
+                r#"update reservations set check_in_by = null, expires_at = approve_by
+                where tenant_id = $1 and reservation_id = any($2)"#,
+                tenant,
+                &ids,
+            )
+            .execute(conn)
+            .await?
+        }
+    };
     Ok(())
 }
 
-/// Inserts admitted reservations.
+/// Inserts admitted reservations, each with its deadlines (in order): a
+/// reservation with one stops counting when it passes (`expires_at`, as
+/// a hold does at its expiry).
 pub(crate) async fn insert_reservations(
     conn: &mut PgConnection,
     wanted: &[Wanted<'_>],
+    deadlines: &[Deadlines],
 ) -> Result<(), StoreError> {
     if wanted.is_empty() {
         return Ok(());
@@ -209,7 +296,9 @@ pub(crate) async fn insert_reservations(
     let mut ends = Vec::with_capacity(wanted.len());
     let mut labels = Vec::with_capacity(wanted.len());
     let mut expiries = Vec::with_capacity(wanted.len());
-    for w in wanted {
+    let mut check_ins = Vec::with_capacity(wanted.len());
+    let mut approvals = Vec::with_capacity(wanted.len());
+    for (w, d) in wanted.iter().zip(deadlines) {
         tenants.push(w.tenant);
         ids.push(w.reservation.reservation_id);
         bookings.push(w.booking_id);
@@ -217,15 +306,21 @@ pub(crate) async fn insert_reservations(
         starts.push(w.reservation.starts_at);
         ends.push(w.reservation.ends_at);
         labels.push(w.reservation.label.clone());
-        expiries.push(w.expires_at);
+        expiries.push(match (w.expires_at, d.check_in_by, d.approve_by) {
+            (Some(hold), _, _) => Some(hold),
+            (None, Some(a), Some(b)) => Some(a.min(b)),
+            (None, a, b) => a.or(b),
+        });
+        check_ins.push(d.check_in_by);
+        approvals.push(d.approve_by);
     }
     sqlx::query!(
         r#"insert into reservations
                (tenant_id, reservation_id, booking_id, resource_id, starts_at, ends_at, label,
-                expires_at)
+                expires_at, check_in_by, approve_by)
            select * from unnest($1::text[], $2::uuid[], $3::uuid[], $4::uuid[],
                                 $5::timestamptz[], $6::timestamptz[], $7::text[],
-                                $8::timestamptz[])"#,
+                                $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])"#,
         &tenants as &[&str],
         &ids,
         &bookings,
@@ -234,6 +329,8 @@ pub(crate) async fn insert_reservations(
         &ends,
         &labels as &[Option<String>],
         &expiries as &[Option<DateTime<Utc>>],
+        &check_ins as &[Option<DateTime<Utc>>],
+        &approvals as &[Option<DateTime<Utc>>],
     )
     .execute(conn)
     .await?;
@@ -273,6 +370,8 @@ pub(crate) async fn register_many(
     let notice: Vec<Option<i32>> = columns.iter().map(|c| c.min_notice_secs).collect();
     let advance: Vec<Option<i32>> = columns.iter().map(|c| c.max_advance_secs).collect();
     let reach: Vec<i32> = columns.iter().map(|c| c.reach_secs).collect();
+    let check_in: Vec<Option<i32>> = columns.iter().map(|c| c.check_in_secs).collect();
+    let approval: Vec<Option<i32>> = columns.iter().map(|c| c.approval_secs).collect();
     // A quota defined meanwhile is waited for, so the flag each new row
     // takes is the tenant's as it is after it.
     crate::quotas::share_definitions(conn, &tenants).await?;
@@ -280,14 +379,15 @@ pub(crate) async fn register_many(
         r#"insert into reservable_resources
                (tenant_id, resource_id, capacity, seats, timezone, working_hours,
                 buffer_before_secs, buffer_after_secs, min_notice_secs, max_advance_secs,
-                reach_secs, kind, tags, quotas)
+                reach_secs, kind, tags, check_in_secs, approval_secs, quotas)
            select u.*, exists(select 1 from quotas q where q.tenant_id = u.tenant_id)
              from unnest($1::text[], $2::uuid[], $3::int4[], $4::int4[], $5::text[],
                          $6::jsonb[], $7::int4[], $8::int4[], $9::int4[], $10::int4[],
-                         $11::int4[], $12::text[], $13::jsonb[])
+                         $11::int4[], $12::text[], $13::jsonb[], $14::int4[], $15::int4[])
                   as u(tenant_id, resource_id, capacity, seats, timezone, working_hours,
                        buffer_before_secs, buffer_after_secs, min_notice_secs,
-                       max_advance_secs, reach_secs, kind, tags)"#,
+                       max_advance_secs, reach_secs, kind, tags, check_in_secs,
+                       approval_secs)"#,
         &tenants as &[&str],
         &ids,
         &capacities,
@@ -301,6 +401,8 @@ pub(crate) async fn register_many(
         &reach,
         &kinds as &[&str],
         &tags,
+        &check_in as &[Option<i32>],
+        &approval as &[Option<i32>],
     )
     .execute(conn)
     .await?;

@@ -168,6 +168,8 @@ fn a_requested_booking_shows_its_details_and_first_status() {
                 },
             ],
             tasks: Vec::new(),
+            checked_in_at: None,
+            no_show: false,
             status_history: vec![change("requested", 1)],
             requested_at: at(1),
             updated_at: at(3),
@@ -213,6 +215,8 @@ fn a_whole_life_gives_the_document_the_domain_state_shows() {
                 assignee_id: Some(CHEF),
                 completed: true,
             }],
+            checked_in_at: None,
+            no_show: false,
             status_history: vec![
                 change("requested", 1),
                 change("confirmed", 5),

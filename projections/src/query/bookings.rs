@@ -103,6 +103,70 @@ pub async fn list(
     .await
 }
 
+/// A client's record: how many bookings they made, and how those ended.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClientHistory {
+    /// Every booking with their email.
+    pub bookings: i64,
+    /// Still requested, confirmed or in progress.
+    pub open: i64,
+    /// Completed.
+    pub completed: i64,
+    /// Cancelled (by a planner, or left unconfirmed past an approval
+    /// deadline), no-shows not included.
+    pub cancellations: i64,
+    /// Not checked in by a resource's deadline.
+    pub no_shows: i64,
+    /// Their latest bookings, latest start first (at most 50).
+    pub recent: Vec<BookingSummary>,
+}
+
+/// The history of the client with `email` (case-insensitive).
+pub async fn client_history(
+    pool: &PgPool,
+    tenant: &TenantId,
+    email: &str,
+) -> Result<ClientHistory, sqlx::Error> {
+    let counts = sqlx::query!(
+        r#"select count(*) as "bookings!",
+                  count(*) filter (where status in ('requested', 'confirmed', 'in_progress'))
+                      as "open!",
+                  count(*) filter (where status = 'completed') as "completed!",
+                  count(*) filter (where status = 'cancelled'
+                                     and not coalesce((document->>'no_show')::bool, false))
+                      as "cancellations!",
+                  count(*) filter (where coalesce((document->>'no_show')::bool, false))
+                      as "no_shows!"
+             from read.bookings
+            where tenant_id = $1 and lower(client_email) = lower($2)"#,
+        tenant.as_str(),
+        email,
+    )
+    .fetch_one(pool)
+    .await?;
+    let recent = sqlx::query_as!(
+        BookingSummary,
+        r#"select booking_id as id, title, client_name, client_email, starts_at, ends_at,
+                  headcount, status, version, position
+             from read.bookings
+            where tenant_id = $1 and lower(client_email) = lower($2)
+            order by starts_at desc, booking_id desc
+            limit 50"#,
+        tenant.as_str(),
+        email,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(ClientHistory {
+        bookings: counts.bookings,
+        open: counts.open,
+        completed: counts.completed,
+        cancellations: counts.cancellations,
+        no_shows: counts.no_shows,
+        recent,
+    })
+}
+
 /// `%text%` with LIKE's wildcards in `text` escaped.
 fn like_pattern(text: &str) -> String {
     let escaped = text

@@ -12,7 +12,8 @@ pub mod status;
 
 pub use analytics::{DayUtilization, ResourceUtilization, StatusCount};
 pub use bookings::{
-    BookingFilter, BookingSummary, ResourceScheduleEntry, ScheduleEntry, ScheduleFilter,
+    BookingFilter, BookingSummary, ClientHistory, ResourceScheduleEntry, ScheduleEntry,
+    ScheduleFilter,
 };
 pub use occupancy::Occupancy;
 pub use resources::{ResourceFilter, ResourceView};

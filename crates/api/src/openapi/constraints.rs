@@ -125,10 +125,27 @@ fn queries(doc: &mut Value) {
                 *schema =
                     json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_NUL});
             }
-            "kind" | "tag" | "client" | "stream_type" | "event_type" => {
+            "kind" | "tag" | "client" | "stream_type" | "event_type" | "subject" => {
                 schema["pattern"] = json!(NO_NUL);
             }
             _ => continue,
+        }
+    }
+    // A quota's name, and a client's email, in the path.
+    for (path, p) in parameters(doc) {
+        if p["in"] != "path" {
+            continue;
+        }
+        if path.starts_with("/v1/quotas/{name}") {
+            p.insert(
+                "schema".into(),
+                json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}),
+            );
+        } else if path == "/v1/clients/{email}" {
+            p.insert(
+                "schema".into(),
+                json!({"type": "string", "pattern": "^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,100}$"}),
+            );
         }
     }
     // Comma-separated lists, as OpenAPI spells them.
@@ -242,9 +259,24 @@ fn bodies(doc: &mut Value) {
 
     // Time zones: the names the server's database knows.
     let zones: Vec<&str> = muster_domain::time::zone_names().collect();
-    for schema in ["RecurrenceBody", "RegisterResourceBody"] {
+    for schema in ["RecurrenceBody", "RegisterResourceBody", "QuotaBody"] {
         set(doc, schema, "timezone", json!({"enum": zones}));
     }
+
+    // Quotas: a count or hours, not both; at most 1,000 subjects.
+    set(
+        doc,
+        "QuotaBody",
+        "subjects",
+        json!({"maxItems": muster_domain::quota::MAX_SUBJECTS,
+               "items": {"type": "string", "pattern": NO_NUL}}),
+    );
+    doc["components"]["schemas"]["QuotaBody"]["oneOf"] = json!([
+        {"title": "A count", "required": ["max_bookings"],
+         "properties": {"max_bookings": {"type": "integer"}, "max_hours": {"type": "null"}}},
+        {"title": "Hours", "required": ["max_hours"],
+         "properties": {"max_hours": {"type": "number"}, "max_bookings": {"type": "null"}}},
+    ]);
 
     // Resources.
     for schema in ["RegisterResourceBody", "UpdateResourceBody"] {

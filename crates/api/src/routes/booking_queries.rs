@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
 
-use muster_projections::query::{BookingFilter, BookingSummary};
+use muster_projections::query::{BookingFilter, BookingSummary, ClientHistory};
 use muster_projections::{BookingDocument, ReadModel};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_bookings))
         .routes(routes!(get_booking))
+        .routes(routes!(client_history))
 }
 
 const STATUSES: [&str; 5] = [
@@ -121,4 +122,38 @@ async fn get_booking(
     consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
     let document = state.reads.booking_document(&principal.tenant, id).await?;
     stored_document(document, "booking", &headers)
+}
+
+/// A client's history: how many bookings they made with this email
+/// (case-insensitive), how many were cancelled and how many were
+/// no-shows, and their latest bookings.
+#[utoipa::path(get, path = "/v1/clients/{email}", tag = "bookings",
+    params(("email" = String, Path, description = "The client's email address"), ConsistencyQuery),
+    responses((status = 200, description = "The client's history", body = ClientHistoryView)))]
+async fn client_history(
+    State(state): State<AppState>,
+    auth: Auth,
+    path: PathIds,
+    QueryParams(q): QueryParams<ConsistencyQuery>,
+) -> Result<Json<ClientHistoryView>, ApiError> {
+    let principal = auth.require(READERS)?;
+    let raw = path.0.first().map_or("", String::as_str);
+    let email = muster_domain::quota::normal_subject(muster_domain::quota::QuotaScope::Client, raw)
+        .ok_or_else(|| invalid("email", "must be an email address"))?;
+    consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
+    let history = state
+        .reads
+        .client_history(&principal.tenant, &email)
+        .await?;
+    Ok(Json(ClientHistoryView { email, history }))
+}
+
+/// A client's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientHistoryView {
+    /// The email, in lower case.
+    email: String,
+    /// What their bookings came to.
+    #[serde(flatten)]
+    history: ClientHistory,
 }

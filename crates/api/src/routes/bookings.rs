@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(request_booking))
         .routes(routes!(confirm_booking))
+        .routes(routes!(check_in_booking))
         .routes(routes!(start_booking))
         .routes(routes!(complete_booking))
         .routes(routes!(cancel_booking))
@@ -595,6 +596,24 @@ async fn confirm_booking(
         StatusCode::OK,
         booking_answer(Some(BookingStatus::Confirmed)),
     )
+}
+
+/// Check a booking in: the client turned up. Open from an hour before
+/// the booking starts until it ends, while it is requested or confirmed;
+/// a resource's `check_in_within` closes it at the booking's start plus
+/// that time, after which the booking no longer holds the resource and is
+/// recorded as a no-show (409).
+#[utoipa::path(post, path = "/v1/bookings/{id}/check-in", tag = "bookings",
+    params(("id" = Uuid, Path, description = "Booking id"), CommandHeaders),
+    responses((status = 200, description = "Checked in", body = BookingAnswer)))]
+async fn check_in_booking(
+    State(state): State<AppState>,
+    ids: PathIds,
+    command: Command<NoBody>,
+) -> Result<Response, ApiError> {
+    let id = ids.id(0, "booking")?;
+    let answer = state.app.check_in_booking(&command.context, id).await;
+    respond(answer, StatusCode::OK, booking_answer(None))
 }
 
 /// Start a confirmed booking.

@@ -37,23 +37,23 @@ pub struct QuotaBody {
     /// Whose bookings count together: `client` (by email,
     /// case-insensitive), `resource`, `pool` (reservations picked from
     /// it) or `key` (the API key that made them).
-    #[schema(example = "client")]
-    scope: Option<String>,
+    scope: QuotaScope,
     /// `day`, `week` (ISO, from Monday) or `month`, local to `timezone`.
-    #[schema(example = "week")]
-    period: Option<String>,
-    /// At most this many bookings (and unexpired holds) per period, 1 to
-    /// 100,000. Give this or `max_hours`.
-    #[schema(example = 3)]
-    max_bookings: Option<i64>,
-    /// At most this many hours booked per period, in whole minutes, more
-    /// than 0 and at most 100,000.
+    period: QuotaPeriod,
+    /// At most this many bookings (and unexpired holds) per period. Give
+    /// this or `max_hours`.
+    #[schema(minimum = 1, maximum = 100_000, example = 3)]
+    max_bookings: Option<u32>,
+    /// At most this many hours booked per period, in whole minutes (a
+    /// multiple of 1/60).
+    #[schema(exclusive_minimum = 0, maximum = 100_000)]
     max_hours: Option<f64>,
     /// IANA zone of the periods (default UTC).
     #[schema(example = "Europe/Berlin")]
     timezone: Option<String>,
-    /// Only these subjects (emails, or resource, pool or key ids, each of
-    /// which must exist); absent: every subject of the scope.
+    /// Only these subjects (at most 1,000): emails for a client quota,
+    /// else ids of the tenant's resources, pools or API keys, each of
+    /// which must exist; absent: every subject of the scope.
     subjects: Option<Vec<String>>,
 }
 
@@ -146,9 +146,9 @@ async fn put_quota(
     let principal = Auth(request.principal).require(&[Role::Admin])?.clone();
     let body = request.body;
     let input = QuotaInput {
-        scope: body.scope,
-        period: body.period,
-        max_bookings: body.max_bookings,
+        scope: Some(body.scope.as_str().to_owned()),
+        period: Some(body.period.as_str().to_owned()),
+        max_bookings: body.max_bookings.map(i64::from),
         max_hours: body.max_hours,
         timezone: body.timezone,
         subjects: body.subjects,

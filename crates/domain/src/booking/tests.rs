@@ -816,3 +816,94 @@ fn a_reschedule_takes_pool_reservations_to_the_members_repicked_and_no_others() 
         .when(repick(id(3)))
         .then_invalid(&["repicked[0]"]);
 }
+
+#[test]
+fn check_in_opens_an_hour_before_the_start_and_closes_at_the_end() {
+    let early = given::<Booking>(requested())
+        .when(BookingCommand::CheckIn {
+            now: t(14) - Duration::minutes(61),
+        })
+        .then_refused();
+    assert!(matches!(early, DomainError::InvalidTransition(m) if m.contains("opens at")));
+    let state = given::<Booking>(with(requested(), &[BookingEvent::Confirmed]))
+        .when(BookingCommand::CheckIn { now: t(13) })
+        .then([BookingEvent::CheckedIn { at: t(13) }]);
+    assert_eq!(state.checked_in_at, Some(t(13)));
+    given::<Booking>(with(requested(), &[BookingEvent::CheckedIn { at: t(13) }]))
+        .when(BookingCommand::CheckIn { now: t(14) })
+        .then_refused();
+    given::<Booking>(requested())
+        .when(BookingCommand::CheckIn { now: t(23) })
+        .then_refused();
+}
+
+#[test]
+fn a_no_show_ends_the_booking_and_releases_it_from_the_deadline() {
+    let state = given::<Booking>(requested())
+        .when(BookingCommand::RecordNoShow {
+            deadline: t(14) + Duration::minutes(15),
+            now: t(15),
+        })
+        .then([
+            BookingEvent::NoShow {
+                deadline: t(14) + Duration::minutes(15),
+            },
+            BookingEvent::ReservationReleased {
+                reservation_id: id(1),
+                released_from: t(14) + Duration::minutes(15),
+            },
+        ]);
+    assert!(state.no_show);
+    assert_eq!(status_of(&state), BookingStatus::Cancelled);
+    assert_eq!(
+        state.charge(),
+        None,
+        "a no-show no longer counts for quotas"
+    );
+    // Checked in, or not yet due: no no-show.
+    given::<Booking>(with(requested(), &[BookingEvent::CheckedIn { at: t(14) }]))
+        .when(BookingCommand::RecordNoShow {
+            deadline: t(15),
+            now: t(16),
+        })
+        .then_refused();
+    given::<Booking>(requested())
+        .when(BookingCommand::RecordNoShow {
+            deadline: t(15),
+            now: t(14),
+        })
+        .then_refused();
+}
+
+#[test]
+fn only_a_request_expires() {
+    let state = given::<Booking>(requested())
+        .when(BookingCommand::Expire { now: t(2) })
+        .then([
+            BookingEvent::Expired,
+            BookingEvent::ReservationReleased {
+                reservation_id: id(1),
+                released_from: t(12),
+            },
+        ]);
+    assert_eq!(status_of(&state), BookingStatus::Cancelled);
+    assert!(!state.no_show);
+    given::<Booking>(with(requested(), &[BookingEvent::Confirmed]))
+        .when(BookingCommand::Expire { now: t(2) })
+        .then_refused();
+}
+
+#[test]
+fn the_new_events_round_trip_through_their_payloads() {
+    for event in [
+        BookingEvent::CheckedIn { at: t(13) },
+        BookingEvent::NoShow { deadline: t(14) },
+        BookingEvent::Expired,
+    ] {
+        let payload = event.to_payload();
+        assert_eq!(
+            BookingEvent::from_payload(event.event_type(), &payload).unwrap(),
+            event
+        );
+    }
+}

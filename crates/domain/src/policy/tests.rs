@@ -279,6 +279,7 @@ fn free_slots_agree_with_admits_minute_by_minute() {
             buffer_after: iso("PT35M"),
             min_notice: iso("PT1H"),
             max_advance: iso("PT11H"),
+            ..BookingPolicy::default()
         },
         ..ResourceRules::capacity_only(2)
     };
