@@ -578,3 +578,85 @@ async fn bad_quota_definitions_are_refused_and_write_nothing() {
     let other_tenant = app.get("/v1/quotas/q", &app.other_tenant).await;
     assert_problem(&other_tenant, 404, "not-found");
 }
+
+#[tokio::test]
+async fn a_pool_quota_limits_what_is_picked_from_the_pool_and_a_client_quota_applies_to_picks() {
+    let app = spawn_app().await;
+    let (a, b) = (app.resource(1).await, app.resource(1).await);
+    let pool = app
+        .post(
+            "/v1/pools",
+            &json!({"name": "Halls", "members": [a, b], "strategy": "first"}),
+        )
+        .await;
+    assert_eq!(pool.status, StatusCode::CREATED, "{:?}", pool.body);
+    let pool = pool.body["id"].as_str().unwrap().to_owned();
+    define(
+        &app,
+        "pool-hours",
+        &json!({"scope": "pool", "period": "day", "max_hours": 3, "subjects": [pool]}),
+    )
+    .await;
+    let pick = |from: &str, to: &str, email: &str| {
+        json!({"title": "Pick", "client": {"name": "c", "email": email},
+               "starts_at": from, "ends_at": to, "headcount": 1,
+               "reservations": [{"pool_id": pool, "starts_at": from, "ends_at": to}]})
+    };
+    let first = app
+        .post(
+            "/v1/bookings",
+            &pick(
+                "2030-10-01T08:00:00Z",
+                "2030-10-01T10:00:00Z",
+                "a@example.com",
+            ),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    // Two more hours from the pool pass its three; the same hours booked
+    // on a member by name are not the pool's.
+    let over = app
+        .post(
+            "/v1/bookings",
+            &pick(
+                "2030-10-01T08:00:00Z",
+                "2030-10-01T10:00:00Z",
+                "b@example.com",
+            ),
+        )
+        .await;
+    assert_problem(&over, 409, "quota-exceeded");
+    assert_eq!(over.body["quota"]["used_hours"], 2.0);
+    let named = app
+        .post(
+            "/v1/bookings",
+            &booking_for(
+                &b,
+                "b@example.com",
+                "2030-10-01T08:00:00Z",
+                "2030-10-01T10:00:00Z",
+            ),
+        )
+        .await;
+    assert_eq!(named.status, StatusCode::CREATED, "{:?}", named.body);
+
+    // A client quota counts a pick like any booking.
+    define(
+        &app,
+        "one-a-day",
+        &json!({"scope": "client", "period": "day", "max_bookings": 1}),
+    )
+    .await;
+    let again = app
+        .post(
+            "/v1/bookings",
+            &pick(
+                "2030-10-01T12:00:00Z",
+                "2030-10-01T13:00:00Z",
+                "a@example.com",
+            ),
+        )
+        .await;
+    assert_problem(&again, 409, "quota-exceeded");
+    assert_eq!(again.body["quota"]["quota"], "one-a-day");
+}

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::effects::WriteEffect;
@@ -395,7 +396,12 @@ async fn charge_quotas(
         return Ok(());
     }
     let key = decided.append.metadata.actor.as_str();
-    quotas::recharge(conn, tenant, key, &recharges).await
+    quotas::recharge(conn, tenant, key, &recharges)
+        .instrument(tracing::info_span!(
+            "quota.check",
+            charges = recharges.len()
+        ))
+        .await
 }
 
 fn registrations(decided: &Decided) -> impl Iterator<Item = Registration<'_>> {
