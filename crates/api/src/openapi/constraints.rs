@@ -45,9 +45,9 @@ fn iso_duration() -> String {
 }
 
 /// An email address as the server checks it: one `@`, text before it, a
-/// dot after it, no white space.
+/// dot after it, no white space (and no NUL, which no field takes).
 fn email() -> String {
-    let part = format!(r"[^@{WHITE_SPACE}]");
+    let part = format!(r"[^@\u0000{WHITE_SPACE}]");
     format!("^{part}+@{part}*\\.{part}*$")
 }
 

@@ -136,8 +136,7 @@ fn name_of(path: &PathIds) -> &str {
     request_body = QuotaBody,
     responses(
         (status = 201, description = "Defined", body = DefinedQuota),
-        (status = 200, description = "Redefined", body = DefinedQuota),
-        (status = 422, description = "Invalid definition or unknown subjects", body = crate::error::Problem)))]
+        (status = 200, description = "Redefined", body = DefinedQuota)))]
 async fn put_quota(
     State(state): State<AppState>,
     path: PathIds,
