@@ -15,6 +15,7 @@ pub mod deployment;
 pub mod duration;
 pub mod error;
 pub mod event;
+pub mod external;
 pub mod find_time;
 pub mod hold;
 pub mod ics;
