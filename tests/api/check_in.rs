@@ -142,6 +142,16 @@ async fn a_booking_not_checked_in_stops_counting_at_its_deadline_before_any_swee
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Nothing of it is overdue any more (the sweeper would find it again).
+    let overdue: i64 = sqlx::query_scalar(
+        "select count(*) from reservations where booking_id = $1::uuid
+            and (expires_at is not null or check_in_by is not null or approve_by is not null)",
+    )
+    .bind(&missed_id)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(overdue, 0);
     let history = app.get("/v1/clients/dee@example.com", &app.analyst).await;
     assert_eq!(history.status, StatusCode::OK, "{:?}", history.body);
     assert_eq!(history.body["bookings"], 1);
@@ -171,6 +181,14 @@ async fn a_checked_in_booking_keeps_its_resource_and_check_in_has_a_window() {
         .post(&format!("/v1/bookings/{id}/check-in"), &json!({}))
         .await;
     assert_problem(&again, 409, "invalid-transition");
+    // Moved after its check-in, it gets no new check-in deadline.
+    let longer = app
+        .post(
+            &format!("/v1/bookings/{id}/reschedule"),
+            &json!({"starts_at": from, "ends_at": in_secs(7200)}),
+        )
+        .await;
+    assert_eq!(longer.status, StatusCode::OK, "{:?}", longer.body);
 
     sleep_until(&in_secs(4)).await;
     let other = app
@@ -304,4 +322,32 @@ async fn deadlines_must_be_positive_durations() {
         assert_problem(&answer, 422, "validation");
         assert_eq!(fields(&answer), [field]);
     }
+}
+
+#[tokio::test]
+async fn a_no_show_of_a_booking_that_ended_before_its_deadline_is_recorded_once() {
+    let app = spawn_app().await;
+    // The deadline (start + 2 s) comes after the booking's end (start +
+    // 1 s): nothing is left to release, and nothing may stay overdue.
+    let desk = resource_with(&app, json!({"check_in_within": "PT2S"})).await;
+    let made = app
+        .post(
+            "/v1/bookings",
+            &booking(&desk, &in_secs(1), &in_secs(2), "dee@example.com"),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    let id = made.body["id"].as_str().unwrap().to_owned();
+    until_recorded(&app, "booking.no_show").await;
+    // Sweeps keep running every second; the booking is not found again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(recorded(&app, "booking.no_show").await, 1);
+    let overdue: i64 = sqlx::query_scalar(
+        "select count(*) from reservations where booking_id = $1::uuid and expires_at is not null",
+    )
+    .bind(&id)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(overdue, 0);
 }

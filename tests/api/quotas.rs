@@ -379,6 +379,22 @@ async fn an_hours_quota_counts_what_was_booked_before_it_and_what_cancels_frees(
     assert_eq!(fits.status, StatusCode::CREATED, "{:?}", fits.body);
     let used = usage(&app, "two-hours", "ann@example.com", "2030-08-01T00:00:00Z").await;
     assert_eq!(used["hours"], 2.0);
+    // Longer within its own day is more hours: checked like a new booking.
+    let id = fits.body["id"].as_str().unwrap();
+    let longer = app
+        .post(
+            &format!("/v1/bookings/{id}/reschedule"),
+            &json!({"starts_at": "2030-08-01T10:00:00Z", "ends_at": "2030-08-01T11:00:00Z"}),
+        )
+        .await;
+    assert_problem(&longer, 409, "quota-exceeded");
+    let shorter = app
+        .post(
+            &format!("/v1/bookings/{id}/reschedule"),
+            &json!({"starts_at": "2030-08-01T10:00:00Z", "ends_at": "2030-08-01T10:15:00Z"}),
+        )
+        .await;
+    assert_eq!(shorter.status, StatusCode::OK, "{:?}", shorter.body);
 
     // Removing the quota lifts it.
     let removed = app

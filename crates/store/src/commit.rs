@@ -485,6 +485,9 @@ async fn admit(
                 crate::webhook_health::set(conn, tenant.as_str(), *webhook_id, disabled.as_deref())
                     .await?
             }
+            WriteEffect::DropDeadlines { reservation_ids } => {
+                working_set::drop_deadlines(conn, tenant.as_str(), reservation_ids).await?
+            }
             WriteEffect::ClearDeadline {
                 reservation_ids,
                 deadline,

@@ -80,6 +80,13 @@ pub enum WriteEffect {
         /// What the resource's check-in and approval deadlines count from.
         basis: DeadlineBasis,
     },
+    /// The booking ended (cancelled, completed, a no-show, expired): no
+    /// deadline applies to what is left of its reservations, so none of
+    /// them is found overdue again.
+    DropDeadlines {
+        /// Every reservation it had.
+        reservation_ids: Vec<Uuid>,
+    },
     /// The booking was confirmed or checked in: its reservations'
     /// approval or check-in deadline no longer applies.
     ClearDeadline {
@@ -175,6 +182,8 @@ pub struct DeadlineBasis {
     pub booking_start: DateTime<Utc>,
     /// Whether the booking is still `requested`.
     pub awaiting_approval: bool,
+    /// Whether it was checked in (or started): no check-in deadline.
+    pub checked_in: bool,
 }
 
 /// A deadline a booking's reservations may have on a resource.
@@ -265,6 +274,8 @@ impl WriteSide for Booking {
                 .as_ref()
                 .map_or(DateTime::<Utc>::MIN_UTC, |d| d.starts_at),
             awaiting_approval: after.status == Some(BookingStatus::Requested),
+            checked_in: after.checked_in_at.is_some()
+                || after.status == Some(BookingStatus::InProgress),
         };
         let reservation_ids = || {
             after
@@ -341,6 +352,21 @@ impl WriteSide for Booking {
                 _ => None,
             };
             effects.extend(effect);
+        }
+        let ended = |status: Option<BookingStatus>| {
+            matches!(
+                status,
+                Some(BookingStatus::Cancelled | BookingStatus::Completed)
+            )
+        };
+        if ended(after.status) && !ended(state.status) {
+            effects.push(WriteEffect::DropDeadlines {
+                reservation_ids: state
+                    .reservations
+                    .iter()
+                    .map(|r| r.reservation_id)
+                    .collect(),
+            });
         }
         if events.iter().any(changes_charge) {
             let charge = after.charge();

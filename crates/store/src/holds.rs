@@ -132,6 +132,7 @@ impl Store {
                  from reservations
                 where expires_at <= now() - interval '1 second' and reservation_id <> booking_id
                 group by tenant_id, booking_id
+                order by min(expires_at)
                 limit $1"#,
             SWEEP_LIMIT,
         )

@@ -359,7 +359,9 @@ impl Ledger {
             return Deadlines::default();
         };
         Deadlines {
-            check_in_by: resource.rules.check_in_by(basis.booking_start),
+            check_in_by: (!basis.checked_in)
+                .then(|| resource.rules.check_in_by(basis.booking_start))
+                .flatten(),
             approve_by: basis
                 .awaiting_approval
                 .then(|| resource.rules.approve_by(now))

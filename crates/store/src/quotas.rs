@@ -8,7 +8,7 @@
 //! command that creates a booking on resources whose flag is off skips
 //! every quota statement.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use muster_domain::TenantId;
@@ -122,9 +122,37 @@ impl Store {
         name: &str,
         spec: &QuotaSpec,
     ) -> Result<Defined, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.define_quota_once(tenant, name, spec).await {
+                Err(StoreError::Database(e)) if crate::db::is_transient(&e) && attempt < 3 => {
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn define_quota_once(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        spec: &QuotaSpec,
+    ) -> Result<Defined, StoreError> {
         let mut tx = self.pool().begin().await?;
         check_subjects(&mut tx, tenant, spec).await?;
         lock_tenant(&mut tx, tenant).await?;
+        // The tenant's resources first, in the ledger's order: every
+        // command reserving one has committed (its charges are counted
+        // below) or waits for this transaction, and then reads the flag
+        // on.
+        lock_resources(&mut tx, tenant).await?;
+        sqlx::query!(
+            "update reservable_resources set quotas = true where tenant_id = $1 and not quotas",
+            tenant.as_str(),
+        )
+        .execute(&mut *tx)
+        .await?;
         let (max_bookings, max_minutes) = limit_columns(spec.limit);
         let row = sqlx::query_as!(
             QuotaRow,
@@ -157,14 +185,6 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
-        // From here on every command reserving the tenant's resources
-        // waits for this transaction, then sees the flag on.
-        sqlx::query!(
-            "update reservable_resources set quotas = true where tenant_id = $1",
-            tenant.as_str(),
-        )
-        .execute(&mut *tx)
-        .await?;
         let counted = count_existing(&mut tx, tenant, name, spec).await?;
         tx.commit().await?;
         Ok(Defined {
@@ -178,6 +198,8 @@ impl Store {
     pub async fn remove_quota(&self, tenant: &TenantId, name: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         lock_tenant(&mut tx, tenant).await?;
+        // Commands that read the quota finish writing its charges first.
+        lock_resources(&mut tx, tenant).await?;
         let removed = sqlx::query!(
             "delete from quotas where tenant_id = $1 and name = $2",
             tenant.as_str(),
@@ -302,6 +324,20 @@ pub(crate) async fn share_definitions(
              from unnest($2::text[]) with ordinality as k(t, n)"#,
         TENANT_LOCK,
         &tenants as &[&str],
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks the tenant's resource rows in the ledger's order (by id): the
+/// commands reserving them finish first, and later ones wait.
+async fn lock_resources(conn: &mut PgConnection, tenant: &TenantId) -> Result<(), StoreError> {
+    sqlx::query!(
+        r#"select count(*) as "locked!" from (
+               select 1 from reservable_resources where tenant_id = $1
+                order by resource_id for no key update) r"#,
+        tenant.as_str(),
     )
     .fetch_one(conn)
     .await?;
@@ -560,16 +596,20 @@ pub(crate) async fn recharge(
     let ids: Vec<Uuid> = recharges.iter().map(|r| r.charge_id).collect();
     let before = sqlx::query!(
         r#"delete from quota_charges where tenant_id = $1 and charge_id = any($2)
-           returning quota_name, subject, period_start, charge_id, key_id"#,
+           returning quota_name, subject, period_start, charge_id, key_id, minutes"#,
         tenant,
         &ids,
     )
     .fetch_all(&mut *conn)
     .await?;
-    let counted_before: HashSet<(String, String, DateTime<Utc>)> = before
-        .iter()
-        .map(|r| (r.quota_name.clone(), r.subject.clone(), r.period_start))
-        .collect();
+    // What the command's charges counted in each (quota, subject, period)
+    // before it: minutes by period, summed over the charges.
+    let mut counted_before: HashMap<(String, String, DateTime<Utc>), i64> = HashMap::new();
+    for r in &before {
+        *counted_before
+            .entry((r.quota_name.clone(), r.subject.clone(), r.period_start))
+            .or_default() += i64::from(r.minutes);
+    }
     let keys_before: HashMap<Uuid, String> = before
         .into_iter()
         .map(|r| (r.charge_id, r.key_id))
@@ -595,7 +635,17 @@ pub(crate) async fn recharge(
                     &line,
                 );
                 let period = (quota.name.clone(), line.subject.clone(), line.period_start);
-                if !counted_before.contains(&period) {
+                // A period it enters is checked; one it stays in only when
+                // it books more hours there than before (a count is
+                // unchanged by a move within its period).
+                let check = match counted_before.get(&period) {
+                    None => true,
+                    Some(minutes) => {
+                        matches!(quota.spec.limit, QuotaLimit::Minutes(_))
+                            && line.minutes > *minutes
+                    }
+                };
+                if check {
                     checked.push((q, recharge.charge_id, line));
                 }
             }

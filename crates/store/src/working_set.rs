@@ -201,6 +201,29 @@ pub(crate) async fn remove(
     Ok(removed.flatten())
 }
 
+/// The booking ended: what is left of its reservations has no deadline
+/// any more (the rows that already ended would otherwise stay overdue).
+/// A booking without deadlines reads its rows by key and writes nothing.
+pub(crate) async fn drop_deadlines(
+    conn: &mut PgConnection,
+    tenant: &str,
+    reservation_ids: &[Uuid],
+) -> Result<(), StoreError> {
+    if reservation_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        r#"update reservations set check_in_by = null, approve_by = null, expires_at = null
+            where tenant_id = $1 and reservation_id = any($2)
+              and (check_in_by is not null or approve_by is not null)"#,
+        tenant,
+        reservation_ids,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The booking was confirmed (or checked in): its reservations' approval
 /// (or check-in) deadline is lifted. Refused when one has passed already:
 /// those reservations stopped counting, and another booking may hold the

@@ -128,6 +128,19 @@ fn name_of(path: &PathIds) -> &str {
     path.0.first().map_or("", String::as_str)
 }
 
+/// The quota the path names, or 404.
+async fn quota_named(
+    state: &AppState,
+    tenant: &muster_domain::TenantId,
+    path: &PathIds,
+) -> Result<StoredQuota, ApiError> {
+    state
+        .store
+        .find_quota(tenant, name_of(path))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("quota".into()))
+}
+
 /// Define a quota, or redefine it (admin). It counts what is booked from
 /// the current period on at once, and every command from then on is
 /// checked against it in its own transaction.
@@ -192,11 +205,7 @@ async fn get_quota(
     path: PathIds,
 ) -> Result<Json<QuotaView>, ApiError> {
     let principal = auth.require(READERS)?;
-    let quota = state
-        .store
-        .find_quota(&principal.tenant, name_of(&path))
-        .await?
-        .ok_or_else(|| ApiError::NotFound("quota".into()))?;
+    let quota = quota_named(&state, &principal.tenant, &path).await?;
     Ok(Json(quota.into()))
 }
 
@@ -268,11 +277,7 @@ async fn quota_usage(
     QueryParams(query): QueryParams<UsageQuery>,
 ) -> Result<Json<QuotaUsageView>, ApiError> {
     let principal = auth.require(READERS)?;
-    let quota = state
-        .store
-        .find_quota(&principal.tenant, name_of(&path))
-        .await?
-        .ok_or_else(|| ApiError::NotFound("quota".into()))?;
+    let quota = quota_named(&state, &principal.tenant, &path).await?;
     let subject = normal_subject(quota.spec.scope, &query.subject).ok_or_else(|| {
         invalid(
             "subject",
