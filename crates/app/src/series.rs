@@ -14,6 +14,7 @@ use muster_domain::series::{
 };
 use muster_domain::time::TimeRange;
 use muster_store::CommandContext;
+use muster_store::QuotaExceeded;
 use muster_store::ledger::Availability;
 use muster_store::quotas::QuotaBook;
 use uuid::Uuid;
@@ -200,7 +201,6 @@ impl RequestSeries {
                 )),
             }
         }
-        self.over_quota(&mut blocked);
         Ok(blocked)
     }
 
@@ -212,10 +212,15 @@ impl RequestSeries {
     }
 
     /// Adds to `blocked` (in occurrence order) the occurrences that a
-    /// quota refuses, counting the ones booked before each.
-    fn over_quota(&self, blocked: &mut Vec<(usize, SkippedOccurrence)>) {
+    /// quota refuses, counting the ones booked before each; answers the
+    /// first quota passed.
+    fn over_quota(
+        &self,
+        blocked: &mut Vec<(usize, SkippedOccurrence)>,
+    ) -> Option<Box<QuotaExceeded>> {
+        let mut first = None;
         if self.quotas.is_empty() {
-            return;
+            return first;
         }
         let mut book = self.quotas.clone();
         for (i, (booking_id, charge)) in self.charges().enumerate() {
@@ -236,8 +241,10 @@ impl RequestSeries {
                         },
                     ),
                 );
+                first.get_or_insert(exceeded);
             }
         }
+        first
     }
 }
 
@@ -261,18 +268,17 @@ impl Decision for RequestSeries {
     }
 
     fn decide(&self, read: &Read) -> Result<Plan<Series>, Refusal> {
-        let blocked = self.blocked(read)?;
+        let mut blocked = self.blocked(read)?;
+        let in_the_way = blocked.len();
+        let over_quota = self.over_quota(&mut blocked);
         if (self.on_conflict == OnConflict::Fail && !blocked.is_empty())
             || blocked.len() == self.planned.len()
         {
             // Only quotas in the way: the refusal is the first quota's.
-            if blocked.iter().all(|(_, s)| s.reason == "quota-exceeded")
-                && let Some(exceeded) = blocked
-                    .first()
-                    .and_then(|(_, s)| s.conflicts.first())
-                    .and_then(|c| serde_json::from_value(c.clone()).ok())
+            if in_the_way == 0
+                && let Some(exceeded) = over_quota
             {
-                return Err(Refusal::QuotaExceeded(Box::new(exceeded)));
+                return Err(Refusal::QuotaExceeded(exceeded));
             }
             return Err(Refusal::SeriesConflict {
                 occurrences: blocked.into_iter().map(|(_, s)| s).collect(),

@@ -388,39 +388,30 @@ async fn check_subjects(
     tenant: &TenantId,
     spec: &QuotaSpec,
 ) -> Result<(), StoreError> {
-    let known: Vec<String> = match spec.scope {
-        QuotaScope::Client => return Ok(()),
-        QuotaScope::Resource => {
-            sqlx::query_scalar!(
-                r#"select resource_id::text as "id!" from reservable_resources
-                where tenant_id = $1 and resource_id::text = any($2)"#,
-                tenant.as_str(),
-                &spec.subjects,
-            )
-            .fetch_all(conn)
-            .await?
-        }
-        QuotaScope::Pool => {
-            sqlx::query_scalar!(
-                r#"select pool_id::text as "id!" from pools
-                where tenant_id = $1 and pool_id::text = any($2)"#,
-                tenant.as_str(),
-                &spec.subjects,
-            )
-            .fetch_all(conn)
-            .await?
-        }
-        QuotaScope::Key => {
-            sqlx::query_scalar!(
-                r#"select key_id::text as "id!" from api_keys
-                where tenant_id = $1 and key_id::text = any($2)"#,
-                tenant.as_str(),
-                &spec.subjects,
-            )
-            .fetch_all(conn)
-            .await?
-        }
-    };
+    if spec.scope == QuotaScope::Client {
+        return Ok(());
+    }
+    // Subjects of the other scopes are ids (the domain keeps them in their
+    // canonical form): each is one primary-key probe of its scope's table.
+    let ids: Vec<Uuid> = spec
+        .subjects
+        .iter()
+        .filter_map(|s| Uuid::parse_str(s).ok())
+        .collect();
+    let known: Vec<String> = sqlx::query_scalar!(
+        r#"select s.id::text as "id!" from unnest($3::uuid[]) as s(id)
+            where ($2 = 'resource' and exists(select 1 from reservable_resources r
+                                               where r.tenant_id = $1 and r.resource_id = s.id))
+               or ($2 = 'pool' and exists(select 1 from pools p
+                                           where p.tenant_id = $1 and p.pool_id = s.id))
+               or ($2 = 'key' and exists(select 1 from api_keys k
+                                          where k.tenant_id = $1 and k.key_id = s.id))"#,
+        tenant.as_str(),
+        spec.scope.as_str(),
+        &ids,
+    )
+    .fetch_all(conn)
+    .await?;
     let errors: Vec<_> = spec
         .subjects
         .iter()
