@@ -65,6 +65,7 @@ pub fn worker_config() -> WorkerConfig {
             deployment: policy(3),
             notification: policy(4),
             report: policy(2),
+            calendar: policy(3),
         },
         poll_interval: Duration::from_millis(100),
         heartbeat: Duration::from_millis(500),
@@ -124,9 +125,18 @@ async fn spawn(
         .await
         .expect("the queue's schema");
     let policies = workers.as_ref().map(|w| w.policies).unwrap_or_default();
+    // A key of the test's own, as the embedded default makes one.
+    let primary = muster_store::db::Endpoints {
+        statements: db.options.clone(),
+        direct: None,
+        secret_key: Some(muster_store::secret::SecretKey::generate().0),
+    };
     let mut app = Application::build(
         "127.0.0.1:0".parse().unwrap(),
-        db.options.clone(),
+        muster::Databases {
+            primary,
+            replica: None,
+        },
         &pool_settings(),
         config,
         policies,

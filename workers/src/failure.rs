@@ -81,6 +81,7 @@ impl From<muster_app::AppError> for JobFailure {
         match e {
             muster_app::AppError::Store(e) => e.into(),
             muster_app::AppError::Jobs(e) => e.into(),
+            muster_app::AppError::Misconfigured(e) => JobFailure::Fatal(Cause::TargetRefused(e)),
         }
     }
 }

@@ -3,11 +3,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use muster_jobs::{DeploymentJob, NotificationJob, ReportJob};
+use muster_jobs::{CalendarSyncJob, DeploymentJob, NotificationJob, ReportJob};
 
 use crate::failure::JobFailure;
 use crate::queue::{Attempt, Handler};
-use crate::{Runtime, deployment, notification, report};
+use crate::{Runtime, calendar, deployment, notification, report};
 
 /// Makes `$run` the handler of job type `$job`.
 macro_rules! handled_by {
@@ -27,3 +27,4 @@ macro_rules! handled_by {
 handled_by!(DeploymentJob => deployment::run_deployment);
 handled_by!(NotificationJob => notification::attempt_delivery);
 handled_by!(ReportJob => report::build_report);
+handled_by!(CalendarSyncJob => calendar::sync_calendar);

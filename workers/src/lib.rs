@@ -8,6 +8,7 @@
 //! with its checkpoint. Either way each trigger yields its job exactly
 //! once; workers then run it at least once, with idempotent effects.
 
+mod calendar;
 mod client_mail;
 pub mod client_reactor;
 mod deployment;
@@ -153,6 +154,9 @@ impl WorkerConfig {
             JobKind::Deployment => self.deployment_concurrency,
             JobKind::Notification => self.notification_concurrency,
             JobKind::Report => self.report_concurrency,
+            // Syncs wait on calendar servers, not on the pool: a few at
+            // once keeps one slow server from holding up the rest.
+            JobKind::Calendar => 4,
         }
     }
 
@@ -210,10 +214,13 @@ impl Workers {
         &self.rt.queue
     }
 
-    /// Runs the deployment, notification and report workers, the cleanup
-    /// and the queue gauges until shutdown; in-flight jobs finish first.
+    /// Runs the deployment, notification, report and calendar workers, the
+    /// periodic calendar syncs, the cleanup and the queue gauges until
+    /// shutdown; in-flight jobs finish first.
     pub async fn run(self) {
+        let schedule = tokio::spawn(calendar::schedule_periodic(self.rt.clone()));
         queue::run_workers(self.rt).await;
+        let _ = schedule.await;
     }
 }
 

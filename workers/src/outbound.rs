@@ -108,6 +108,91 @@ impl Outbound {
     }
 }
 
+/// What a conditional GET of a calendar document found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// The document, and its ETag if the server gave one.
+    Document {
+        /// The body, as text.
+        body: String,
+        /// Its ETag.
+        etag: Option<String>,
+    },
+    /// It has not changed since the ETag sent (304).
+    NotModified,
+}
+
+/// The largest calendar document read (10 MiB).
+pub const MAX_CALENDAR_BYTES: usize = 10 << 20;
+
+impl Outbound {
+    /// GETs the iCalendar document at `url` as `basic` (user, password),
+    /// unless it still has `etag` (If-None-Match). The same rules as
+    /// deliveries hold (private targets, timeouts, no redirects), and a
+    /// document over [`MAX_CALENDAR_BYTES`] is refused. The error is fit
+    /// to show: it never holds the URL's query or a credential.
+    pub async fn get_calendar(
+        &self,
+        url: &Url,
+        basic: Option<(&str, &str)>,
+        etag: Option<&str>,
+    ) -> Result<Fetched, String> {
+        let mut request = self
+            .client
+            .get(url.clone())
+            .header("accept", "text/calendar, */*;q=0.5");
+        if let Some((user, password)) = basic {
+            request = request.basic_auth(user, Some(password));
+        }
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        let started = Instant::now();
+        let result = fetch_body(request).await;
+        metrics::histogram!("muster_outbound_call_seconds",
+            "outcome" => if result.is_ok() { "ok" } else { "failed" })
+        .record(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+async fn fetch_body(request: reqwest::RequestBuilder) -> Result<Fetched, String> {
+    let mut response = request.send().await.map_err(|e| describe(&e))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(Fetched::NotModified);
+    }
+    if !status.is_success() {
+        return Err(format!("the calendar server answered {status}"));
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_CALENDAR_BYTES as u64)
+    {
+        return Err(format!(
+            "the calendar is larger than {} MiB",
+            MAX_CALENDAR_BYTES >> 20
+        ));
+    }
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        if body.len() + chunk.len() > MAX_CALENDAR_BYTES {
+            return Err(format!(
+                "the calendar is larger than {} MiB",
+                MAX_CALENDAR_BYTES >> 20
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = String::from_utf8(body).map_err(|_| "the calendar is not UTF-8 text".to_owned())?;
+    Ok(Fetched::Document { body, etag })
+}
+
 /// The Standard Webhooks `webhook-signature` value (`v1,<base64>`): with a
 /// `whsec_` secret its base64 part is the key, as the spec says; any
 /// other secret is used as its bytes (subscriptions made before Standard

@@ -23,7 +23,7 @@ use apalis::prelude::{
 };
 use apalis_postgres::{Config, PostgresStorage, Pubsub};
 use muster_jobs::admin::JobStatus;
-use muster_jobs::{DeploymentJob, Job, JobKind, NotificationJob, ReportJob};
+use muster_jobs::{CalendarSyncJob, DeploymentJob, Job, JobKind, NotificationJob, ReportJob};
 use tokio_util::sync::CancellationToken;
 
 use crate::failure::JobFailure;
@@ -44,6 +44,11 @@ pub(crate) async fn run_workers(rt: Shared) {
             worker::<NotificationJob>,
         )),
         tokio::spawn(supervise(rt.clone(), JobKind::Report, worker::<ReportJob>)),
+        tokio::spawn(supervise(
+            rt.clone(),
+            JobKind::Calendar,
+            worker::<CalendarSyncJob>,
+        )),
         tokio::spawn(housekeeping(rt.clone())),
     ];
     for task in tasks {

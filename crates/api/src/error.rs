@@ -134,6 +134,9 @@ pub struct ConflictingReservation {
     ends_at: chrono::DateTime<chrono::Utc>,
     /// Present when it is a hold: when it stops counting.
     hold_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Present when it is a block of an external calendar: the calendar
+    /// link (`reservation_id` is then the block, `booking_id` the link).
+    calendar_id: Option<uuid::Uuid>,
 }
 
 /// Everything an HTTP request can fail with.
@@ -179,8 +182,13 @@ pub enum ApiError {
     /// A report's file is not ready to download.
     #[error("the report is {0}; download it once it is done")]
     ReportNotReady(&'static str),
-    /// A reservation would exceed a resource's capacity.
-    #[error("the resource is already reserved at that time")]
+    /// A reservation would exceed a resource's capacity, or meets a
+    /// block of the resource's external calendar.
+    #[error("{}", if .0.iter().any(ReservationConflict::is_external) {
+        "the resource's own calendar says it is busy at that time"
+    } else {
+        "the resource is already reserved at that time"
+    })]
     ReservationConflict(Vec<ReservationConflict>),
     /// A pool has fewer free members than a pick wants (nothing was
     /// booked).
@@ -293,6 +301,11 @@ impl ApiError {
             ApiError::JobNotDead => "job-not-failed",
             ApiError::PositionAhead(_) => "position-ahead",
             ApiError::ReportNotReady(_) => "report-not-ready",
+            ApiError::ReservationConflict(conflicts)
+                if conflicts.iter().any(ReservationConflict::is_external) =>
+            {
+                "external-busy"
+            }
             ApiError::ReservationConflict(_) | ApiError::SeriesConflict(_) => {
                 "reservation-conflict"
             }
@@ -471,6 +484,10 @@ impl From<muster_app::AppError> for ApiError {
         match error {
             muster_app::AppError::Store(e) => e.into(),
             muster_app::AppError::Jobs(e) => e.into(),
+            muster_app::AppError::Misconfigured(e) => {
+                tracing::error!(error = %e, "the server is misconfigured");
+                ApiError::Unavailable(e)
+            }
         }
     }
 }

@@ -224,6 +224,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .merge(routes::bookings::router())
         .merge(routes::holds::router())
         .merge(routes::pools::router())
+        .merge(routes::calendars::router())
         .merge(routes::waitlist::router())
         .merge(routes::quotas::router())
         .merge(routes::series::router())

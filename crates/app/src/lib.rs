@@ -8,6 +8,7 @@
 //! ([`decision`]) that commits through the store's one commit path.
 
 pub mod bookings;
+pub mod calendars;
 pub mod check_in;
 pub mod decision;
 pub mod deployments;

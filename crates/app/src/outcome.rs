@@ -234,6 +234,10 @@ pub enum AppError {
     /// The async side's tables failed.
     #[error(transparent)]
     Jobs(#[from] muster_jobs::JobsError),
+    /// The server's settings do not let it do this (no or the wrong
+    /// `MUSTER_SECRET_KEY`).
+    #[error("{0}")]
+    Misconfigured(String),
 }
 
 #[cfg(test)]

@@ -210,6 +210,7 @@ impl Decision for OfferSlot<'_> {
                 claims: vec![(resource_id, self.claim())],
                 pools: Vec::new(),
                 leaving: Vec::new(),
+                with_held: false,
             }),
         }
     }

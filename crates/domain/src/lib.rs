@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod availability;
 pub mod booking;
+pub mod calendar_link;
 pub mod capacity;
 pub mod client_message;
 pub mod deployment;

@@ -185,3 +185,47 @@ impl Job for ReportJob {
         self.enqueued_at
     }
 }
+
+/// Syncs one external calendar link: reads the calendar, and commits what
+/// changed through the one commit path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalendarSyncJob {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The link.
+    pub calendar_id: Uuid,
+    /// This request of a sync (periodic, on demand, or the first): each
+    /// is a job of its own.
+    pub request_id: Uuid,
+    /// When it was queued (ms since the epoch).
+    #[serde(default)]
+    pub enqueued_at: Option<i64>,
+}
+
+impl CalendarSyncJob {
+    /// A new request to sync `calendar_id` of `tenant`.
+    pub fn new(tenant: TenantId, calendar_id: Uuid) -> Self {
+        Self {
+            tenant,
+            calendar_id,
+            request_id: Uuid::now_v7(),
+            enqueued_at: None,
+        }
+    }
+}
+
+impl Job for CalendarSyncJob {
+    const KIND: JobKind = JobKind::Calendar;
+
+    fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    fn idempotency_key(&self) -> String {
+        format!("calendar:{}:{}", self.calendar_id, self.request_id)
+    }
+
+    fn enqueued_at(&self) -> Option<i64> {
+        self.enqueued_at
+    }
+}

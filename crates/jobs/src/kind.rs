@@ -15,11 +15,18 @@ pub enum JobKind {
     Notification,
     /// Builds one report file.
     Report,
+    /// Syncs one external calendar link (SPEC §12).
+    Calendar,
 }
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 3] = [JobKind::Deployment, JobKind::Notification, JobKind::Report];
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Deployment,
+        JobKind::Notification,
+        JobKind::Report,
+        JobKind::Calendar,
+    ];
 
     /// The apalis queue (`job_type`) of this kind.
     pub fn queue(self) -> &'static str {
@@ -27,6 +34,7 @@ impl JobKind {
             JobKind::Deployment => "muster.deployment",
             JobKind::Notification => "muster.notification",
             JobKind::Report => "muster.report",
+            JobKind::Calendar => "muster.calendar",
         }
     }
 
@@ -36,6 +44,7 @@ impl JobKind {
             JobKind::Deployment => "deployment",
             JobKind::Notification => "notification",
             JobKind::Report => "report",
+            JobKind::Calendar => "calendar",
         }
     }
 
@@ -78,6 +87,9 @@ pub struct JobPolicies {
     pub notification: RetryPolicy,
     /// Reports.
     pub report: RetryPolicy,
+    /// Calendar syncs: a calendar server that is down is tried again
+    /// with backoff; the next periodic sync comes anyway.
+    pub calendar: RetryPolicy,
 }
 
 impl Default for JobPolicies {
@@ -98,6 +110,11 @@ impl Default for JobPolicies {
                 base_delay: Duration::from_secs(10),
                 max_delay: Duration::from_secs(60),
             },
+            calendar: RetryPolicy {
+                attempts: 4,
+                base_delay: Duration::from_secs(5),
+                max_delay: Duration::from_secs(120),
+            },
         }
     }
 }
@@ -109,6 +126,7 @@ impl JobPolicies {
             JobKind::Deployment => self.deployment,
             JobKind::Notification => self.notification,
             JobKind::Report => self.report,
+            JobKind::Calendar => self.calendar,
         }
     }
 }

@@ -17,7 +17,7 @@ mod text_enum;
 pub mod webhooks;
 
 pub use error::JobsError;
-pub use job::{DeploymentJob, Job, NotificationJob, ReportJob};
+pub use job::{CalendarSyncJob, DeploymentJob, Job, NotificationJob, ReportJob};
 pub use kind::{JobKind, JobPolicies, RetryPolicy};
 pub use queue::JobQueue;
 

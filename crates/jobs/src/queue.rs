@@ -15,7 +15,7 @@ use muster_store::implied_jobs::{ImpliedJob, JobSink, SinkFuture};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::JobsError;
-use crate::job::{DeploymentJob, Job};
+use crate::job::{CalendarSyncJob, DeploymentJob, Job};
 use crate::kind::{JobKind, JobPolicies};
 
 /// The queue: pushes typed jobs with the configured policies, and answers
@@ -135,6 +135,10 @@ impl JobSink for JobQueue {
                         enqueued_at: None,
                         run: *run,
                     };
+                    self.enqueue(conn, &job).await
+                }
+                ImpliedJob::SyncCalendar { calendar_id } => {
+                    let job = CalendarSyncJob::new(tenant.clone(), *calendar_id);
                     self.enqueue(conn, &job).await
                 }
             };

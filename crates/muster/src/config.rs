@@ -207,6 +207,11 @@ pub struct DatabaseArgs {
         global = true
     )]
     pub direct_database_url: Option<DatabaseUrl>,
+    /// 32 random bytes in base64 (`openssl rand -base64 32`) that seal
+    /// the secrets muster stores (calendar URLs and credentials). Unset on
+    /// the embedded default: one is generated under the data directory.
+    #[arg(long, env = "MUSTER_SECRET_KEY", hide_env_values = true, global = true)]
+    pub secret_key: Option<String>,
     /// Directory for the embedded cluster and the admin key.
     #[arg(
         long,
@@ -401,6 +406,7 @@ impl JobArgs {
             deployment: policy(self.deployment_attempts, self.deployment_retry_ms),
             notification: policy(self.notification_attempts, self.notification_retry_ms),
             report: policy(self.report_attempts, self.report_retry_ms),
+            calendar: JobPolicies::default().calendar,
         }
     }
 

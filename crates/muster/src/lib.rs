@@ -6,4 +6,4 @@ pub mod embedded;
 pub mod progress;
 pub mod startup;
 
-pub use startup::Application;
+pub use startup::{Application, Databases};

@@ -50,7 +50,13 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
     }
     let url = cli.database.database_url.clone().map(|u| u.0);
     let direct = cli.database.direct_database_url.clone().map(|u| u.0);
-    let database = Database::open(url, direct, &cli.database.data_dir).await?;
+    let database = Database::open(
+        url,
+        direct,
+        &cli.database.data_dir,
+        cli.database.secret_key.as_deref(),
+    )
+    .await?;
     let result = run_role(&cli, &database, shutdown).await;
     database.close().await;
     result

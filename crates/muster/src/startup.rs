@@ -11,6 +11,7 @@ use muster_domain::TenantId;
 use muster_jobs::{JobPolicies, JobQueue};
 use muster_projections::{Projector, ReadSignals};
 use muster_store::db::{Endpoints, PoolSettings};
+use muster_store::secret::SecretKey;
 use muster_store::{Role, Store};
 use muster_workers::{ClientReactor, Reactor, StartError, WorkerConfig, Workers};
 use sqlx::postgres::PgConnectOptions;
@@ -351,6 +352,9 @@ pub struct Database {
     pub direct: Option<PgConnectOptions>,
     /// The embedded cluster, when there is one (stopped on drop of the process).
     pub embedded: Option<EmbeddedPostgres>,
+    /// What seals stored secrets (`MUSTER_SECRET_KEY`, or the embedded
+    /// default's own).
+    pub secret_key: Option<SecretKey>,
 }
 
 impl Database {
@@ -359,12 +363,16 @@ impl Database {
         url: Option<PgConnectOptions>,
         direct: Option<PgConnectOptions>,
         data_dir: &Path,
+        secret_key: Option<&str>,
     ) -> anyhow::Result<Self> {
+        // A key that cannot work stops the process before anything runs.
+        let secret_key = secret_key.map(SecretKey::from_base64).transpose()?;
         if let Some(options) = url {
             return Ok(Self {
                 options,
                 direct,
                 embedded: None,
+                secret_key,
             });
         }
         let dir = data_dir.to_owned();
@@ -373,10 +381,16 @@ impl Database {
         if direct.is_some() {
             anyhow::bail!("MUSTER_DIRECT_DATABASE_URL needs a DATABASE_URL (the pooler) beside it");
         }
+        // The cluster made the data directory, private to this user.
+        let secret_key = match secret_key {
+            Some(key) => key,
+            None => embedded_secret_key(data_dir)?,
+        };
         Ok(Self {
             options: embedded.connect_options(),
             direct: None,
             embedded: Some(embedded),
+            secret_key: Some(secret_key),
         })
     }
 
@@ -386,6 +400,7 @@ impl Database {
         Endpoints {
             statements: self.options.clone(),
             direct: self.direct.clone(),
+            secret_key: self.secret_key.clone(),
         }
     }
 
@@ -419,6 +434,21 @@ async fn ensure_database(embedded: &EmbeddedPostgres) -> anyhow::Result<()> {
     }
     conn.close().await?;
     Ok(())
+}
+
+/// The embedded default's secret key: `$MUSTER_DATA_DIR/secret.key`
+/// (mode 0600), generated on first start. Losing it loses what it sealed
+/// (calendar links must be made again), as with any key.
+fn embedded_secret_key(data_dir: &Path) -> anyhow::Result<SecretKey> {
+    let path = data_dir.join("secret.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return SecretKey::from_base64(&text)
+            .with_context(|| format!("the secret key in {} is not usable", path.display()));
+    }
+    let (key, text) = SecretKey::generate();
+    write_private(&path, &format!("{text}\n"))?;
+    tracing::info!(path = %path.display(), "generated the secret key that seals stored secrets");
+    Ok(key)
 }
 
 /// On the embedded default: tenant `default` with an admin key written to

@@ -104,7 +104,8 @@ pub(crate) async fn read_around(
                   rr.check_in_secs, rr.approval_secs,
                   h.booking_ids as "booking_ids!", h.reservation_ids as "reservation_ids!",
                   h.starts as "starts!", h.ends as "ends!",
-                  h.expiries as "expiries!: Vec<Option<DateTime<Utc>>>"
+                  h.expiries as "expiries!: Vec<Option<DateTime<Utc>>>",
+                  h.calendars as "calendars!: Vec<Option<Uuid>>"
              from unnest((select $1::text[]), (select $2::uuid[]), (select $3::timestamptz[]),
                          (select $4::timestamptz[]))
                       as c(tenant_id, resource_id, starts_at, ends_at)
@@ -118,7 +119,8 @@ pub(crate) async fn read_around(
                          coalesce(array_agg(x.starts_at), '{}') as starts,
                          coalesce(array_agg(x.ends_at), '{}') as ends,
                          coalesce(array_agg(case when x.reservation_id = x.booking_id
-                                                 then x.expires_at end), '{}') as expiries
+                                                 then x.expires_at end), '{}') as expiries,
+                         coalesce(array_agg(x.calendar_id), '{}') as calendars
                     from reservations x
                    where x.tenant_id = c.tenant_id and x.resource_id = c.resource_id
                      and x.starts_at > c.starts_at
@@ -150,6 +152,7 @@ pub(crate) async fn read_around(
                 starts_at: row.starts[i],
                 ends_at: row.ends[i],
                 hold_expires_at: row.expiries[i],
+                calendar_id: row.calendars[i],
             });
         }
         short |= resource.rules().reach() > Duration::seconds(i64::from(row.reach_secs));
@@ -225,13 +228,14 @@ async fn held_within(
         r#"select distinct r.tenant_id as "tenant_id!", r.resource_id as "resource_id!",
                   r.booking_id as "booking_id!", r.reservation_id as "reservation_id!",
                   r.starts_at as "starts_at!", r.ends_at as "ends_at!",
-                  case when r.reservation_id = r.booking_id then r.expires_at end as hold_expires_at
+                  case when r.reservation_id = r.booking_id then r.expires_at end as hold_expires_at,
+                  r.calendar_id
              from unnest((select $1::text[]), (select $2::uuid[]), (select $3::timestamptz[]),
                          (select $4::timestamptz[]), (select $5::float8[]))
                       as c(tenant_id, resource_id, starts_at, ends_at, lookback_secs)
             cross join lateral (
                   select h.tenant_id, h.resource_id, h.booking_id, h.reservation_id,
-                         h.starts_at, h.ends_at, h.expires_at
+                         h.starts_at, h.ends_at, h.expires_at, h.calendar_id
                     from reservations h
                    where h.tenant_id = c.tenant_id
                      and h.resource_id = c.resource_id
@@ -259,7 +263,32 @@ async fn held_within(
                 starts_at: r.starts_at,
                 ends_at: r.ends_at,
                 hold_expires_at: r.hold_expires_at,
+                calendar_id: r.calendar_id,
             });
     }
     Ok(held)
+}
+
+/// The ranges `held` occupies on a resource of `capacity`, for the
+/// domain's capacity rule, and which entry of `held` each came from: a
+/// reservation once, an external block `capacity` times (it fills the
+/// resource).
+pub(crate) fn occupancy(
+    held: &[&ReservationConflict],
+    capacity: u32,
+) -> (Vec<TimeRange>, Vec<usize>) {
+    let mut ranges = Vec::with_capacity(held.len());
+    let mut origin = Vec::with_capacity(held.len());
+    for (i, h) in held.iter().enumerate() {
+        let range = TimeRange {
+            starts_at: h.starts_at,
+            ends_at: h.ends_at,
+        };
+        let times = if h.is_external() { capacity.max(1) } else { 1 };
+        for _ in 0..times {
+            ranges.push(range);
+            origin.push(i);
+        }
+    }
+    (ranges, origin)
 }

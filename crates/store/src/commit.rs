@@ -501,6 +501,27 @@ async fn admit(
                     ledger.forget(*hold_id);
                 }
             }
+            WriteEffect::SaveCalendar { calendar_id, spec } => {
+                crate::calendars::save(conn, tenant.as_str(), *calendar_id, spec).await?
+            }
+            WriteEffect::PlaceBlocks {
+                calendar_id,
+                resource_id,
+                added,
+                removed,
+            } => {
+                crate::calendars::place_blocks(
+                    conn,
+                    tenant.as_str(),
+                    (*calendar_id, *resource_id),
+                    added,
+                    removed,
+                )
+                .await?
+            }
+            WriteEffect::DropCalendar { calendar_id } => {
+                crate::calendars::drop(conn, tenant.as_str(), *calendar_id).await?
+            }
             WriteEffect::Retag { resource_id, tags } => {
                 working_set::retag(conn, tenant.as_str(), *resource_id, tags).await?
             }

@@ -31,6 +31,9 @@ pub struct Endpoints {
     /// session of its own (leases, `LISTEN`, migrations). `None`: the
     /// statements' URL serves both.
     pub direct: Option<PgConnectOptions>,
+    /// `MUSTER_SECRET_KEY`: what seals the secrets stored in this database
+    /// (calendar credentials). `None`: nothing secret can be stored.
+    pub secret_key: Option<crate::secret::SecretKey>,
 }
 
 impl From<PgConnectOptions> for Endpoints {
@@ -38,6 +41,7 @@ impl From<PgConnectOptions> for Endpoints {
         Self {
             statements,
             direct: None,
+            secret_key: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use muster_domain::Aggregate;
 use muster_domain::booking::{Booking, BookingCommand, BookingEvent, BookingStatus, Reservation};
+use muster_domain::calendar_link::{Block, CalendarCommand, CalendarEvent, CalendarLink, LinkSpec};
 use muster_domain::deployment::{Deployment, DeploymentCommand, DeploymentEvent};
 use muster_domain::hold::{Hold, HoldCommand, HoldEvent};
 use muster_domain::policy::ResourceRules;
@@ -35,6 +36,31 @@ pub enum WriteEffect {
         resource_id: Uuid,
         /// Its tags now.
         tags: Vec<String>,
+    },
+    /// A calendar link was made: its row.
+    SaveCalendar {
+        /// The link.
+        calendar_id: Uuid,
+        /// Its definition.
+        spec: Box<LinkSpec>,
+    },
+    /// A calendar link's blocks changed: `removed` leave its resource,
+    /// then `added` take their place, whatever the resource holds (a
+    /// calendar says when a person or room is away; it is not admitted).
+    PlaceBlocks {
+        /// The link.
+        calendar_id: Uuid,
+        /// Its resource.
+        resource_id: Uuid,
+        /// New and changed blocks.
+        added: Vec<Block>,
+        /// Gone and changed blocks.
+        removed: Vec<Uuid>,
+    },
+    /// A calendar link was removed, with its blocks.
+    DropCalendar {
+        /// The link.
+        calendar_id: Uuid,
     },
     /// A resource's booking rule changed (capacity, seats, working hours,
     /// policy). A capacity decrease is refused when existing reservations
@@ -569,6 +595,55 @@ impl WriteSide for WaitlistEntry {
                 entry_id: stream_id,
                 entry: Box::new(after),
             });
+        }
+        effects
+    }
+}
+
+/// A calendar link writes its row, places its blocks on its resource, and
+/// takes both away when it is removed.
+impl WriteSide for CalendarLink {
+    fn creates(command: &CalendarCommand) -> bool {
+        matches!(command, CalendarCommand::Link(_))
+    }
+
+    fn effects(
+        state: &CalendarLink,
+        stream_id: Uuid,
+        events: &[CalendarEvent],
+    ) -> Vec<WriteEffect> {
+        let mut after = state.clone();
+        let mut effects = Vec::new();
+        for event in events {
+            after.evolve(event);
+            match event {
+                CalendarEvent::Linked(spec) => effects.extend([
+                    WriteEffect::RequireResource {
+                        resource_id: spec.resource_id,
+                    },
+                    WriteEffect::SaveCalendar {
+                        calendar_id: stream_id,
+                        spec: Box::new(spec.clone()),
+                    },
+                    WriteEffect::Enqueue(ImpliedJob::SyncCalendar {
+                        calendar_id: stream_id,
+                    }),
+                ]),
+                CalendarEvent::Synced(synced) => {
+                    if let Some(spec) = &after.spec {
+                        effects.push(WriteEffect::PlaceBlocks {
+                            calendar_id: stream_id,
+                            resource_id: spec.resource_id,
+                            added: synced.added.clone(),
+                            removed: synced.removed.clone(),
+                        });
+                    }
+                }
+                CalendarEvent::Conflict(_) => {}
+                CalendarEvent::Unlinked => effects.push(WriteEffect::DropCalendar {
+                    calendar_id: stream_id,
+                }),
+            }
         }
         effects
     }

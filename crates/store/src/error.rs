@@ -23,6 +23,19 @@ pub struct ReservationConflict {
     /// Its `reservation_id` and `booking_id` are then the hold's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_expires_at: Option<DateTime<Utc>>,
+    /// Set when what stands in the way is a block of an external calendar
+    /// (SPEC §12): the calendar link. Its `reservation_id` is then the
+    /// block's id and its `booking_id` the link's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar_id: Option<Uuid>,
+}
+
+impl ReservationConflict {
+    /// Whether it is an external calendar's block, which fills its
+    /// resource whatever the resource's capacity.
+    pub fn is_external(&self) -> bool {
+        self.calendar_id.is_some()
+    }
 }
 
 /// A quota a command would pass: which, for whom, in which period, and

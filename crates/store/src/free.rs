@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::around::{self, Around, Asked};
 use crate::ledger::Availability;
 use crate::rules::resource_row;
-use crate::{Store, StoreError};
+use crate::{ReservationConflict, Store, StoreError};
 
 /// The free time on one resource within a window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,18 +93,13 @@ impl Store {
                 let row = resources
                     .get(&key)
                     .ok_or(StoreError::UnknownResource(*id))?;
-                let held = held
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .map(|h| TimeRange {
-                        starts_at: h.starts_at,
-                        ends_at: h.ends_at,
-                    })
-                    .collect();
+                let rules = row.rules();
+                let entries: Vec<&ReservationConflict> =
+                    held.get(&key).into_iter().flatten().collect();
+                let (held, _) = around::occupancy(&entries, rules.capacity);
                 Ok(Candidate {
                     resource_id: *id,
-                    rules: row.rules(),
+                    rules,
                     held,
                     retired: row.retired,
                 })
@@ -138,7 +133,10 @@ impl Store {
                       w.buffer_before_secs, w.buffer_after_secs,
                       w.min_notice_secs, w.max_advance_secs, w.reach_secs,
                       w.check_in_secs, w.approval_secs,
-                      (select count(*) from reservations h
+                      -- An external block fills its resource.
+                      (select coalesce(sum(case when h.calendar_id is null then 1
+                                                else w.capacity end), 0)::int8
+                         from reservations h
                         where h.tenant_id = w.tenant_id and h.resource_id = w.resource_id
                           and h.starts_at > $3::timestamptz
                                 - make_interval(secs => w.longest_reservation_secs + 1 + w.reach_secs)

@@ -27,6 +27,11 @@ pub enum ImpliedJob {
         /// Its steps: each has the kind's attempts.
         steps: u32,
     },
+    /// Sync calendar link `calendar_id` now (its first sync).
+    SyncCalendar {
+        /// The link.
+        calendar_id: Uuid,
+    },
 }
 
 /// What a [`JobSink`] returns.

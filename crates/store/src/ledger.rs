@@ -267,6 +267,7 @@ impl Ledger {
                         starts_at: r.starts_at,
                         ends_at: r.ends_at,
                         hold_expires_at: w.expires_at,
+                        calendar_id: None,
                     },
                 ));
             } else {
@@ -318,23 +319,35 @@ impl Ledger {
             .flatten()
             .chain(admitted.iter().filter(|(k, _)| *k == key).map(|(_, c)| c))
             .collect();
-        let ranges: Vec<TimeRange> = existing
-            .iter()
-            .map(|e| TimeRange {
-                starts_at: e.starts_at,
-                ends_at: e.ends_at,
-            })
-            .collect();
+        let (ranges, origin) = around::occupancy(&existing, rules.capacity);
         match rules.admits(&w.claim(), &ranges, now) {
             Ok(()) => Ok(Vec::new()),
             Err(Refusal::Full(blocking)) => {
-                Ok(blocking.into_iter().map(|i| existing[i].clone()).collect())
+                let mut entries: Vec<usize> = blocking.into_iter().map(|i| origin[i]).collect();
+                entries.dedup();
+                Ok(entries.into_iter().map(|i| existing[i].clone()).collect())
             }
             Err(refusal) => Err(StoreError::Refused {
                 resource_id: r.resource_id,
                 refusal,
             }),
         }
+    }
+
+    /// What `resource_id` holds that overlaps `range` (buffers aside).
+    pub(crate) fn overlapping(
+        &self,
+        tenant: &str,
+        resource_id: Uuid,
+        range: &TimeRange,
+    ) -> Vec<ReservationConflict> {
+        self.held
+            .get(&(tenant.to_owned(), resource_id))
+            .into_iter()
+            .flatten()
+            .filter(|h| h.starts_at < range.ends_at && range.starts_at < h.ends_at)
+            .cloned()
+            .collect()
     }
 
     /// The time zone of a locked resource's rule (its local days).

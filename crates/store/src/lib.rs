@@ -6,6 +6,7 @@
 
 mod around;
 mod batch;
+pub mod calendars;
 mod commit;
 pub mod db;
 pub mod effects;
@@ -27,6 +28,7 @@ mod pick_batch;
 pub mod pools;
 pub mod quotas;
 mod rules;
+pub mod secret;
 mod shared_pages;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -61,6 +63,8 @@ pub struct Store {
     job_sink: Option<std::sync::Arc<dyn implied_jobs::JobSink>>,
     /// Pages of the log read for one follower, kept for the others.
     recent_pages: std::sync::Arc<shared_pages::RecentPages>,
+    /// What seals stored secrets, if the process has a key.
+    secret_key: Option<secret::SecretKey>,
 }
 
 impl Store {
@@ -77,17 +81,31 @@ impl Store {
             batch_writers: 0,
             job_sink: None,
             recent_pages: Default::default(),
+            secret_key: None,
         }
     }
 
     /// A store on lazily opened pools for `endpoints`: statements through
     /// `DATABASE_URL`, sessions through the direct URL when there is one.
     pub fn connect_lazy(endpoints: impl Into<db::Endpoints>, settings: &db::PoolSettings) -> Self {
-        let pools = db::Pools::connect_lazy(&endpoints.into(), settings);
+        let endpoints = endpoints.into();
+        let pools = db::Pools::connect_lazy(&endpoints, settings);
         Self {
             sessions: pools.sessions,
+            secret_key: endpoints.secret_key,
             ..Self::new(pools.statements)
         }
+    }
+
+    /// The same store sealing stored secrets with `key`.
+    pub fn with_secret_key(mut self, key: secret::SecretKey) -> Self {
+        self.secret_key = Some(key);
+        self
+    }
+
+    /// What seals stored secrets (`MUSTER_SECRET_KEY`), if configured.
+    pub fn secret_key(&self) -> Option<&secret::SecretKey> {
+        self.secret_key.as_ref()
     }
 
     /// Writes stream-creating commands in batches (group commit) with

@@ -14,10 +14,10 @@ use muster_domain::policy::Claim;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::StoreError;
 use crate::commit::Decided;
 use crate::effects::WriteEffect;
 use crate::ledger::{Availability, Ledger, Wanted, claimed};
+use crate::{ReservationConflict, StoreError};
 
 /// The claims a command may take (resource, claim), and the pools whose
 /// assignments it weighs.
@@ -30,6 +30,9 @@ pub struct LockRequest {
     /// Reservations that move away if the command commits: the verdicts
     /// leave them out, as the commit will.
     pub leaving: Vec<Uuid>,
+    /// Also say what each claim's resource holds over the claim's range
+    /// ([`Locked::held`]).
+    pub with_held: bool,
 }
 
 /// What the locks show.
@@ -44,6 +47,10 @@ pub struct Locked {
     /// When each of the request's pools last assigned each resource
     /// (pool, resource).
     pub last_assigned: HashMap<(Uuid, Uuid), DateTime<Utc>>,
+    /// With [`LockRequest::with_held`]: for each claim, what its resource
+    /// holds that overlaps the claim's range (reservations, unexpired
+    /// holds, external blocks), whatever the verdict.
+    pub held: Vec<Vec<ReservationConflict>>,
 }
 
 /// Locks the request's resources (in key order) in `conn`'s transaction
@@ -190,10 +197,19 @@ impl Weights {
             .filter(|((pool, _), _)| request.pools.contains(pool))
             .map(|(k, at)| (*k, *at))
             .collect();
+        let held = if request.with_held {
+            reservations
+                .iter()
+                .map(|(r, _)| ledger.overlapping(tenant.as_str(), r.resource_id, &r.range()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Locked {
             verdicts,
             booked_minutes,
             last_assigned,
+            held,
         })
     }
 
@@ -284,7 +300,7 @@ async fn booked_minutes(
                   with ordinality as k(resource_id, day_start, day_end, n)
              left join reservations r
                on r.tenant_id = $1 and r.resource_id = k.resource_id
-              and r.reservation_id <> r.booking_id
+              and r.reservation_id <> r.booking_id and r.calendar_id is null
               and (r.expires_at is null or r.expires_at > now())
               and r.starts_at >= k.day_start - interval '1 day'
               and r.starts_at < k.day_end and r.ends_at > k.day_start

@@ -453,7 +453,7 @@ async fn count_existing(
     let mut rows = sqlx::query!(
         r#"select booking_id, (reservation_id = booking_id) as "hold!"
              from reservations
-            where tenant_id = $1 and ends_at > $2
+            where tenant_id = $1 and ends_at > $2 and calendar_id is null
               and (expires_at is null or expires_at > now())
               for share"#,
         tenant.as_str(),

@@ -316,6 +316,20 @@ fn bodies(doc: &mut Value) {
     }
     doc["components"]["schemas"]["IsoDuration"]["pattern"] = json!(iso);
 
+    // Calendar links: credentials without control characters, and how
+    // often to sync as an ISO 8601 duration (PT1M to P7D, said in words).
+    let credential =
+        json!({"minLength": 1, "maxLength": 500, "pattern": format!("^[^{CONTROL}]+$")});
+    for name in ["username", "password"] {
+        set(doc, "LinkCalendarBody", name, credential.clone());
+    }
+    set(
+        doc,
+        "LinkCalendarBody",
+        "sync_every",
+        json!({"pattern": iso}),
+    );
+
     // Holds: the ttl is an ISO 8601 duration (at most PT1H, said in words).
     set(doc, "PlaceHoldBody", "ttl", json!({"pattern": iso}));
     set(

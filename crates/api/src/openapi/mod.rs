@@ -22,6 +22,7 @@ use crate::error::Problem;
         (name = "holds", description = "Tentative claims that count until they expire"),
         (name = "pools", description = "Sets of interchangeable resources: any one of these"),
         (name = "waitlist", description = "Clients waiting for a range, offered freed capacity by themselves"),
+        (name = "calendars", description = "External calendars: their busy time blocks a resource"),
         (name = "quotas", description = "How much a client, resource, pool or API key may book per day, week or month"),
         (name = "events", description = "The event feed"),
         (name = "keys", description = "API keys: create, list, revoke (admin)"),

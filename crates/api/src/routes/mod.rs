@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod availability;
 pub mod booking_queries;
 pub mod bookings;
+pub mod calendars;
 pub mod client_notifications;
 pub mod dashboard;
 pub mod deployments;

@@ -119,6 +119,7 @@ impl Picking<'_> {
             claims,
             pools,
             leaving: Vec::new(),
+            with_held: false,
         }
     }
 
@@ -243,6 +244,7 @@ impl Repicking {
             claims,
             pools,
             leaving: self.moving.iter().map(|r| r.reservation_id).collect(),
+            with_held: false,
         })
     }
 
