@@ -111,20 +111,18 @@ async fn answer(State(server): State<IcsServer>, headers: HeaderMap) -> Response
 
 const VTIMEZONE: &str = "BEGIN:VTIMEZONE\r\nTZID:America/New_York\r\nBEGIN:DAYLIGHT\r\nTZOFFSETFROM:-0500\r\nTZOFFSETTO:-0400\r\nDTSTART:19700308T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=2SU\r\nTZNAME:EDT\r\nEND:DAYLIGHT\r\nBEGIN:STANDARD\r\nTZOFFSETFROM:-0400\r\nTZOFFSETTO:-0500\r\nDTSTART:19701101T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=1SU\r\nTZNAME:EST\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n";
 
-/// A barber's own calendar: every Tuesday 10:00–11:00 New York time from
-/// March to November 2027 (across both DST changes) but 23 March, the
-/// 30 March one moved to `moved_to` local; an all-day day off on 5 April;
-/// a transparent and a cancelled event on 6 and 7 April.
-fn calendar(moved_to: &str) -> String {
+/// A barber's own calendar, as its objects (name, VEVENTs of one UID):
+/// every Tuesday 10:00–11:00 New York time from March to November 2027
+/// (across both DST changes) but 23 March, the 30 March one moved to
+/// `moved_to` local; an all-day day off on 5 April; a transparent and a
+/// cancelled event on 6 and 7 April.
+pub(crate) fn calendar_events(moved_to: &str) -> Vec<(&'static str, String)> {
     let event = |body: &str| format!("BEGIN:VEVENT\r\n{body}END:VEVENT\r\n");
-    let mut ics =
-        format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//muster tests//EN\r\n{VTIMEZONE}");
-    ics += &event(
+    let weekly = event(
         "UID:weekly-dentist@example.com\r\nDTSTAMP:20261201T000000Z\r\nSUMMARY:Dentist\r\n\
          DTSTART;TZID=America/New_York:20270302T100000\r\nDTEND;TZID=America/New_York:20270302T110000\r\n\
          RRULE:FREQ=WEEKLY;UNTIL=20271130T235959Z\r\nEXDATE;TZID=America/New_York:20270323T100000\r\n",
-    );
-    ics += &event(&format!(
+    ) + &event(&format!(
         "UID:weekly-dentist@example.com\r\nDTSTAMP:20261201T000000Z\r\nSUMMARY:Dentist (moved)\r\n\
          RECURRENCE-ID;TZID=America/New_York:20270330T100000\r\n\
          DTSTART;TZID=America/New_York:20270330T{moved_to}00\r\nDTEND;TZID=America/New_York:20270330T{}00\r\n",
@@ -134,22 +132,49 @@ fn calendar(moved_to: &str) -> String {
             &moved_to[2..]
         )
     ));
-    ics += &event(
-        "UID:day-off@example.com\r\nDTSTAMP:20261201T000000Z\r\nSUMMARY:Day off\r\n\
-         DTSTART;VALUE=DATE:20270405\r\nDTEND;VALUE=DATE:20270406\r\n",
-    );
-    ics += &event(
-        "UID:free-lunch@example.com\r\nDTSTAMP:20261201T000000Z\r\nSUMMARY:Lunch (free)\r\n\
-         DTSTART:20270406T130000Z\r\nDTEND:20270406T140000Z\r\nTRANSP:TRANSPARENT\r\n",
-    );
-    ics += &event(
-        "UID:cancelled@example.com\r\nDTSTAMP:20261201T000000Z\r\nSUMMARY:Cancelled\r\n\
-         DTSTART:20270407T130000Z\r\nDTEND:20270407T140000Z\r\nSTATUS:CANCELLED\r\n",
-    );
-    ics + "END:VCALENDAR\r\n"
+    vec![
+        ("weekly", weekly),
+        (
+            "day-off",
+            event(
+                "UID:day-off@example.com\r\nDTSTAMP:20261201T000000Z\r\nSUMMARY:Day off\r\n\
+                 DTSTART;VALUE=DATE:20270405\r\nDTEND;VALUE=DATE:20270406\r\n",
+            ),
+        ),
+        (
+            "lunch",
+            event(
+                "UID:free-lunch@example.com\r\nDTSTAMP:20261201T000000Z\r\nSUMMARY:Lunch (free)\r\n\
+                 DTSTART:20270406T130000Z\r\nDTEND:20270406T140000Z\r\nTRANSP:TRANSPARENT\r\n",
+            ),
+        ),
+        (
+            "cancelled",
+            event(
+                "UID:cancelled@example.com\r\nDTSTAMP:20261201T000000Z\r\nSUMMARY:Cancelled\r\n\
+                 DTSTART:20270407T130000Z\r\nDTEND:20270407T140000Z\r\nSTATUS:CANCELLED\r\n",
+            ),
+        ),
+    ]
 }
 
-async fn barber(app: &TestApp) -> String {
+/// VEVENTs as one iCalendar document, with the zone they use.
+pub(crate) fn document(vevents: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//muster tests//EN\r\n{VTIMEZONE}{vevents}END:VCALENDAR\r\n"
+    )
+}
+
+/// The whole calendar as one ICS document.
+fn calendar(moved_to: &str) -> String {
+    let all: String = calendar_events(moved_to)
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    document(&all)
+}
+
+pub(crate) async fn barber(app: &TestApp) -> String {
     let answer = app
         .post(
             "/v1/resources",
@@ -175,7 +200,7 @@ async fn link(app: &TestApp, resource: &str, url: &str) -> String {
 }
 
 /// Polls the link until `done`.
-async fn wait_for_link(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for_link(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let started = Instant::now();
     loop {
         let answer = app.get(&format!("/v1/calendars/{id}"), &app.admin).await;
@@ -193,7 +218,7 @@ async fn wait_for_link(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -
 }
 
 /// Whether the conflict check finds `resource` free over [from, to).
-async fn free(app: &TestApp, resource: &str, from: &str, to: &str) -> bool {
+pub(crate) async fn free(app: &TestApp, resource: &str, from: &str, to: &str) -> bool {
     let answer = app
         .post(
             "/v1/conflicts/check",

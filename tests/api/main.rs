@@ -3,6 +3,7 @@
 
 mod auth;
 mod bookings;
+mod caldav;
 mod calendars;
 mod check_in;
 mod client_notifications;

@@ -767,11 +767,13 @@ test("check in a booking that starts soon; the client's history; a quota refusal
   await admin.request("PUT", "/v1/quotas/one-a-day", { scope: "client", period: "day", max_bookings: 1, subjects: ["dee@example.com"] });
   try {
     // Well clear of the Desk day's bar (a drag on or beside it would move
-    // or resize it), within this week.
+    // or resize it), within this week, and on the same UTC day as it (the
+    // quota's day): four hours later, or five earlier late in the day.
     const monday = mondayOf(new Date());
     const hours = (n) => n * 60 * 60_000;
     let from = new Date(soon.getTime() + hours(4));
-    if (from.getTime() + hours(1) > at(monday, 7, 0).getTime()) from = new Date(soon.getTime() - hours(5));
+    const sameDay = from.toISOString().slice(0, 10) === soon.toISOString().slice(0, 10);
+    if (!sameDay || from.getTime() + hours(1) > at(monday, 7, 0).getTime()) from = new Date(soon.getTime() - hours(5));
     await drag(planner, desk.id, monday, from, new Date(from.getTime() + hours(1)));
     await planner.getByRole("dialog", { name: "New booking" }).waitFor();
     await planner.getByLabel("Title").fill("Second desk day");

@@ -80,11 +80,10 @@ STATED_RULES = [
     (r"^subjects\[\d+\]$", r".*"),
     (r"^subject$", r"^is not a subject of a \w+ quota$"),
     # A calendar link: credentials in pairs, a sync interval in bounds,
-    # publishing only to CalDAV (which this version does not link yet).
+    # publishing only to CalDAV.
     (r"^password$", r"^username and password come together$"),
     (r"^sync_every$", r"^must be from PT1M to P7D$"),
     (r"^publish$", r"^only a CalDAV calendar can be published to$"),
-    (r"^kind$", r"^CalDAV collections cannot be linked by this version yet"),
     # A series of at most 5,000 reservations in all.
     (r"^recurrence(\.rule)?$", r".*reservations in all.*"),
 ]

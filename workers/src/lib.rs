@@ -8,6 +8,7 @@
 //! with its checkpoint. Either way each trigger yields its job exactly
 //! once; workers then run it at least once, with idempotent effects.
 
+mod caldav;
 mod calendar;
 mod client_mail;
 pub mod client_reactor;

@@ -126,6 +126,11 @@ pub enum Fetched {
 pub const MAX_CALENDAR_BYTES: usize = 10 << 20;
 
 impl Outbound {
+    /// The client itself, for protocols built on it (CalDAV).
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// GETs the iCalendar document at `url` as `basic` (user, password),
     /// unless it still has `etag` (If-None-Match). The same rules as
     /// deliveries hold (private targets, timeouts, no redirects), and a
@@ -222,7 +227,7 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 /// What the subscription's owner can act on, in one line. The causes'
 /// own texts are never echoed: they may say what an internal host name
 /// resolved to, which the delivery log would then show to the tenant.
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".to_owned();
     }

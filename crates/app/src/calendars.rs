@@ -105,13 +105,6 @@ impl CalendarInput {
     /// is the operator's `MUSTER_ALLOW_PRIVATE_WEBHOOKS`, since a calendar
     /// URL is fetched by the server as a webhook is posted to.
     fn vet(&self, allow_private: bool) -> Result<CalendarAccess, Refusal> {
-        if self.kind == CalendarKind::Caldav {
-            return Err(Refusal::invalid(
-                "kind",
-                "CalDAV collections cannot be linked by this version yet; link the calendar's \
-                 iCalendar (ICS) address",
-            ));
-        }
         let url = match self.url.strip_prefix("webcal://") {
             Some(rest) => format!("https://{rest}"),
             None => self.url.clone(),

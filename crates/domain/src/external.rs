@@ -8,7 +8,8 @@
 //! its own zone across DST changes, an overridden occurrence (a `VEVENT`
 //! with the same `UID` and a `RECURRENCE-ID`) in place of the one it
 //! overrides, and all-day events from midnight to midnight in the
-//! resource's zone (as is floating time). Parsing is the `icalendar`
+//! resource's zone (as is floating time); events muster published itself
+//! (marked `X-MUSTER-RESERVATION`) are never busy. Parsing is the `icalendar`
 //! crate's, recurrence the `rrule` crate's; only the reading of the
 //! parsed properties into instants is ours.
 
@@ -182,8 +183,10 @@ impl Event {
             },
         };
         let upper = |name: &str| text(name).map(|v| v.to_ascii_uppercase());
+        // muster's own published reservations are never read back as busy.
         let busy = upper("STATUS").as_deref() != Some("CANCELLED")
-            && upper("TRANSP").as_deref() != Some("TRANSPARENT");
+            && upper("TRANSP").as_deref() != Some("TRANSPARENT")
+            && c.find_prop(crate::ics::PUBLISHED_MARK).is_none();
         let times = |name: &str| -> Vec<DateTime<Utc>> {
             c.properties
                 .iter()

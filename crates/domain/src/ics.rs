@@ -72,6 +72,37 @@ pub fn calendar(
     }
 }
 
+/// One reservation as the calendar object muster writes to a resource's
+/// own CalDAV calendar (SPEC §12): `UID` the reservation's id, `SEQUENCE`
+/// one higher at each change, times as instants (UTC), stamped `stamp`,
+/// and marked `X-MUSTER-RESERVATION` so that a sync never reads it back
+/// as busy.
+pub fn published_event(
+    reservation_id: Uuid,
+    title: &str,
+    range: &TimeRange,
+    sequence: u32,
+    stamp: DateTime<Utc>,
+) -> String {
+    let id = reservation_id.to_string();
+    let event = Event::new()
+        .uid(&id)
+        .summary(title)
+        .timestamp(stamp)
+        .sequence(sequence)
+        .starts(range.starts_at)
+        .ends(range.ends_at)
+        .status(icalendar::EventStatus::Confirmed)
+        .add_property(PUBLISHED_MARK, id.as_str())
+        .done();
+    let mut calendar = Calendar::new();
+    calendar.push(event);
+    calendar.done().to_string()
+}
+
+/// The property that marks an event muster published.
+pub const PUBLISHED_MARK: &str = "X-MUSTER-RESERVATION";
+
 /// `VTIMEZONE` for `tz` covering `window`: the offset in force at its start,
 /// and one observance per change of offset within it (found hour by hour,
 /// then to the minute).

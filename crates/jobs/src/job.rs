@@ -214,6 +214,19 @@ impl CalendarSyncJob {
     }
 }
 
+impl CalendarSyncJob {
+    /// A request to sync `calendar_id` of `tenant` for the change `key`
+    /// names: the same change is queued once.
+    pub fn keyed(tenant: TenantId, calendar_id: Uuid, key: &str) -> Self {
+        Self {
+            tenant,
+            calendar_id,
+            request_id: Uuid::new_v5(&calendar_id, key.as_bytes()),
+            enqueued_at: None,
+        }
+    }
+}
+
 impl Job for CalendarSyncJob {
     const KIND: JobKind = JobKind::Calendar;
 

@@ -65,6 +65,8 @@ pub struct SyncTarget {
     pub sealed: Vec<u8>,
     /// Whether titles are kept.
     pub show_titles: bool,
+    /// Whether the resource's reservations are written to the calendar.
+    pub publish: bool,
     /// The ETag of the document read last (ICS).
     pub etag: Option<String>,
     /// The collection's sync token after the last sync (CalDAV).
@@ -352,7 +354,7 @@ impl Store {
         calendar_id: Uuid,
     ) -> Result<Option<SyncTarget>, StoreError> {
         let row = sqlx::query!(
-            r#"select c.calendar_id, c.resource_id, c.kind, c.sealed, c.show_titles, c.etag,
+            r#"select c.calendar_id, c.resource_id, c.kind, c.sealed, c.show_titles, c.publish, c.etag,
                       c.sync_token, rr.timezone, rr.max_advance_secs
                  from calendar_links c
                  join reservable_resources rr
@@ -370,6 +372,7 @@ impl Store {
                 kind: kind_of(&r.kind)?,
                 sealed: r.sealed,
                 show_titles: r.show_titles,
+                publish: r.publish,
                 etag: r.etag,
                 sync_token: r.sync_token,
                 timezone: r.timezone,
@@ -484,6 +487,288 @@ impl Store {
                 },
                 title: r.label,
             })
+            .collect())
+    }
+}
+
+/// A calendar object a CalDAV collection held at the last sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Where.
+    pub href: String,
+    /// Its ETag then.
+    pub etag: Option<String>,
+    /// Its iCalendar text.
+    pub ics: String,
+}
+
+/// A reservation a publishing link wrote to its calendar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The reservation (the event's `UID`).
+    pub reservation_id: Uuid,
+    /// Where it was written.
+    pub href: String,
+    /// Its ETag after the write, if the server said.
+    pub etag: Option<String>,
+    /// Its `SEQUENCE`.
+    pub sequence: i32,
+    /// The range written.
+    pub range: TimeRange,
+}
+
+/// A booking's reservation a publishing link should show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publishable {
+    /// The reservation.
+    pub reservation_id: Uuid,
+    /// Its range.
+    pub range: TimeRange,
+    /// Its label, if any (the event's title; never the client).
+    pub label: Option<String>,
+}
+
+impl Store {
+    /// The objects link `calendar_id` read from its collection, by href.
+    pub async fn calendar_objects(
+        &self,
+        tenant: &TenantId,
+        calendar_id: Uuid,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        let rows = sqlx::query!(
+            "select href, etag, ics from calendar_objects
+              where tenant_id = $1 and calendar_id = $2 order by href",
+            tenant.as_str(),
+            calendar_id,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredObject {
+                href: r.href,
+                etag: r.etag,
+                ics: r.ics,
+            })
+            .collect())
+    }
+
+    /// Keeps what a sync read of the collection: `fetched` objects new or
+    /// changed, `deleted` hrefs gone; with `full`, also drops every object
+    /// not in `listed` (a listing from scratch).
+    pub async fn save_calendar_objects(
+        &self,
+        tenant: &TenantId,
+        calendar_id: Uuid,
+        fetched: &[StoredObject],
+        deleted: &[String],
+        listed: Option<&[String]>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(listed) = listed {
+            sqlx::query!(
+                "delete from calendar_objects
+                  where tenant_id = $1 and calendar_id = $2 and not (href = any($3))",
+                tenant.as_str(),
+                calendar_id,
+                listed,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !deleted.is_empty() {
+            sqlx::query!(
+                "delete from calendar_objects
+                  where tenant_id = $1 and calendar_id = $2 and href = any($3)",
+                tenant.as_str(),
+                calendar_id,
+                deleted,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !fetched.is_empty() {
+            let hrefs: Vec<&str> = fetched.iter().map(|o| o.href.as_str()).collect();
+            let etags: Vec<Option<&str>> = fetched.iter().map(|o| o.etag.as_deref()).collect();
+            let texts: Vec<&str> = fetched.iter().map(|o| o.ics.as_str()).collect();
+            sqlx::query!(
+                r#"insert into calendar_objects (tenant_id, calendar_id, href, etag, ics)
+                   select $1, $2, o.href, o.etag, o.ics
+                     from unnest($3::text[], $4::text[], $5::text[]) as o(href, etag, ics)
+                   on conflict (tenant_id, calendar_id, href) do update
+                      set etag = excluded.etag, ics = excluded.ics"#,
+                tenant.as_str(),
+                calendar_id,
+                &hrefs as &[&str],
+                &etags as &[Option<&str>],
+                &texts as &[&str],
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// What link `calendar_id` has written to its calendar.
+    pub async fn published(
+        &self,
+        tenant: &TenantId,
+        calendar_id: Uuid,
+    ) -> Result<Vec<Published>, StoreError> {
+        let rows = sqlx::query!(
+            "select reservation_id, href, etag, sequence, starts_at, ends_at
+               from calendar_published where tenant_id = $1 and calendar_id = $2
+              order by reservation_id",
+            tenant.as_str(),
+            calendar_id,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Published {
+                reservation_id: r.reservation_id,
+                href: r.href,
+                etag: r.etag,
+                sequence: r.sequence,
+                range: TimeRange {
+                    starts_at: r.starts_at,
+                    ends_at: r.ends_at,
+                },
+            })
+            .collect())
+    }
+
+    /// The bookings' reservations on `resource_id` a publishing link shows
+    /// (ending after a day ago), and their digest, read together.
+    pub async fn publishable(
+        &self,
+        tenant: &TenantId,
+        resource_id: Uuid,
+    ) -> Result<(Vec<Publishable>, String), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // One snapshot for the rows and their digest.
+        sqlx::query("set transaction isolation level repeatable read")
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query!(
+            "select r.reservation_id, r.starts_at, r.ends_at, r.label
+               from reservations r
+              where r.tenant_id = $1 and r.resource_id = $2
+                and r.calendar_id is null and r.reservation_id <> r.booking_id
+                and (r.expires_at is null or r.expires_at > now())
+                and r.ends_at > now() - interval '1 day'
+              order by r.reservation_id",
+            tenant.as_str(),
+            resource_id,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let digest = sqlx::query_scalar!(
+            r#"select publish_digest($1, $2) as "digest!""#,
+            tenant.as_str(),
+            resource_id,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| Publishable {
+                reservation_id: r.reservation_id,
+                range: TimeRange {
+                    starts_at: r.starts_at,
+                    ends_at: r.ends_at,
+                },
+                label: r.label,
+            })
+            .collect();
+        Ok((rows, digest))
+    }
+
+    /// Records that `reservation_id` was written to link `calendar_id`.
+    pub async fn record_published(
+        &self,
+        tenant: &TenantId,
+        calendar_id: Uuid,
+        published: &Published,
+    ) -> Result<(), StoreError> {
+        sqlx::query!(
+            "insert into calendar_published
+                 (tenant_id, calendar_id, reservation_id, href, etag, sequence, starts_at, ends_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8)
+             on conflict (tenant_id, calendar_id, reservation_id) do update
+                set href = excluded.href, etag = excluded.etag, sequence = excluded.sequence,
+                    starts_at = excluded.starts_at, ends_at = excluded.ends_at",
+            tenant.as_str(),
+            calendar_id,
+            published.reservation_id,
+            published.href,
+            published.etag,
+            published.sequence,
+            published.range.starts_at,
+            published.range.ends_at,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that `reservation_id` was deleted from link `calendar_id`.
+    pub async fn forget_published(
+        &self,
+        tenant: &TenantId,
+        calendar_id: Uuid,
+        reservation_id: Uuid,
+    ) -> Result<(), StoreError> {
+        sqlx::query!(
+            "delete from calendar_published
+              where tenant_id = $1 and calendar_id = $2 and reservation_id = $3",
+            tenant.as_str(),
+            calendar_id,
+            reservation_id,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that link `calendar_id` shows the reservations of `digest`.
+    pub async fn set_published_digest(
+        &self,
+        tenant: &TenantId,
+        calendar_id: Uuid,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query!(
+            "update calendar_links set published_digest = $3, published_at = now()
+              where tenant_id = $1 and calendar_id = $2",
+            tenant.as_str(),
+            calendar_id,
+            digest,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Publishing links whose resource holds other reservations than they
+    /// last published, each with a key unique to that change (when it
+    /// last published, and what it holds now).
+    pub async fn stale_publications(&self) -> Result<Vec<(TenantId, Uuid, String)>, StoreError> {
+        let rows = sqlx::query!(
+            r#"select c.tenant_id, c.calendar_id,
+                      coalesce(c.published_at::text, '-') || ':' || d.digest as "key!"
+                 from calendar_links c
+                cross join lateral (select publish_digest(c.tenant_id, c.resource_id) as digest) d
+                where c.publish and c.published_digest is distinct from d.digest"#,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((TenantId::parse(&r.tenant_id).ok()?, r.calendar_id, r.key)))
             .collect())
     }
 }
