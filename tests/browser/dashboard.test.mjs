@@ -31,6 +31,8 @@ let devServer;
 let browser;
 let receiver;
 let hook;
+// What the calendar server on the receiver (/calendar.ics) serves.
+let icsDocument = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n";
 // The deployment dispatch target (/deploy) refuses while this is set.
 let dispatchFails = false;
 const consoleProblems = [];
@@ -175,6 +177,11 @@ before(async () => {
   receiver = http.createServer((req, res) => {
     req.resume();
     req.on("end", () => {
+      if (req.url.startsWith("/calendar.ics")) {
+        res.writeHead(200, { "content-type": "text/calendar" });
+        res.end(icsDocument);
+        return;
+      }
       const ok = req.url.startsWith("/ok") || (req.url.startsWith("/deploy") && !dispatchFails);
       res.writeHead(ok ? 204 : 500);
       res.end();
@@ -845,6 +852,59 @@ test("an analyst sees no command buttons", async () => {
   await drag(page, ids.hallB, target, at(target, 4, 10, 30), at(target, 4, 11, 30));
   assert.equal(await page.getByRole("dialog", { name: "New booking" }).isVisible(), false);
   await page.context().close();
+});
+
+/** An iCalendar document of busy `[from, to, title]` events (UTC instants). */
+function ics(events) {
+  const utc = (d) => d.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
+  const body = events
+    .map(([from, to, title], i) => `BEGIN:VEVENT\r\nUID:busy-${i}@example.com\r\nDTSTAMP:20261201T000000Z\r\nSUMMARY:${title}\r\nDTSTART:${utc(from)}\r\nDTEND:${utc(to)}\r\nEND:VEVENT\r\n`)
+    .join("");
+  return `BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//muster browser tests//EN\r\n${body}END:VCALENDAR\r\n`;
+}
+
+test("an external calendar's busy time on the timeline, the booking it meets, and a refusal said plainly", async () => {
+  await closeDialogs(planner);
+  const chair = await admin.resource("Barber chair", "staff", { timezone: ZONE });
+  const nextMonday = new Date(mondayOf(new Date()).getTime() + 7 * DAY);
+  // Booked before the calendar says the barber is at the dentist.
+  await admin.booking("Beard trim", chair.id, at(nextMonday, 2, 10, 30), at(nextMonday, 2, 12));
+  icsDocument = ics([[at(nextMonday, 2, 9), at(nextMonday, 2, 11), "Dentist"]]);
+  const link = await admin.post(`/v1/resources/${chair.id}/calendars`, { kind: "ics", url: `${hook}/calendar.ics` });
+  try {
+    for (let i = 0; ; i++) {
+      const state = await admin.get(`/v1/calendars/${link.id}`);
+      if (state.blocks === 1) break;
+      assert.ok(i < 200, `the calendar never synced: ${JSON.stringify(state)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await planner.reload();
+    await planner.waitForSelector("#timeline[data-drawn-ms]");
+    await showWeek(planner, nextMonday);
+    // The block, without its title (the link does not show titles).
+    const block = planner.getByRole("img", { name: /^Busy in Barber chair's own calendar, / });
+    await block.waitFor();
+    assert.equal(await block.getByText("Dentist").count(), 0, "no title unless the link allows it");
+    // The booking it meets is marked, in words too.
+    const trim = bar(planner, "Beard trim");
+    assert.match(await trim.getAttribute("class"), /meets-block/);
+    assert.match(await trim.getAttribute("aria-label"), /Barber chair's own calendar is busy then/);
+    await checkAxe(planner, "timeline with an external calendar's block");
+    // A booking inside the block is refused, and the form says why.
+    await planner.getByRole("button", { name: "New booking" }).click();
+    await planner.getByLabel("Title").fill("Hot towel");
+    await planner.getByLabel("Client name").fill("Cy Chair");
+    await planner.getByLabel("Resource", { exact: true }).selectOption(chair.id);
+    await planner.getByLabel("Starts").fill(localInput(at(nextMonday, 2, 9, 30)));
+    await planner.getByLabel("Ends").fill(localInput(at(nextMonday, 2, 10)));
+    await planner.getByRole("button", { name: "Create booking" }).click();
+    const alert = planner.locator("#create-error");
+    await alert.filter({ hasText: "Busy in its own calendar" }).waitFor();
+    await checkAxe(planner, "create dialog refused by an external calendar");
+    await closeDialogs(planner);
+  } finally {
+    await admin.del(`/v1/calendars/${link.id}`);
+  }
 });
 
 test("the core flow at a phone-sized viewport (390×844)", async () => {

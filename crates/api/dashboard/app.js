@@ -249,6 +249,10 @@ function onLiveEvent(event) {
     app.bookings.onDeploymentEvent(event);
   } else if (event.stream_type === "waitlist") {
     app.waitlist.onEvent(event);
+  } else if (event.stream_type === "calendar") {
+    // An external calendar's blocks changed: read the window again.
+    clearTimeout(app.calendarTimer);
+    app.calendarTimer = setTimeout(() => redraw(() => app.timeline.loadSchedules()), 200);
   }
 }
 

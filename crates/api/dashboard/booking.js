@@ -24,6 +24,7 @@ const REFUSALS = {
   "urn:muster:problem:seats-exceeded": "Not enough seats",
   "urn:muster:problem:too-soon": "Too soon",
   "urn:muster:problem:too-far-ahead": "Too far ahead",
+  "urn:muster:problem:external-busy": "Busy in its own calendar",
 };
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 
@@ -341,6 +342,8 @@ export class Bookings {
       const known = this.ctx.timeline.entryOf(c.booking_id);
       let title = known ? known.title : null;
       if (!title && c.hold_expires_at) title = `A hold (until ${formatTime(new Date(c.hold_expires_at))})`;
+      // A block of the resource's own calendar is not a booking to look up.
+      if (!title && c.calendar_id) title = "Busy in its own calendar";
       if (!title) {
         try {
           title = (await this.api.get(`/v1/bookings/${c.booking_id}`)).title;

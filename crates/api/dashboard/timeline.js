@@ -61,6 +61,8 @@ export class Timeline {
     // hold id -> an unexpired hold in the window: a schedule entry with
     // `resource_id` and `expires_at`; drawn until it expires
     this.holds = new Map();
+    // resource id -> its external calendars' busy blocks in the window
+    this.blocks = new Map();
     this.expiryTimer = 0;
     // booking id -> set of resource ids whose rows show it
     this.rowsOfBooking = new Map();
@@ -134,6 +136,7 @@ export class Timeline {
     if (this.loadedWindowKey !== key) {
       this.entries = new Map();
       this.holds = new Map();
+      this.blocks = new Map();
       this.shading = new Map();
       this.loadedWindowKey = key;
       onlyMissing = false;
@@ -168,14 +171,20 @@ export class Timeline {
     if (generation !== this.loadGeneration || pages.includes(null)) return false;
     const fresh = new Map(wanted.map((r) => [r.id, []]));
     if (!onlyMissing) this.holds = new Map();
-    for (const { items, holds } of pages) {
+    const freshBlocks = new Map(wanted.map((r) => [r.id, []]));
+    for (const { items, holds, blocks } of pages) {
       for (const item of items) {
         if (!fresh.has(item.resource_id)) fresh.set(item.resource_id, []);
         fresh.get(item.resource_id).push(item);
       }
       for (const hold of holds) this.holds.set(hold.reservation_id, hold);
+      for (const block of blocks) {
+        if (!freshBlocks.has(block.resource_id)) freshBlocks.set(block.resource_id, []);
+        freshBlocks.get(block.resource_id).push(block);
+      }
     }
     for (const [id, entries] of fresh) this.entries.set(id, entries);
+    for (const [id, blocks] of freshBlocks) this.blocks.set(id, blocks);
     this.reindex();
     this.draw();
     this.firstScreenAt = performance.now();
@@ -189,6 +198,7 @@ export class Timeline {
   async readSchedule(params, generation) {
     const items = [];
     let holds = [];
+    let blocks = [];
     let cursor = null;
     do {
       const query = new URLSearchParams({ ...params, limit: String(SCHEDULE_PAGE) });
@@ -197,9 +207,10 @@ export class Timeline {
       if (generation !== this.loadGeneration) return null;
       items.push(...page.items);
       if (!cursor && Array.isArray(page.holds)) holds = page.holds;
+      if (!cursor && Array.isArray(page.blocks)) blocks = page.blocks;
       cursor = page.next_cursor || null;
     } while (cursor);
-    return { items, holds };
+    return { items, holds, blocks };
   }
 
   // --- holds ------------------------------------------------------------------
@@ -463,13 +474,16 @@ export class Timeline {
     const claims = [];
     for (const entry of this.entries.get(resource.id) || []) claims.push(entry);
     for (const hold of this.holdsOf(resource.id)) claims.push(hold);
+    const blocks = this.blocks.get(resource.id) || [];
+    for (const block of blocks) claims.push(block);
     const laneEnds = [];
     const placed = claims
       .map((entry) => {
         const start = Date.parse(entry.starts_at);
         const end = Date.parse(entry.ends_at);
-        // A cancelled booking no longer occupies anything.
-        const buffered = entry.status !== "cancelled";
+        // A cancelled booking no longer occupies anything; a block is the
+        // calendar's own time, without buffers.
+        const buffered = entry.status !== "cancelled" && entry.status !== "external";
         const pre = buffered ? before : 0;
         const post = buffered ? after : 0;
         return { entry, start, end, pre, post };
@@ -484,7 +498,14 @@ export class Timeline {
       } else laneEnds[lane] = end + post;
       if (pre) track.append(this.buildBuffer("before", start - pre, start, lane, pre));
       if (post) track.append(this.buildBuffer("after", end, end + post, lane, post));
-      track.append(entry.status === "held" ? this.buildHold(entry, resource, start, end, lane) : this.buildBar(entry, resource, start, end, lane, pre, post));
+      if (entry.status === "held") track.append(this.buildHold(entry, resource, start, end, lane));
+      else if (entry.status === "external") track.append(this.buildBlock(entry, resource, start, end, lane));
+      else {
+        // A booking that a block of the resource's own calendar meets (a
+        // calendar.conflict): the booking stays, the planner decides.
+        const meets = entry.status !== "cancelled" && blocks.some((b) => Date.parse(b.starts_at) < end && start < Date.parse(b.ends_at));
+        track.append(this.buildBar(entry, resource, start, end, lane, pre, post, meets));
+      }
     }
     row.style.setProperty("--lanes", String(Math.max(1, laneEnds.length)));
     row.append(label, track);
@@ -499,8 +520,8 @@ export class Timeline {
     node.style.setProperty("--lane", String(lane));
   }
 
-  buildBar(entry, resource, start, end, lane, pre = 0, post = 0) {
-    const bar = el("button", `bar st-${STATUSES.includes(entry.status) ? entry.status : "unknown"}`);
+  buildBar(entry, resource, start, end, lane, pre = 0, post = 0, meetsBlock = false) {
+    const bar = el("button", `bar st-${STATUSES.includes(entry.status) ? entry.status : "unknown"}${meetsBlock ? " meets-block" : ""}`);
     bar.type = "button";
     bar.tabIndex = -1;
     bar.dataset.bookingId = entry.booking_id;
@@ -512,9 +533,10 @@ export class Timeline {
     // The buffers are drawn beside the bar but told here, where a screen
     // reader hears the booking.
     const buffers = [pre ? `set-up ${formatDuration(pre)} before` : "", post ? `clean-up ${formatDuration(post)} after` : ""].filter(Boolean);
-    const aside = buffers.length ? `, ${buffers.join(", ")}` : "";
+    const conflict = meetsBlock ? `${resource.name}'s own calendar is busy then` : "";
+    const aside = [...buffers, conflict].filter(Boolean).map((part) => `, ${part}`).join("");
     bar.setAttribute("aria-label", `${entry.title}, ${statusLabel(entry.status)}, ${resource.name}, ${when}${aside}`);
-    bar.title = `${entry.title} (${statusLabel(entry.status)})\n${when}${entry.label ? `\n${entry.label}` : ""}${buffers.length ? `\n${buffers.join(", ")}` : ""}`;
+    bar.title = `${entry.title} (${statusLabel(entry.status)})\n${when}${entry.label ? `\n${entry.label}` : ""}${buffers.length ? `\n${buffers.join(", ")}` : ""}${conflict ? `\nConflict: ${conflict}` : ""}`;
     bar.append(el("span", "bar-title", entry.title));
     return bar;
   }
@@ -546,6 +568,26 @@ export class Timeline {
     hold.append(el("span", "bar-title", `Hold · expires ${expires}`));
     this.place(hold, start, end, lane);
     return hold;
+  }
+
+  /**
+   * A block of the resource's own calendar (an external calendar's busy
+   * time): not a booking (nothing to open), titled only where its link
+   * shows titles.
+   */
+  buildBlock(entry, resource, start, end, lane) {
+    const block = el("div", "tl-block");
+    block.dataset.blockId = entry.reservation_id;
+    block.dataset.start = String(start);
+    block.dataset.end = String(end);
+    block.setAttribute("role", "img");
+    const when = formatRange(new Date(start), new Date(end));
+    const what = entry.title && entry.title !== "Busy" ? `: ${entry.title}` : "";
+    block.setAttribute("aria-label", `Busy in ${resource.name}'s own calendar${what}, ${when}`);
+    block.title = `Own calendar: busy${what}\n${when}`;
+    block.append(el("span", "bar-title", entry.title || "Busy"));
+    this.place(block, start, end, lane);
+    return block;
   }
 
   /** Counts the bars and records when they were drawn (see the browser test). */

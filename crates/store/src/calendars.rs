@@ -92,6 +92,17 @@ pub struct StoredBlock {
     pub title: Option<String>,
 }
 
+/// Which resources' blocks to read: all of the tenant's by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlockFilter<'a> {
+    /// Only these resources.
+    pub resource_ids: Option<&'a [Uuid]>,
+    /// Only resources of this kind.
+    pub kind: Option<&'a str>,
+    /// Only resources with this tag.
+    pub tag: Option<&'a str>,
+}
+
 /// Writes a new link's row (once: a replayed commit changes nothing).
 pub(crate) async fn save(
     conn: &mut PgConnection,
@@ -461,17 +472,39 @@ impl Store {
         resource_id: Uuid,
         window: TimeRange,
     ) -> Result<Vec<StoredBlock>, StoreError> {
+        let filter = BlockFilter {
+            resource_ids: Some(std::slice::from_ref(&resource_id)),
+            ..BlockFilter::default()
+        };
+        self.calendar_blocks_within(tenant, &filter, window).await
+    }
+
+    /// The blocks external calendars hold that overlap `window` on the
+    /// resources `filter` takes, by start.
+    pub async fn calendar_blocks_within(
+        &self,
+        tenant: &TenantId,
+        filter: &BlockFilter<'_>,
+        window: TimeRange,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
         let rows = sqlx::query!(
             r#"select r.calendar_id as "calendar_id!", r.reservation_id, r.resource_id,
                       r.starts_at, r.ends_at, r.label
                  from reservations r
-                where r.tenant_id = $1 and r.resource_id = $2 and r.calendar_id is not null
+                 join reservable_resources rr
+                   on rr.tenant_id = r.tenant_id and rr.resource_id = r.resource_id
+                where r.tenant_id = $1 and r.calendar_id is not null
+                  and ($2::uuid[] is null or r.resource_id = any($2))
+                  and ($5::text is null or rr.kind = $5)
+                  and ($6::text is null or rr.tags ? $6)
                   and r.starts_at < $4 and r.ends_at > $3
                 order by r.starts_at, r.reservation_id"#,
             tenant.as_str(),
-            resource_id,
+            filter.resource_ids,
             window.starts_at,
             window.ends_at,
+            filter.kind,
+            filter.tag,
         )
         .fetch_all(&self.pool)
         .await?;

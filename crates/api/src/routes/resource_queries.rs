@@ -169,16 +169,16 @@ async fn resource_schedule(
         .store
         .active_holds(&principal.tenant, id, window)
         .await?;
-    entries.extend(holds.into_iter().map(|h| ScheduleEntry {
-        reservation_id: h.hold_id,
-        booking_id: h.hold_id,
-        title: "Hold".into(),
-        status: "held".into(),
-        starts_at: h.starts_at,
-        ends_at: h.ends_at,
-        label: None,
-        expires_at: Some(h.expires_at),
-    }));
+    entries.extend(holds.into_iter().map(hold_entry));
+    // So do external calendars' blocks.
+    entries.extend(
+        state
+            .store
+            .calendar_blocks(&principal.tenant, id, window)
+            .await?
+            .into_iter()
+            .map(block_entry),
+    );
     entries.sort_by_key(|e| (e.starts_at, e.reservation_id));
     Ok(Json(Schedule {
         resource_id: id,
@@ -198,6 +198,22 @@ fn hold_entry(h: muster_store::holds::ActiveHold) -> ScheduleEntry {
         ends_at: h.ends_at,
         label: None,
         expires_at: Some(h.expires_at),
+    }
+}
+
+/// An external calendar's block as a schedule shows it: status
+/// `external`, the block as reservation, the calendar link as booking, and
+/// its title only where the link shows titles.
+fn block_entry(b: muster_store::calendars::StoredBlock) -> ScheduleEntry {
+    ScheduleEntry {
+        reservation_id: b.block_id,
+        booking_id: b.calendar_id,
+        title: b.title.unwrap_or_else(|| "Busy".into()),
+        status: "external".into(),
+        starts_at: b.range.starts_at,
+        ends_at: b.range.ends_at,
+        label: None,
+        expires_at: None,
     }
 }
 
@@ -235,6 +251,10 @@ pub struct Schedules {
     /// Unexpired holds overlapping the window (first page only), each with
     /// its resource; status `held`.
     holds: Vec<ResourceScheduleEntry>,
+    /// External calendars' busy blocks overlapping the window (first page
+    /// only), each with its resource; status `external`, the block as
+    /// `reservation_id`, its calendar link as `booking_id`.
+    blocks: Vec<ResourceScheduleEntry>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
@@ -282,6 +302,25 @@ async fn schedules(
         .reads
         .schedules(&principal.tenant, &filter, window, after, limit)
         .await?;
+    let blocks = if after.is_none() {
+        let blocks = muster_store::calendars::BlockFilter {
+            resource_ids: filter.resource_ids.as_deref(),
+            kind: filter.kind.as_deref(),
+            tag: filter.tag.as_deref(),
+        };
+        state
+            .store
+            .calendar_blocks_within(&principal.tenant, &blocks, window)
+            .await?
+            .into_iter()
+            .map(|b| ResourceScheduleEntry {
+                resource_id: b.resource_id,
+                entry: block_entry(b),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let holds = if after.is_none() {
         state
             .store
@@ -302,6 +341,7 @@ async fn schedules(
     Ok(Json(Schedules {
         items,
         holds,
+        blocks,
         next_cursor,
     }))
 }
