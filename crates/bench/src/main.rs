@@ -8,6 +8,7 @@
 //! with the same client count and duration on the same database.
 
 mod api;
+mod calendar;
 mod jobs;
 mod mixed;
 mod pace;
@@ -66,6 +67,10 @@ enum Scenario {
     /// cancel after cancel (run `mixed` beside it for load), beside the
     /// cancel's own answer time.
     WaitlistOffer(waitlist::OfferArgs),
+    /// A CalDAV collection on a Radicale started here, linked to a
+    /// resource: the first sync, and syncs with one change, each beside a
+    /// bare WebDAV client's same read.
+    CalendarSync(calendar::SyncArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::PoolRace(args) => pools::race(args).await,
         Scenario::FindTime(args) => pools::find_time(args).await,
         Scenario::WaitlistOffer(args) => waitlist::offer(args).await,
+        Scenario::CalendarSync(args) => calendar::sync(args).await,
     }
 }
 
