@@ -16,7 +16,7 @@ use libdav::dav::{Delete, ListResources, PutResource, SyncCollection, WebDavClie
 use muster_app::calendars::CalendarAccess;
 use url::Url;
 
-use crate::outbound::{MAX_CALENDAR_BYTES, Outbound};
+use crate::outbound::Outbound;
 
 /// Objects fetched per calendar-multiget.
 const FETCH_CHUNK: usize = 200;
@@ -75,20 +75,9 @@ impl tower_service::Service<http::Request<String>> for Http {
             for (name, value) in response.headers() {
                 builder = builder.header(name, value);
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
+            let body = crate::outbound::read_calendar_body(&mut response)
                 .await
-                .map_err(|e| HttpError(crate::outbound::describe(&e)))?
-            {
-                if body.len() + chunk.len() > MAX_CALENDAR_BYTES {
-                    return Err(HttpError(format!(
-                        "the calendar server answered more than {} MiB",
-                        MAX_CALENDAR_BYTES >> 20
-                    )));
-                }
-                body.extend_from_slice(&chunk);
-            }
+                .map_err(HttpError)?;
             builder
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|_| HttpError("the calendar server's answer is not HTTP".into()))

@@ -184,6 +184,15 @@ async fn fetch_body(request: reqwest::RequestBuilder) -> Result<Fetched, String>
         .get("etag")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let body = read_calendar_body(&mut response).await?;
+    let body = String::from_utf8(body).map_err(|_| "the calendar is not UTF-8 text".to_owned())?;
+    Ok(Fetched::Document { body, etag })
+}
+
+/// A calendar server's answer body, refused past [`MAX_CALENDAR_BYTES`].
+pub(crate) async fn read_calendar_body(
+    response: &mut reqwest::Response,
+) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
         if body.len() + chunk.len() > MAX_CALENDAR_BYTES {
@@ -194,8 +203,7 @@ async fn fetch_body(request: reqwest::RequestBuilder) -> Result<Fetched, String>
         }
         body.extend_from_slice(&chunk);
     }
-    let body = String::from_utf8(body).map_err(|_| "the calendar is not UTF-8 text".to_owned())?;
-    Ok(Fetched::Document { body, etag })
+    Ok(body)
 }
 
 /// The Standard Webhooks `webhook-signature` value (`v1,<base64>`): with a

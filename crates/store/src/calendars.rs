@@ -680,41 +680,38 @@ impl Store {
         tenant: &TenantId,
         resource_id: Uuid,
     ) -> Result<(Vec<Publishable>, String), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // One snapshot for the rows and their digest.
-        sqlx::query("set transaction isolation level repeatable read")
-            .execute(&mut *tx)
-            .await?;
-        let rows = sqlx::query!(
-            "select r.reservation_id, r.starts_at, r.ends_at, r.label
-               from reservations r
-              where r.tenant_id = $1 and r.resource_id = $2
-                and r.calendar_id is null and r.reservation_id <> r.booking_id
-                and (r.expires_at is null or r.expires_at > now())
-                and r.ends_at > now() - interval '1 day'
-              order by r.reservation_id",
+        // One statement, so one snapshot for the rows and their digest:
+        // the digest row, with each reservation joined to it (none: one
+        // row without a reservation).
+        let found = sqlx::query!(
+            r#"select d.digest as "digest!", r.reservation_id as "reservation_id?",
+                      r.starts_at as "starts_at?", r.ends_at as "ends_at?", r.label
+                 from (select publish_digest($1, $2) as digest) d
+                 left join lateral (
+                      select x.reservation_id, x.starts_at, x.ends_at, x.label
+                        from reservations x
+                       where x.tenant_id = $1 and x.resource_id = $2
+                         and x.calendar_id is null and x.reservation_id <> x.booking_id
+                         and (x.expires_at is null or x.expires_at > now())
+                         and x.ends_at > now() - interval '1 day') r on true
+                order by r.reservation_id"#,
             tenant.as_str(),
             resource_id,
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        let digest = sqlx::query_scalar!(
-            r#"select publish_digest($1, $2) as "digest!""#,
-            tenant.as_str(),
-            resource_id,
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let rows = rows
+        let digest = found.first().map(|r| r.digest.clone()).unwrap_or_default();
+        let rows = found
             .into_iter()
-            .map(|r| Publishable {
-                reservation_id: r.reservation_id,
-                range: TimeRange {
-                    starts_at: r.starts_at,
-                    ends_at: r.ends_at,
-                },
-                label: r.label,
+            .filter_map(|r| {
+                Some(Publishable {
+                    reservation_id: r.reservation_id?,
+                    range: TimeRange {
+                        starts_at: r.starts_at?,
+                        ends_at: r.ends_at?,
+                    },
+                    label: r.label,
+                })
             })
             .collect();
         Ok((rows, digest))
