@@ -1,7 +1,9 @@
 //! Projection `bookings`: `read.bookings` (one row per booking, with the
 //! whole detail answer in `document`), and the normalised
 //! `read.booking_reservations` (the resource schedules),
-//! `read.booking_tasks` and `read.booking_status_history`.
+//! `read.booking_tasks`, `read.booking_status_history` and
+//! `read.resource_bookings` (which bookings ever held each resource, for
+//! the schedules as of a past instant).
 //!
 //! Folds like every projection ([`crate::fold`]): a batch loads the
 //! bookings its events touch as the domain's `Booking` (the document shows
@@ -11,7 +13,7 @@
 //! writes the documents that shows back with a handful of set-based
 //! statements.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use muster_domain::TenantId;
@@ -76,10 +78,12 @@ pub struct BookingDocument {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Who a booking is for.
+/// Who a booking is for: `{"erased":true}` alone once the client's
+/// personal data was erased.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClientView {
-    /// Name.
+    /// Name (absent once erased).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Email address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +91,9 @@ pub struct ClientView {
     /// Phone number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// The client's personal data was erased (SPEC §12).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
 /// A reservation of a booking.
@@ -157,6 +164,10 @@ pub(crate) struct BookingEnvelope {
     status_history: Vec<StatusChange>,
     requested_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// The resources it held after any event of the batch being folded
+    /// (not stored: a reservation added and moved away within one batch
+    /// held its first resource all the same).
+    held: BTreeSet<Uuid>,
 }
 
 /// A booking as this projection folds it.
@@ -177,6 +188,7 @@ impl Envelope<Booking> for BookingEnvelope {
             status_history: Vec::new(),
             requested_at: event.recorded_at,
             updated_at: event.recorded_at,
+            held: BTreeSet::new(),
         }
     }
 
@@ -202,6 +214,8 @@ impl Envelope<Booking> for BookingEnvelope {
         self.version = event.stream_version;
         self.position = event.position;
         self.updated_at = event.recorded_at;
+        self.held
+            .extend(state.reservations.iter().map(|r| r.resource_id));
     }
 }
 
@@ -220,6 +234,7 @@ impl FoldedBooking {
                 name: details.client.name.clone(),
                 email: details.client.email.clone(),
                 phone: details.client.phone.clone(),
+                erased: details.client.erased,
             },
             starts_at: details.starts_at,
             ends_at: details.ends_at,
@@ -275,6 +290,7 @@ impl FoldedBooking {
                     name: doc.client.name,
                     email: doc.client.email,
                     phone: doc.client.phone,
+                    erased: doc.client.erased,
                 },
                 starts_at: doc.starts_at,
                 ends_at: doc.ends_at,
@@ -322,6 +338,7 @@ impl FoldedBooking {
                 status_history: doc.status_history,
                 requested_at: doc.requested_at,
                 updated_at: doc.updated_at,
+                held: BTreeSet::new(),
             },
         })
     }
@@ -430,6 +447,8 @@ struct Rows<'a> {
     gone_tasks: KeyRows<'a>,
     tasks: BinaryCopy,
     history: BinaryCopy,
+    /// (tenant, resource, booking) of the resources first held.
+    held: (Vec<&'a str>, Vec<Uuid>, Vec<Uuid>),
 }
 
 // The statements below name their tables without a schema, so that they
@@ -457,6 +476,7 @@ impl<'a> Rows<'a> {
             gone_tasks: KeyRows::default(),
             tasks: BinaryCopy::new(COPY_TASKS, 7),
             history: BinaryCopy::new(COPY_HISTORY, 6),
+            held: Default::default(),
         };
         for c in changed {
             let tenant = c.key.0.as_str();
@@ -474,6 +494,16 @@ impl<'a> Rows<'a> {
                     )
                 });
             let after = &c.after.state;
+            for &resource in &c.after.envelope.held {
+                if !stored_reservations
+                    .iter()
+                    .any(|r| r.resource_id == resource)
+                {
+                    rows.held.0.push(tenant);
+                    rows.held.1.push(resource);
+                    rows.held.2.push(id);
+                }
+            }
             for r in stored_reservations {
                 if !after.reservations.contains(r) {
                     rows.gone_reservations.push(tenant, r.reservation_id);
@@ -603,6 +633,18 @@ async fn save(conn: &mut PgConnection, changed: &[Changed<'_>]) -> Result<(), Pr
     .await?;
     rows.tasks.send(conn).await?;
     rows.history.send(conn).await?;
+    if !rows.held.0.is_empty() {
+        sqlx::query(
+            r#"insert into resource_bookings (tenant_id, resource_id, booking_id)
+               select * from unnest($1::text[], $2::uuid[], $3::uuid[])
+               on conflict do nothing"#,
+        )
+        .bind(&rows.held.0)
+        .bind(&rows.held.1)
+        .bind(&rows.held.2)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -623,6 +665,8 @@ async fn delete_by_key(
         .await?;
     Ok(())
 }
+
+pub(crate) mod as_of;
 
 #[cfg(test)]
 mod tests;

@@ -114,6 +114,7 @@ impl ReadModel {
                 "booking_reservations",
                 "booking_tasks",
                 "booking_status_history",
+                "resource_bookings",
             ],
             ReadModel::Deployments => &["deployments"],
         }

@@ -11,11 +11,14 @@ use muster_domain::time::TimeRange;
 use muster_store::{Store, StoreError};
 use uuid::Uuid;
 
+use crate::bookings::as_of;
 use crate::query::{
     self, BookingFilter, BookingSummary, Occupancy, ProjectionStatus, ResourceFilter,
     ResourceUtilization, ResourceView, ScheduleEntry, StatusCount,
 };
-use crate::{ReadModel, ReadSignals};
+use crate::{BookingDocument, ReadModel, ReadSignals};
+use muster_domain::Aggregate;
+use muster_domain::booking::Booking;
 
 /// Why a read failed. The variants are what a caller answers differently.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,9 @@ pub enum ReadError {
     /// A resource the question names does not exist in the tenant.
     #[error("unknown resource {0}")]
     UnknownResource(Uuid),
+    /// Events folded for an answer as of a past instant do not fold.
+    #[error("a stored history does not fold")]
+    Fold(#[source] crate::ProjectionError),
 }
 
 impl From<sqlx::Error> for ReadError {
@@ -222,6 +228,69 @@ impl ReadModels {
         email: &str,
     ) -> Result<query::ClientHistory, ReadError> {
         Ok(query::bookings::client_history(self.pool(), tenant, email).await?)
+    }
+
+    /// Booking `id` as muster knew it at `as_of`, folded from the events
+    /// recorded up to that instant; `None` when it did not exist yet.
+    pub async fn booking_as_of(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        as_of: DateTime<Utc>,
+    ) -> Result<Option<BookingDocument>, ReadError> {
+        let events = self
+            .store
+            .streams_until(tenant, Booking::STREAM_TYPE, &[id], as_of)
+            .await?;
+        Ok(as_of::documents(&events).map_err(ReadError::Fold)?.pop())
+    }
+
+    /// The reservations holding resource `id` within `window` as muster
+    /// knew them at `as_of`, in start order, folded from the events of
+    /// every booking that ever held the resource; `None` when the tenant
+    /// has no such resource. Holds and external calendars' blocks are not
+    /// part of the past (holds are fleeting, blocks are a copy of another
+    /// calendar).
+    pub async fn schedule_as_of(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        window: TimeRange,
+        as_of: DateTime<Utc>,
+    ) -> Result<Option<Vec<ScheduleEntry>>, ReadError> {
+        if self.resource(tenant, id).await?.is_none() {
+            return Ok(None);
+        }
+        let candidates = query::bookings::ever_held(self.pool(), tenant, id).await?;
+        let events = self
+            .store
+            .streams_until(tenant, Booking::STREAM_TYPE, &candidates, as_of)
+            .await?;
+        let documents = as_of::documents(&events).map_err(ReadError::Fold)?;
+        let mut entries: Vec<ScheduleEntry> = documents
+            .iter()
+            .flat_map(|d| {
+                d.reservations
+                    .iter()
+                    .filter(|r| {
+                        r.resource_id == id
+                            && r.starts_at < window.ends_at
+                            && r.ends_at > window.starts_at
+                    })
+                    .map(|r| ScheduleEntry {
+                        reservation_id: r.reservation_id,
+                        booking_id: d.id,
+                        title: d.title.clone(),
+                        status: d.status.clone(),
+                        starts_at: r.starts_at,
+                        ends_at: r.ends_at,
+                        label: r.label.clone(),
+                        expires_at: None,
+                    })
+            })
+            .collect();
+        entries.sort_by_key(|e| (e.starts_at, e.reservation_id));
+        Ok(Some(entries))
     }
 
     /// A booking's stored document (JSON text), if it exists.

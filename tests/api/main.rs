@@ -36,6 +36,7 @@ mod resources;
 mod schema;
 mod series;
 mod subscribe;
+mod time_travel;
 mod topology;
 mod two_processes;
 mod waitlist;

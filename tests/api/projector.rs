@@ -95,6 +95,7 @@ pub(crate) async fn read_model_checksum(app: &TestApp) -> Vec<(String, i64, Stri
         "booking_reservations",
         "booking_tasks",
         "booking_status_history",
+        "resource_bookings",
         "deployments",
     ] {
         let (count, sum): (i64, Option<String>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -516,7 +516,7 @@ impl From<ReadError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly".into())
             }
-            e @ ReadError::Database(_) => {
+            e @ (ReadError::Database(_) | ReadError::Fold(_)) => {
                 tracing::error!(error = &e as &dyn std::error::Error, "read failure");
                 ApiError::Internal
             }

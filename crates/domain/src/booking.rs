@@ -28,10 +28,12 @@ pub const MAX_HEADCOUNT: u32 = 1_000_000;
 pub const MAX_RESERVATIONS: usize = 100;
 const MAX_TASKS: usize = 500;
 
-/// Who the booking is for.
+/// Who the booking is for. An erased client (SPEC §12) keeps nothing but
+/// `erased`, and serialises as `{"erased":true}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
-    /// Name.
+    /// Name (empty only once erased).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Email address, if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,6 +41,29 @@ pub struct Client {
     /// Phone number, if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// The client's personal data was erased: nothing else is known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
+}
+
+impl Client {
+    /// A client known by name alone.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            email: None,
+            phone: None,
+            erased: false,
+        }
+    }
+
+    /// The client whose personal data was erased.
+    pub fn erased() -> Self {
+        Self {
+            erased: true,
+            ..Self::named("")
+        }
+    }
 }
 
 /// The descriptive fields of a booking (payload of `booking.requested`).
@@ -973,6 +998,11 @@ fn move_reservation(
 }
 
 pub(crate) fn validate_client(v: &mut Validator, client: &Client) {
+    v.check(
+        !client.erased,
+        "client.erased",
+        "only muster erases a client",
+    );
     v.text(&client.name, "client.name", MAX_TITLE);
     if let Some(email) = &client.email {
         v.check(

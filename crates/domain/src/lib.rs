@@ -21,6 +21,7 @@ pub mod find_time;
 pub mod hold;
 pub mod ics;
 pub mod notification;
+pub mod personal;
 pub mod policy;
 pub mod pool;
 pub mod quota;

@@ -534,6 +534,37 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The events of streams `stream_ids` of type `stream_type` recorded
+    /// at or before `until`, in (stream, version) order: each stream's
+    /// history as muster knew it at that instant (time travel). Read on
+    /// the primary, by the event store's primary key.
+    pub async fn streams_until(
+        &self,
+        tenant: &TenantId,
+        stream_type: &str,
+        stream_ids: &[Uuid],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query_as!(
+            EventRow,
+            r#"select tenant_id, position, stream_type, stream_id, stream_version,
+                      event_type, schema_version, payload, metadata, recorded_at
+                 from events
+                where tenant_id = $1 and stream_id = any($2) and stream_type = $3
+                  and recorded_at <= $4
+                order by stream_id, stream_version"#,
+            tenant.as_str(),
+            stream_ids,
+            stream_type,
+            until,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(EventRow::into_recorded).collect()
+    }
+}
+
 /// Which events a tenant reader wants; empty lists and `None` mean any.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct EventFilter {

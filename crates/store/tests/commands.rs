@@ -53,6 +53,7 @@ fn request(reservations: Vec<(Uuid, i64, i64)>) -> BookingCommand {
                 name: "Ann".into(),
                 email: None,
                 phone: None,
+                erased: false,
             },
             starts_at: at(0),
             ends_at: at(24),

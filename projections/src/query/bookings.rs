@@ -225,6 +225,21 @@ pub async fn schedule(
     .await
 }
 
+/// Every booking that ever held `resource` (time travel's candidates).
+pub async fn ever_held(
+    pool: &PgPool,
+    tenant: &TenantId,
+    resource: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select booking_id from read.resource_bookings where tenant_id = $1 and resource_id = $2",
+        tenant.as_str(),
+        resource,
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// A reservation in a schedule of many resources.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ResourceScheduleEntry {

@@ -108,7 +108,7 @@ fn queries(doc: &mut Value) {
         let name = p["name"].as_str().unwrap_or_default().to_owned();
         let schema = p.entry("schema").or_insert_with(|| json!({}));
         match name.as_str() {
-            "from" | "to" | "starts_at" | "ends_at" => {
+            "from" | "to" | "starts_at" | "ends_at" | "as_of" => {
                 schema["format"] = json!("date-time");
             }
             "consistent_with" | "after" => schema["maximum"] = json!(i64::MAX),

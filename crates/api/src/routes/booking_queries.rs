@@ -106,21 +106,44 @@ async fn list_bookings(
     Ok(Json(BookingPage { items, next_cursor }))
 }
 
-/// Read one booking with its reservations, tasks and status history.
+/// How to read one booking: now, or as it was.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BookingQuery {
+    /// Wait until the read model has applied this position (read your writes).
+    #[param(minimum = 0)]
+    consistent_with: Option<i64>,
+    /// The booking as muster knew it at this instant (RFC 3339), folded
+    /// from the events recorded up to it; 404 when it did not exist yet.
+    as_of: Option<String>,
+}
+
+/// Read one booking with its reservations, tasks and status history, now
+/// or as it was at an instant.
 #[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings",
-    params(("id" = Uuid, Path, description = "The booking"), ConsistencyQuery),
+    params(("id" = Uuid, Path, description = "The booking"), BookingQuery),
     responses((status = 200, description = "The booking", body = BookingDocument)))]
 async fn get_booking(
     State(state): State<AppState>,
     auth: Auth,
     path: PathIds,
     headers: axum::http::HeaderMap,
-    QueryParams(q): QueryParams<ConsistencyQuery>,
+    QueryParams(q): QueryParams<BookingQuery>,
 ) -> Result<Response, ApiError> {
     let principal = auth.require(READERS)?;
     let id = path.id(0, "booking")?;
+    let as_of = q.as_of.as_deref().map(|t| time("as_of", t)).transpose()?;
     consistent_with(&state, &[ReadModel::Bookings], q.consistent_with).await?;
-    let document = state.reads.booking_document(&principal.tenant, id).await?;
+    let document = match as_of {
+        None => state.reads.booking_document(&principal.tenant, id).await?,
+        Some(as_of) => state
+            .reads
+            .booking_as_of(&principal.tenant, id, as_of)
+            .await?
+            .map(|d| serde_json::to_string(&d).map_err(|_| ApiError::Internal))
+            .transpose()?,
+    };
     stored_document(document, "booking", &headers)
 }
 

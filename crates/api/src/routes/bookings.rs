@@ -379,6 +379,7 @@ impl From<ClientBody> for Client {
             name: c.name,
             email: c.email,
             phone: c.phone,
+            erased: false,
         }
     }
 }

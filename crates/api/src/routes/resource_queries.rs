@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::auth::{Auth, READERS};
 use crate::extract::{PathIds, QueryParams};
-use crate::read::{consistent_with, id_cursor, id_cursor_of, limit, next_cursor, window};
+use crate::read::{consistent_with, id_cursor, id_cursor_of, limit, next_cursor, time, window};
 use crate::{ApiError, AppState};
 
 /// The resource query routes.
@@ -132,6 +132,11 @@ pub struct ScheduleQuery {
     /// Wait until the read models have applied this position.
     #[param(minimum = 0)]
     consistent_with: Option<i64>,
+    /// The schedule as muster knew it at this instant (RFC 3339), folded
+    /// from the events of the bookings recorded up to it. Holds and
+    /// external calendars' blocks are shown only now, never as of a past
+    /// instant.
+    as_of: Option<String>,
 }
 
 /// A resource's schedule.
@@ -157,7 +162,19 @@ async fn resource_schedule(
     let principal = auth.require(READERS)?;
     let id = path.id(0, "resource")?;
     let window = window(&q.from, &q.to, 366)?;
+    let as_of = q.as_of.as_deref().map(|t| time("as_of", t)).transpose()?;
     consistent_with(&state, &ReadModel::ALL, q.consistent_with).await?;
+    if let Some(as_of) = as_of {
+        let entries = state
+            .reads
+            .schedule_as_of(&principal.tenant, id, window, as_of)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("resource".into()))?;
+        return Ok(Json(Schedule {
+            resource_id: id,
+            entries,
+        }));
+    }
     let mut entries = state
         .reads
         .schedule(&principal.tenant, id, window)

@@ -21,6 +21,7 @@ fn spec() -> EntrySpec {
             name: "Ann".into(),
             email: Some("ann@example.com".into()),
             phone: None,
+            erased: false,
         },
         offer_ttl: IsoDuration::from_seconds(1800),
         priority: 0,
