@@ -16,10 +16,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use muster_domain::TenantId;
 use muster_domain::booking::{
     Booking, BookingDetails, BookingEvent, BookingStatus, Client, Reservation, Task,
 };
+use muster_domain::erasure::{Erasure, ErasureEvent};
+use muster_domain::{DomainEvent, TenantId};
 use muster_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -356,6 +357,16 @@ pub(crate) async fn apply(
     conn: &mut PgConnection,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
+    apply_bookings(conn, events).await?;
+    // After the batch's bookings are written: a booking event read before
+    // an erasure, in the same batch as it, is scrubbed all the same.
+    erase(conn, events).await
+}
+
+async fn apply_bookings(
+    conn: &mut PgConnection,
+    events: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
     let events = events_of::<Booking>(events);
     if events.is_empty() {
         return Ok(());
@@ -379,6 +390,72 @@ pub(crate) async fn apply(
         });
     }
     save(conn, &changed).await
+}
+
+/// Scrubs the client of the bookings each `client.erased` among `events`
+/// names: the row shows what folding the booking's events gives now that
+/// the client's fields read as erased (so a rebuild writes the same).
+async fn erase(conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    let mut keys: Vec<(&str, Uuid)> = Vec::new();
+    let mut first = None;
+    for event in events_of::<Erasure>(events) {
+        let ErasureEvent::Erased(erased) =
+            ErasureEvent::from_payload(&event.event_type, &event.payload)
+                .map_err(|e| ProjectionError::poison(event, e))?;
+        first.get_or_insert(event);
+        keys.extend(
+            erased
+                .bookings
+                .iter()
+                .map(|id| (event.tenant.as_str(), *id)),
+        );
+    }
+    let Some(first) = first else {
+        return Ok(());
+    };
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.into_iter().unzip();
+    let rows: Vec<(String, Json<BookingDocument>)> = sqlx::query_as(
+        r#"select b.tenant_id, b.document
+             from unnest($1::text[], $2::uuid[]) as k(tenant_id, booking_id)
+             join bookings b on b.tenant_id = k.tenant_id and b.booking_id = k.booking_id"#,
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut scrubbed = (Vec::new(), Vec::new(), Vec::new());
+    for (tenant, Json(document)) in rows {
+        let mut folded = FoldedBooking::from_document(document)
+            .map_err(|e| ProjectionError::poison(first, e))?;
+        if let Some(details) = folded.state.details.as_mut() {
+            details.client = Client::erased();
+            details.notes = None;
+        }
+        let Some(document) = folded.document() else {
+            continue;
+        };
+        scrubbed.1.push(document.id);
+        scrubbed
+            .2
+            .push(serde_json::to_string(&document).expect("a booking document serialises"));
+        scrubbed.0.push(tenant);
+    }
+    sqlx::query(
+        r#"update bookings b
+              set client_name = '', client_email = null, client_phone = null,
+                  document = s.document::json
+             from unnest($1::text[], $2::uuid[], $3::text[]) as s(tenant_id, booking_id, document)
+            where b.tenant_id = s.tenant_id and b.booking_id = s.booking_id"#,
+    )
+    .bind(&scrubbed.0)
+    .bind(&scrubbed.1)
+    .bind(&scrubbed.2)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn load(

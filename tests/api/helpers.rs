@@ -92,6 +92,11 @@ pub async fn one_multi_process_test_at_a_time() -> tokio::sync::MutexGuard<'stat
     TURN.lock().await
 }
 
+/// The secret key of every test's app, as the embedded default makes one;
+/// processes a test starts get it as `MUSTER_SECRET_KEY`, so that they
+/// open the personal data the in-process app sealed.
+pub const TEST_SECRET_KEY: &str = "bXVzdGVyLXRlc3RzLXNlY3JldC1rZXktMzItYnl0ZXM=";
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(api_config()).await
 }
@@ -129,7 +134,7 @@ async fn spawn(
     let primary = muster_store::db::Endpoints {
         statements: db.options.clone(),
         direct: None,
-        secret_key: Some(muster_store::secret::SecretKey::generate().0),
+        secret_key: Some(muster_store::secret::SecretKey::from_base64(TEST_SECRET_KEY).unwrap()),
     };
     let mut app = Application::build(
         "127.0.0.1:0".parse().unwrap(),

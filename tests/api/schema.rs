@@ -54,6 +54,7 @@ async fn every_key_of_a_tenant_scoped_table_includes_tenant_id() {
         "public._sqlx_migrations",
         "public.projection_checkpoints",
         "public.projection_rebuilds",
+        "public.secret_key_check",
     ]
     .into_iter()
     .map(str::to_owned)

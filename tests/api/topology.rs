@@ -29,6 +29,7 @@ fn role(app: &TestApp, role: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_muster"))
         .arg(role)
         .env("DATABASE_URL", app.db.url())
+        .env("MUSTER_SECRET_KEY", crate::helpers::TEST_SECRET_KEY)
         .env("MUSTER_ALLOW_PRIVATE_WEBHOOKS", "true")
         // Six processes beside the rest of the suite in Postgres' 100
         // connections; a worker's pool carries its full deployment and
@@ -497,6 +498,7 @@ async fn two_of_each_role_under_load_survive_a_kill_9_of_each() {
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_muster"))
             .args(["projections", "rebuild", name])
             .env("DATABASE_URL", app.db.url())
+            .env("MUSTER_SECRET_KEY", crate::helpers::TEST_SECRET_KEY)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .status()

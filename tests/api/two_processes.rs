@@ -30,6 +30,7 @@ pub(crate) async fn spawn_api_process_with(
     let child = Command::new(env!("CARGO_BIN_EXE_muster"))
         .arg("api")
         .env("DATABASE_URL", database_url)
+        .env("MUSTER_SECRET_KEY", crate::helpers::TEST_SECRET_KEY)
         .env("MUSTER_LISTEN", format!("127.0.0.1:{port}"))
         .env("MUSTER_RATE_LIMIT", "0")
         .env("MUSTER_DB_POOL_SIZE", "16")

@@ -404,6 +404,7 @@ fn api_process(database_url: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_muster"))
         .arg("api")
         .env("DATABASE_URL", database_url)
+        .env("MUSTER_SECRET_KEY", crate::helpers::TEST_SECRET_KEY)
         .env("MUSTER_LISTEN", format!("127.0.0.1:{port}"))
         .env("MUSTER_RATE_LIMIT", "0")
         .env("RUST_LOG", "warn")

@@ -32,6 +32,7 @@ fn worker_with(app: &TestApp, env: &[(&str, &str)]) -> Child {
         .envs(env.iter().copied())
         .arg("work")
         .env("DATABASE_URL", app.db.url())
+        .env("MUSTER_SECRET_KEY", crate::helpers::TEST_SECRET_KEY)
         .env("MUSTER_ALLOW_PRIVATE_WEBHOOKS", "true")
         .env("MUSTER_JOB_HEARTBEAT_MS", HEARTBEAT_MS.to_string())
         .env("MUSTER_JOB_MISSED_HEARTBEATS", MISSED.to_string())

@@ -57,6 +57,7 @@ async fn send(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<(),
     let mut conn = rt.store.pool().acquire().await?;
     let history = muster_store::event_store::history_until::<Booking>(
         &mut conn,
+        rt.store.secret_key(),
         &job.tenant,
         booking_id,
         message.event_position,

@@ -16,12 +16,14 @@ use muster_domain::booking::{Booking, BookingEvent};
 use muster_domain::client_message::{
     ClientSettings, may_message, messages_for, offer_message, supersedes_reminders,
 };
+use muster_domain::erasure::{Erasure, ErasureEvent};
 use muster_domain::waitlist::WaitlistEntry;
 use muster_domain::{Aggregate, DomainEvent, TenantId};
 use muster_jobs::client_messages::ClientMessages;
 use muster_jobs::{JobQueue, NotificationJob};
 use muster_projections::{ApplyFuture, Projection, ProjectionError};
 use muster_store::RecordedEvent;
+use muster_store::secret::SecretKey;
 use sqlx::PgConnection;
 
 use crate::reactor::reactor_error;
@@ -29,12 +31,14 @@ use crate::reactor::reactor_error;
 /// The client-notification reactor.
 pub struct ClientReactor {
     queue: JobQueue,
+    /// Opens the personal fields of the histories it reads.
+    secret: Option<SecretKey>,
 }
 
 impl ClientReactor {
-    /// A reactor pushing jobs on `queue`.
-    pub fn new(queue: JobQueue) -> Self {
-        Self { queue }
+    /// A reactor pushing jobs on `queue`, reading histories with `secret`.
+    pub fn new(queue: JobQueue, secret: Option<SecretKey>) -> Self {
+        Self { queue, secret }
     }
 }
 
@@ -55,12 +59,27 @@ impl Projection for ClientReactor {
             let mut settings: HashMap<TenantId, ClientSettings> = HashMap::new();
             let mut jobs = Vec::new();
             for event in events {
+                if event.stream_type == Erasure::STREAM_TYPE {
+                    let ErasureEvent::Erased(erased) =
+                        ErasureEvent::from_payload(&event.event_type, &event.payload)
+                            .map_err(|e| ProjectionError::poison(event, e))?;
+                    ClientMessages::scrub(
+                        &mut *conn,
+                        &event.tenant,
+                        &erased.bookings,
+                        &erased.waitlist_entries,
+                    )
+                    .await
+                    .map_err(reactor_error)?;
+                    continue;
+                }
                 if event.stream_type == WaitlistEntry::STREAM_TYPE
                     && event.event_type == "waitlist.offered"
                 {
                     let rule = rule_of(&mut *conn, &mut settings, &event.tenant).await?;
                     let history = muster_store::event_store::history_until::<WaitlistEntry>(
                         &mut *conn,
+                        self.secret.as_ref(),
                         &event.tenant,
                         event.stream_id,
                         event.position,
@@ -100,6 +119,7 @@ impl Projection for ClientReactor {
                 }
                 let history = muster_store::event_store::history_until::<Booking>(
                     &mut *conn,
+                    self.secret.as_ref(),
                     &event.tenant,
                     event.stream_id,
                     event.position,

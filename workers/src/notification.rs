@@ -49,7 +49,7 @@ async fn deliver(rt: &Runtime, job: &NotificationJob, book: &Attempt) -> Result<
     }
     // Upcast by the event store's own conversion, so that the receiver
     // gets the payload the feed serves, never an old schema as stored.
-    let event = d.event.into_recorded()?;
+    let event = d.event.into_recorded(rt.store.secret_key())?;
     let body = serde_json::json!({
         "delivery_id": job.delivery_id,
         "replay_of": d.replay_of,

@@ -438,6 +438,10 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry shortly".into())
             }
+            StoreError::NoSecretKey => ApiError::Unavailable(
+                "MUSTER_SECRET_KEY is not set on this server: personal data cannot be erased"
+                    .into(),
+            ),
             e @ (StoreError::Database(_)
             | StoreError::CorruptEvent { .. }
             | StoreError::CorruptRow(_)

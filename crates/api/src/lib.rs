@@ -235,6 +235,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .merge(routes::events::router())
         .merge(routes::resource_queries::router())
         .merge(routes::booking_queries::router())
+        .merge(routes::clients::router())
         .merge(routes::availability::router())
         .merge(routes::find_time::router())
         .merge(routes::analytics::router())

@@ -10,6 +10,7 @@
 pub mod bookings;
 pub mod calendars;
 pub mod check_in;
+pub mod clients;
 pub mod decision;
 pub mod deployments;
 pub mod find_time;

@@ -205,6 +205,12 @@ impl Refusal {
             | StoreError::CorruptEvent { .. }
             | StoreError::CorruptRow(_)
             | StoreError::NoJobQueue) => return Err(AppError::Store(e)),
+            StoreError::NoSecretKey => {
+                return Err(AppError::Misconfigured(
+                    "MUSTER_SECRET_KEY is not set: personal data can be neither sealed nor erased"
+                        .into(),
+                ));
+            }
         })
     }
 }

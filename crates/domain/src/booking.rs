@@ -1074,7 +1074,9 @@ fn validate_reservation(r: &Reservation, prefix: &str) -> Result<(), FieldError>
 
 /// A deliberately loose check: one `@` with text on both sides, no spaces.
 /// Deliverability is the mail server's call, not ours.
-fn is_plausible_email(email: &str) -> bool {
+/// Whether `email` looks like an email address: one `@` with text before
+/// it and a dot after it, no white space, at most [`MAX_EMAIL`] characters.
+pub fn is_plausible_email(email: &str) -> bool {
     email.chars().count() <= MAX_EMAIL
         && !email.chars().any(char::is_whitespace)
         && email.split_once('@').is_some_and(|(local, domain)| {

@@ -14,6 +14,7 @@ pub mod capacity;
 pub mod client_message;
 pub mod deployment;
 pub mod duration;
+pub mod erasure;
 pub mod error;
 pub mod event;
 pub mod external;

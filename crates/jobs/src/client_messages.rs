@@ -237,6 +237,31 @@ impl ClientMessages {
             .collect())
     }
 
+    /// Forgets whom the messages about `bookings` and `entries` of an
+    /// erased client were to (SPEC §12), in the reactor's transaction: a
+    /// message made from events read just before the erasure is scrubbed
+    /// like those the erasure scrubbed itself. One not sent yet never is.
+    pub async fn scrub(
+        conn: &mut PgConnection,
+        tenant: &TenantId,
+        bookings: &[Uuid],
+        entries: &[Uuid],
+    ) -> Result<(), JobsError> {
+        sqlx::query!(
+            r#"update client_messages
+                  set recipient = '', last_error = null,
+                      status = case when status = 'pending' then 'skipped' else status end
+                where tenant_id = $1 and recipient <> ''
+                  and (booking_id = any($2) or entry_id = any($3))"#,
+            tenant.as_str(),
+            bookings,
+            entries,
+        )
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
     /// Records the offer to waitlist entry `entry_id`'s client at
     /// `recipient`, caused by its `waitlist.offered` at `position`, in the
     /// reactor's transaction; `None` when a repeat of the event made it

@@ -423,7 +423,10 @@ impl Webhooks {
                       d.replay_of,
                       e.tenant_id as e_tenant_id, e.position, e.stream_type, e.stream_id,
                       e.stream_version, e.event_type as e_event_type, e.schema_version,
-                      e.payload, e.metadata, e.recorded_at
+                      e.payload, e.metadata, e.recorded_at,
+                      (select k.sealed from personal_keys k
+                        where k.tenant_id = e.tenant_id
+                          and k.key_id = (e.payload->'sealed_personal'->>'key')::uuid) as "data_key?"
                  from webhook_deliveries d
                  join webhooks w on w.tenant_id = d.tenant_id and w.webhook_id = d.webhook_id
                  join events e on e.tenant_id = d.tenant_id and e.position = d.event_position
@@ -448,6 +451,7 @@ impl Webhooks {
                     payload: r.payload,
                     metadata: r.metadata,
                     recorded_at: r.recorded_at,
+                    data_key: r.data_key,
                 },
                 url: r.url,
                 secret: r.secret,

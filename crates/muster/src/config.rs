@@ -100,6 +100,11 @@ pub enum KeysCommand {
         /// The key's id (from `keys list`).
         id: uuid::Uuid,
     },
+    /// Re-seal everything sealed with the server's key with
+    /// `MUSTER_SECRET_KEY`, opening it with that key or
+    /// `MUSTER_EXTRA_SECRET_KEY` (the one being replaced); the servers
+    /// keep running (docs/personal-data.md has the steps).
+    RotateSecret,
 }
 
 /// Settings of `muster work`.
@@ -208,10 +213,21 @@ pub struct DatabaseArgs {
     )]
     pub direct_database_url: Option<DatabaseUrl>,
     /// 32 random bytes in base64 (`openssl rand -base64 32`) that seal
-    /// the secrets muster stores (calendar URLs and credentials). Unset on
-    /// the embedded default: one is generated under the data directory.
+    /// the secrets muster stores (clients' data keys, calendar URLs and
+    /// credentials). Unset on the embedded default: one is generated under
+    /// the data directory. A wrong one stops muster at boot.
     #[arg(long, env = "MUSTER_SECRET_KEY", hide_env_values = true, global = true)]
     pub secret_key: Option<String>,
+    /// Another key that opens (never seals) what muster stores: the key
+    /// being replaced while `MUSTER_SECRET_KEY` is rotated
+    /// (docs/personal-data.md).
+    #[arg(
+        long,
+        env = "MUSTER_EXTRA_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub extra_secret_key: Option<String>,
     /// Directory for the embedded cluster and the admin key.
     #[arg(
         long,

@@ -6,7 +6,7 @@ use clap::Parser;
 use muster::config::{Cli, Command, HttpArgs, KeysCommand, LogFormat, ProjectionsCommand};
 use muster::startup::{
     Application, Database, Databases, ensure_admin_key, rebuild_projection, run_projector,
-    run_worker_role, serve_metrics, shutdown_signal,
+    run_worker_role, serve_metrics, shutdown_signal, verify_secret_key,
 };
 use muster_app::{App, Outcome};
 use muster_store::Store;
@@ -55,6 +55,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
         direct,
         &cli.database.data_dir,
         cli.database.secret_key.as_deref(),
+        cli.database.extra_secret_key.as_deref(),
     )
     .await?;
     let result = run_role(&cli, &database, shutdown).await;
@@ -80,12 +81,14 @@ async fn run_role(
         }
         Command::Api(http) => serve(http, database, cli, shutdown, false).await,
         Command::Project(args) => {
+            verify_secret_key(database, &pool_settings).await?;
             if let Some(listen) = args.metrics_listen {
                 serve_metrics(listen).await?;
             }
             run_projector(database.endpoints(), &pool_settings, args.batch, shutdown).await
         }
         Command::Work(args) => {
+            verify_secret_key(database, &pool_settings).await?;
             if let Some(listen) = args.metrics_listen {
                 serve_metrics(listen).await?;
             }
@@ -99,7 +102,10 @@ async fn run_role(
         }
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name, batch },
-        } => rebuild_projection(database.endpoints(), &pool_settings, name, *batch).await,
+        } => {
+            verify_secret_key(database, &pool_settings).await?;
+            rebuild_projection(database.endpoints(), &pool_settings, name, *batch).await
+        }
         Command::Migrate => {
             let store = Store::connect_lazy(database.endpoints(), &pool_settings);
             muster_store::db::migrate(store.sessions()).await?;
@@ -137,6 +143,13 @@ async fn run_role(
                     Outcome::Refused(_) => anyhow::bail!("tenant {tenant} has no key {id}"),
                     _ => println!("key {id} revoked"),
                 },
+                KeysCommand::RotateSecret => {
+                    let rotated = app.rotate_secret().await?;
+                    println!(
+                        "re-sealed {} data keys and {} calendar links with MUSTER_SECRET_KEY",
+                        rotated.data_keys, rotated.calendar_links
+                    );
+                }
             }
             Ok(())
         }

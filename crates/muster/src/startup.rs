@@ -77,6 +77,9 @@ impl Application {
             .replica
             .map(|options| muster_store::db::connect_lazy(options, pool));
         let store = Store::connect_lazy(databases.primary, pool);
+        // A wrong key (or none where sealed data exists) stops the process
+        // before it serves anything.
+        store.verify_secret_key().await?;
         let queue = JobQueue::new(store.pool().clone(), policies);
         let mut store = store
             .with_batching(WRITE_BATCHERS)
@@ -223,7 +226,10 @@ async fn run_workers(
 ) {
     let reactor = Projector::new(store.clone(), signals).with_projections(vec![
         Arc::new(Reactor::new(workers.queue().clone())),
-        Arc::new(ClientReactor::new(workers.queue().clone())),
+        Arc::new(ClientReactor::new(
+            workers.queue().clone(),
+            store.secret_key().cloned(),
+        )),
     ]);
     let reactor = tokio::spawn(reactor.run(shutdown));
     workers.run().await;
@@ -364,9 +370,19 @@ impl Database {
         direct: Option<PgConnectOptions>,
         data_dir: &Path,
         secret_key: Option<&str>,
+        extra_secret_key: Option<&str>,
     ) -> anyhow::Result<Self> {
         // A key that cannot work stops the process before anything runs.
         let secret_key = secret_key.map(SecretKey::from_base64).transpose()?;
+        let extra = extra_secret_key
+            .map(SecretKey::from_base64)
+            .transpose()
+            .context("MUSTER_EXTRA_SECRET_KEY")?;
+        let with_extra = |key: SecretKey| match &extra {
+            Some(extra) => key.also_opening(extra.clone()),
+            None => key,
+        };
+        let secret_key = secret_key.map(with_extra);
         if let Some(options) = url {
             return Ok(Self {
                 options,
@@ -384,7 +400,7 @@ impl Database {
         // The cluster made the data directory, private to this user.
         let secret_key = match secret_key {
             Some(key) => key,
-            None => embedded_secret_key(data_dir)?,
+            None => with_extra(embedded_secret_key(data_dir)?),
         };
         Ok(Self {
             options: embedded.connect_options(),
@@ -410,6 +426,18 @@ impl Database {
             let _ = tokio::task::spawn_blocking(move || embedded.stop()).await;
         }
     }
+}
+
+/// Stops the process (with one line) when its secret key cannot serve the
+/// database: a wrong key, or none where sealed data exists.
+pub async fn verify_secret_key(
+    database: &Database,
+    pool: &muster_store::db::PoolSettings,
+) -> anyhow::Result<()> {
+    let store = Store::connect_lazy(database.endpoints(), pool);
+    let checked = store.verify_secret_key().await;
+    store.pool().close().await;
+    Ok(checked?)
 }
 
 /// Creates the cluster's `muster` database on first start.

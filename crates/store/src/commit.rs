@@ -55,6 +55,15 @@ impl Decided {
         }
     }
 
+    /// Adds `effect`, which its events do not imply but its use case
+    /// does (an erasure's scrubbing), to what it commits.
+    /// Such a command commits in a transaction of its own.
+    pub fn with_effect(mut self, effect: WriteEffect) -> Self {
+        self.effects.push(effect);
+        self.creates_alone = false;
+        self
+    }
+
     /// Whether committing it writes anything at all.
     fn writes(&self) -> bool {
         !self.append.events.is_empty()
@@ -521,6 +530,9 @@ async fn admit(
             }
             WriteEffect::DropCalendar { calendar_id } => {
                 crate::calendars::drop(conn, tenant.as_str(), *calendar_id).await?
+            }
+            WriteEffect::Erase { erasure_id, plan } => {
+                crate::erasure::erase(conn, tenant.as_str(), *erasure_id, plan).await?
             }
             WriteEffect::Retag { resource_id, tags } => {
                 working_set::retag(conn, tenant.as_str(), *resource_id, tags).await?

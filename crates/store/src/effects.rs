@@ -62,6 +62,14 @@ pub enum WriteEffect {
         /// The link.
         calendar_id: Uuid,
     },
+    /// A client is erased as the plan says (added by the erasure's use
+    /// case: it is what the erasure does, not what its event implies).
+    Erase {
+        /// The erasure.
+        erasure_id: Uuid,
+        /// What it erases.
+        plan: Box<crate::erasure::ErasurePlan>,
+    },
     /// A resource's booking rule changed (capacity, seats, working hours,
     /// policy). A capacity decrease is refused when existing reservations
     /// would exceed it.
@@ -646,5 +654,17 @@ impl WriteSide for CalendarLink {
             }
         }
         effects
+    }
+}
+
+/// An erasure's event implies nothing: what it erases is its use case's
+/// (see [`WriteEffect::Erase`]).
+impl WriteSide for muster_domain::erasure::Erasure {
+    fn creates(_: &muster_domain::erasure::ErasureCommand) -> bool {
+        true
+    }
+
+    fn effects(_: &Self, _: Uuid, _: &[muster_domain::erasure::ErasureEvent]) -> Vec<WriteEffect> {
+        Vec::new()
     }
 }

@@ -73,6 +73,10 @@ pub enum StoreError {
     /// A business rule refused the command.
     #[error(transparent)]
     Rejected(#[from] DomainError),
+    /// The work needs the server's secret key (`MUSTER_SECRET_KEY`), and
+    /// this process has none.
+    #[error("MUSTER_SECRET_KEY is not set")]
+    NoSecretKey,
     /// The client's `If-Match` version is not the stream's current one.
     #[error("stale version: expected {expected}, stream is at {actual}")]
     PreconditionFailed {

@@ -8,6 +8,8 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::personal::{self, NewKey, StreamKey};
+use crate::secret::SecretKey;
 use crate::{Store, StoreError};
 
 /// Who and what caused an append; stored with every event.
@@ -58,6 +60,8 @@ pub(crate) struct LoadedStream<E> {
     pub last_position: Option<i64>,
     /// Each event's position, in the same order.
     pub positions: Vec<i64>,
+    /// The data key its personal fields are sealed with now, if any.
+    pub key: Option<StreamKey>,
 }
 
 /// Stream `stream_id` of aggregate `A` in `tenant`, decoded (upcast), up to
@@ -66,11 +70,12 @@ pub(crate) struct LoadedStream<E> {
 /// notifications).
 pub async fn history_until<A: muster_domain::aggregate::Aggregate>(
     conn: &mut PgConnection,
+    secret: Option<&SecretKey>,
     tenant: &TenantId,
     stream_id: Uuid,
     position: i64,
 ) -> Result<Vec<A::Event>, StoreError> {
-    let stream = read_stream::<A::Event>(conn, tenant, A::STREAM_TYPE, stream_id).await?;
+    let stream = read_stream::<A::Event>(conn, secret, tenant, A::STREAM_TYPE, stream_id).await?;
     Ok(stream
         .events
         .into_iter()
@@ -83,12 +88,16 @@ pub async fn history_until<A: muster_domain::aggregate::Aggregate>(
 /// Reads one stream in version order and decodes it, upcasting old payloads.
 pub(crate) async fn read_stream<E: DomainEvent>(
     conn: &mut PgConnection,
+    secret: Option<&SecretKey>,
     tenant: &TenantId,
     stream_type: &str,
     stream_id: Uuid,
 ) -> Result<LoadedStream<E>, StoreError> {
     let rows = sqlx::query!(
-        r#"select position, event_type, schema_version, payload
+        r#"select position, event_type, schema_version, payload,
+                  (select k.sealed from personal_keys k
+                    where k.tenant_id = events.tenant_id
+                      and k.key_id = (events.payload->'sealed_personal'->>'key')::uuid) as "data_key?"
              from events
             where tenant_id = $1 and stream_id = $2 and stream_type = $3
             order by stream_version"#,
@@ -101,12 +110,16 @@ pub(crate) async fn read_stream<E: DomainEvent>(
     let mut events = Vec::with_capacity(rows.len());
     let mut positions = Vec::with_capacity(rows.len());
     let mut last_position = None;
+    let mut key = None;
     for row in rows {
+        let mut payload = row.payload;
+        let opened = personal::open(row.position, &mut payload, row.data_key.as_deref(), secret)?;
+        key = opened.next_key(key);
         let corrupt = |source| StoreError::CorruptEvent {
             position: row.position,
             source,
         };
-        let payload = upcast(&row.event_type, row.schema_version, row.payload).map_err(corrupt)?;
+        let payload = upcast(&row.event_type, row.schema_version, payload).map_err(corrupt)?;
         events.push(E::from_payload(&row.event_type, &payload).map_err(corrupt)?);
         last_position = Some(row.position);
         positions.push(row.position);
@@ -116,6 +129,7 @@ pub(crate) async fn read_stream<E: DomainEvent>(
         events,
         last_position,
         positions,
+        key,
     })
 }
 
@@ -123,13 +137,17 @@ pub(crate) async fn read_stream<E: DomainEvent>(
 /// each with the actor of its first event (who made it), in one read.
 pub(crate) async fn read_streams<E: DomainEvent>(
     conn: &mut PgConnection,
+    secret: Option<&SecretKey>,
     tenant: &TenantId,
     stream_type: &str,
     stream_ids: &[Uuid],
 ) -> Result<Vec<(Uuid, String, Vec<E>)>, StoreError> {
     let rows = sqlx::query!(
         r#"select stream_id, stream_version, position, event_type, schema_version, payload,
-                  coalesce(metadata->>'actor', '') as "actor!"
+                  coalesce(metadata->>'actor', '') as "actor!",
+                  (select k.sealed from personal_keys k
+                    where k.tenant_id = events.tenant_id
+                      and k.key_id = (events.payload->'sealed_personal'->>'key')::uuid) as "data_key?"
              from events
             where tenant_id = $1 and stream_type = $2 and stream_id = any($3)
             order by stream_id, stream_version"#,
@@ -141,11 +159,13 @@ pub(crate) async fn read_streams<E: DomainEvent>(
     .await?;
     let mut streams: Vec<(Uuid, String, Vec<E>)> = Vec::new();
     for row in rows {
+        let mut payload = row.payload;
+        personal::open(row.position, &mut payload, row.data_key.as_deref(), secret)?;
         let corrupt = |source| StoreError::CorruptEvent {
             position: row.position,
             source,
         };
-        let payload = upcast(&row.event_type, row.schema_version, row.payload).map_err(corrupt)?;
+        let payload = upcast(&row.event_type, row.schema_version, payload).map_err(corrupt)?;
         let event = E::from_payload(&row.event_type, &payload).map_err(corrupt)?;
         match streams.last_mut() {
             Some((id, _, events)) if *id == row.stream_id => events.push(event),
@@ -203,6 +223,11 @@ pub(crate) struct StreamAppend {
     pub events: Vec<EventData>,
     /// Metadata stored with each of them.
     pub metadata: EventMetadata,
+    /// The stream's data key as loaded, when the events carry personal
+    /// data (taken by [`personal::seal`]).
+    pub current_key: Option<StreamKey>,
+    /// A data key the sealing made, stored with the events.
+    pub new_key: Option<NewKey>,
 }
 
 /// Appends `events` to a stream at `expected_version + 1..`, atomically
@@ -244,6 +269,8 @@ async fn append_one(
         expected_version,
         events,
         metadata: metadata.clone(),
+        current_key: None,
+        new_key: None,
     };
     let positions = append_to_streams(conn, std::slice::from_ref(&append)).await?;
     Ok(positions[0])
@@ -293,7 +320,19 @@ pub(crate) async fn append_to_streams(
     let mut schema_versions = Vec::with_capacity(rows);
     let mut payloads = Vec::with_capacity(rows);
     let mut metadata = Vec::with_capacity(rows);
+    let mut key_ids = Vec::new();
+    let mut key_tenants = Vec::new();
+    let mut key_streams = Vec::new();
+    let mut key_subjects = Vec::new();
+    let mut key_sealed = Vec::new();
     for append in appends {
+        if let Some(key) = &append.new_key {
+            key_ids.push(key.key_id);
+            key_tenants.push(append.tenant.as_str());
+            key_streams.push(append.stream_id);
+            key_subjects.push(key.subject.as_deref());
+            key_sealed.push(key.sealed.as_slice());
+        }
         let first =
             i32::try_from(append.expected_version + 1).map_err(|_| AppendError::VersionConflict)?;
         let meta = serde_json::to_value(&append.metadata).expect("metadata is plain data");
@@ -312,8 +351,15 @@ pub(crate) async fn append_to_streams(
     // The epoch lock must be held before the first nextval(): the
     // materialised CTE is evaluated before any row is produced, so before
     // the column default draws a position (see muster_safe_position).
+    // The data keys the events' personal fields were sealed with go in
+    // with them, in the same statement (no round trip of their own).
     let result = sqlx::query!(
-        r#"with epoch as materialized (
+        r#"with keys as (
+               insert into personal_keys (key_id, tenant_id, stream_id, subject, sealed)
+               select * from unnest($9::uuid[], $10::text[], $11::uuid[], $12::text[],
+                                    $13::bytea[])
+           ),
+           epoch as materialized (
                select pg_advisory_xact_lock_shared(muster_position_lock_key(last_value))
                  from events_position_seq
            )
@@ -334,6 +380,11 @@ pub(crate) async fn append_to_streams(
         &schema_versions,
         &payloads,
         &metadata,
+        &key_ids,
+        &key_tenants as &[&str],
+        &key_streams,
+        &key_subjects as &[Option<&str>],
+        &key_sealed as &[&[u8]],
     )
     .fetch_all(conn)
     .await;
@@ -393,7 +444,7 @@ impl Store {
         // after the safe position was computed.
         let horizon = self.safe_position().await?;
         let rows = events_between(&self.pool, after, horizon, limit).await?;
-        EventPage::of(rows, horizon)
+        EventPage::of(rows, horizon, self.secret_key())
     }
 
     /// Like [`Store::read_page`], with the events read on the hot standby
@@ -435,12 +486,12 @@ impl Store {
             .await?;
             if replayed {
                 let rows = events_between(&mut *conn, after, horizon, limit).await?;
-                return EventPage::of(rows, horizon);
+                return EventPage::of(rows, horizon, self.secret_key());
             }
             if std::time::Instant::now() >= deadline {
                 metrics::counter!("muster_replica_read_fallbacks_total").increment(1);
                 let rows = events_between(&self.pool, after, horizon, limit).await?;
-                return EventPage::of(rows, horizon);
+                return EventPage::of(rows, horizon, self.secret_key());
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -476,7 +527,11 @@ impl Store {
                 sqlx::query_as!(
                     EventRow,
                     r#"select tenant_id, position, stream_type, stream_id, stream_version,
-                              event_type, schema_version, payload, metadata, recorded_at
+                              event_type, schema_version, payload, metadata, recorded_at,
+                              (select k.sealed from personal_keys k
+                                where k.tenant_id = events.tenant_id
+                      and k.key_id = (events.payload->'sealed_personal'->>'key')::uuid)
+                                  as "data_key?"
                          from events
                         where tenant_id = $1 and stream_id = $2
                           and position > $3 and position <= $4
@@ -506,7 +561,11 @@ impl Store {
                 sqlx::query_as!(
                     EventRow,
                     r#"select tenant_id, position, stream_type, stream_id, stream_version,
-                              event_type, schema_version, payload, metadata, recorded_at
+                              event_type, schema_version, payload, metadata, recorded_at,
+                              (select k.sealed from personal_keys k
+                                where k.tenant_id = events.tenant_id
+                      and k.key_id = (events.payload->'sealed_personal'->>'key')::uuid)
+                                  as "data_key?"
                          from events
                         where tenant_id = $1 and position > $2 and position <= $3
                           and (cardinality($5::text[]) = 0 or stream_type = any($5))
@@ -530,7 +589,7 @@ impl Store {
                 .await?
             }
         };
-        EventPage::of(rows, horizon)
+        EventPage::of(rows, horizon, self.secret_key())
     }
 }
 
@@ -549,7 +608,10 @@ impl Store {
         let rows = sqlx::query_as!(
             EventRow,
             r#"select tenant_id, position, stream_type, stream_id, stream_version,
-                      event_type, schema_version, payload, metadata, recorded_at
+                      event_type, schema_version, payload, metadata, recorded_at,
+                      (select k.sealed from personal_keys k
+                        where k.tenant_id = events.tenant_id
+                      and k.key_id = (events.payload->'sealed_personal'->>'key')::uuid) as "data_key?"
                  from events
                 where tenant_id = $1 and stream_id = any($2) and stream_type = $3
                   and recorded_at <= $4
@@ -561,7 +623,8 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(EventRow::into_recorded).collect()
+        let secret = self.secret_key();
+        rows.into_iter().map(|r| r.into_recorded(secret)).collect()
     }
 }
 
@@ -682,11 +745,15 @@ pub struct EventPage {
 }
 
 impl EventPage {
-    fn of(rows: Vec<EventRow>, horizon: i64) -> Result<Self, StoreError> {
+    fn of(
+        rows: Vec<EventRow>,
+        horizon: i64,
+        secret: Option<&SecretKey>,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             events: rows
                 .into_iter()
-                .map(EventRow::into_recorded)
+                .map(|r| r.into_recorded(secret))
                 .collect::<Result<_, _>>()?,
             horizon,
         })
@@ -708,7 +775,10 @@ async fn events_between(
     sqlx::query_as!(
         EventRow,
         r#"select tenant_id, position, stream_type, stream_id, stream_version, event_type,
-                  schema_version, payload, metadata, recorded_at
+                  schema_version, payload, metadata, recorded_at,
+                  (select k.sealed from personal_keys k
+                    where k.tenant_id = events.tenant_id
+                      and k.key_id = (events.payload->'sealed_personal'->>'key')::uuid) as "data_key?"
              from events
             where position > $1 and position <= $2
             order by position
@@ -747,14 +817,20 @@ pub struct EventRow {
     pub metadata: serde_json::Value,
     /// Column `recorded_at`.
     pub recorded_at: DateTime<Utc>,
+    /// The sealed data key of its personal fields, read with it (`None`:
+    /// it has none, or they were erased).
+    pub data_key: Option<Vec<u8>>,
 }
 
 impl EventRow {
-    /// The event as readers see it: its payload upcast to the current
-    /// schema of its type.
-    pub fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
+    /// The event as readers see it: its personal fields opened (or read
+    /// as erased) with `secret`, and its payload upcast to the current
+    /// schema of its type: the one way every stored event is decoded.
+    pub fn into_recorded(self, secret: Option<&SecretKey>) -> Result<RecordedEvent, StoreError> {
         let position = self.position;
-        let payload = upcast(&self.event_type, self.schema_version, self.payload)
+        let mut payload = self.payload;
+        personal::open(position, &mut payload, self.data_key.as_deref(), secret)?;
+        let payload = upcast(&self.event_type, self.schema_version, payload)
             .map_err(|source| StoreError::CorruptEvent { position, source })?;
         Ok(RecordedEvent {
             tenant: TenantId::try_from(self.tenant_id).map_err(|_| {

@@ -20,6 +20,7 @@ use crate::event_store::{EventData, EventMetadata, StreamAppend, read_stream};
 use crate::idempotency::IdempotencyClaim;
 use crate::locked::{LockRequest, Locked, lock_claims};
 use crate::outcome::CommandOutcome;
+use crate::personal::{self, StreamKey};
 use crate::{Store, StoreError};
 
 /// How many times a command runs when it loses a race it can retry
@@ -62,16 +63,27 @@ pub struct Loaded<A> {
     pub version: i64,
     /// Position of its last event.
     pub last_position: Option<i64>,
+    /// The data key its personal fields are sealed with now, if any.
+    pub(crate) key: Option<StreamKey>,
+}
+
+impl<A> Loaded<A> {
+    /// `state` at `version` and `last_position`, as read elsewhere (its
+    /// personal data then gets a key of its own if a command adds any).
+    pub fn new(state: A, version: i64, last_position: Option<i64>) -> Self {
+        Self {
+            state,
+            version,
+            last_position,
+            key: None,
+        }
+    }
 }
 
 impl<A: Default> Default for Loaded<A> {
     /// A stream that does not exist yet.
     fn default() -> Self {
-        Self {
-            state: A::default(),
-            version: 0,
-            last_position: None,
-        }
+        Self::new(A::default(), 0, None)
     }
 }
 
@@ -124,7 +136,7 @@ impl Decided {
         }
         let creates = loaded.version == 0 && A::creates(&command);
         let events = loaded.state.decide(command)?;
-        let decided = Decided {
+        let mut decided = Decided {
             append: StreamAppend {
                 tenant: ctx.tenant.clone(),
                 stream_type: A::STREAM_TYPE,
@@ -132,6 +144,8 @@ impl Decided {
                 expected_version: loaded.version,
                 events: events.iter().map(EventData::of).collect(),
                 metadata: metadata(ctx),
+                current_key: None,
+                new_key: None,
             },
             linked: Vec::new(),
             effects: A::effects(&loaded.state, stream_id, &events),
@@ -139,6 +153,9 @@ impl Decided {
             last_position: loaded.last_position,
             creates_alone: creates,
         };
+        if personal::carries_personal_data(&decided.append) {
+            decided.append.current_key = loaded.key.clone();
+        }
         Ok((decided, events))
     }
 
@@ -229,7 +246,7 @@ impl Store {
                 {
                     match decide(&mut read, locked) {
                         Ok((decided, answer)) => {
-                            let _ = ticket.decided.send(Some(decided));
+                            let _ = ticket.decided.send(Some(self.sealed(decided)));
                             if let Ok(Ok(verdict)) = ticket.reply.await {
                                 return Ok((verdict.map_err(CommitError::Store), answer));
                             }
@@ -244,6 +261,7 @@ impl Store {
                 let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
                 let (ledger, locked) = lock_claims(&mut tx, &ctx.tenant, &request).await?;
                 let (decided, answer) = decide(&mut read, locked)?;
+                let decided = self.sealed(decided);
                 let sink = self.job_sink.as_deref();
                 let committed = commit_in(tx, sink, std::slice::from_ref(&decided), Some(ledger))
                     .await
@@ -257,6 +275,18 @@ impl Store {
             }
         })
         .await
+    }
+
+    /// `decided` with the personal fields of its events sealed (SPEC §12),
+    /// when this process has a secret key; as it is otherwise.
+    fn sealed(&self, mut decided: Decided) -> Decided {
+        if let Some(secret) = self.secret_key() {
+            personal::seal(&mut decided.append, secret);
+            for linked in &mut decided.linked {
+                personal::seal(linked, secret);
+            }
+        }
+        decided
     }
 
     /// The retry loop of every command: `attempt` decides and commits;
@@ -356,6 +386,7 @@ impl Store {
         decided: Decided,
         ctx: &CommandContext,
     ) -> Result<CommandOutcome, CommitError> {
+        let decided = self.sealed(decided);
         let decided = match &self.batcher {
             Some(batcher) if decided.creates_alone && ctx.if_match.is_none() => {
                 match batcher.submit(decided).await {
@@ -393,11 +424,19 @@ impl Store {
         stream_id: Uuid,
     ) -> Result<Loaded<A>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let stream = read_stream::<A::Event>(&mut conn, tenant, A::STREAM_TYPE, stream_id).await?;
+        let stream = read_stream::<A::Event>(
+            &mut conn,
+            self.secret_key(),
+            tenant,
+            A::STREAM_TYPE,
+            stream_id,
+        )
+        .await?;
         Ok(Loaded {
             state: A::from_events(stream.events.iter()),
             version: stream.version,
             last_position: stream.last_position,
+            key: stream.key,
         })
     }
 
@@ -423,8 +462,14 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut conn = self.pool.acquire().await?;
-        let stream =
-            read_stream::<A::Event>(&mut conn, tenant, A::STREAM_TYPE, outcome.stream_id).await?;
+        let stream = read_stream::<A::Event>(
+            &mut conn,
+            self.secret_key(),
+            tenant,
+            A::STREAM_TYPE,
+            outcome.stream_id,
+        )
+        .await?;
         let first = usize::try_from(outcome.version)
             .unwrap_or(0)
             .saturating_sub(outcome.appended);

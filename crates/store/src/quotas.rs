@@ -185,7 +185,7 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
-        let counted = count_existing(&mut tx, tenant, name, spec).await?;
+        let counted = count_existing(&mut tx, self.secret_key(), tenant, name, spec).await?;
         tx.commit().await?;
         Ok(Defined {
             quota: row.stored()?,
@@ -436,6 +436,7 @@ async fn check_subjects(
 /// Answers how many it counted.
 async fn count_existing(
     conn: &mut PgConnection,
+    secret: Option<&crate::secret::SecretKey>,
     tenant: &TenantId,
     name: &str,
     spec: &QuotaSpec,
@@ -469,7 +470,7 @@ async fn count_existing(
     let mut charges: Vec<(Uuid, String, Charge)> = Vec::new();
     for chunk in bookings.chunks(1_000) {
         for (id, actor, events) in
-            read_streams::<BookingEvent>(conn, tenant, Booking::STREAM_TYPE, chunk).await?
+            read_streams::<BookingEvent>(conn, secret, tenant, Booking::STREAM_TYPE, chunk).await?
         {
             if let Some(charge) = Booking::from_events(events.iter()).charge() {
                 charges.push((id, actor, charge));
@@ -477,9 +478,14 @@ async fn count_existing(
         }
     }
     for chunk in holds.chunks(1_000) {
-        for (id, actor, events) in
-            read_streams::<muster_domain::hold::HoldEvent>(conn, tenant, Hold::STREAM_TYPE, chunk)
-                .await?
+        for (id, actor, events) in read_streams::<muster_domain::hold::HoldEvent>(
+            conn,
+            secret,
+            tenant,
+            Hold::STREAM_TYPE,
+            chunk,
+        )
+        .await?
         {
             let hold = Hold::from_events(events.iter());
             if hold.status(now) == Some(HoldStatus::Active)

@@ -234,6 +234,12 @@ fn bodies(doc: &mut Value) {
     );
     set(
         doc,
+        "EraseBody",
+        "email",
+        json!({"maxLength": MAX_EMAIL, "pattern": email()}),
+    );
+    set(
+        doc,
         "ReservationBody",
         "label",
         json!({"maxLength": MAX_LABEL, "pattern": NO_NUL}),

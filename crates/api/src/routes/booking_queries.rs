@@ -168,7 +168,15 @@ async fn client_history(
         .reads
         .client_history(&principal.tenant, &email)
         .await?;
-    Ok(Json(ClientHistoryView { email, history }))
+    let erased_at = state
+        .app
+        .client_erased_at(&principal.tenant, &email)
+        .await?;
+    Ok(Json(ClientHistoryView {
+        email,
+        erased_at,
+        history,
+    }))
 }
 
 /// A client's history.
@@ -176,6 +184,10 @@ async fn client_history(
 pub struct ClientHistoryView {
     /// The email, in lower case.
     email: String,
+    /// When the client's personal data was last erased (their bookings
+    /// since then, if any, are listed; those before show no client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    erased_at: Option<chrono::DateTime<chrono::Utc>>,
     /// What their bookings came to.
     #[serde(flatten)]
     history: ClientHistory,

@@ -6,6 +6,7 @@ pub mod booking_queries;
 pub mod bookings;
 pub mod calendars;
 pub mod client_notifications;
+pub mod clients;
 pub mod dashboard;
 pub mod deployments;
 pub mod events;
