@@ -140,7 +140,7 @@ function setUpSession(resources, pools) {
   });
   app.timeline.resources = resources;
   app.timeline.resourceById = new Map(resources.map((r) => [r.id, r]));
-  const ctx = { api: app.api, writable, timeline: app.timeline, announce, resourceName, keyId: app.keyId, pools };
+  const ctx = { api: app.api, writable, admin: app.role === "admin", timeline: app.timeline, announce, resourceName, keyId: app.keyId, pools };
   app.bookings = new Bookings(ctx);
   app.finder = new Finder({ ...ctx, bookings: app.bookings });
   app.meet = new Meet({ ...ctx, bookings: app.bookings });

@@ -439,7 +439,7 @@ export class Bookings {
       facts.append(el("dt", "", term), el("dd", "", value));
     };
     fact("When", formatRange(new Date(doc.starts_at), new Date(doc.ends_at)));
-    fact("Client", [doc.client.name, doc.client.email, doc.client.phone].filter(Boolean).join(" · "));
+    fact("Client", doc.client.erased ? "Erased (their personal data was erased)" : [doc.client.name, doc.client.email, doc.client.phone].filter(Boolean).join(" · "));
     fact("Headcount", String(doc.headcount));
     if (doc.notes) fact("Notes", doc.notes);
     if (doc.checked_in_at) fact("Checked in", formatDateTime(new Date(doc.checked_in_at)));
@@ -482,6 +482,7 @@ export class Bookings {
     body.append(this.tasksSection(doc, error));
     body.append(this.historySection(doc));
     if (doc.client.email) body.append(this.clientSection(doc));
+    body.append(this.pastSection(doc));
     body.append(this.deploymentsSection(doc, error));
     this.detailBody.replaceChildren(body);
     if (active) {
@@ -676,7 +677,7 @@ export class Bookings {
     return section;
   }
 
-  /** The client's record (GET /v1/clients/{email}), loaded with the detail. */
+  /** The client's record (GET /v1/clients/{email}), loaded with the detail; admins may erase the client. */
   clientSection(doc) {
     const section = this.section("Client's history", "client-heading");
     const line = el("p", "", "Loading the client's history…");
@@ -692,6 +693,91 @@ export class Bookings {
       .catch(() => {
         line.textContent = "The client's history could not be read.";
       });
+    if (this.ctx.admin) section.append(this.eraseControl(doc));
+    return section;
+  }
+
+  /** Erase the client's personal data (POST /v1/clients/erase), after a confirmation that names what goes. */
+  eraseControl(doc) {
+    const box = el("div", "erase");
+    const error = el("div", "error");
+    error.setAttribute("role", "alert");
+    const start = button("Erase this client's personal data…", "danger");
+    const confirm = el("div", "confirm-erase");
+    confirm.setAttribute("role", "group");
+    confirm.setAttribute("aria-label", "Confirm the erasure");
+    confirm.hidden = true;
+    const warning = el(
+      "p",
+      "",
+      `Erase ${doc.client.name} (${doc.client.email}) for good? Their name, email, phone and notes go from every booking, message and report; the bookings keep their times. This cannot be undone.`,
+    );
+    const yes = button("Erase for good", "danger");
+    const no = button("Keep");
+    confirm.append(warning, yes, no);
+    start.addEventListener("click", () => {
+      confirm.hidden = false;
+      start.hidden = true;
+      no.focus();
+    });
+    no.addEventListener("click", () => {
+      confirm.hidden = true;
+      start.hidden = false;
+      start.focus();
+    });
+    yes.addEventListener("click", () =>
+      act(yes, async (key) => {
+        error.replaceChildren();
+        try {
+          const answer = await this.api.command("/v1/clients/erase", { email: doc.client.email }, key);
+          const n = answer.bookings.length;
+          this.ctx.announce(`The client was erased: ${n} ${n === 1 ? "booking" : "bookings"} no longer name them.`);
+          // An erasure leaves the booking's version as it was: draw it again all the same.
+          this.doc = null;
+          await this.refresh(doc.id, answer.position);
+        } catch (e) {
+          await this.showError(error, e);
+        }
+      }),
+    );
+    box.append(start, confirm, error);
+    return box;
+  }
+
+  /** The booking as muster knew it at an instant (GET /v1/bookings/{id}?as_of=). */
+  pastSection(doc) {
+    const section = this.section("As it was", "past-heading");
+    const form = el("form", "inline-form");
+    const at = this.dateField(form, "past-at", "As it was on", new Date(Date.now() + 60_000));
+    const submit = el("button", "", "Show");
+    submit.type = "submit";
+    form.append(submit);
+    const out = el("div", "past");
+    out.setAttribute("aria-live", "polite");
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const instant = fromLocalInput(at.value);
+      if (!instant) {
+        out.replaceChildren(el("p", "error", "Give a date and time."));
+        return;
+      }
+      try {
+        const then = await this.api.get(`/v1/bookings/${doc.id}?as_of=${encodeURIComponent(instant.toISOString())}`);
+        const facts = el("dl", "facts");
+        const fact = (term, value) => facts.append(el("dt", "", term), el("dd", "", value));
+        fact("Status", statusLabel(then.status));
+        fact("When", formatRange(new Date(then.starts_at), new Date(then.ends_at)));
+        fact("Version", String(then.version));
+        for (const r of then.reservations) {
+          fact(r.label || this.ctx.resourceName(r.resource_id), formatRange(new Date(r.starts_at), new Date(r.ends_at)));
+        }
+        out.replaceChildren(el("p", "", `On ${formatDateTime(instant)}:`), facts);
+      } catch (err) {
+        if (err && err.status === 404) out.replaceChildren(el("p", "", `On ${formatDateTime(instant)}, the booking did not exist yet.`));
+        else await this.showError(out, err);
+      }
+    });
+    section.append(form, out);
     return section;
   }
 
