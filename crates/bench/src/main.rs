@@ -12,6 +12,7 @@ mod calendar;
 mod jobs;
 mod mixed;
 mod pace;
+mod personal;
 mod pools;
 mod progress;
 mod reads;
@@ -71,6 +72,12 @@ enum Scenario {
     /// resource: the first sync, and syncs with one change, each beside a
     /// bare WebDAV client's same read.
     CalendarSync(calendar::SyncArgs),
+    /// A client with 1,000 bookings erased (the answer waits for the read
+    /// model), beside a client with none and the making of their bookings.
+    Erasure(personal::ErasureArgs),
+    /// A resource's schedule as of the middle of ~10,000 events of its
+    /// bookings, beside the same schedule now from the read model.
+    AsOf(personal::AsOfArgs),
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +143,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::PoolRace(args) => pools::race(args).await,
         Scenario::FindTime(args) => pools::find_time(args).await,
         Scenario::WaitlistOffer(args) => waitlist::offer(args).await,
+        Scenario::Erasure(args) => personal::erasure(args).await,
+        Scenario::AsOf(args) => personal::as_of(args).await,
         Scenario::CalendarSync(args) => calendar::sync(args).await,
     }
 }

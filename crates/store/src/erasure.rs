@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use muster_domain::personal::{client_email, has_personal_fields, redact};
+use muster_domain::personal::redact;
 use muster_domain::upcast::{current_version, upcast};
 use muster_domain::{Aggregate, TenantId};
 use sqlx::PgConnection;
@@ -144,8 +144,7 @@ impl Store {
                         source,
                     }
                 })?;
-            let named = (!payload["client"].is_null() && has_personal_fields(&event.event_type))
-                .then(|| client_email(&event.event_type, &payload));
+            let named = personal::named_client(&event.event_type, &payload);
             let entry = clients
                 .entry(event.stream_id)
                 .or_insert_with(|| (event.stream_type.clone(), None));

@@ -230,6 +230,36 @@ pub(crate) struct StreamAppend {
     pub new_key: Option<NewKey>,
 }
 
+impl StreamAppend {
+    /// Whether any of its events has personal fields.
+    pub(crate) fn carries_personal_data(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| muster_domain::personal::has_personal_fields(e.event_type))
+    }
+
+    /// Seals the personal fields of its events (SPEC §12) with the
+    /// stream's key while its client stays the same, a new key otherwise
+    /// (kept in `new_key`, stored with the events).
+    pub(crate) fn seal(&mut self, secret: &SecretKey) {
+        if !self.carries_personal_data() {
+            return;
+        }
+        // The client the events leave the stream with: the last one named,
+        // or the stream's own when none is (a change of notes alone).
+        let named = self
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| personal::named_client(e.event_type, &e.payload));
+        let (key, new_key) = personal::key_for(named, self.current_key.take(), secret);
+        self.new_key = new_key;
+        for event in &mut self.events {
+            personal::seal_payload(event.event_type, &mut event.payload, &key);
+        }
+    }
+}
+
 /// Appends `events` to a stream at `expected_version + 1..`, atomically
 /// within the caller's transaction, and returns the last event's position.
 /// For the event store's own tests only: everything else appends through

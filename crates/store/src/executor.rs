@@ -20,7 +20,7 @@ use crate::event_store::{EventData, EventMetadata, StreamAppend, read_stream};
 use crate::idempotency::IdempotencyClaim;
 use crate::locked::{LockRequest, Locked, lock_claims};
 use crate::outcome::CommandOutcome;
-use crate::personal::{self, StreamKey};
+use crate::personal::StreamKey;
 use crate::{Store, StoreError};
 
 /// How many times a command runs when it loses a race it can retry
@@ -153,7 +153,7 @@ impl Decided {
             last_position: loaded.last_position,
             creates_alone: creates,
         };
-        if personal::carries_personal_data(&decided.append) {
+        if decided.append.carries_personal_data() {
             decided.append.current_key = loaded.key.clone();
         }
         Ok((decided, events))
@@ -281,9 +281,9 @@ impl Store {
     /// when this process has a secret key; as it is otherwise.
     fn sealed(&self, mut decided: Decided) -> Decided {
         if let Some(secret) = self.secret_key() {
-            personal::seal(&mut decided.append, secret);
+            decided.append.seal(secret);
             for linked in &mut decided.linked {
-                personal::seal(linked, secret);
+                linked.seal(secret);
             }
         }
         decided

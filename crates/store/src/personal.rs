@@ -21,7 +21,6 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::event_store::StreamAppend;
 use crate::secret::SecretKey;
 
 /// The payload field that holds the sealed personal fields.
@@ -61,57 +60,49 @@ pub(crate) struct NewKey {
     pub sealed: Vec<u8>,
 }
 
-/// Whether any of `append`'s events has personal fields.
-pub(crate) fn carries_personal_data(append: &StreamAppend) -> bool {
-    append
-        .events
-        .iter()
-        .any(|e| muster_domain::personal::has_personal_fields(e.event_type))
+/// The client `payload` (of `event_type`) names, if it names one: their
+/// lower-case email, or `Some(None)` for a client without one.
+pub(crate) fn named_client(event_type: &str, payload: &Value) -> Option<Option<String>> {
+    (!payload["client"].is_null() && !personal_fields(event_type).is_empty())
+        .then(|| client_email(event_type, payload))
 }
 
-/// Seals the personal fields of `append`'s events, with the stream's key
-/// while its client stays the same and a new key otherwise (recorded in
-/// `append.new_key`, stored with the events).
-pub(crate) fn seal(append: &mut StreamAppend, secret: &SecretKey) {
-    if !carries_personal_data(append) {
-        return;
-    }
-    // The client the events leave the stream with: the last one named, or
-    // the stream's own when none is (a change of notes alone).
-    let named = append
-        .events
-        .iter()
-        .rev()
-        .find(|e| !e.payload["client"].is_null() && !personal_fields(e.event_type).is_empty())
-        .map(|e| client_email(e.event_type, &e.payload));
-    let key = match (named, append.current_key.take()) {
-        (None, Some(current)) => current,
+/// The key a command's events are sealed with: the stream's `current` one
+/// while the client stays the same (`named`: the client the events name
+/// last, if any), a new one otherwise, returned to be stored with them.
+pub(crate) fn key_for(
+    named: Option<Option<String>>,
+    current: Option<StreamKey>,
+    secret: &SecretKey,
+) -> (StreamKey, Option<NewKey>) {
+    match (named, current) {
+        (None, Some(current)) => (current, None),
         (Some(subject), Some(current)) if subject.is_some() && subject == current.subject => {
-            current
+            (current, None)
         }
         (named, _) => {
             let (key, bytes) = SecretKey::generate_raw();
             let key_id = Uuid::now_v7();
             let subject = named.flatten();
-            append.new_key = Some(NewKey {
+            let new = NewKey {
                 key_id,
                 subject: subject.clone(),
                 sealed: secret.seal_for(&bytes, key_id.as_bytes()),
-            });
-            StreamKey {
-                key_id,
-                subject,
-                key,
-            }
+            };
+            (
+                StreamKey {
+                    key_id,
+                    subject,
+                    key,
+                },
+                Some(new),
+            )
         }
-    };
-    for event in &mut append.events {
-        seal_payload(event.event_type, &mut event.payload, &key);
     }
 }
 
 /// Moves the personal fields of `payload` into its sealed field.
-fn seal_payload(event_type: &str, payload: &mut Value, key: &StreamKey) {
+pub(crate) fn seal_payload(event_type: &str, payload: &mut Value, key: &StreamKey) {
     let Value::Object(fields) = payload else {
         return;
     };
@@ -247,33 +238,12 @@ pub(crate) fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event_store::{EventData, EventMetadata};
     use serde_json::json;
 
-    fn append(events: Vec<(&'static str, Value)>, current: Option<StreamKey>) -> StreamAppend {
-        StreamAppend {
-            tenant: "acme".parse().unwrap(),
-            stream_type: "booking",
-            stream_id: Uuid::from_u128(7),
-            expected_version: 0,
-            events: events
-                .into_iter()
-                .map(|(event_type, payload)| EventData {
-                    event_type,
-                    schema_version: 2,
-                    payload,
-                })
-                .collect(),
-            metadata: EventMetadata {
-                command_id: Uuid::nil(),
-                correlation_id: String::new(),
-                causation_id: Uuid::nil(),
-                actor: String::new(),
-                tenant: "acme".parse().unwrap(),
-            },
-            current_key: current,
-            new_key: None,
-        }
+    fn sealed(event_type: &str, payload: &Value, key: &StreamKey) -> Value {
+        let mut payload = payload.clone();
+        seal_payload(event_type, &mut payload, key);
+        payload
     }
 
     fn opened(payload: &Value, data_key: Option<&[u8]>, secret: &SecretKey) -> (Value, Opened) {
@@ -287,66 +257,57 @@ mod tests {
         let (secret, _) = SecretKey::generate();
         let requested = json!({"title": "Gala", "client": {"name": "Ann", "email": "Ann@Example.com"},
                                "notes": "nut allergy", "headcount": 3});
-        let mut made = append(
-            vec![
-                ("booking.requested", requested.clone()),
-                ("booking.confirmed", json!({})),
-            ],
-            None,
-        );
-        seal(&mut made, &secret);
-        let key = made.new_key.clone().expect("a new stream gets a key");
-        assert_eq!(key.subject.as_deref(), Some("ann@example.com"));
-        let stored = &made.events[0].payload;
+        let named = named_client("booking.requested", &requested);
+        assert_eq!(named, Some(Some("ann@example.com".to_owned())));
+        let (key, new) = key_for(named, None, &secret);
+        let new = new.expect("a new stream gets a key");
+        assert_eq!(new.subject.as_deref(), Some("ann@example.com"));
+        let stored = sealed("booking.requested", &requested, &key);
         assert!(!stored.to_string().contains("Ann"), "{stored}");
         assert!(!stored.to_string().contains("nut allergy"));
         assert_eq!(stored["title"], "Gala");
         assert_eq!(
-            made.events[1].payload,
+            sealed("booking.confirmed", &json!({}), &key),
             json!({}),
             "no personal fields, nothing sealed"
         );
 
         // With its key, the event reads as written; the key comes back.
-        let (payload, how) = opened(stored, Some(&key.sealed), &secret);
+        let (payload, how) = opened(&stored, Some(&new.sealed), &secret);
         assert_eq!(payload, requested);
         let current = how.next_key(None).expect("the stream's key");
-        assert_eq!(current.key_id, key.key_id);
+        assert_eq!(current.key_id, new.key_id);
         assert_eq!(current.subject.as_deref(), Some("ann@example.com"));
 
         // Notes changed alone: the same key; a new client: a new key.
-        let mut notes = append(
-            vec![("booking.updated", json!({"notes": "none"}))],
+        let notes = json!({"notes": "none"});
+        let (same, none) = key_for(
+            named_client("booking.updated", &notes),
             Some(current.clone()),
+            &secret,
         );
-        seal(&mut notes, &secret);
-        assert!(notes.new_key.is_none());
-        let mut moved = append(
-            vec![(
-                "booking.updated",
-                json!({"client": {"name": "Bob", "email": "bob@example.com"}}),
-            )],
+        assert!(none.is_none() && same.key_id == new.key_id);
+        let bob = json!({"client": {"name": "Bob", "email": "bob@example.com"}});
+        let (_, other) = key_for(
+            named_client("booking.updated", &bob),
             Some(current),
+            &secret,
         );
-        seal(&mut moved, &secret);
-        assert_eq!(
-            moved.new_key.as_ref().unwrap().subject.as_deref(),
-            Some("bob@example.com")
-        );
+        assert_eq!(other.unwrap().subject.as_deref(), Some("bob@example.com"));
 
         // Without its key (erased), the fields read as erased.
-        let (payload, how) = opened(stored, None, &secret);
+        let (payload, how) = opened(&stored, None, &secret);
         assert_eq!(
             payload,
             json!({"title": "Gala", "client": {"erased": true}, "headcount": 3})
         );
         assert!(matches!(how, Opened::Erased));
         // Under another server key, or with no key at all, it fails loudly.
-        let (other, _) = SecretKey::generate();
+        let (wrong, _) = SecretKey::generate();
         let mut p = stored.clone();
-        assert!(open(1, &mut p, Some(&key.sealed), Some(&other)).is_err());
+        assert!(open(1, &mut p, Some(&new.sealed), Some(&wrong)).is_err());
         let mut p = stored.clone();
-        assert!(open(1, &mut p, Some(&key.sealed), None).is_err());
+        assert!(open(1, &mut p, Some(&new.sealed), None).is_err());
         // A calendar link's own `sealed` field is none of this.
         let mut link = json!({"sealed": "abc"});
         assert!(matches!(
