@@ -120,6 +120,12 @@ impl ReadModel {
         }
     }
 
+    /// The position it has applied up to, as its checkpoint says (read
+    /// from the database, so from any process).
+    pub async fn applied(self, store: &muster_store::Store) -> Result<i64, ProjectionError> {
+        Ok(runner::checkpoint(store, self.name()).await?)
+    }
+
     /// Applies `events` (in position order, any stream type) to its tables
     /// in the caller's transaction, whose `search_path` names the schema
     /// to write (`read` live, `read_rebuild` during a rebuild).

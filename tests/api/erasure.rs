@@ -400,3 +400,195 @@ async fn an_erased_client_is_nowhere_in_the_database_and_others_are_untouched() 
     assert_eq!(twice.body["keys_deleted"], 0);
     assert_eq!(twice.body["events_redacted"], 0);
 }
+
+/// How many of `email`'s keys are left, and how many erasures are recorded.
+async fn erasure_state(app: &TestApp, email: &str) -> (i64, i64) {
+    // A killed process's transaction ends when Postgres notices: wait
+    // until no backend of the database holds a transaction id.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let writing: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+              where datname = current_database() and backend_xid is not null
+                and pid <> pg_backend_pid()",
+        )
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        if writing == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query_as(
+        "select (select count(*) from personal_keys where subject = $1),
+                (select count(*) from events where event_type = 'client.erased')",
+    )
+    .bind(email)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_an_erasure_leaves_it_done_or_redoable_never_half_visible() {
+    const BOOKINGS: usize = 300;
+    let _turn = crate::helpers::one_multi_process_test_at_a_time().await;
+    let app = spawn_app_with_workers(worker_config()).await;
+    let room = app.resource(1).await;
+    let email = "kill.nine@example.org";
+    let mut last = 0;
+    for i in 0..BOOKINGS {
+        let from = chrono::DateTime::parse_from_rfc3339("2031-01-01T00:00:00Z").unwrap()
+            + chrono::Duration::hours(i as i64);
+        let to = from + chrono::Duration::minutes(30);
+        let made = app
+            .post(
+                "/v1/bookings",
+                &json!({"title": "Kill", "client": {"name": "Kilian Ninefold", "email": email},
+                        "starts_at": from, "ends_at": to,
+                        "reservations": [{"resource_id": room, "starts_at": from, "ends_at": to}]}),
+            )
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+        last = made.body["position"].as_i64().unwrap();
+    }
+    let any = app.get("/v1/bookings?limit=1", &app.planner).await;
+    let id = any.body["items"][0]["id"].as_str().unwrap().to_owned();
+    app.get(
+        &format!("/v1/bookings/{id}?consistent_with={last}"),
+        &app.planner,
+    )
+    .await;
+    assert_eq!(erasure_state(&app, email).await, (BOOKINGS as i64, 0));
+
+    // The erasure is sent to a real `muster api`, killed -9 after a delay
+    // that grows until one kill comes after the commit: at every kill the
+    // state is all or nothing.
+    let url = app.db.url();
+    let mut done = false;
+    for delay in [0u64, 5, 15, 40, 80, 150, 300, 600, 1200, 2500] {
+        let (mut child, address) = crate::two_processes::spawn_api_process_with(&url, &[]).await;
+        let http = reqwest::Client::new();
+        let admin = app.admin.clone();
+        let sent = tokio::spawn(async move {
+            http.post(format!("{address}/v1/clients/erase"))
+                .bearer_auth(admin)
+                .json(&json!({"email": email}))
+                .send()
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+        let _ = sent.await;
+        let (keys, erasures) = erasure_state(&app, email).await;
+        assert!(
+            (keys == BOOKINGS as i64 && erasures == 0) || (keys == 0 && erasures == 1),
+            "after a kill at {delay} ms: {keys} keys left, {erasures} erasures: half done"
+        );
+        if erasures == 0 {
+            // Nothing done is nothing visible: every copy still names them.
+            let named: i64 =
+                sqlx::query_scalar("select count(*) from read.bookings where client_email = $1")
+                    .bind(email)
+                    .fetch_one(&app.db.pool)
+                    .await
+                    .unwrap();
+            assert_eq!(named, BOOKINGS as i64, "after a kill at {delay} ms");
+        }
+        if erasures == 1 {
+            done = true;
+            break;
+        }
+    }
+    if !done {
+        // Never killed after the commit: it is redoable, and redone here.
+        let again = app
+            .send(
+                Method::POST,
+                "/v1/clients/erase",
+                Some(&app.admin),
+                Some(&json!({"email": email})),
+                &[],
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+        assert_eq!(again.body["bookings"].as_array().unwrap().len(), BOOKINGS);
+    }
+    // Either way, the read model shows the erasure once it reaches it.
+    wait_until("the read model scrubbed every booking", async || {
+        let named: i64 =
+            sqlx::query_scalar("select count(*) from read.bookings where client_email = $1")
+                .bind(email)
+                .fetch_one(&app.db.pool)
+                .await
+                .unwrap();
+        named == 0
+    })
+    .await;
+    assert_eq!(erasure_state(&app, email).await, (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_past_the_retention_is_erased_by_itself_and_no_one_else() {
+    let mut config = worker_config();
+    config.client_retention = Some("P1D".parse().unwrap());
+    config.client_retention_every = Duration::from_millis(200);
+    let app = spawn_app_with_workers(config).await;
+    let room = app.resource(3).await;
+    let now = chrono::Utc::now();
+    let book = async |email: &str, days: i64| {
+        let from = now + chrono::Duration::days(days);
+        let to = from + chrono::Duration::hours(1);
+        let made = app
+            .post(
+                "/v1/bookings",
+                &json!({"title": "Retained", "client": {"name": format!("Client {email}"), "email": email},
+                        "starts_at": from, "ends_at": to,
+                        "reservations": [{"resource_id": room, "starts_at": from, "ends_at": to}]}),
+            )
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+        made.body["id"].as_str().unwrap().to_owned()
+    };
+    // Their last booking ended three days ago: erased.
+    let old = book("old.client@example.org", -3).await;
+    // Booked again for next month: kept, old booking and all.
+    let back = book("back.client@example.org", -10).await;
+    book("back.client@example.org", 30).await;
+    // Only next month: kept.
+    let new = book("new.client@example.org", 30).await;
+
+    wait_until("the old client was erased by the retention", async || {
+        let got = app.get(&format!("/v1/bookings/{old}"), &app.planner).await;
+        got.body["client"] == json!({"erased": true})
+    })
+    .await;
+    let feed = app
+        .get(
+            "/v1/events?after=0&limit=200&event_type=client.erased",
+            &app.planner,
+        )
+        .await;
+    let erasures = feed.body["events"].as_array().unwrap();
+    assert_eq!(erasures.len(), 1, "{erasures:?}");
+    assert_eq!(erasures[0]["metadata"]["actor"], "system:retention");
+    assert_eq!(erasures[0]["data"]["bookings"], json!([old]));
+    // A few more looks change nothing for the others.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for (id, email) in [
+        (&back, "back.client@example.org"),
+        (&new, "new.client@example.org"),
+    ] {
+        let got = app.get(&format!("/v1/bookings/{id}"), &app.planner).await;
+        assert_eq!(got.body["client"]["email"], email, "{:?}", got.body);
+    }
+    let feed = app
+        .get(
+            "/v1/events?after=0&limit=200&event_type=client.erased",
+            &app.planner,
+        )
+        .await;
+    assert_eq!(feed.body["events"].as_array().unwrap().len(), 1);
+}

@@ -21,6 +21,7 @@ pub mod outbound;
 mod queue;
 pub mod reactor;
 mod report;
+mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +75,11 @@ pub struct WorkerConfig {
     pub report_retention: Duration,
     /// How long finished webhook deliveries (and their attempts) are kept.
     pub delivery_retention: Duration,
+    /// Clients whose last booking ended this long ago are erased by
+    /// themselves (`MUSTER_CLIENT_RETENTION`); `None`: never.
+    pub client_retention: Option<muster_domain::personal::Retention>,
+    /// How often the clients past their retention are looked for.
+    pub client_retention_every: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -95,6 +101,8 @@ impl Default for WorkerConfig {
             webhook_disable_after: muster_jobs::webhooks::DEFAULT_DISABLE_AFTER,
             report_retention: Duration::from_secs(30 * 24 * 3600),
             delivery_retention: Duration::from_secs(30 * 24 * 3600),
+            client_retention: None,
+            client_retention_every: Duration::from_secs(3600),
         }
     }
 }
@@ -220,8 +228,10 @@ impl Workers {
     /// shutdown; in-flight jobs finish first.
     pub async fn run(self) {
         let schedule = tokio::spawn(calendar::schedule_periodic(self.rt.clone()));
+        let retention = tokio::spawn(retention::erase_past_retention(self.rt.clone()));
         queue::run_workers(self.rt).await;
         let _ = schedule.await;
+        let _ = retention.await;
     }
 }
 

@@ -62,10 +62,96 @@ pub fn client_email(event_type: &str, payload: &Value) -> Option<String> {
         .map(|e| e.trim().to_lowercase())
 }
 
+/// How long a client's personal data is kept after their last booking
+/// ended (`MUSTER_CLIENT_RETENTION`): ISO 8601 years, months and days
+/// (`P3Y`, `P18M`, `P90D`, `P1Y6M`), counted in the calendar, so that
+/// "three years" is three years whatever the leap days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    months: u32,
+    days: u32,
+}
+
+impl Retention {
+    /// The instant before which a client's last booking must have ended
+    /// for them to be erased, `now` being now.
+    pub fn cutoff(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        now.checked_sub_months(chrono::Months::new(self.months))
+            .and_then(|t| t.checked_sub_days(chrono::Days::new(u64::from(self.days))))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+    }
+}
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a retention like P3Y, P18M or P90D");
+        let rest = text.strip_prefix('P').ok_or_else(bad)?;
+        let (mut months, mut days, mut seen) = (0u32, 0u32, 0);
+        let mut number = String::new();
+        for c in rest.chars() {
+            if c.is_ascii_digit() {
+                number.push(c);
+                continue;
+            }
+            let n: u32 = number.parse().map_err(|_| bad())?;
+            number.clear();
+            let (order, add) = match c {
+                'Y' => (1, n.checked_mul(12)),
+                'M' => (2, Some(n)),
+                'D' => (3, Some(n)),
+                _ => return Err(bad()),
+            };
+            if order <= seen {
+                return Err(bad());
+            }
+            seen = order;
+            let add = add.ok_or_else(bad)?;
+            if c == 'D' {
+                days = add;
+            } else {
+                months = months.checked_add(add).ok_or_else(bad)?;
+            }
+        }
+        if !number.is_empty() || seen == 0 || (months == 0 && days == 0) {
+            return Err(bad());
+        }
+        // Beyond a thousand years nothing would ever be erased.
+        if months > 12_000 || days > 366_000 {
+            return Err(bad());
+        }
+        Ok(Self { months, days })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::booking::Client;
+
+    #[test]
+    fn retention_counts_in_the_calendar() {
+        use chrono::TimeZone;
+        let now = chrono::Utc.with_ymd_and_hms(2028, 2, 29, 12, 0, 0).unwrap();
+        let three: Retention = "P3Y".parse().unwrap();
+        assert_eq!(
+            three.cutoff(now),
+            chrono::Utc.with_ymd_and_hms(2025, 2, 28, 12, 0, 0).unwrap()
+        );
+        let mixed: Retention = "P1Y6M10D".parse().unwrap();
+        assert_eq!(
+            mixed.cutoff(now),
+            chrono::Utc.with_ymd_and_hms(2026, 8, 19, 12, 0, 0).unwrap()
+        );
+        let days: Retention = "P90D".parse().unwrap();
+        assert_eq!(days.cutoff(now), now - chrono::Duration::days(90));
+        for bad in [
+            "", "P", "3Y", "P0D", "PT1H", "P1D1Y", "P1Y1Y", "P-1Y", "P1", "P99999Y",
+        ] {
+            assert!(bad.parse::<Retention>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn redaction_leaves_the_shape_and_an_erased_client() {

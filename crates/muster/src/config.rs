@@ -407,6 +407,10 @@ pub struct JobArgs {
     /// How long finished webhook deliveries and their attempts are kept.
     #[arg(long, env = "MUSTER_DELIVERY_RETENTION", default_value = "P30D")]
     pub delivery_retention: muster_domain::duration::IsoDuration,
+    /// Erase a client by themselves once their last booking ended this
+    /// long ago (ISO 8601 years, months, days: `P3Y`); unset: never.
+    #[arg(long, env = "MUSTER_CLIENT_RETENTION")]
+    pub client_retention: Option<muster_domain::personal::Retention>,
 }
 
 impl JobArgs {
@@ -444,6 +448,7 @@ impl JobArgs {
             webhook_disable_after: seconds(self.webhook_disable_after),
             report_retention: seconds(self.report_retention),
             delivery_retention: seconds(self.delivery_retention),
+            client_retention: self.client_retention,
             ..WorkerConfig::default()
         }
     }

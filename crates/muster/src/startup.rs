@@ -12,7 +12,7 @@ use muster_jobs::{JobPolicies, JobQueue};
 use muster_projections::{Projector, ReadSignals};
 use muster_store::db::{Endpoints, PoolSettings};
 use muster_store::secret::SecretKey;
-use muster_store::{Role, Store};
+use muster_store::{Role, Store, StoreError};
 use muster_workers::{ClientReactor, Reactor, StartError, WorkerConfig, Workers};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -77,9 +77,7 @@ impl Application {
             .replica
             .map(|options| muster_store::db::connect_lazy(options, pool));
         let store = Store::connect_lazy(databases.primary, pool);
-        // A wrong key (or none where sealed data exists) stops the process
-        // before it serves anything.
-        store.verify_secret_key().await?;
+        check_secret_key(&store).await?;
         let queue = JobQueue::new(store.pool().clone(), policies);
         let mut store = store
             .with_batching(WRITE_BATCHERS)
@@ -435,9 +433,24 @@ pub async fn verify_secret_key(
     pool: &muster_store::db::PoolSettings,
 ) -> anyhow::Result<()> {
     let store = Store::connect_lazy(database.endpoints(), pool);
-    let checked = store.verify_secret_key().await;
+    let checked = check_secret_key(&store).await;
     store.pool().close().await;
-    Ok(checked?)
+    checked
+}
+
+/// A wrong key (or none where sealed data exists) stops the process before
+/// it serves anything. A database that cannot be reached is no reason to
+/// stop (a process serves 503s until it is back, and reports itself not
+/// ready): the key is then left unchecked, and a wrong one fails every
+/// read of sealed data loudly instead.
+async fn check_secret_key(store: &Store) -> anyhow::Result<()> {
+    match store.verify_secret_key().await {
+        Err(muster_store::keyring::KeyCheckError::Store(StoreError::Unavailable(e))) => {
+            tracing::warn!(error = %e, "the database is unavailable: MUSTER_SECRET_KEY is not checked");
+            Ok(())
+        }
+        checked => Ok(checked?),
+    }
 }
 
 /// Creates the cluster's `muster` database on first start.

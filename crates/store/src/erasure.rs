@@ -179,6 +179,47 @@ impl Store {
         Ok(plan)
     }
 
+    /// Clients (tenant and lower-case email) whose last booking ended
+    /// before `cutoff` and who still have personal data: those a
+    /// retention erases, at most `limit`. A client's bookings are those
+    /// with a key of theirs, and those the read model names them on
+    /// (written before keys existed); a key of a stream that is no booking
+    /// (a waitlist entry) counts from when it was made. It reads every
+    /// key and every booking with an email: a sweep, run rarely.
+    pub async fn clients_past_retention(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<(TenantId, String)>, StoreError> {
+        let rows = sqlx::query!(
+            r#"select tenant_id as "tenant_id!", subject as "subject!"
+                 from (select k.tenant_id, k.subject, coalesce(b.ends_at, k.created_at) as last
+                         from personal_keys k
+                         left join read.bookings b
+                           on b.tenant_id = k.tenant_id and b.booking_id = k.stream_id
+                        where k.subject is not null
+                       union all
+                       select tenant_id, lower(client_email), ends_at
+                         from read.bookings
+                        where client_email is not null) as c
+                group by tenant_id, subject
+               having max(last) < $1
+                order by tenant_id, subject
+                limit $2"#,
+            cutoff,
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let tenant = TenantId::try_from(r.tenant_id)
+                    .map_err(|_| StoreError::CorruptRow("a key names an invalid tenant".into()))?;
+                Ok((tenant, r.subject))
+            })
+            .collect()
+    }
+
     /// Whether the client with `email` (lower case) in `tenant` was
     /// erased, and when last.
     pub async fn erased_at(
