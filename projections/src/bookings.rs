@@ -416,20 +416,8 @@ async fn erase(conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), 
     if keys.is_empty() {
         return Ok(());
     }
-    let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.into_iter().unzip();
-    let rows: Vec<(String, Json<BookingDocument>)> = sqlx::query_as(
-        r#"select b.tenant_id, b.document
-             from unnest($1::text[], $2::uuid[]) as k(tenant_id, booking_id)
-             join bookings b on b.tenant_id = k.tenant_id and b.booking_id = k.booking_id"#,
-    )
-    .bind(&tenants)
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
     let mut scrubbed = (Vec::new(), Vec::new(), Vec::new());
-    for (tenant, Json(document)) in rows {
-        let mut folded = FoldedBooking::from_document(document)
-            .map_err(|e| ProjectionError::poison(first, e))?;
+    for ((tenant, _), mut folded) in stored(conn, keys, first).await? {
         if let Some(details) = folded.state.details.as_mut() {
             details.client = Client::erased();
             details.notes = None;
@@ -441,7 +429,7 @@ async fn erase(conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), 
         scrubbed
             .2
             .push(serde_json::to_string(&document).expect("a booking document serialises"));
-        scrubbed.0.push(tenant);
+        scrubbed.0.push(tenant.as_str().to_owned());
     }
     sqlx::query(
         r#"update bookings b
@@ -476,6 +464,16 @@ async fn load(
         return Ok(HashMap::new());
     }
     keys.sort_unstable();
+    Ok(stored(conn, keys, events[0]).await?.into_iter().collect())
+}
+
+/// The stored bookings `keys` name (those that exist), as this projection
+/// folds them; a document that does not decode stops it at `at`.
+async fn stored(
+    conn: &mut PgConnection,
+    keys: Vec<(&str, Uuid)>,
+    at: &RecordedEvent,
+) -> Result<Vec<(Key, FoldedBooking)>, ProjectionError> {
     let (tenants, ids): (Vec<&str>, Vec<Uuid>) = keys.into_iter().unzip();
     // Runtime-checked: unqualified tables, live or staging by search_path.
     let rows: Vec<(String, Json<BookingDocument>)> = sqlx::query_as(
@@ -489,23 +487,19 @@ async fn load(
     .await
     .map_err(|e| match e {
         sqlx::Error::ColumnDecode { source, .. } => ProjectionError::poison(
-            events[0],
+            at,
             format!("a read.bookings document does not decode: {source}"),
         ),
         e => e.into(),
     })?;
-    let mut loaded = HashMap::with_capacity(rows.len());
+    let mut loaded = Vec::with_capacity(rows.len());
     for (tenant, Json(document)) in rows {
-        let tenant =
-            TenantId::try_from(tenant).map_err(|e| ProjectionError::poison(events[0], e))?;
+        let tenant = TenantId::try_from(tenant).map_err(|e| ProjectionError::poison(at, e))?;
         let id = document.id;
         let folded = FoldedBooking::from_document(document).map_err(|e| {
-            ProjectionError::poison(
-                events[0],
-                format!("a read.bookings document is invalid: {e}"),
-            )
+            ProjectionError::poison(at, format!("a read.bookings document is invalid: {e}"))
         })?;
-        loaded.insert((tenant, id), folded);
+        loaded.push(((tenant, id), folded));
     }
     Ok(loaded)
 }
