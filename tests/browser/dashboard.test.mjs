@@ -817,8 +817,10 @@ test("a booking as it was, and an admin erases its client after a confirmation",
   await past.getByRole("button", { name: "Show" }).click();
   await past.getByText("Version", { exact: true }).waitFor();
   await past.getByLabel("As it was on").fill(localInput(new Date(created - 2 * 60_000)));
+  await past.getByRole("list", { name: "Erasure room then" }).getByText("Erin's lunch", { exact: false }).waitFor();
   await past.getByRole("button", { name: "Show" }).click();
   await past.getByText("the booking did not exist yet", { exact: false }).waitFor();
+  await past.getByRole("list", { name: "Erasure room then" }).getByText("Nothing booked then.").waitFor();
 
   // Erase: a first click asks, "Keep" backs out, the second asks again.
   await dialog.getByRole("button", { name: "Erase this client's personal data…" }).click();

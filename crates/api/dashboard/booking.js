@@ -744,6 +744,30 @@ export class Bookings {
     return box;
   }
 
+  /**
+   * The schedules of the resources the booking holds now, on its day, as
+   * muster knew them at `instant` (GET /v1/resources/{id}/schedule?as_of=).
+   */
+  async pastSchedules(doc, instant, out) {
+    const day = new Date(doc.starts_at);
+    const from = new Date(day.getTime() - 12 * 60 * 60_000).toISOString();
+    const to = new Date(new Date(doc.ends_at).getTime() + 12 * 60 * 60_000).toISOString();
+    const resources = [...new Set(doc.reservations.map((r) => r.resource_id))];
+    for (const id of resources) {
+      const schedule = await this.api.get(
+        `/v1/resources/${id}/schedule?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&as_of=${encodeURIComponent(instant.toISOString())}`,
+      );
+      const name = this.ctx.resourceName(id);
+      const list = el("ul", "past-schedule");
+      list.setAttribute("aria-label", `${name} then`);
+      for (const e of schedule.entries) {
+        list.append(el("li", "", `${formatRange(new Date(e.starts_at), new Date(e.ends_at))}: ${e.title} (${statusLabel(e.status)})`));
+      }
+      if (!schedule.entries.length) list.append(el("li", "muted", "Nothing booked then."));
+      out.append(el("h4", "", `${name}, as it was`), list);
+    }
+  }
+
   /** The booking as muster knew it at an instant (GET /v1/bookings/{id}?as_of=). */
   pastSection(doc) {
     const section = this.section("As it was", "past-heading");
@@ -772,9 +796,12 @@ export class Bookings {
           fact(r.label || this.ctx.resourceName(r.resource_id), formatRange(new Date(r.starts_at), new Date(r.ends_at)));
         }
         out.replaceChildren(el("p", "", `On ${formatDateTime(instant)}:`), facts);
+        await this.pastSchedules(doc, instant, out);
       } catch (err) {
-        if (err && err.status === 404) out.replaceChildren(el("p", "", `On ${formatDateTime(instant)}, the booking did not exist yet.`));
-        else await this.showError(out, err);
+        if (err && err.status === 404) {
+          out.replaceChildren(el("p", "", `On ${formatDateTime(instant)}, the booking did not exist yet.`));
+          await this.pastSchedules(doc, instant, out);
+        } else await this.showError(out, err);
       }
     });
     section.append(form, out);
